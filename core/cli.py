@@ -1,0 +1,141 @@
+"""Command line: python -m core {train,predict,runs,evaluate} ...
+
+    python -m core train --mode frozen --data ../shared/data/SMSSpamCollection   # last stdout line: run folder
+    python -m core predict --run checkpoints/<run> "WIN a free phone now!"       # one JSON line per text
+    python -m core runs                                                          # table of runs
+    python -m core evaluate --run checkpoints/<run> --data my_messages.csv       # metrics on another file
+
+Bad input exits with status 2 and one line on stderr, never a traceback (--debug shows it).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import types
+import typing
+
+from .config import TrainConfig
+
+log = logging.getLogger("core")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; the field's help is the flag's help."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # "int | None" -> int
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        default = "mode default" if f.default is None else f.default
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=argparse.SUPPRESS,
+                            choices=f.metadata.get("choices"),
+                            help=f.metadata["help"].replace("%", "%%") + f" (default: {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model; prints the run folder last")
+    _add_config_flags(train)
+
+    predict = sub.add_parser("predict", help="spam probability of messages (arguments or stdin, one per line)")
+    predict.add_argument("--run", required=True, help="run folder or run id")
+    predict.add_argument("--runs-dir", default="checkpoints")
+    predict.add_argument("texts", nargs="*", help="messages; read from stdin, one per line, when none are given")
+
+    runs = sub.add_parser("runs", help="list runs with mode, model, status and headline metrics")
+    runs.add_argument("--runs-dir", default="checkpoints")
+    runs.add_argument("--json", action="store_true", help="one JSON object per run")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a run on another labelled file")
+    evaluate.add_argument("--run", required=True, help="run folder or run id")
+    evaluate.add_argument("--runs-dir", default="checkpoints")
+    evaluate.add_argument("--data", required=True, help="labelled file (UCI or CSV/TSV with a header)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        import transformers
+        transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected, not news
+        transformers.logging.disable_progress_bar()  # weight-loading bars would drown the training bar
+    try:
+        return {"train": _train, "predict": _predict, "runs": _runs, "evaluate": _evaluate}[args.command](args)
+    except (ValueError, OSError) as exc:  # user errors: one clear line, no traceback
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args) -> int:
+    from .train import train
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    run_dir = train(TrainConfig(**values))
+    from .runs import load_run
+    run = load_run(run_dir)
+    if run.metrics:
+        t = run.metrics["test"]
+        log.info("%s %s: accuracy %.4f precision %.4f recall %.4f f1 %.4f auroc %.4f", run.mode, run.status,
+                 t["accuracy"], t["precision"], t["recall"], t["f1"], t["auroc"] or float("nan"))
+    else:
+        log.info("run %s ended: %s", run.id, run.status)
+    print(run_dir)
+    return 0 if run.status == "completed" else 1
+
+
+def _predict(args) -> int:
+    from .predict import Predictor
+    from .runs import resolve_run
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
+    predictor = Predictor.load(resolve_run(args.run, args.runs_dir))
+    for text, p in zip(texts, predictor.predict(texts)):
+        print(json.dumps({"text": text, "spam_probability": round(float(p), 6)}, ensure_ascii=False))
+    return 0
+
+
+def _runs(args) -> int:
+    from .runs import list_runs
+
+    runs = list_runs(args.runs_dir)
+    if not runs:
+        print(f"no runs in {os.path.abspath(args.runs_dir)}", file=sys.stderr)
+        return 0
+    if not args.json:
+        print(f"{'run':40} {'mode':9} {'status':11} {'acc':>6} {'f1':>6} {'auroc':>6}  model")
+    for run in runs:
+        t = (run.metrics or {}).get("test", {})
+        if args.json:
+            print(json.dumps({"id": run.id, "path": str(run.path), "mode": run.mode, "model": run.model,
+                              "status": run.status, "error": run.error, "test": t or None}))
+        else:
+            num = lambda k: f"{t[k]:.4f}" if t.get(k) is not None else "     -"
+            print(f"{run.id:40} {run.mode or '?':9} {run.status:11} {num('accuracy'):>6} {num('f1'):>6} "
+                  f"{num('auroc'):>6}  {run.model or '?'}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_run
+    from .runs import resolve_run
+
+    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.data)
+    print(json.dumps({"name": result["name"], "rows": len(result["predictions"]),
+                      **{k: v for k, v in result["metrics"].items() if k != "ci95"}}))
+    return 0

@@ -1,0 +1,106 @@
+"""Training configuration: one dataclass whose field help is the single source of truth.
+
+The CLI builds its flags from these fields, the UI builds its form from the same defaults, and the
+resolved config is written into every run folder, so a run can always be reproduced.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+MODES = ("frozen", "finetune", "baseline")
+
+# Defaults that differ by mode. None in TrainConfig means "take the mode's default".
+MODE_DEFAULTS = {
+    # BERT paper range 2e-5..5e-5; the small bundled MiniLM prefers the top of it. 3 epochs is the
+    # paper's recipe and is where validation loss stops falling on this data.
+    "finetune": {"epochs": 3, "lr": 5e-5, "evals_per_epoch": 4},
+    # Only a small MLP on cached features trains, so many cheap epochs and a larger learning rate.
+    "frozen": {"epochs": 60, "lr": 1e-3, "evals_per_epoch": 1},
+    # The linear baseline is fitted in closed form-ish by liblinear: no epochs or learning rate.
+    "baseline": {"epochs": 1, "lr": 1.0, "evals_per_epoch": 1},
+}
+
+
+def _opt(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    mode: str = _opt("finetune", "frozen: train an MLP head on frozen encoder features; finetune: train "
+                     "the whole encoder and its classification layer; baseline: TF-IDF + logistic regression",
+                     choices=MODES)
+    data: str | None = _opt(None, "dataset file (UCI label<TAB>text, or CSV/TSV with a header); default: "
+                            "$SPAM_DATA, then data/SMSSpamCollection, then the Hugging Face hub")
+    model: str = _opt("bert-base-uncased", "hub id or local model directory; offline, falls back to the "
+                      "bundled all-MiniLM-L6-v2")
+    epochs: int | None = _opt(None, "passes over the training split (finetune 3, frozen 60)")
+    lr: float | None = _opt(None, "peak learning rate (finetune 5e-5, frozen 1e-3)")
+    batch_size: int = _opt(32, "messages per optimisation step")
+    max_length: int = _opt(128, "tokens kept per message; SMS rarely exceed 100")
+    seed: int = _opt(42, "seeds the split, the initialisation and the batch order")
+    val_fraction: float = _opt(0.1, "share of de-duplicated messages held out for validation")
+    test_fraction: float = _opt(0.2, "share of de-duplicated messages held out for the final test")
+    warmup_ratio: float = _opt(0.1, "share of steps with linear learning-rate warmup (BERT paper)")
+    weight_decay: float = _opt(0.01, "AdamW weight decay, not applied to biases and LayerNorm")
+    max_grad_norm: float = _opt(1.0, "gradient clipping norm")
+    patience: int = _opt(0, "stop after this many validations without a lower validation loss (0: off)")
+    evals_per_epoch: int | None = _opt(None, "validations per epoch (finetune 4, frozen 1)")
+    pooling: str = _opt("mean", "frozen: how token vectors become one feature vector; mean beats [CLS] "
+                        "for encoders not trained on a [CLS] objective", choices=("mean", "cls"))
+    head_hidden: int = _opt(512, "frozen: hidden units of the MLP head")
+    dropout: float = _opt(0.3, "frozen: dropout in the MLP head (0.3 and 512 units won on validation F1)")
+    class_weight: str = _opt("balanced", "weight the loss by inverse class frequency so 13 % spam is not "
+                             "ignored (the seed's frozen model collapsed to 'always ham')",
+                             choices=("balanced", "none"))
+    precision: str = _opt("fp32", "fp32, or bf16 autocast where the device supports it",
+                          choices=("fp32", "bf16"))
+    threshold: float = _opt(0.5, "spam probability at or above which a message is called spam")
+    runs_dir: str = _opt("checkpoints", "where run folders are written")
+    cache_dir: str = _opt("data/cache", "where frozen-mode features are cached")
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
+        for name, value in MODE_DEFAULTS[self.mode].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self._check("epochs", self.epochs, 1, 1000, int)
+        self._check("lr", self.lr, 1e-8, 1.0, float, open_low=False)
+        self._check("batch_size", self.batch_size, 1, 4096, int)
+        self._check("max_length", self.max_length, 8, 8192, int)
+        self._check("evals_per_epoch", self.evals_per_epoch, 1, 100, int)
+        self._check("head_hidden", self.head_hidden, 1, 65536, int)
+        self._check("patience", self.patience, 0, 1000, int)
+        for name in ("dropout", "warmup_ratio", "weight_decay"):
+            self._check(name, getattr(self, name), 0.0, 0.99, float)
+        self._check("val_fraction", self.val_fraction, 0.01, 0.5, float)
+        self._check("test_fraction", self.test_fraction, 0.01, 0.5, float)
+        self._check("threshold", self.threshold, 0.0, 1.0, float)
+        self._check("max_grad_norm", self.max_grad_norm, 0.0, 1e6, float)
+        if self.val_fraction + self.test_fraction >= 0.8:
+            raise ValueError("val_fraction + test_fraction: expected < 0.8 so some data is left to train on, "
+                             f"got {self.val_fraction + self.test_fraction:g}")
+        for name in ("pooling", "class_weight", "precision"):
+            choices = self.__dataclass_fields__[name].metadata["choices"]
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not self.model or not str(self.model).strip():
+            raise ValueError("model: expected a hub id or a model directory, got an empty name")
+
+    @staticmethod
+    def _check(name, value, low, high, kind, open_low=False):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+            raise ValueError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if not math.isfinite(value) or value < low or value > high:
+            raise ValueError(f"{name}: expected a value in [{low:g}, {high:g}], got {value!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

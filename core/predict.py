@@ -1,0 +1,83 @@
+"""Load a finished run and score messages.
+
+    predictor = Predictor.load("checkpoints/20261126-101500-finetune-ab12")
+    predictor.predict(["WINNER!! Claim your prize now", "see you at 6"])
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batches import LengthBucketSampler
+from .features import encode
+from .modeling import MLPHead, reresolve
+from .runs import RunError, read_json, weights_present
+
+PREDICT_BATCH = 64
+MAX_MESSAGE_CHARS = 5000  # longer input is cut here before tokenising; the model sees max_length tokens anyway
+
+
+class Predictor:
+    """A read-only model for one run. Thread-safe: one instance serves every browser session."""
+
+    def __init__(self, run_dir: Path, mode: str, max_length: int, tokenizer=None, model=None, head=None,
+                 pooling=None, baseline=None):
+        self.run_dir, self.mode, self.max_length = Path(run_dir), mode, max_length
+        self.tokenizer, self.model, self.head, self.pooling, self.baseline = tokenizer, model, head, pooling, baseline
+        self._lock = threading.Lock()  # torch modules are not re-entrant across threads during forward
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Predictor":
+        run_dir = Path(run_dir)
+        try:
+            config = read_json(run_dir / "config.json")
+        except (OSError, ValueError):
+            raise RunError(f"{run_dir}: config.json is missing or unreadable") from None
+        mode = config.get("mode")
+        if not weights_present(run_dir, mode):
+            raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
+        weights = run_dir / "model"
+        if mode == "baseline":
+            from .baseline import Baseline
+            return cls(run_dir, mode, 0, baseline=Baseline.load(weights))
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        if mode == "finetune":
+            model = AutoModelForSequenceClassification.from_pretrained(weights, use_safetensors=True).eval()
+            return cls(run_dir, mode, config["max_length"], AutoTokenizer.from_pretrained(weights), model)
+        from safetensors.torch import load_file
+        head_config = json.loads((weights / "head_config.json").read_text())
+        encoder_info = reresolve(head_config["encoder"])
+        encoder = AutoModel.from_pretrained(encoder_info.path, use_safetensors=True).eval()
+        head = MLPHead(head_config["in_features"], head_config["hidden"], head_config["dropout"])
+        head.load_state_dict(load_file(str(weights / "head.safetensors")))
+        return cls(run_dir, mode, head_config["max_length"], AutoTokenizer.from_pretrained(encoder_info.path),
+                   encoder, head.eval(), head_config["pooling"])
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per message before truncation (for telling the user a message was cut)."""
+        if self.tokenizer is None:
+            return [len(t.split()) for t in texts]
+        return [len(ids) for ids in self.tokenizer([t[:MAX_MESSAGE_CHARS] for t in texts])["input_ids"]]
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """Spam probability for each text, in order."""
+        texts = [str(t)[:MAX_MESSAGE_CHARS] for t in texts]
+        if not texts:
+            return np.empty(0)
+        if self.baseline is not None:
+            return self.baseline.predict_proba(texts)
+        with self._lock:
+            if self.mode == "frozen":
+                features = encode(self.model, self.tokenizer, texts, self.max_length, self.pooling, "cpu")
+                return torch.softmax(self.head(features), -1)[:, 1].numpy()
+            tokens = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+            out = np.empty(len(texts))
+            for idx in LengthBucketSampler([len(i) for i in tokens["input_ids"]], PREDICT_BATCH, shuffle=False):
+                batch = self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()}, return_tensors="pt")
+                out[idx] = torch.softmax(self.model(**batch).logits.float(), -1)[:, 1].numpy()
+            return out

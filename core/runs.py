@@ -1,0 +1,297 @@
+"""The run store: one folder per run, written atomically, readable while it is being written.
+
+    checkpoints/<run-id>/
+        config.json     every hyperparameter, the resolved model, data summary, package versions
+        status.json     running | completed | failed | cancelled (+ pid, error); a dead pid reads as interrupted
+        history.jsonl   one event per line, flushed as training goes
+        model/          weights in safetensors (save_pretrained layout for finetune, head for frozen)
+        metrics.json    test/validation metrics, curves, every test message's probability
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+FORMAT_VERSION = 1
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+LOCK_NAME = ".training.lock"
+CANCEL_FILE = "cancel"
+TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
+
+
+class RunError(ValueError):
+    """A run that does not exist or cannot be read, with a message meant for the user."""
+
+
+# ---------------------------------------------------------------------------- files
+
+def _clean(value):
+    """JSON has no NaN/inf: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_clean(obj), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise RunError(f"invalid run id {run_id!r}: expected letters, digits, '-' and '_' only")
+    return run_id
+
+
+def run_path(runs_dir: str | os.PathLike, run_id: str) -> Path:
+    return Path(runs_dir) / validate_run_id(run_id)
+
+
+def resolve_run(run: str | os.PathLike, runs_dir: str | os.PathLike = "checkpoints") -> Path:
+    """A run given as a folder path or as an id under runs_dir."""
+    path = Path(run)
+    if not path.is_dir():
+        path = run_path(runs_dir, str(run))
+    if not (path / "config.json").is_file():
+        raise RunError(f"unknown run: {run} (no config.json under {path})")
+    return path
+
+
+# ---------------------------------------------------------------------------- writing a run
+
+def new_run_dir(runs_dir: str | os.PathLike, mode: str) -> Path:
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = root / f"{stamp}-{mode}-{os.urandom(2).hex()}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"could not create a run folder under {root}")
+
+
+class EventLog:
+    """history.jsonl: one JSON object per line, flushed at once so another process can follow live."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._t0 = time.time()
+
+    def emit(self, event: str, **fields) -> dict:
+        record = {"event": event, "time": round(time.time(), 3), "elapsed": round(time.time() - self._t0, 3),
+                  **_clean(fields)}
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
+        self._file.flush()
+        return record
+
+    def close(self):
+        self._file.close()
+
+
+def set_status(run_dir: Path, status: str, **fields) -> None:
+    path = Path(run_dir) / "status.json"
+    previous = read_json(path) if path.is_file() else {}
+    record = {**previous, **fields, "status": status, "updated_at": time.time()}
+    if status == "running" and "pid" not in fields:
+        proc = psutil.Process()
+        record.update(pid=proc.pid, pid_started=proc.create_time())
+    write_json_atomic(path, record)
+
+
+def request_cancel(run_dir: Path) -> None:
+    (Path(run_dir) / CANCEL_FILE).touch()
+
+
+def cancel_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / CANCEL_FILE).exists()
+
+
+# ---------------------------------------------------------------------------- reading runs
+
+def _alive(pid: int | None, started: float | None) -> bool:
+    """Is this exact process still running? (pid plus start time, so a recycled pid does not count)"""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - started) < 1)
+    except psutil.Error:
+        return False
+
+
+def read_status(run_dir: Path) -> dict:
+    """status.json, with a 'running' run whose process is gone reported as interrupted."""
+    path = Path(run_dir) / "status.json"
+    try:
+        status = read_json(path)
+    except (OSError, ValueError):
+        return {"status": "broken", "error": "status.json is missing or unreadable"}
+    if status.get("status") == "running" and not _alive(status.get("pid"), status.get("pid_started")):
+        status = {**status, "status": "interrupted", "error": "the training process stopped without finishing"}
+    return status
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """Every complete line of history.jsonl (a line being written right now is skipped)."""
+    path = Path(run_dir) / "history.jsonl"
+    events = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.endswith("\n"):
+                    try:
+                        events.append(json.loads(line))
+                    except ValueError:
+                        continue
+    except OSError:
+        pass
+    return events
+
+
+@dataclass
+class RunInfo:
+    id: str
+    path: Path
+    mode: str | None
+    model: str | None
+    status: str
+    created: float
+    config: dict
+    metrics: dict | None
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Completed, with metrics and weights on disk: safe to compare and predict with."""
+        return self.status == "completed" and self.metrics is not None and weights_present(self.path, self.mode)
+
+
+def weights_present(run_dir: Path, mode: str | None) -> bool:
+    name = {"finetune": "model.safetensors", "frozen": "head.safetensors", "baseline": "baseline.json"}.get(mode)
+    return bool(name) and (Path(run_dir) / "model" / name).is_file()
+
+
+def load_run(run_dir: Path) -> RunInfo:
+    """Everything about one run; a damaged run is returned with status 'broken' and the reason."""
+    run_dir = Path(run_dir)
+    error = None
+    try:
+        config = read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        config, error = {}, "config.json is missing or unreadable"
+    status = read_status(run_dir)
+    state = status.get("status", "broken")
+    error = error or status.get("error")
+    metrics = None
+    if state == "completed":
+        try:
+            metrics = read_json(run_dir / "metrics.json")
+            if not isinstance(metrics.get("test"), dict):
+                raise ValueError
+        except (OSError, ValueError, AttributeError):
+            metrics, state, error = None, "broken", "metrics.json is missing or unreadable"
+        if metrics is not None and not weights_present(run_dir, config.get("mode")):
+            state, error = "broken", "the model weights are missing"
+    if not config and state != "broken":
+        state = "broken"
+    return RunInfo(id=run_dir.name, path=run_dir, mode=config.get("mode"), model=(config.get("model") or {}).get("name"),
+                   status=state, created=config.get("created", run_dir.stat().st_mtime), config=config,
+                   metrics=metrics, error=error)
+
+
+def list_runs(runs_dir: str | os.PathLike = "checkpoints") -> list[RunInfo]:
+    """All runs, newest first. Folders that are not runs (no valid id) are ignored."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [load_run(p) for p in root.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
+    return sorted(runs, key=lambda r: r.created, reverse=True)
+
+
+def delete_run(runs_dir: str | os.PathLike, run_id: str) -> None:
+    path = run_path(runs_dir, run_id)
+    if not path.is_dir():
+        raise RunError(f"unknown run: {run_id}")
+    if read_status(path).get("status") == "running":
+        raise RunError(f"run {run_id} is still training: cancel it first")
+    shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------------------- one job at a time
+
+@contextmanager
+def training_lock(runs_dir: str | os.PathLike):
+    """An exclusive lock on the runs folder, held for the whole training process.
+
+    flock is released by the kernel when the process dies, even by kill -9, so a crash never leaves
+    the lock stuck. The holder's run id is written in the file so others can name it.
+    """
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    f = open(root / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        holder = running_job(runs_dir)
+        raise RunError(f"another training job is running: {holder or 'unknown run'}") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def set_lock_holder(lock_file, run_id: str) -> None:
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(run_id)
+    lock_file.flush()
+
+
+def running_job(runs_dir: str | os.PathLike) -> str | None:
+    """The run id of the training job holding the lock, or None when no job runs."""
+    path = Path(runs_dir) / LOCK_NAME
+    if not path.is_file():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f.read().strip() or "starting"
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None

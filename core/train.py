@@ -1,0 +1,350 @@
+"""Training, both modes, one loop.
+
+    python -m core train --mode finetune --data ../shared/data/SMSSpamCollection
+    python -m core train --mode frozen   --pooling cls --head-hidden 512
+
+Phases: lock -> data -> model -> run folder -> (frozen: cached features) -> optimiser -> loop with
+periodic validation, keeping the best weights -> test evaluation -> save. Every phase writes an event
+to <run>/history.jsonl, which the dashboard follows live.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .batches import eval_order, feature_loader, token_loader
+from .config import TrainConfig
+from .data import LABELS, load_messages, split_messages, split_summary
+from .features import cache_key, cached_features, encode
+from .metrics import classification_metrics, curves
+from .modeling import MLPHead, ModelError, count_parameters, resolve_model
+from .runs import (EventLog, cancel_requested, new_run_dir, set_lock_holder, set_status, training_lock,
+                   write_json_atomic, FORMAT_VERSION)
+
+log = logging.getLogger(__name__)
+
+MAX_LOGGED_STEPS = 500  # train-loss events per run; more would only bloat history.jsonl
+
+
+class Cancelled(Exception):
+    """Training was asked to stop (cancel file or SIGTERM)."""
+
+
+class Diverged(ValueError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Setup:
+    """What the loop needs, whatever the mode."""
+    model: torch.nn.Module  # called as model(**inputs) -> logits (or an output with .logits)
+    loaders: dict  # train / validation / test DataLoaders of dicts with "labels"
+    save: callable  # save(model, directory) writes the weights in safetensors
+    trainable: int
+    total: int
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train one model as `cfg` says; returns the run folder. Raises ValueError subclasses on bad input."""
+    with training_lock(cfg.runs_dir) as lock:
+        messages = load_messages(cfg.data)
+        model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
+        if model_info and cfg.max_length > model_info.max_positions:
+            raise ModelError(f"max_length: expected at most {model_info.max_positions} for {model_info.name}, "
+                             f"got {cfg.max_length}")
+        run_dir = new_run_dir(cfg.runs_dir, cfg.mode)
+        set_lock_holder(lock, run_dir.name)
+        set_status(run_dir, "running", started_at=time.time())
+        events = EventLog(run_dir / "history.jsonl")
+        stop = _install_sigterm()
+        try:
+            _train(cfg, run_dir, messages, model_info, events, stop)
+            set_status(run_dir, "completed", ended_at=time.time())
+            events.emit("end", status="completed")
+        except Cancelled:
+            set_status(run_dir, "cancelled", ended_at=time.time())
+            events.emit("end", status="cancelled")
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            set_status(run_dir, "failed", ended_at=time.time(), error=reason)
+            events.emit("end", status="failed", error=reason)
+            raise
+        finally:
+            events.close()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return run_dir
+
+
+def _install_sigterm() -> dict:
+    stop = {"requested": False}
+
+    def handler(signum, frame):
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventLog, stop: dict) -> None:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    t_start = time.time()
+    set_seed(cfg.seed)
+    splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    data_info = {"source": messages.source, **messages.summary, "splits": split_summary(splits)}
+    events.emit("data", **data_info)
+    config = {"format_version": FORMAT_VERSION, "created": t_start, **cfg.to_dict(),
+              "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
+              "data_info": data_info, "labels": list(LABELS), "versions": _versions()}
+    write_json_atomic(run_dir / "config.json", config)
+
+    def check_stop():
+        if stop["requested"] or cancel_requested(run_dir):
+            raise Cancelled
+
+    if cfg.mode == "baseline":
+        from .baseline import train_baseline
+        result = train_baseline(cfg, splits, run_dir, events)
+        _finish(cfg, run_dir, config, events, splits, result["probabilities"], result, t_start)
+        return
+
+    accelerator = Accelerator(mixed_precision="bf16" if cfg.precision == "bf16" else "no")
+    events.emit("model", device=str(accelerator.device), **model_info.to_dict())
+    setup = (_setup_frozen if cfg.mode == "frozen" else _setup_finetune)(
+        cfg, model_info, splits, messages, accelerator, events, check_stop)
+    config.update(trainable_parameters=setup.trainable, total_parameters=setup.total, device=str(accelerator.device))
+    write_json_atomic(run_dir / "config.json", config)
+
+    # ------------------------------------------------------------------ optimiser
+    decay, no_decay = [], []
+    for name, param in setup.model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)  # biases and LayerNorm weights are 1-D
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    model, optimizer, train_loader = accelerator.prepare(setup.model, optimizer, setup.loaders["train"])
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * cfg.epochs
+    from transformers import get_linear_schedule_with_warmup
+    # stepped by hand, not prepared: accelerate would step it once per process
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    labels = np.asarray(splits["train"]["label"].tolist())
+    weight = None
+    if cfg.class_weight == "balanced":  # n / (2 * n_c): each class contributes equally to the loss
+        weight = torch.tensor(len(labels) / (2 * np.bincount(labels, minlength=2)), dtype=torch.float32,
+                              device=accelerator.device)
+    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    log_every = max(1, total_steps // MAX_LOGGED_STEPS)
+    events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                eval_every=eval_every, trainable_parameters=setup.trainable)
+
+    # ------------------------------------------------------------------ loop
+    best = {"loss": float("inf"), "step": 0, "state": None}
+    evals_since_best, step, running = 0, 0, []
+    t_train = time.time()
+    bar = tqdm(total=total_steps, desc=f"{cfg.mode}", unit="step", disable=None)
+    for epoch in range(cfg.epochs):
+        model.train()
+        for batch in train_loader:
+            targets = batch.pop("labels")
+            out = model(**batch)
+            loss = F.cross_entropy(getattr(out, "logits", out).float(), targets, weight=weight)
+            if not torch.isfinite(loss):
+                raise Diverged(f"the training loss became {loss.item()} at step {step + 1}; try a lower learning rate")
+            accelerator.backward(loss)
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{running[-1]:.4f}")
+            if step % log_every == 0 or step == total_steps:
+                events.emit("train", step=step, epoch=step / steps_per_epoch, loss=float(np.mean(running)),
+                            lr=scheduler.get_last_lr()[0], total_steps=total_steps)
+                running = []
+            check_stop()
+            if step % eval_every == 0 or step == total_steps:
+                val = _evaluate(model, setup.loaders["validation"], accelerator, weight)
+                events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
+                            **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
+                if val["loss"] < best["loss"]:  # keep the weights with the lowest validation loss
+                    state = accelerator.unwrap_model(model).state_dict()
+                    best = {"loss": val["loss"], "step": step,
+                            "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
+                    evals_since_best = 0
+                else:
+                    evals_since_best += 1
+                model.train()
+                if cfg.patience and evals_since_best >= cfg.patience:
+                    events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"])
+                    break
+        else:
+            continue
+        break
+    bar.close()
+    train_seconds = time.time() - t_train
+
+    # ------------------------------------------------------------------ evaluate the best weights, save
+    final = accelerator.unwrap_model(model)
+    if best["state"] is not None:
+        final.load_state_dict(best["state"])
+    test = _evaluate(final, setup.loaders["test"], accelerator, weight)
+    val = _evaluate(final, setup.loaders["validation"], accelerator, weight)
+    result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"],
+              "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
+              "validation": val["metrics"], "probabilities": test["probabilities"],
+              "trainable_parameters": setup.trainable, "total_parameters": setup.total}
+    if accelerator.is_main_process:
+        _save_atomic(run_dir / "model", lambda d: setup.save(final, d))
+        _finish(cfg, run_dir, config, events, splits, test["probabilities"], result, t_start)
+
+
+def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabilities, result: dict, t_start) -> None:
+    """Test metrics, curves and every test message's probability into metrics.json."""
+    y_test = np.asarray(splits["test"]["label"].tolist())
+    test_metrics = classification_metrics(y_test, probabilities, cfg.threshold)
+    from .metrics import bootstrap_intervals
+    test_metrics["ci95"] = bootstrap_intervals(y_test, probabilities, cfg.threshold, seed=cfg.seed)
+    metrics = {
+        "format_version": FORMAT_VERSION, "mode": cfg.mode, "model": (config.get("model") or {}).get("name", "tfidf"),
+        "threshold": cfg.threshold, "test": test_metrics, "validation": result.get("validation"),
+        "curves": curves(y_test, probabilities),
+        "predictions": [{"text": t, "label": int(y), "spam_probability": float(p)}
+                        for t, y, p in zip(splits["test"]["text"].tolist(), y_test, probabilities)],
+        "train_seconds": result["train_seconds"], "total_seconds": time.time() - t_start,
+        "train_messages_per_second": result.get("train_messages_per_second"),
+        "steps": result.get("steps"), "best_step": result.get("best_step"),
+        "trainable_parameters": result["trainable_parameters"], "total_parameters": result["total_parameters"],
+    }
+    events.emit("test", **{k: v for k, v in test_metrics.items() if k != "ci95"})
+    write_json_atomic(run_dir / "metrics.json", metrics)
+
+
+@torch.inference_mode()
+def _evaluate(model, loader, accelerator, weight) -> dict:
+    """Spam probabilities (in the split's original order), weighted loss and metrics."""
+    model.eval()
+    probs, targets, losses = [], [], []
+    for batch in loader:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        y = batch.pop("labels")
+        with accelerator.autocast():
+            out = model(**batch)
+        logits = getattr(out, "logits", out).float()
+        losses.append(F.cross_entropy(logits, y, weight=weight, reduction="sum").item()
+                      / (weight[y].sum().item() if weight is not None else len(y)))
+        probs.append(torch.softmax(logits, -1)[:, 1].cpu())
+        targets.append(y.cpu())
+    order = eval_order(loader)
+    p = np.empty(len(order))
+    y = np.empty(len(order), dtype=int)
+    p[order] = torch.cat(probs).numpy()
+    y[order] = torch.cat(targets).numpy()
+    sizes = [len(t) for t in targets]
+    loss = float(np.average(losses, weights=sizes))
+    return {"loss": loss, "probabilities": p, "metrics": classification_metrics(y, p)}
+
+
+# ---------------------------------------------------------------------------- the two modes
+
+def _setup_finetune(cfg, model_info, splits, messages, accelerator, events, check_stop) -> Setup:
+    """The whole encoder plus a fresh classification layer trains."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_info.path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_info.path, num_labels=2, id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+        use_safetensors=True)
+    loaders = {}
+    for name, part in splits.items():
+        enc = tokenizer(part["text"].tolist(), truncation=True, max_length=cfg.max_length)
+        encodings = [dict(zip(enc.keys(), values)) for values in zip(*enc.values())]
+        loaders[name] = token_loader(encodings, part["label"].tolist(), tokenizer, cfg.batch_size,
+                                     shuffle=name == "train", seed=cfg.seed)
+
+    def save(m, directory):
+        m.save_pretrained(directory)  # config.json + model.safetensors
+        tokenizer.save_pretrained(directory)
+
+    trainable, total = count_parameters(model)
+    return Setup(model, loaders, save, trainable, total)
+
+
+def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_stop) -> Setup:
+    """Encoder features computed once (cached), then only an MLP head trains on them."""
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    key = cache_key(model_info.name, model_info.path, model_info.source, cfg.max_length, cfg.pooling,
+                    cfg.precision, messages.fingerprint)
+    encoder = None
+
+    def compute():
+        nonlocal encoder
+        tokenizer = AutoTokenizer.from_pretrained(model_info.path)
+        encoder = AutoModel.from_pretrained(model_info.path, use_safetensors=True).to(accelerator.device)
+
+        def progress(done, total):
+            events.emit("features", done=done, total=total)
+            check_stop()
+
+        return encode(encoder, tokenizer, messages.frame["text"].tolist(), cfg.max_length, cfg.pooling,
+                      accelerator.device, accelerator.autocast, on_progress=progress)
+
+    t0 = time.time()
+    features, was_cached = cached_features(cfg.cache_dir, key, compute)
+    events.emit("features_ready", cached=was_cached, seconds=time.time() - t0, shape=list(features.shape))
+    # the split keeps the dataset's texts; map each back to its feature row
+    row = {text: i for i, text in enumerate(messages.frame["text"].tolist())}
+    loaders = {name: feature_loader(features[[row[t] for t in part["text"].tolist()]], part["label"].tolist(),
+                                    cfg.batch_size, shuffle=name == "train", seed=cfg.seed)
+               for name, part in splits.items()}
+    head = MLPHead(features.shape[1], cfg.head_hidden, cfg.dropout)
+
+    def save(m, directory):
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(Path(directory) / "head.safetensors"))
+        write_json_atomic(Path(directory) / "head_config.json",
+                          {**m.config, "pooling": cfg.pooling, "max_length": cfg.max_length, "encoder": model_info.to_dict()})
+
+    if encoder is None:  # parameter count of the frozen encoder without loading its weights
+        from transformers import AutoConfig
+        with torch.device("meta"):
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_info.path))
+    trainable, _ = count_parameters(head)
+    total = trainable + sum(p.numel() for p in encoder.parameters())
+    del encoder
+    return Setup(head, loaders, save, trainable, total)
+
+
+def _save_atomic(target: Path, write) -> None:
+    """Write a folder next to its final place, then rename: a killed run never leaves half a checkpoint."""
+    import shutil
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def _versions() -> dict:
+    import sklearn
+    import transformers
+    return {"core": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "scikit-learn": sklearn.__version__}

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny random BERT and a small synthetic SMS dataset, both built in the test."""
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the hub in tests
+
+HAM = ["see you at {n} tonight", "ok lar i am on the way", "can you pick up milk on the way home",
+       "sorry i missed your call, ring me later", "what time is the meeting tomorrow", "love you, sleep well",
+       "are we still on for dinner at {n}", "i will be late, traffic is bad", "happy birthday! have a great day",
+       "did you finish the report for {n}"]
+SPAM = ["WINNER!! you have won a £{n} prize, call 0906{n} now", "FREE entry to win a new phone, txt WIN to {n}",
+        "URGENT your account is suspended, claim at http://x.co/{n}", "Congratulations! claim your {n} cash reward now",
+        "You have been selected for a free holiday, call {n} to claim", "txt STOP to {n}, £1.50/msg, win cash now"]
+
+
+def make_messages(n_ham=90, n_spam=40, seed=0):
+    rng = random.Random(seed)
+    rows = [("ham", rng.choice(HAM).format(n=rng.randint(1, 99999)) + f" {i}") for i in range(n_ham)]
+    rows += [("spam", rng.choice(SPAM).format(n=rng.randint(100, 99999)) + f" {i}") for i in range(n_spam)]
+    rng.shuffle(rows)
+    return rows
+
+
+def write_uci(path: Path, rows) -> Path:
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with the bundled model's uncased vocabulary, saved like the hub's."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from core.modeling import bundled_model_dir
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def sms_file(tmp_path) -> Path:
+    return write_uci(tmp_path / "sms.txt", make_messages())
+
+
+@pytest.fixture
+def real_data() -> Path:
+    path = os.environ.get("SPAM_DATA")
+    if not path or not Path(path).is_file():
+        pytest.skip("SPAM_DATA is not set to the UCI SMS Spam Collection")
+    return Path(path)
