@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model; prints the run folder last")
+    train.add_argument("--config", help="JSON file with one config object, or a list of them to train one after "
+                       "the other (flags given here override every entry)")
     _add_config_flags(train)
 
     predict = sub.add_parser("predict", help="spam probability of messages (arguments or stdin, one per line)")
@@ -81,20 +83,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .train import train
-
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    run_dir = train(TrainConfig(**values))
     from .runs import load_run
-    run = load_run(run_dir)
-    if run.metrics:
-        t = run.metrics["test"]
-        log.info("%s %s: accuracy %.4f precision %.4f recall %.4f f1 %.4f auroc %.4f", run.mode, run.status,
-                 t["accuracy"], t["precision"], t["recall"], t["f1"], t["auroc"] or float("nan"))
-    else:
-        log.info("run %s ended: %s", run.id, run.status)
-    print(run_dir)
-    return 0 if run.status == "completed" else 1
+    from .train import train_sequence
+
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    entries = [{}]
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            loaded = json.load(f)
+        entries = loaded if isinstance(loaded, list) else [loaded]
+        if not entries or not all(isinstance(e, dict) for e in entries):
+            raise ValueError(f"{args.config}: expected a config object or a non-empty list of them")
+    configs = [TrainConfig.from_dict({**entry, **flags}) for entry in entries]  # validates all before training
+    status = 0
+    for run_dir in train_sequence(configs):
+        run = load_run(run_dir)
+        if run.metrics:
+            t = run.metrics["test"]
+            log.info("%s %s: accuracy %.4f precision %.4f recall %.4f f1 %.4f auroc %.4f", run.mode, run.status,
+                     t["accuracy"], t["precision"], t["recall"], t["f1"], t["auroc"] or float("nan"))
+        else:
+            log.info("run %s ended: %s", run.id, run.status)
+        print(run_dir, flush=True)
+        status = status or (0 if run.status == "completed" else 1)
+    return status
 
 
 def _predict(args) -> int:

@@ -228,7 +228,8 @@ def load_run(run_dir: Path) -> RunInfo:
             state, error = "broken", "the model weights are missing"
     if not config and state != "broken":
         state = "broken"
-    return RunInfo(id=run_dir.name, path=run_dir, mode=config.get("mode"), model=(config.get("model") or {}).get("name"),
+    model = (config.get("model") or {}).get("name") or ("tfidf-logreg" if config.get("mode") == "baseline" else None)
+    return RunInfo(id=run_dir.name, path=run_dir, mode=config.get("mode"), model=model,
                    status=state, created=config.get("created", run_dir.stat().st_mtime), config=config,
                    metrics=metrics, error=error)
 

@@ -29,8 +29,8 @@ from .data import LABELS, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, count_parameters, resolve_model
-from .runs import (EventLog, cancel_requested, new_run_dir, set_lock_holder, set_status, training_lock,
-                   write_json_atomic, FORMAT_VERSION)
+from .runs import (FORMAT_VERSION, EventLog, cancel_requested, new_run_dir, read_status, set_lock_holder, set_status,
+                   training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +57,51 @@ class Setup:
 
 def train(cfg: TrainConfig) -> Path:
     """Train one model as `cfg` says; returns the run folder. Raises ValueError subclasses on bad input."""
-    with training_lock(cfg.runs_dir) as lock:
-        messages = load_messages(cfg.data)
-        model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
-        if model_info and cfg.max_length > model_info.max_positions:
-            raise ModelError(f"max_length: expected at most {model_info.max_positions} for {model_info.name}, "
-                             f"got {cfg.max_length}")
-        run_dir = new_run_dir(cfg.runs_dir, cfg.mode)
-        set_lock_holder(lock, run_dir.name)
-        set_status(run_dir, "running", started_at=time.time())
-        events = EventLog(run_dir / "history.jsonl")
-        stop = _install_sigterm()
-        try:
-            _train(cfg, run_dir, messages, model_info, events, stop)
-            set_status(run_dir, "completed", ended_at=time.time())
-            events.emit("end", status="completed")
-        except Cancelled:
-            set_status(run_dir, "cancelled", ended_at=time.time())
-            events.emit("end", status="cancelled")
-        except Exception as exc:
-            reason = str(exc) or type(exc).__name__
-            set_status(run_dir, "failed", ended_at=time.time(), error=reason)
-            events.emit("end", status="failed", error=reason)
-            raise
-        finally:
-            events.close()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        return run_dir
+    return train_sequence([cfg])[0]
+
+
+def train_sequence(configs: list[TrainConfig]) -> list[Path]:
+    """Train several models one after the other under one lock (no other job slips in between)."""
+    runs_dirs = {c.runs_dir for c in configs}
+    if len(runs_dirs) != 1:
+        raise ValueError(f"expected one runs_dir for a sequence, got {sorted(runs_dirs)}")
+    done = []
+    with training_lock(runs_dirs.pop()) as lock:
+        for cfg in configs:
+            done.append(_train_one(cfg, lock))
+            if read_status(done[-1]).get("status") == "cancelled":  # cancel stops the whole sequence
+                break
+    return done
+
+
+def _train_one(cfg: TrainConfig, lock) -> Path:
+    messages = load_messages(cfg.data)
+    model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
+    if model_info and cfg.max_length > model_info.max_positions:
+        raise ModelError(f"max_length: expected at most {model_info.max_positions} for {model_info.name}, "
+                         f"got {cfg.max_length}")
+    run_dir = new_run_dir(cfg.runs_dir, cfg.mode)
+    set_lock_holder(lock, run_dir.name)
+    write_json_atomic(run_dir / "config.json", _run_config(cfg, model_info, time.time()))
+    set_status(run_dir, "running", started_at=time.time())
+    events = EventLog(run_dir / "history.jsonl")
+    stop = _install_sigterm()
+    try:
+        _train(cfg, run_dir, messages, model_info, events, stop)
+        set_status(run_dir, "completed", ended_at=time.time())
+        events.emit("end", status="completed")
+    except Cancelled:
+        set_status(run_dir, "cancelled", ended_at=time.time())
+        events.emit("end", status="cancelled")
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        set_status(run_dir, "failed", ended_at=time.time(), error=reason)
+        events.emit("end", status="failed", error=reason)
+        raise
+    finally:
+        events.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return run_dir
 
 
 def _install_sigterm() -> dict:
@@ -105,9 +123,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     data_info = {"source": messages.source, **messages.summary, "splits": split_summary(splits)}
     events.emit("data", **data_info)
-    config = {"format_version": FORMAT_VERSION, "created": t_start, **cfg.to_dict(),
-              "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
-              "data_info": data_info, "labels": list(LABELS), "versions": _versions()}
+    config = {**_run_config(cfg, model_info, t_start), "data_info": data_info}
     write_json_atomic(run_dir / "config.json", config)
 
     def check_stop():
@@ -221,7 +237,7 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
     from .metrics import bootstrap_intervals
     test_metrics["ci95"] = bootstrap_intervals(y_test, probabilities, cfg.threshold, seed=cfg.seed)
     metrics = {
-        "format_version": FORMAT_VERSION, "mode": cfg.mode, "model": (config.get("model") or {}).get("name", "tfidf"),
+        "format_version": FORMAT_VERSION, "mode": cfg.mode, "model": (config.get("model") or {}).get("name", "tfidf-logreg"),
         "threshold": cfg.threshold, "test": test_metrics, "validation": result.get("validation"),
         "curves": curves(y_test, probabilities),
         "predictions": [{"text": t, "label": int(y), "spam_probability": float(p)}
@@ -341,6 +357,12 @@ def _save_atomic(target: Path, write) -> None:
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+
+
+def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:
+    return {"format_version": FORMAT_VERSION, "created": created, **cfg.to_dict(),
+            "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
+            "labels": list(LABELS), "versions": _versions()}
 
 
 def _versions() -> dict:
