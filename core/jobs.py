@@ -1,0 +1,311 @@
+"""Training jobs for the dashboard: launch one detached process, follow it, cancel it.
+
+    job = launch([TrainConfig(mode="frozen"), TrainConfig(mode="finetune")], runs_dir="checkpoints")
+    progress = current_job("checkpoints")   # None when nothing runs
+    cancel("checkpoints")
+
+A job is `python -m core train --config plan.json` in its own session, so a browser reload, a second
+tab or a Streamlit restart never stops it. Only one job runs at a time: the training process holds the
+runs folder's flock (core.runs.training_lock) for its whole life, and `launch` holds a second lock
+around "is one running? no -> start one -> wait until it holds the training lock", so two sessions
+pressing Train at the same moment start exactly one job. Nothing here imports streamlit.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .config import TrainConfig
+from .runs import load_run, read_history, read_json, read_status, request_cancel, run_path, running_job, \
+    write_json_atomic
+
+JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
+LAUNCH_LOCK = ".launch.lock"
+LAST_JOB = "last.json"
+START_TIMEOUT_S = 300.0  # importing torch + transformers on a busy 2-core laptop can take a minute
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # `python -m core` must find this package
+
+
+class JobError(RuntimeError):
+    """A job that could not be started or stopped, with a message meant for the user."""
+
+
+class JobBusy(JobError):
+    """Another training job is already running; `.run_id` names it."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        what = "a training job is still loading its data and model" if run_id == "starting" else \
+            f"training job {run_id} is running"
+        super().__init__(f"{what}; only one job runs at a time: wait for it or cancel it first")
+
+
+@dataclass
+class Job:
+    pid: int
+    started: float
+    modes: list[str]
+    log: Path
+    plan: Path
+    exit_code: int | None = None  # set when the process already finished while launch() waited
+
+
+@dataclass
+class Progress:
+    """What a page shows about the running job, computed from the run's history.jsonl."""
+    run_id: str | None  # None while the process is loading data and model, before its run folder exists
+    mode: str | None
+    phase: str  # starting | preparing | features | training | evaluating | finishing
+    fraction: float  # 0..1 of this run
+    eta_seconds: float | None  # of this run; None until there is a rate to extrapolate from
+    step: int = 0
+    total_steps: int = 0
+    index: int = 1  # this run's position in the job's plan (1-based)
+    count: int = 1  # runs in the plan
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        where = f"run {self.index} of {self.count}, " if self.count > 1 else ""
+        eta = f", about {format_seconds(self.eta_seconds)} left" if self.eta_seconds is not None else ""
+        return f"{self.mode or 'training'} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+# ---------------------------------------------------------------------------- launching
+
+@contextmanager
+def _launch_lock(runs_dir: Path):
+    """Serialise launches across sessions and processes (blocking: a launch holds it for seconds)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / LAUNCH_LOCK, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def launch(configs: list[TrainConfig], runs_dir: str | os.PathLike | None = None,
+           start_timeout: float = START_TIMEOUT_S) -> Job:
+    """Start `python -m core train --config plan.json` for these configs, trained one after another.
+
+    Raises JobBusy when a job already runs, JobError when the process dies before training starts
+    (with the last line it printed, e.g. a data error).
+    """
+    if not configs:
+        raise JobError("expected at least one training config, got none")
+    runs_dir = Path(runs_dir or configs[0].runs_dir).resolve()
+    plan = []
+    for cfg in configs:  # absolute paths: the child's working directory is the project root
+        entry = cfg.to_dict()
+        entry["runs_dir"] = str(runs_dir)
+        if entry["data"]:
+            entry["data"] = str(Path(entry["data"]).expanduser().resolve())
+        entry["cache_dir"] = str(Path(entry["cache_dir"]).expanduser().resolve())
+        if Path(entry["model"]).expanduser().exists():
+            entry["model"] = str(Path(entry["model"]).expanduser().resolve())
+        plan.append(TrainConfig.from_dict(entry).to_dict())  # validated again, exactly as the child will
+
+    with _launch_lock(runs_dir):
+        holder = running_job(runs_dir)
+        if holder:
+            raise JobBusy(holder)
+        jobs = runs_dir / JOBS_DIR
+        jobs.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        plan_path, log_path = jobs / f"plan-{stamp}.json", jobs / f"train-{stamp}.log"
+        write_json_atomic(plan_path, plan)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "core", "train", "--config", str(plan_path)],
+                cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a Streamlit restart or Ctrl-C does not kill it
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"})
+        job = Job(pid=proc.pid, started=time.time(), modes=[c["mode"] for c in plan], log=log_path, plan=plan_path)
+        write_json_atomic(jobs / LAST_JOB, {"pid": job.pid, "pid_started": _create_time(job.pid),
+                                            "started": job.started, "modes": job.modes, "log": str(log_path),
+                                            "plan": str(plan_path)})
+        # keep the launch lock until the child holds the training lock, so no second launch slips in
+        deadline = time.time() + start_timeout
+        while time.time() < deadline:
+            if running_job(runs_dir):
+                return job
+            code = proc.poll()
+            if code is not None:
+                job.exit_code = code
+                if code != 0:
+                    raise JobError(f"training did not start: {_last_error(log_path)}")
+                return job  # finished already (a tiny baseline can)
+            time.sleep(0.1)
+        return job  # still importing; the training lock still refuses a second job
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _last_error(log_path: Path) -> str:
+    lines = [l.strip() for l in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("error:")]
+    return (errors or lines or ["the process exited without output"])[-1].removeprefix("error:").strip()
+
+
+def last_job(runs_dir: str | os.PathLike) -> dict | None:
+    try:
+        return read_json(Path(runs_dir) / JOBS_DIR / LAST_JOB)
+    except (OSError, ValueError):
+        return None
+
+
+def log_tail(runs_dir: str | os.PathLike, lines: int = 20) -> str:
+    """The end of the last job's output (what the CLI printed), for showing why a job failed."""
+    info = last_job(runs_dir)
+    if not info:
+        return ""
+    try:
+        text = Path(info["log"]).read_text(encoding="utf-8", errors="replace")
+    except (OSError, KeyError, TypeError):
+        return ""
+    # tqdm redraws with carriage returns; keep only the last state of each line
+    return "\n".join(l.rsplit("\r", 1)[-1] for l in text.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------- following
+
+def current_job(runs_dir: str | os.PathLike) -> Progress | None:
+    """The running job's progress, or None when no job runs."""
+    runs_dir = Path(runs_dir)
+    holder = running_job(runs_dir)
+    if not holder:
+        return None
+    info = last_job(runs_dir) or {}
+    count = max(1, len(info.get("modes") or [1]))
+    if holder == "starting":
+        return Progress(None, (info.get("modes") or [None])[0], "starting", 0.0, None, count=count,
+                        detail="loading data and model")
+    try:
+        run_dir = run_path(runs_dir, holder)
+    except ValueError:
+        return Progress(None, None, "starting", 0.0, None, count=count)
+    index = 1
+    if info.get("started"):  # position in the plan: runs created since the job started
+        since = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                 and _created(p) >= info["started"] - 1]
+        index = max(1, min(count, len(since)))
+    progress = progress_from_history(read_history(run_dir))
+    progress.run_id, progress.index, progress.count = holder, index, count
+    if progress.mode is None:
+        progress.mode = load_run(run_dir).mode
+    return progress
+
+
+def _created(run_dir: Path) -> float:
+    try:
+        return float(read_json(run_dir / "config.json").get("created", 0))
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
+FEATURES_SHARE = 0.9  # frozen mode: extracting features is most of the work; the MLP head trains in seconds
+
+
+def progress_from_history(events: list[dict], now: float | None = None) -> Progress:
+    """Phase, fraction done and ETA of one run from its history events (pure, for tests)."""
+    now = time.time() if now is None else now
+    last = {}
+    for e in events:
+        last[e.get("event")] = e
+    mode = None
+    frozen = "features" in last or "features_ready" in last
+    if "test" in last or "end" in last:
+        return Progress(None, mode, "finishing", 1.0, 0.0)
+    if "start" in last:
+        total = int(last["start"].get("total_steps") or 0)
+        train = last.get("train")
+        step = int(train["step"]) if train else 0
+        base = FEATURES_SHARE if frozen else 0.0
+        if not total:
+            return Progress(None, mode, "training", base, None)
+        share = step / total
+        eta = None
+        if step:
+            rate = (train["time"] - last["start"]["time"]) / step  # seconds per step, evaluations included
+            eta = max(0.0, rate * (total - step) - (now - train["time"]))
+        phase = "evaluating" if step >= total else "training"
+        return Progress(None, mode, phase, base + (1 - base) * share, eta, step=step, total_steps=total,
+                        detail=f"step {step}/{total}")
+    if "features" in last:
+        feats = last["features"]
+        done, total = int(feats.get("done", 0)), max(1, int(feats.get("total", 1)))
+        first = next(e for e in events if e.get("event") == "features")
+        eta = None
+        if done > int(first.get("done", 0)):  # rate from the first to the latest progress event
+            rate = (feats["time"] - first["time"]) / (done - int(first.get("done", 0)))
+            eta = max(0.0, rate * (total - done) - (now - feats["time"]))
+        return Progress(None, "frozen", "features", FEATURES_SHARE * done / total, eta,
+                        detail=f"encoding messages {done}/{total}")
+    if "features_ready" in last:
+        return Progress(None, "frozen", "training", FEATURES_SHARE, None)
+    return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model")
+
+
+def loss_curves(events: list[dict]) -> dict[str, list]:
+    """Training and validation loss by step, ready to plot: {train: [(step, loss)], validation: [...]}."""
+    train = [(e["step"], e["loss"]) for e in events if e.get("event") == "train" and e.get("loss") is not None]
+    val = [(e["step"], e["loss"]) for e in events
+           if e.get("event") == "eval" and e.get("split", "validation") == "validation" and e.get("loss") is not None]
+    return {"train": train, "validation": val}
+
+
+# ---------------------------------------------------------------------------- stopping
+
+def cancel(runs_dir: str | os.PathLike) -> str:
+    """Ask the running job to stop; it saves status 'cancelled' at its next step. Returns what was asked."""
+    runs_dir = Path(runs_dir)
+    holder = running_job(runs_dir)
+    if not holder:
+        raise JobError("no training job is running")
+    if holder != "starting":
+        run_dir = run_path(runs_dir, holder)
+        # the holder is named a moment before its status.json exists; a cancel file is the clean way
+        deadline = time.time() + 10
+        while read_status(run_dir).get("status") == "broken" and time.time() < deadline:
+            time.sleep(0.1)
+        if read_status(run_dir).get("status") == "running":
+            request_cancel(run_dir)
+            return holder
+    # no run folder yet (still loading data/model): nothing to save, so stop the process itself
+    info = last_job(runs_dir) or {}
+    pid = info.get("pid")
+    try:
+        proc = psutil.Process(pid)
+        if info.get("pid_started") and abs(proc.create_time() - info["pid_started"]) > 1:
+            raise psutil.NoSuchProcess(pid)
+        proc.send_signal(signal.SIGTERM)
+    except (psutil.Error, TypeError, ValueError):
+        raise JobError("the running job could not be reached to cancel it") from None
+    return holder

@@ -1,0 +1,108 @@
+"""core.jobs: one detached training process at a time, followed through history.jsonl, cancellable."""
+import threading
+import time
+
+import pytest
+
+from core import jobs
+from core.config import TrainConfig
+from core.runs import list_runs, load_run, read_history, running_job
+
+
+def _cfg(tiny_bert, data, tmp_path, **kw):
+    return TrainConfig(model=tiny_bert, data=str(data), runs_dir=str(tmp_path / "runs"),
+                       cache_dir=str(tmp_path / "cache"), max_length=32, **kw)
+
+
+def _wait(predicate, timeout=120, every=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def test_launch_refuses_a_second_job_shows_progress_and_cancels(tiny_bert, sms_file, tmp_path):
+    runs = tmp_path / "runs"
+    # long enough to still be running while we look at it: hundreds of tiny steps
+    job = jobs.launch([_cfg(tiny_bert, sms_file, tmp_path, mode="finetune", epochs=300, batch_size=8)])
+    assert job.modes == ["finetune"] and job.log.is_file()
+    progress = _wait(lambda: (p := jobs.current_job(runs)) and p.step > 0 and p)
+    assert progress.run_id == running_job(runs)
+    assert progress.phase == "training" and 0 < progress.fraction < 1 and progress.total_steps > progress.step
+    assert progress.eta_seconds is not None and progress.eta_seconds > 0
+
+    with pytest.raises(jobs.JobBusy, match=progress.run_id):
+        jobs.launch([_cfg(tiny_bert, sms_file, tmp_path, mode="baseline")])
+
+    assert jobs.cancel(runs) == progress.run_id
+    _wait(lambda: running_job(runs) is None)
+    run = load_run(runs / progress.run_id)
+    assert run.status == "cancelled"
+    assert [r.id for r in list_runs(runs)] == [progress.run_id]  # the refused launch created nothing
+    assert jobs.current_job(runs) is None
+    with pytest.raises(jobs.JobError, match="no training job"):
+        jobs.cancel(runs)
+
+
+def test_two_sessions_launching_at_once_start_exactly_one_job(tiny_bert, sms_file, tmp_path):
+    runs = tmp_path / "runs"
+    cfg = _cfg(tiny_bert, sms_file, tmp_path, mode="finetune", epochs=300, batch_size=8)
+    results, barrier = [], threading.Barrier(2)
+
+    def press_train():
+        barrier.wait()
+        try:
+            results.append(jobs.launch([cfg]))
+        except jobs.JobBusy as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=press_train) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    started = [r for r in results if isinstance(r, jobs.Job)]
+    refused = [r for r in results if isinstance(r, jobs.JobBusy)]
+    assert len(started) == 1 and len(refused) == 1
+    run_id = _wait(lambda: (holder := running_job(runs)) != "starting" and holder)
+    assert refused[0].run_id in {"starting", run_id}  # the refusal names the job (or says it is starting)
+    jobs.cancel(runs)
+    _wait(lambda: running_job(runs) is None)
+    assert [r.status for r in list_runs(runs)] == ["cancelled"]
+
+
+def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert, sms_file, tmp_path):
+    runs = tmp_path / "runs"
+    plan = [_cfg(tiny_bert, sms_file, tmp_path, mode="baseline"),
+            _cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=3),
+            _cfg(tiny_bert, sms_file, tmp_path, mode="finetune", epochs=1)]
+    job = jobs.launch(plan)
+    assert job.modes == ["baseline", "frozen", "finetune"]
+    _wait(lambda: running_job(runs) is None and len(list_runs(runs)) == 3)
+    done = list_runs(runs)
+    assert [r.mode for r in reversed(done)] == ["baseline", "frozen", "finetune"]
+    assert all(r.usable for r in done), [(r.id, r.status, r.error) for r in done]
+
+    # replay a finished run's history: the fraction only grows and ends at 1
+    events = read_history(load_run(done[0].path).path)
+    fractions = [jobs.progress_from_history(events[:i], now=events[i - 1]["time"]).fraction
+                 for i in range(1, len(events) + 1)]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    curves = jobs.loss_curves(events)
+    assert curves["train"] and curves["validation"]
+
+
+def test_a_job_that_cannot_start_says_why(tiny_bert, tmp_path):
+    bad = tmp_path / "one-class.txt"
+    bad.write_text("".join(f"ham\tmessage {i}\n" for i in range(40)))
+    with pytest.raises(jobs.JobError, match="only one class"):
+        jobs.launch([_cfg(tiny_bert, bad, tmp_path, mode="baseline")])
+    assert running_job(tmp_path / "runs") is None
+    assert "only one class" in jobs.log_tail(tmp_path / "runs")
+
+
+def test_format_seconds():
+    assert [jobs.format_seconds(s) for s in (None, 4.4, 75, 3725)] == ["?", "4 s", "1 min 15 s", "1 h 02 min"]
