@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from .config import TrainConfig
@@ -309,3 +310,56 @@ def cancel(runs_dir: str | os.PathLike) -> str:
     except (psutil.Error, TypeError, ValueError):
         raise JobError("the running job could not be reached to cancel it") from None
     return holder
+
+
+# ---------------------------------------------------------------------------- how long will it take
+
+def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int) -> tuple[float, str] | None:
+    """Seconds per epoch from the latest completed run of this mode and model on this machine.
+
+    Training throughput (messages per second) is what carries over between runs; the number of
+    training messages can differ. Returns (seconds, the run it is based on) or None.
+    """
+    for run in past:
+        m = run.metrics or {}
+        if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name) \
+                and m.get("train_messages_per_second"):
+            return n_train / m["train_messages_per_second"], run.id
+    return None
+
+
+def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_size: int, n_train: int,
+                          n_messages: int, steps: int = 3) -> dict:
+    """Time a few real steps of this model on this machine and scale them to an epoch.
+
+    finetune: forward + backward of a batch of typical SMS (about 25 tokens). frozen: the one-time
+    forward pass over every message (the head's own epochs take well under a second).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .modeling import resolve_model
+
+    info = resolve_model(model_name)
+    tokenizer = AutoTokenizer.from_pretrained(info.path)
+    model = AutoModelForSequenceClassification.from_pretrained(info.path, num_labels=2, use_safetensors=True)
+    text = "Had your mobile 11 months or more? U R entitled to Update to the latest colour mobiles with camera"
+    size = batch_size if mode == "finetune" else 64
+    batch = tokenizer([text] * size, truncation=True, max_length=max_length, return_tensors="pt")
+    labels = torch.zeros(size, dtype=torch.long)
+    timings = []
+    for _ in range(steps + 1):  # the first step warms up allocators and kernels; not counted
+        t0 = time.perf_counter()
+        if mode == "finetune":
+            model.train()
+            model(**batch, labels=labels).loss.backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode():
+                model.eval()
+                model(**batch)
+        timings.append(time.perf_counter() - t0)
+    per_batch = float(np.median(timings[1:]))
+    if mode == "finetune":
+        return {"epoch_seconds": per_batch * -(-n_train // batch_size), "model": info.name}
+    return {"features_seconds": per_batch * -(-n_messages // size), "model": info.name}

@@ -1,0 +1,26 @@
+"""Frozen vs fine-tuned BERT for SMS spam: the dashboard.
+
+    streamlit run app.py          # http://localhost:8501 (localhost only; see .streamlit/config.toml)
+
+A router plus the sidebar every page shares: where the data comes from, which model is in use, and
+whether a training job is running. Settings come from the environment: SPAM_DATA, SPAM_RUNS_DIR,
+SPAM_MODEL, SPAM_UPLOADS_DIR, SPAM_CACHE_DIR.
+"""
+import streamlit as st
+
+from views import sidebar
+
+st.set_page_config(page_title="SMS spam: frozen vs fine-tuned BERT", page_icon="✉️", layout="wide")
+
+pages = [
+    st.Page("views/overview.py", title="Overview", icon=":material/insights:", default=True),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/playground.py", title="Playground", icon=":material/edit_note:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
+]
+page = st.navigation(pages)
+try:
+    page.run()
+finally:  # drawn after the page, so it shows what the page just chose (e.g. the model typed on Train)
+    sidebar.render()

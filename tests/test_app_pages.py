@@ -1,0 +1,318 @@
+"""Every dashboard page, driven with streamlit's AppTest, with no runs, with completed runs, and with a
+running, failed, interrupted and broken run present. The runs are made by the real training code
+(core.train) with the tiny random BERT on synthetic messages; the running job is a real process."""
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import make_messages, write_uci
+from core import jobs
+from core.config import TrainConfig
+from core.predict import Predictor
+from core.runs import list_runs, load_run, running_job
+from core.train import train
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["views/overview.py", "views/train.py", "views/compare.py", "views/playground.py", "views/runs.py"]
+
+
+def _wait(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture(scope="session")
+def sms_data(tmp_path_factory) -> Path:
+    return write_uci(tmp_path_factory.mktemp("data") / "sms.txt", make_messages())
+
+
+def _config(mode, root: Path, tiny_bert, data, **kw):
+    return TrainConfig(mode=mode, model=tiny_bert, data=str(data), runs_dir=str(root / "runs"),
+                       cache_dir=str(root / "cache"), max_length=32, **kw)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_bert, sms_data) -> Path:
+    """A runs folder with one completed baseline, frozen and fine-tuned run (same data, same split)."""
+    root = tmp_path_factory.mktemp("trained")
+    for mode, epochs in (("baseline", None), ("frozen", 20), ("finetune", 3)):
+        train(_config(mode, root, tiny_bert, sms_data, epochs=epochs))
+    return root / "runs"
+
+
+def _app(monkeypatch, tmp_path, runs_dir, tiny_bert, data) -> AppTest:
+    monkeypatch.setenv("SPAM_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("SPAM_MODEL", tiny_bert)
+    monkeypatch.setenv("SPAM_DATA", str(data))
+    monkeypatch.setenv("SPAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPAM_UPLOADS_DIR", str(tmp_path / "uploads"))
+    return AppTest.from_file(APP, default_timeout=90).run()
+
+
+def _page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    """Everything a page says in messages, captions and markdown, as one string to search."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+# ---------------------------------------------------------------------------- no runs yet
+
+def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_result(
+        monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
+    for page in PAGES:
+        _page(at, page)
+    assert "No completed frozen or fine-tuned run" in _texts(_page(at, "views/compare.py"))
+    assert "no trained model" in _texts(_page(at, "views/playground.py"))
+    assert "No runs yet" in _texts(_page(at, "views/runs.py"))
+
+    _page(at, "views/overview.py")
+    assert "fine-tuned" in _texts(at)  # the two-sentence explanation
+    preset = next(b for b in at.button if b.label == "Train both with the quick preset")
+    preset.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    _wait(lambda: running_job(runs_dir) is None and len(list_runs(runs_dir)) == 3)
+    runs = list_runs(runs_dir)
+    assert sorted(r.mode for r in runs) == ["baseline", "finetune", "frozen"]
+    assert all(r.usable for r in runs), [(r.id, r.status, r.error) for r in runs]
+    finetune = next(r for r in runs if r.mode == "finetune")
+    assert finetune.config["epochs"] == 1 and finetune.config["max_length"] == 64  # the quick preset
+
+    at.run()  # the page now shows the headline instead of the button
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["Frozen BERT + MLP head", "Fine-tuned BERT", "TF-IDF baseline"]
+    assert np.allclose(table["f1"], [next(r for r in runs if r.mode == m).metrics["test"]["f1"]
+                                     for m in ("frozen", "finetune", "baseline")])
+    assert not any(b.label == "Train both with the quick preset" for b in at.button)
+
+
+def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch, tmp_path, tiny_bert):
+    monkeypatch.chdir(tmp_path)  # no data/SMSSpamCollection here, and HF_HUB_OFFLINE=1
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, tmp_path / "missing.txt")
+    assert any("no SMS Spam Collection found" in e.value for e in at.sidebar.error)
+    preset = next(b for b in at.button if b.label == "Train both with the quick preset")
+    assert preset.disabled
+
+    upload = at.sidebar.file_uploader[0]
+    upload.set_value(("one-class.csv", b"label,text\n" + b"".join(b"ham,hello %d\n" % i for i in range(30)),
+                      "text/csv")).run()
+    assert any("only one class" in e.value for e in at.sidebar.error)
+
+    good = pd.DataFrame(make_messages(40, 20, seed=3), columns=["label", "text"]).to_csv(index=False)
+    at.sidebar.file_uploader[0].set_value(("mine.csv", good.encode(), "text/csv")).run()
+    assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
+    saved = list((tmp_path / "uploads").iterdir())
+    assert len(saved) == 1 and saved[0].name.startswith("mine-")
+    assert any("mine-" in c.value and "60 messages" in c.value for c in at.sidebar.caption)
+    assert not next(b for b in at.button if b.label == "Train both with the quick preset").disabled
+
+
+# ---------------------------------------------------------------------------- completed runs
+
+def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    at = _app(monkeypatch, tmp_path, trained, tiny_bert, sms_data)
+    for page in PAGES:
+        _page(at, page)
+    _page(at, "views/overview.py")
+    assert len(at.dataframe[0].value) == 3 and "Test split" in _texts(at)
+    _page(at, "views/runs.py")
+    assert len(at.dataframe[0].value) == 3
+
+
+def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
+    assert "McNemar" in _texts(at) and "p = " in _texts(at)
+    frozen = next(r for r in list_runs(trained) if r.mode == "frozen")
+    y = np.array([p["label"] for p in frozen.metrics["predictions"]])
+    p = np.array([p["spam_probability"] for p in frozen.metrics["predictions"]])
+    for threshold in (0.2, 0.9):
+        at.slider(key="compare_threshold").set_value(threshold).run()
+        assert not at.exception
+        recall = float(at.metric[1].value)  # the frozen model's column comes first
+        assert recall == pytest.approx(((p >= threshold) & (y == 1)).sum() / (y == 1).sum(), abs=1e-3)
+    at.text_input(key="compare_search").input("no such message anywhere").run()
+    assert "0 message(s)" in _texts(at)
+
+
+def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                      trained):
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/playground.py")
+    message = "<script>alert('x')</script> WIN a FREE prize, call now"
+    at.text_area(key="play_text").input(message).run()
+    assert not at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert set(shown) == {"Frozen BERT + MLP head", "Fine-tuned BERT", "TF-IDF baseline"}
+    for run in list_runs(trained):  # the page shows exactly what the saved model predicts
+        expected = Predictor.load(run.path).predict([message])[0]
+        label = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}[run.mode]
+        assert shown[label] == f"{expected:.1%} spam"
+    assert [t.value for t in at.text] == [message]  # echoed as plain text...
+    assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
+
+    examples = [b for b in at.button if b.key and b.key.startswith("example-")]
+    assert len(examples) >= 4
+    examples[0].click().run()
+    assert at.text_area(key="play_text").value.startswith("WINNER")
+
+    at.text_area(key="play_text").input("free prize " * 1000).run()  # 11,000 characters
+    assert any("Truncated" in c.value for c in at.caption)
+    at.text_area(key="play_text").input("x" * 1_000_000).run()
+    assert any("limit here is 20,000" in e.value for e in at.error) and not at.metric
+    at.text_area(key="play_text").input("   \n ").run()
+    assert any("Type a message" in i.value for i in at.info) and not at.metric
+    at.text_area(key="play_text").input("مرحبا 你好 🎉 \x00\x07 end").run()
+    assert not at.exception and len(at.metric) == 3
+
+    at.text_area(key="play_lines").input("see you at 6\nWINNER call 09061 now\n\n").run()
+    at.button(key="play_score").click().run()
+    table = at.dataframe[0].value
+    assert list(table["message"]) == ["see you at 6", "WINNER call 09061 now"]
+    assert {"frozen p(spam)", "finetune p(spam)", "baseline p(spam)"} <= set(table.columns)
+    assert table["finetune p(spam)"].between(0, 1).all()
+
+
+def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monkeypatch, tmp_path, tiny_bert,
+                                                                          sms_data, trained):
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(trained, runs_dir)
+    victim = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
+    at.query_params["run"] = "../../etc"
+    _page(at, "views/runs.py")
+    assert any("invalid run id" in w.value for w in at.warning)
+    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert len(names) == 4  # train and validation loss of the two neural runs
+
+    at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
+    at.button(key="runs_delete").click().run()
+    assert any("for good" in w.value for w in at.warning) and victim.path.is_dir()  # asks first
+    at.button(key="runs_delete_no").click().run()
+    assert victim.path.is_dir()
+    at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception and not victim.path.exists()
+    assert len(at.dataframe[0].value) == 2
+
+
+# ---------------------------------------------------------------------------- running, failed, interrupted, broken
+
+@pytest.fixture
+def troubled(tmp_path, tiny_bert, sms_data, trained, monkeypatch):
+    """Completed runs plus: a failed one (disk full while saving), an interrupted one (kill -9), a broken
+    one (metrics.json damaged), and a real job still running."""
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(trained, runs_dir)
+    root = tmp_path
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr("core.train._save_atomic", disk_full)
+        with pytest.raises(OSError):
+            train(_config("finetune", root, tiny_bert, sms_data, epochs=1))
+    broken = runs_dir / "20000101-000000-finetune-dead"
+    shutil.copytree(next(r.path for r in list_runs(runs_dir) if r.status == "completed" and r.mode == "finetune"),
+                    broken)
+    (broken / "metrics.json").write_text('{"test": ')
+
+    jobs.launch([_config("finetune", root, tiny_bert, sms_data, epochs=300, batch_size=8)])
+    victim = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.step > 0 and p.run_id)
+    os.kill(json.loads((runs_dir / victim / "status.json").read_text())["pid"], signal.SIGKILL)
+    _wait(lambda: running_job(runs_dir) is None)
+    jobs.launch([_config("finetune", root, tiny_bert, sms_data, epochs=300, batch_size=8)])
+    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.step > 0 and p.run_id)
+    yield runs_dir, live
+    if running_job(runs_dir):
+        jobs.cancel(runs_dir)
+        _wait(lambda: running_job(runs_dir) is None)
+
+
+def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monkeypatch, tmp_path, tiny_bert,
+                                                                           sms_data, troubled):
+    runs_dir, live = troubled
+    statuses = sorted(r.status for r in list_runs(runs_dir))
+    assert statuses == ["broken", "completed", "completed", "completed", "failed", "interrupted", "running"]
+    at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
+    for page in PAGES:
+        _page(at, page)
+
+    _page(at, "views/train.py")
+    assert any(live in c.value for c in at.caption)  # the panel names the running run
+    assert at.progress[0].value < 100 and "step" in at.progress[0].text and "left" in at.progress[0].text  # ETA
+    curve = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the live loss curve has points
+    assert curve[0]["name"].startswith("train") and len(curve[0]["x"]) > 0
+    assert at.button(key="train_launch").disabled
+    assert any("Only one job runs at a time" in i.value for i in at.info)
+    at.button(key="train-cancel").click().run()
+    _wait(lambda: running_job(runs_dir) is None)
+    assert load_run(runs_dir / live).status == "cancelled"
+
+    _page(at, "views/runs.py")
+    problems = dict(zip(at.dataframe[0].value["status"], at.dataframe[0].value["problem"]))
+    assert "No space left on device" in problems["failed"]
+    assert "stopped without finishing" in problems["interrupted"]
+    assert "metrics.json" in problems["broken"]
+    at.selectbox(key="runs_one").set_value(next(r for r in list_runs(runs_dir) if r.status == "broken")).run()
+    assert not at.exception and any("metrics.json" in e.value for e in at.error)
+    _page(at, "views/overview.py")
+    assert len(at.dataframe[0].value) == 3  # broken and failed runs never reach the headline
+
+
+# ---------------------------------------------------------------------------- the Train form
+
+def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    assert not at.button(key="train_launch").disabled and not at.error
+
+    cases = [
+        (lambda: at.number_input(key="train_finetune_epochs").set_value(0), "epochs: expected a value in [1, 1000], got 0"),
+        (lambda: at.number_input(key="train_shared_batch_size").set_value(0), "batch_size: expected a value"),
+        (lambda: at.number_input(key="train_shared_max_length").set_value(4096), "max_length: expected at most 128"),
+        (lambda: at.text_input(key="train_lr_Learning rate (finetune)").input("-1"), "lr: expected a value"),
+        (lambda: at.text_input(key="train_lr_Learning rate (frozen)").input("fast"), "expected a number such as 5e-5"),
+        (lambda: at.text_input(key="train_model").input(str(tmp_path)), "not a model directory"),
+    ]
+    for change, message in cases:
+        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        change().run()
+        assert any(message in e.value for e in at.error), (message, [e.value for e in at.error])
+        assert at.button(key="train_launch").disabled
+    assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
+
+
+def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("finetune").run()
+    at.checkbox(key="train_with_baseline").uncheck().run()
+    at.number_input(key="train_finetune_epochs").set_value(2).run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception and not at.error
+    _wait(lambda: running_job(runs_dir) is None and list_runs(runs_dir))
+    (run,) = list_runs(runs_dir)
+    assert run.mode == "finetune" and run.status == "completed" and run.config["epochs"] == 2
+    at.run()
+    assert any("finished" in s.value for s in at.success)
+    assert any("per epoch" in c.value and "measured in run" in c.value for c in at.caption)  # the estimate

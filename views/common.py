@@ -1,0 +1,238 @@
+"""What every page shares: settings, cached runs/models/data, the live job panel and plotly figures.
+
+Pages stay thin views: training, metrics and storage live in `core`; this module only caches and draws.
+User text is shown with st.text / st.dataframe / plotly, never through markdown or unsafe_allow_html.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
+from core.runs import RunError, list_runs, load_run, read_history, run_path
+
+# ---------------------------------------------------------------------------- settings (env, for demos and tests)
+# read on every use, not at import: the module is imported once per server (and once per test process)
+def runs_dir() -> Path:
+    return Path(os.environ.get("SPAM_RUNS_DIR", "checkpoints"))
+
+
+def default_model() -> str:
+    return os.environ.get("SPAM_MODEL", "bert-base-uncased")
+
+
+def uploads_dir() -> Path:
+    return Path(os.environ.get("SPAM_UPLOADS_DIR", "data/uploads"))
+
+
+def cache_dir() -> str:
+    return os.environ.get("SPAM_CACHE_DIR", "data/cache")
+
+
+MAX_INPUT_CHARS = 20_000  # one Playground message; longer pastes are refused, not silently cut
+MAX_BATCH_LINES = 2_000  # Playground batch mode
+LIVE_REFRESH_S = 2.0  # how often the live training panel re-reads history.jsonl
+
+MODE_LABELS = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}
+MODE_COLORS = {"frozen": "#636EFA", "finetune": "#EF553B", "baseline": "#7F7F7F"}
+HEADLINE = ["accuracy", "precision", "recall", "f1", "auroc", "auprc"]
+
+
+# ---------------------------------------------------------------------------- runs
+
+def runs() -> list:
+    """Every run, newest first (broken ones included, with their reason)."""
+    return list_runs(runs_dir())
+
+
+def usable_runs(mode: str | None = None) -> list:
+    return [r for r in runs() if r.usable and (mode is None or r.mode == mode)]
+
+
+def latest(mode: str):
+    found = usable_runs(mode)
+    return found[0] if found else None
+
+
+def run_label(run) -> str:
+    t = (run.metrics or {}).get("test", {})
+    f1 = f", F1 {t['f1']:.3f}" if t.get("f1") is not None else ""
+    return f"{run.id}{f1}"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def predictor(run_dir: str, created: float):
+    """One read-only model per run, shared by every session (keyed by creation time: a re-used id reloads)."""
+    from core.predict import Predictor
+
+    return Predictor.load(run_dir)
+
+
+def forget_run(run) -> None:
+    """Drop a deleted run's cached model."""
+    predictor.clear(str(run.path), run.created)
+
+
+def zip_run(run_id: str) -> bytes:
+    """The run folder as a zip (made when the download button is clicked, not on every rerun)."""
+    root = run_path(runs_dir(), run_id)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not path.is_symlink() and path.name != "cancel":
+                zf.write(path, Path(run_id) / path.relative_to(root))
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------- data and model
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _data_summary(path: str, mtime: float) -> dict:
+    messages = load_messages(path)
+    return {"source": messages.source, **messages.summary}
+
+
+def data_source() -> tuple[str | None, dict | None, str | None]:
+    """(path, summary, error): the session's chosen file, else $SPAM_DATA / data/ / the hub."""
+    chosen = st.session_state.get("data_path")
+    try:
+        path = find_data_source(chosen)
+        return path, _data_summary(path, os.path.getmtime(path)), None
+    except (DataError, OSError) as exc:
+        return None, None, str(exc)
+
+
+def save_upload(name: str, raw: bytes) -> Path:
+    """Check an uploaded dataset like training will, then keep it under data/uploads/ (content-addressed)."""
+    frame, _ = read_messages(raw, name=name)
+    check_classes(deduplicate(frame)[0], name)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem)[:40] or "upload"
+    suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(name).suffix)[:8]
+    uploads_dir().mkdir(parents=True, exist_ok=True)
+    target = uploads_dir() / f"{stem}-{hashlib.sha256(raw).hexdigest()[:10]}{suffix}"
+    if not target.exists():
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(raw)
+        os.replace(tmp, target)
+    return target
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def resolved_model(name: str) -> dict:
+    """Which encoder a name resolves to here (hub, cache, local or the bundled fallback), or the error."""
+    from core.modeling import resolve_model
+
+    try:
+        return resolve_model(name).to_dict()
+    except ValueError as exc:
+        return {"error": str(exc)}
+
+
+# ---------------------------------------------------------------------------- the live job
+
+def job_panel(key: str) -> None:
+    """Progress, ETA, live loss curves and Cancel for the running job; the last job's outcome otherwise.
+
+    A fragment that re-reads history.jsonl every LIVE_REFRESH_S while a job runs, so every tab and
+    every page that shows it sees the same curves; it reruns the whole page when the job ends.
+    """
+    running = jobs.current_job(runs_dir()) is not None
+
+    @st.fragment(run_every=LIVE_REFRESH_S if running else None)
+    def panel():
+        progress = jobs.current_job(runs_dir())
+        if progress is None:
+            if running:  # it just ended: redraw the page so results and the form come back
+                st.rerun(scope="app")
+            _last_outcome()
+            return
+        st.progress(min(max(progress.fraction, 0.0), 1.0), text=f"Training {progress.label}")
+        if progress.run_id:
+            st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
+            events = read_history(run_path(runs_dir(), progress.run_id))
+            figure = loss_figure({progress.run_id: events})
+            if figure is not None:
+                st.plotly_chart(figure, key=f"{key}-live-loss")
+            elif progress.phase == "features":
+                st.caption("Frozen mode first encodes every message once with the encoder; "
+                           "the loss curve starts when the head trains.")
+            evals = [e for e in events if e.get("event") == "eval"]
+            if evals:
+                e = evals[-1]
+                st.caption(f"Latest validation: loss {_fmt(e.get('loss'))}, accuracy {_fmt(e.get('accuracy'))}, "
+                           f"F1 {_fmt(e.get('f1'))}, AUROC {_fmt(e.get('auroc'))}")
+        if st.button("Cancel training", key=f"{key}-cancel", type="secondary"):
+            try:
+                jobs.cancel(runs_dir())
+                st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
+            except jobs.JobError as exc:
+                st.warning(str(exc))
+
+    panel()
+
+
+def _last_outcome() -> None:
+    """After a job: say how its runs ended, with the reason and the log tail when one failed."""
+    info = jobs.last_job(runs_dir())
+    if not info:
+        return
+    finished = [r for r in runs() if r.created >= info.get("started", 0) - 1]
+    for run in reversed(finished):
+        if run.status == "completed":
+            st.success(f"{MODE_LABELS.get(run.mode, run.mode)} finished: {run.id}")
+        elif run.status == "cancelled":
+            st.info(f"{run.id} was cancelled.")
+        else:
+            st.error(f"{run.id} ended as {run.status}: {run.error or 'no reason recorded'}")
+    if len(finished) < len(info.get("modes") or []) and not any(r.status == "cancelled" for r in finished):
+        tail = jobs.log_tail(runs_dir(), 8)
+        if tail and "error" in tail.lower():
+            st.error("The last job stopped early. Its last output:")
+            st.code(tail, language=None)
+
+
+# ---------------------------------------------------------------------------- figures
+
+def _fmt(value, digits=4) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
+    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run."""
+    fig = go.Figure()
+    palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
+    for i, (name, events) in enumerate(histories.items()):
+        color = palette[i % len(palette)]
+        train = [e for e in events if e.get("event") == "train" and e.get("loss") is not None]
+        val = [e for e in events if e.get("event") == "eval" and e.get("loss") is not None]
+        if train:
+            fig.add_scatter(x=[e["epoch"] for e in train], y=[e["loss"] for e in train], mode="lines",
+                            name=f"train · {name}", line=dict(color=color))
+        if val:
+            fig.add_scatter(x=[e["epoch"] for e in val], y=[e["loss"] for e in val], mode="lines+markers",
+                            name=f"validation · {name}", line=dict(color=color, dash="dash"))
+    if not fig.data:
+        return None
+    fig.update_layout(xaxis_title="epoch", yaxis_title="loss (class-weighted cross-entropy)", height=360,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def confusion_figure(matrix, title: str) -> go.Figure:
+    (tn, fp), (fn, tp) = matrix
+    z = [[tn, fp], [fn, tp]]
+    text = [[f"TN {tn}", f"FP {fp}"], [f"FN {fn}", f"TP {tp}"]]
+    fig = go.Figure(go.Heatmap(z=z, x=["predicted ham", "predicted spam"], y=["actual ham", "actual spam"],
+                               text=text, texttemplate="%{text}", colorscale="Blues", showscale=False))
+    fig.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), yaxis_autorange="reversed")
+    return fig

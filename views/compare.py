@@ -1,0 +1,129 @@
+"""Compare: ROC and PR overlaid, confusion matrices side by side at one threshold, the messages they get wrong."""
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.metrics import classification_metrics, mcnemar_test
+
+from views import common
+
+st.title("Compare")
+
+choices = {mode: common.usable_runs(mode) for mode in ("frozen", "finetune", "baseline")}
+if not choices["frozen"] and not choices["finetune"]:
+    st.info("No completed frozen or fine-tuned run yet. Train one on the Train page (or use the quick preset on "
+            "Overview), then come back here.")
+    st.stop()
+
+c = st.columns(3)
+picked = {}
+for col, mode in zip(c, ("frozen", "finetune", "baseline")):
+    options = choices[mode]
+    if mode == "baseline":
+        options = [None] + options
+    if not options:
+        col.warning(f"No completed {common.MODE_LABELS[mode].lower()} run yet.")
+        continue
+    picked[mode] = col.selectbox(common.MODE_LABELS[mode], options, key=f"compare_{mode}",
+                                 index=1 if mode == "baseline" and len(options) > 1 else 0,
+                                 format_func=lambda r: "none" if r is None else common.run_label(r))
+picked = {m: r for m, r in picked.items() if r is not None}
+
+# ---------------------------------------------------------------------------- ROC and PR
+left, right = st.columns(2)
+roc, pr = go.Figure(), go.Figure()
+for mode, run in picked.items():
+    curves, test = run.metrics.get("curves") or {}, run.metrics["test"]
+    name = common.MODE_LABELS[mode]
+    if curves.get("roc"):
+        roc.add_scatter(x=curves["roc"]["fpr"], y=curves["roc"]["tpr"], mode="lines",
+                        name=f"{name} (AUROC {common._fmt(test.get('auroc'))})",
+                        line=dict(color=common.MODE_COLORS[mode]))
+    if curves.get("pr"):
+        pr.add_scatter(x=curves["pr"]["recall"], y=curves["pr"]["precision"], mode="lines",
+                       name=f"{name} (AUPRC {common._fmt(test.get('auprc'))})",
+                       line=dict(color=common.MODE_COLORS[mode]))
+roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="lightgray"), name="chance",
+                showlegend=False)
+for fig, title, xt, yt in ((roc, "ROC curve", "false positive rate", "true positive rate"),
+                           (pr, "Precision-recall curve", "recall", "precision")):
+    fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=420, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+left.plotly_chart(roc, key="compare-roc")
+right.plotly_chart(pr, key="compare-pr")
+
+# ---------------------------------------------------------------------------- intervals and the paired test
+rows = []
+for mode, run in picked.items():
+    test, ci = run.metrics["test"], run.metrics["test"].get("ci95") or {}
+    rows.append({"model": common.MODE_LABELS[mode], **{
+        k: f"{common._fmt(test.get(k))} [{common._fmt(ci[k][0], 3)}, {common._fmt(ci[k][1], 3)}]"
+        if ci.get(k) else common._fmt(test.get(k)) for k in common.HEADLINE + ["mcc"]}})
+st.subheader("Test metrics with 95 % bootstrap intervals")
+thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.values()})
+st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "
+           "change these.")
+st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def same_test_set(a, b) -> bool:
+    return [p["text"] for p in a.metrics.get("predictions", [])] == [p["text"] for p in b.metrics.get("predictions", [])]
+
+
+a, b = picked.get("frozen"), picked.get("finetune")
+paired = a is not None and b is not None and bool(a.metrics.get("predictions")) and same_test_set(a, b)
+
+# ---------------------------------------------------------------------------- one threshold, both matrices
+st.subheader("Confusion matrices at one threshold")
+threshold = st.slider("Spam threshold: a message is called spam when its probability is at least this",
+                      0.01, 0.99, 0.5, 0.01, key="compare_threshold")
+cols = st.columns(len(picked))
+for col, (mode, run) in zip(cols, picked.items()):
+    preds = run.metrics.get("predictions") or []
+    if not preds:
+        col.warning(f"{run.id} has no stored predictions.")
+        continue
+    y = np.array([p["label"] for p in preds])
+    p = np.array([p["spam_probability"] for p in preds])
+    m = classification_metrics(y, p, threshold)
+    col.plotly_chart(common.confusion_figure(m["confusion_matrix"], common.MODE_LABELS[mode]),
+                     key=f"compare-cm-{mode}")
+    k = col.columns(3)
+    k[0].metric("Precision", common._fmt(m["precision"], 3))
+    k[1].metric("Recall", common._fmt(m["recall"], 3))
+    k[2].metric("F1", common._fmt(m["f1"], 3))
+
+if a is not None and b is not None:
+    if paired:
+        y = np.array([p["label"] for p in a.metrics["predictions"]])
+        pa = np.array([p["spam_probability"] for p in a.metrics["predictions"]])
+        pb = np.array([p["spam_probability"] for p in b.metrics["predictions"]])
+        test = mcnemar_test(y, pa, pb, threshold)
+        verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
+        st.markdown(f"**McNemar test** at this threshold: only the frozen model is right on "
+                    f"{test['only_a_right']} messages, only the fine-tuned one on {test['only_b_right']}; "
+                    f"p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
+    else:
+        st.warning("These two runs were tested on different messages (other data, seed or split), so they "
+                   "cannot be compared message by message. Pick runs trained on the same data and seed.")
+
+# ---------------------------------------------------------------------------- the messages they get wrong
+if paired:
+    st.subheader("Test messages at least one model gets wrong")
+    frame = pd.DataFrame({"message": [p["text"] for p in a.metrics["predictions"]],
+                          "truth": ["spam" if p["label"] else "ham" for p in a.metrics["predictions"]],
+                          "frozen p(spam)": pa, "fine-tuned p(spam)": pb})
+    if "baseline" in picked and same_test_set(a, picked["baseline"]):
+        frame["baseline p(spam)"] = [p["spam_probability"] for p in picked["baseline"].metrics["predictions"]]
+    truth = y == 1
+    frame["frozen wrong"] = (pa >= threshold) != truth
+    frame["fine-tuned wrong"] = (pb >= threshold) != truth
+    wrong = frame[frame["frozen wrong"] | frame["fine-tuned wrong"]]
+    query = st.text_input("Search the messages", key="compare_search", placeholder="e.g. prize, call, £")
+    if query:
+        wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
+    st.caption(f"{len(wrong)} message(s). Click a column header to sort.")
+    st.dataframe(wrong, hide_index=True, column_config={
+        c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
+        for c in frame.columns if c.endswith("p(spam)")} | {"message": st.column_config.TextColumn(width="large")})

@@ -1,0 +1,83 @@
+"""Overview: the latest frozen run against the latest fine-tuned run (and the TF-IDF baseline)."""
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.config import TrainConfig
+
+from views import common
+
+st.title("Frozen vs fine-tuned BERT for SMS spam")
+
+latest = {mode: common.latest(mode) for mode in ("frozen", "finetune", "baseline")}
+busy = jobs.current_job(common.runs_dir())
+
+
+def quick_preset(data_path: str) -> list[TrainConfig]:
+    """Baseline (seconds), frozen with its defaults (one encoding pass, then a small head), and one
+    fine-tuning epoch at 64 tokens (most SMS fit): a first result in minutes on a laptop CPU."""
+    shared = dict(data=data_path, model=st.session_state.get("model_name", common.default_model()),
+                  runs_dir=str(common.runs_dir()), cache_dir=common.cache_dir())
+    return [TrainConfig(mode="baseline", **shared), TrainConfig(mode="frozen", **shared),
+            TrainConfig(mode="finetune", epochs=1, max_length=64, **shared)]
+
+
+if busy or not (latest["frozen"] or latest["finetune"]):
+    st.markdown(
+        "A **frozen** model keeps the pre-trained BERT encoder fixed and trains only a small classifier on its "
+        "features; a **fine-tuned** model updates the whole encoder on the SMS messages. This dashboard trains "
+        "both on the same split and shows what fine-tuning buys in spam caught and false alarms, and at what cost.")
+if busy:
+    common.job_panel("overview")
+elif not (latest["frozen"] or latest["finetune"]):
+    data_path, _, data_error = common.data_source()
+    if data_error:
+        st.warning("Add a dataset in the sidebar first (upload a file or give a path).")
+    if st.button("Train both with the quick preset", type="primary", disabled=data_path is None,
+                 help="TF-IDF baseline, frozen encoder + head, and one fine-tuning epoch at 64 tokens. "
+                      "A few minutes on a laptop CPU; the Train page has every setting."):
+        try:
+            with st.spinner("Starting the training process…"):
+                jobs.launch(quick_preset(data_path))
+            st.rerun()
+        except (jobs.JobError, ValueError) as exc:
+            st.error(str(exc))
+    common.job_panel("overview-idle")  # how the last job ended, if one failed
+
+shown = {mode: run for mode, run in latest.items() if run is not None}
+if shown:
+    rows = []
+    for mode, run in shown.items():
+        m = run.metrics
+        rows.append({"model": common.MODE_LABELS[mode], "run": run.id, "encoder": run.model,
+                     **{k: m["test"].get(k) for k in common.HEADLINE},
+                     "trainable parameters": m.get("trainable_parameters"),
+                     "training time (s)": m.get("train_seconds")})
+    st.subheader("Test-set results (latest completed run of each kind)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        k: st.column_config.NumberColumn(format="%.4f") for k in common.HEADLINE} | {
+        "trainable parameters": st.column_config.NumberColumn(format="localized"),
+        "training time (s)": st.column_config.NumberColumn(format="%.1f")})
+    n_test = next(iter(shown.values())).metrics["test"].get("n")
+    st.caption(f"Test split: {n_test} messages never seen in training. Spam is the positive class. Bars show "
+               "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
+
+    fig = go.Figure()
+    for mode, run in shown.items():
+        test, ci = run.metrics["test"], run.metrics["test"].get("ci95") or {}
+        y = [test.get(k) for k in common.HEADLINE]
+        lo = [(v - ci[k][0]) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
+        hi = [(ci[k][1] - v) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
+        fig.add_bar(x=common.HEADLINE, y=y, name=common.MODE_LABELS[mode], marker_color=common.MODE_COLORS[mode],
+                    error_y=dict(type="data", array=hi, arrayminus=lo), text=[common._fmt(v, 3) for v in y],
+                    textposition="outside")
+    low = min((v for run in shown.values() for k in common.HEADLINE
+               if (v := run.metrics["test"].get(k)) is not None), default=0)
+    fig.update_layout(barmode="group", yaxis=dict(range=[max(0, low - 0.1), 1.02], title="score"), height=420,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
+    st.plotly_chart(fig, key="overview-bars")
+    missing = [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown]
+    if missing:
+        st.info(f"No completed run yet for: {', '.join(missing)}. Start one on the Train page.")
+    st.page_link("views/compare.py", label="ROC, PR and confusion matrices on Compare", icon=":material/compare:")

@@ -1,0 +1,158 @@
+"""Playground: type a message, see every selected model's spam probability side by side; or score a batch."""
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.data import DataError, read_messages
+from core.predict import MAX_MESSAGE_CHARS
+from core.runs import RunError
+
+from views import common
+
+EXAMPLES = {
+    "Obvious spam": "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! "
+                    "To claim call 09061701461. Claim code KL341. Valid 12 hours only.",
+    "Obvious ham": "Hey, are we still on for dinner tonight? I can pick you up at 7.",
+    "Tricky: friendly spam": "Hi it's Sarah from the gym, we've got a free month for you if you reply YES today x",
+    "Tricky: ham about money": "Can you send me the £20 for the tickets? Need to pay before Friday",
+    "Tricky: smishing": "Your parcel could not be delivered. Reschedule here: http://royal-mail-redelivery.co/uk",
+}
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+st.title("Playground")
+
+# ---------------------------------------------------------------------------- which models
+picked = {}
+cols = st.columns(3)
+for col, mode in zip(cols, ("frozen", "finetune", "baseline")):
+    options = common.usable_runs(mode)
+    if not options:
+        col.warning(f"No {common.MODE_LABELS[mode].lower()} yet: train one on the Train page.")
+        continue
+    run = col.selectbox(common.MODE_LABELS[mode], [None] + options, index=1, key=f"play_{mode}",
+                        format_func=lambda r: "not used" if r is None else common.run_label(r))
+    if run is not None:
+        picked[mode] = run
+if not picked:
+    st.info("There is no trained model to try yet. Use the quick preset on Overview or start a run on Train; "
+            "the models appear here as soon as their runs complete.")
+    st.stop()
+
+models = {}
+for mode, run in picked.items():
+    try:
+        models[mode] = (run, common.predictor(str(run.path), run.created))
+    except (RunError, OSError, ValueError) as exc:  # weights damaged after listing: say so, keep the page
+        st.error(f"{run.id} cannot be loaded: {exc}")
+
+
+def score(texts: list[str]) -> dict[str, np.ndarray]:
+    return {mode: predictor.predict(texts) for mode, (run, predictor) in models.items()}
+
+
+def verdict(run, p: float) -> str:
+    return "spam" if p >= run.metrics.get("threshold", 0.5) else "ham"
+
+
+single, batch = st.tabs(["One message", "Batch"])
+
+# ---------------------------------------------------------------------------- one message
+with single:
+    def use_example(text):
+        st.session_state["play_text"] = text
+
+    ex = st.columns(len(EXAMPLES))
+    for col, (label, text) in zip(ex, EXAMPLES.items()):
+        col.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
+    text = st.text_area("Message", key="play_text", height=110, placeholder="Type or paste an SMS…",
+                        help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
+                             f"{MAX_MESSAGE_CHARS:,} characters and at most their max length in tokens.")
+    if not text.strip():
+        st.info("Type a message above, or click an example.")
+    elif len(text) > common.MAX_INPUT_CHARS:
+        st.error(f"That message is {len(text):,} characters; the limit here is {common.MAX_INPUT_CHARS:,}. "
+                 "An SMS is at most a few hundred. Paste a shorter text.")
+    elif models:
+        probabilities = score([text])
+        cols = st.columns(len(models))
+        for col, (mode, (run, predictor)) in zip(cols, models.items()):
+            p = float(probabilities[mode][0])
+            col.metric(common.MODE_LABELS[mode], f"{p:.1%} spam", delta=verdict(run, p).upper(),
+                       delta_color="inverse" if verdict(run, p) == "spam" else "normal", delta_arrow="off")
+            if predictor.max_length:
+                tokens = predictor.token_counts([text])[0]
+                if tokens > predictor.max_length:
+                    col.caption(f"Truncated: {tokens} tokens, the model reads the first {predictor.max_length}.")
+        fig = go.Figure(go.Bar(
+            x=[float(probabilities[m][0]) for m in models], y=[common.MODE_LABELS[m] for m in models],
+            orientation="h", marker_color=[common.MODE_COLORS[m] for m in models],
+            text=[f"{float(probabilities[m][0]):.1%}" for m in models], textposition="auto"))
+        fig.add_vline(x=0.5, line_dash="dot", line_color="gray")
+        fig.update_layout(xaxis=dict(range=[0, 1], title="spam probability"), height=90 + 45 * len(models),
+                          margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(fig, key="play-bars")
+        if len(text) > MAX_MESSAGE_CHARS:
+            st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")
+        with st.expander("The message as scored (shown as plain text)", expanded=True):
+            st.text(CONTROL.sub("\ufffd", text[:2000]) + ("…" if len(text) > 2000 else ""))
+
+# ---------------------------------------------------------------------------- batch
+with batch:
+    st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
+               f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
+    lines = st.text_area("Messages, one per line", key="play_lines", height=150)
+    upload = st.file_uploader("…or a file", key="play_upload")
+    if st.button("Score", key="play_score", type="primary"):
+        texts, labels, problem = [], None, None
+        if upload is not None:
+            raw = upload.getvalue()
+            try:
+                frame, _ = read_messages(raw, name=upload.name)  # labelled (UCI or CSV with a label column)
+                texts, labels = frame["text"].tolist(), frame["label"].tolist()
+            except DataError:
+                try:
+                    table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, sep=None,
+                                        engine="python", on_bad_lines="skip", encoding_errors="replace")
+                    column = next((c for c in table.columns if str(c).strip().lower() in
+                                   ("text", "message", "sms", "body", "v2")), None)
+                    if column is None:
+                        column = max(table.columns, key=lambda c: table[c].str.len().mean())
+                    texts = table[column].tolist()
+                except Exception as exc:  # anything pandas chokes on is a bad file, not a crash
+                    problem = f"{upload.name}: could not read it as CSV/TSV ({type(exc).__name__})"
+        else:
+            texts = [l for l in lines.splitlines() if l.strip()]
+        texts = [t for t in texts if str(t).strip()]
+        if problem:
+            st.error(problem)
+        elif not texts:
+            st.warning("Nothing to score: type messages (one per line) or upload a file.")
+        else:
+            if len(texts) > common.MAX_BATCH_LINES:
+                st.warning(f"{len(texts):,} messages; scoring the first {common.MAX_BATCH_LINES:,}.")
+                texts, labels = texts[:common.MAX_BATCH_LINES], labels and labels[:common.MAX_BATCH_LINES]
+            with st.spinner(f"Scoring {len(texts):,} messages…"):
+                probabilities = score([str(t) for t in texts])
+            out = pd.DataFrame({"message": texts})
+            if labels is not None:
+                out["label"] = ["spam" if l else "ham" for l in labels]
+            for mode, (run, _) in models.items():
+                out[f"{mode} p(spam)"] = probabilities[mode]
+                out[f"{mode} verdict"] = [verdict(run, p) for p in probabilities[mode]]
+            st.session_state["play_batch"] = out
+    out = st.session_state.get("play_batch")
+    if out is not None:
+        if "label" in out:
+            st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
+                                  for m in models if f"{m} verdict" in out))
+        st.dataframe(out, hide_index=True, column_config={
+            c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
+            for c in out.columns if c.endswith("p(spam)")})
+        # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '
+        safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
+        st.download_button("Download CSV", safe.to_csv(index=False).encode("utf-8"), "predictions.csv",
+                           "text/csv", key="play_download")

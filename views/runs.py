@@ -1,0 +1,98 @@
+"""Runs: every run with its settings and results; loss curves overlaid; delete (confirmed) or download."""
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core.runs import RunError, delete_run, read_history, validate_run_id
+
+from views import common
+
+st.title("Runs")
+all_runs = common.runs()
+if not all_runs:
+    st.info(f"No runs yet in {common.runs_dir()}. Start one on the Train page.")
+    st.stop()
+
+# ?run=<id> preselects a run; anything that is not a valid id is refused, never used as a path
+wanted = st.query_params.get("run")
+if wanted is not None:
+    try:
+        validate_run_id(wanted)
+    except RunError as exc:
+        st.warning(f"Ignoring the link's run: {exc}")
+        wanted = None
+
+
+def duration(run) -> float | None:
+    m = run.metrics or {}
+    if m.get("total_seconds") is not None:
+        return m["total_seconds"]
+    events = read_history(run.path)
+    return events[-1]["elapsed"] if events else None
+
+
+rows = []
+for run in all_runs:
+    cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
+    rows.append({"run": run.id, "mode": run.mode, "status": run.status, "model": run.model,
+                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
+                 "duration (s)": duration(run), "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
+                 "batch": cfg.get("batch_size"), "max len": cfg.get("max_length"), "seed": cfg.get("seed"),
+                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "problem": run.error})
+frame = pd.DataFrame(rows)
+st.dataframe(frame, hide_index=True, column_config={
+    "duration (s)": st.column_config.NumberColumn(format="%.0f"), "lr": st.column_config.NumberColumn(format="%.0e"),
+    **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
+broken = [r for r in all_runs if r.status == "broken"]
+if broken:
+    st.caption(f"{len(broken)} run(s) are broken (damaged or incomplete files); they are listed but never "
+               "loaded. Delete them below.")
+
+# ---------------------------------------------------------------------------- loss curves
+st.subheader("Loss curves")
+ids = [r.id for r in all_runs]
+default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline"][:2]
+chosen = st.multiselect("Runs to overlay", ids, default=default, key="runs_overlay")
+figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id)) for run_id in chosen})
+if figure is not None:
+    st.plotly_chart(figure, key="runs-loss")
+elif chosen:
+    st.caption("No loss recorded for these runs (the baseline has none; a run that failed early may have none).")
+
+# ---------------------------------------------------------------------------- one run: details, download, delete
+st.subheader("One run")
+run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids else 0, key="runs_one",
+                   format_func=lambda r: f"{r.id} · {r.status}")
+left, right = st.columns(2)
+with left:
+    if run.error:
+        st.error(f"{run.status}: {run.error}")
+    with st.expander("Configuration"):
+        st.json(run.config or {})
+    if run.metrics:
+        with st.expander("Test metrics"):
+            st.json({k: v for k, v in run.metrics["test"].items()})
+with right:
+    st.download_button("Download run as zip", data=lambda: common.zip_run(run.id), file_name=f"{run.id}.zip",
+                       mime="application/zip", key="runs_download", disabled=run.status == "running")
+    if st.session_state.get("runs_confirm") != run.id:
+        if st.button("Delete this run…", key="runs_delete", disabled=run.status == "running",
+                     help="Cancel a running job on the Train page first." if run.status == "running" else None):
+            st.session_state["runs_confirm"] = run.id
+            st.rerun()
+    else:
+        st.warning(f"Delete {run.id} and its model for good?")
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete", type="primary", key="runs_delete_yes"):
+            st.session_state.pop("runs_confirm")
+            try:
+                delete_run(common.runs_dir(), run.id)
+                common.forget_run(run)
+                st.toast(f"Deleted {run.id}")
+                st.rerun()
+            except (RunError, OSError) as exc:
+                st.error(str(exc))
+        if no.button("Keep it", key="runs_delete_no"):
+            st.session_state.pop("runs_confirm")
+            st.rerun()

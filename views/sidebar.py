@@ -1,0 +1,87 @@
+"""The sidebar on every page: data source (with upload / path when there is none), model, running job."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.data import DataError
+
+from views import common
+
+
+def render() -> None:
+    with st.sidebar:
+        _data()
+        _model()
+        _job_status()
+
+
+def _data() -> None:
+    st.subheader("Data")
+    path, summary, error = common.data_source()
+    if path:
+        st.caption(f"**{Path(path).name}** · {summary['rows']:,} messages after removing "
+                   f"{summary['duplicates_removed']:,} duplicates · {summary['spam']:,} spam "
+                   f"({summary['spam'] / summary['rows']:.0%})")
+        st.caption(f"`{path}`")
+    else:
+        st.error(error)
+    with st.expander("Use another dataset", expanded=path is None):
+        upload = st.file_uploader("Upload a CSV/TSV (label and text columns) or the UCI file (label<TAB>text)",
+                                  key="data_upload", help="Labels ham/spam or 0/1. The size limit is "
+                                  "server.maxUploadSize in .streamlit/config.toml.")
+        if upload is not None:  # checked once per file: a rerun must not re-read 50 MB
+            checked = st.session_state.setdefault("uploads_checked", {})
+            if upload.file_id not in checked:
+                try:
+                    checked[upload.file_id] = {"path": str(common.save_upload(upload.name, upload.getvalue()))}
+                    st.session_state["data_path"] = checked[upload.file_id]["path"]
+                    st.rerun()
+                except DataError as exc:
+                    checked[upload.file_id] = {"error": str(exc)}
+            if "error" in checked[upload.file_id]:
+                st.error(checked[upload.file_id]["error"])
+        typed = st.text_input("…or a path on this machine", key="data_path_input", placeholder="/path/to/SMSSpamCollection")
+        if st.button("Use this file", key="data_path_use", disabled=not typed.strip()):
+            try:
+                common._data_summary.clear()
+                from core.data import load_messages
+                load_messages(typed.strip())  # parse and check it now, not when training starts
+                st.session_state["data_path"] = typed.strip()
+                st.rerun()
+            except (DataError, OSError) as exc:
+                st.error(str(exc))
+        if st.session_state.get("data_path") and st.button("Back to the default dataset", key="data_reset"):
+            st.session_state.pop("data_path")
+            st.rerun()
+
+
+def _model() -> None:
+    st.subheader("Model")
+    name = st.session_state.get("model_name", common.default_model())
+    info = common.resolved_model(name)
+    if "error" in info:
+        st.error(info["error"])
+    elif info.get("fallback_reason"):
+        st.caption(f"Asked for **{name}**; using the bundled **{info['name']}**.")
+        st.warning(f"Offline fallback: {info['fallback_reason']}.", icon=":material/cloud_off:")
+    else:
+        st.caption(f"**{info['name']}** ({info['source']})")
+
+
+@st.fragment(run_every=3)
+def _job_status() -> None:
+    st.subheader("Training job")
+    progress = jobs.current_job(common.runs_dir())
+    busy = progress is not None
+    if busy:
+        st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.label)
+        st.page_link("views/train.py", label="Watch it on Train", icon=":material/monitoring:")
+    else:
+        st.caption("No job running.")
+    was = st.session_state.get("sidebar_job_busy")
+    st.session_state["sidebar_job_busy"] = busy
+    if was is not None and was != busy:  # a job started or ended elsewhere: redraw the page
+        st.rerun(scope="app")

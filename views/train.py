@@ -1,0 +1,157 @@
+"""Train: the hyperparameters that matter, validated before launch; the live job with Cancel."""
+import streamlit as st
+
+from core import jobs
+from core.config import MODE_DEFAULTS, TrainConfig
+
+from views import common
+
+HELP = {name: f.metadata.get("help") for name, f in TrainConfig.__dataclass_fields__.items()}
+DEFAULTS = TrainConfig()  # field defaults, shown in the form
+PLANS = {
+    "frozen": ["frozen"],
+    "finetune": ["finetune"],
+    "both": ["frozen", "finetune"],
+    "baseline": ["baseline"],
+}
+PLAN_LABELS = {"frozen": "Frozen encoder + MLP head", "finetune": "Fine-tune the whole encoder",
+               "both": "Both, one after the other", "baseline": "TF-IDF baseline only"}
+
+st.title("Train")
+common.job_panel("train")
+busy = jobs.current_job(common.runs_dir())
+
+# ---------------------------------------------------------------------------- the form
+choice = st.radio("What to train", list(PLANS), format_func=PLAN_LABELS.get, horizontal=True, index=2,
+                  key="train_plan")
+modes = list(PLANS[choice])
+if choice != "baseline" and st.checkbox("Also fit the TF-IDF + logistic-regression baseline first (seconds)",
+                                        value=True, key="train_with_baseline"):
+    modes.insert(0, "baseline")
+neural = [m for m in modes if m != "baseline"]
+
+model_name = common.default_model()
+if neural:
+    model_name = st.text_input("Model (hub id or local directory)", help=HELP["model"], key="train_model",
+                               value=st.session_state.get("model_name", common.default_model()))
+    st.session_state["model_name"] = model_name  # the sidebar shows it; kept when the user changes page
+    model_info = common.resolved_model(model_name.strip() or "-")
+    if model_info.get("fallback_reason"):
+        st.info(f"{model_name} is not available offline ({model_info['fallback_reason']}): training uses the "
+                f"bundled {model_info['name']}.", icon=":material/cloud_off:")
+
+values, errors = {}, []
+
+
+def number(label, name, col, kind=int, default=None, fmt=None, scope="shared"):
+    """A number field without min/max: TrainConfig's validation gives the message for a bad value."""
+    value = getattr(DEFAULTS, name) if default is None else default
+    return col.number_input(label, value=kind(value), step=kind(1) if kind is int else None, format=fmt,
+                            help=HELP[name], key=f"train_{scope}_{name}")
+
+
+def rate(label, name, col, default):
+    text = col.text_input(label, value=f"{default:g}", help=HELP[name], key=f"train_{name}_{label}")
+    try:
+        return float(text)
+    except ValueError:
+        errors.append(f"{label}: expected a number such as 5e-5, got {text!r}")
+        return None
+
+
+if neural:
+    st.subheader("Shared settings")
+    c = st.columns(5)
+    values["batch_size"] = number("Batch size", "batch_size", c[0])
+    values["max_length"] = number("Max length (tokens)", "max_length", c[1])
+    values["seed"] = number("Seed", "seed", c[2])
+    values["warmup_ratio"] = number("Warmup ratio", "warmup_ratio", c[3], float, fmt="%.2f")
+    values["patience"] = number("Early-stopping patience", "patience", c[4])
+
+per_mode = {m: {} for m in modes}
+columns = st.columns(len(neural)) if neural else []
+for col, mode in zip(columns, neural):
+    with col:
+        st.subheader(common.MODE_LABELS[mode])
+        c = st.columns(2)
+        per_mode[mode]["epochs"] = number("Epochs", "epochs", c[0], default=MODE_DEFAULTS[mode]["epochs"],
+                                         scope=mode)
+        per_mode[mode]["lr"] = rate(f"Learning rate ({mode})", "lr", c[1], MODE_DEFAULTS[mode]["lr"])
+        if mode == "frozen":
+            c = st.columns(3)
+            per_mode[mode]["pooling"] = c[0].selectbox("Pooling", ["mean", "cls"], help=HELP["pooling"],
+                                                       key="train_frozen_pooling")
+            per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[1], scope=mode)
+            per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
+
+with st.expander("More settings"):
+    c = st.columns(4)
+    values["val_fraction"] = number("Validation share", "val_fraction", c[0], float, fmt="%.2f")
+    values["test_fraction"] = number("Test share", "test_fraction", c[1], float, fmt="%.2f")
+    values["weight_decay"] = number("Weight decay", "weight_decay", c[2], float, fmt="%.3f")
+    values["class_weight"] = c[3].selectbox("Class weights", ["balanced", "none"], help=HELP["class_weight"])
+
+# ---------------------------------------------------------------------------- validate before anything starts
+data_path, data_summary, data_error = common.data_source()
+if data_error:
+    errors.append(f"data: {data_error}")
+if neural and "error" in model_info:
+    errors.append(f"model: {model_info['error']}")
+configs = []
+for mode in modes:
+    try:
+        settings = {**values, **per_mode[mode]} if mode != "baseline" else \
+            {k: values[k] for k in ("seed", "val_fraction", "test_fraction", "class_weight") if k in values}
+        cfg = TrainConfig(mode=mode, data=data_path, model=model_name.strip(), runs_dir=str(common.runs_dir()),
+                          cache_dir=common.cache_dir(), **settings)
+        if mode != "baseline" and "error" not in model_info and cfg.max_length > model_info["max_positions"]:
+            raise ValueError(f"max_length: expected at most {model_info['max_positions']} for "
+                             f"{model_info['name']}, got {cfg.max_length}")
+        configs.append(cfg)
+    except (ValueError, TypeError) as exc:
+        errors.append(f"{common.MODE_LABELS[mode]}: {exc}")
+for message in dict.fromkeys(errors):
+    st.error(message)
+
+# ---------------------------------------------------------------------------- how long
+if data_summary and not errors:
+    n_messages = data_summary["rows"]
+    n_train = int(n_messages * (1 - configs[0].val_fraction - configs[0].test_fraction))
+    lines = []
+    for cfg in configs:
+        found = jobs.estimate_from_runs(common.runs(), cfg.mode, model_info.get("name") if neural else None, n_train)
+        if found:
+            per_epoch, source = found
+            lines.append(f"{common.MODE_LABELS[cfg.mode]}: about {jobs.format_seconds(per_epoch)} per epoch, "
+                         f"{jobs.format_seconds(per_epoch * cfg.epochs)} for {cfg.epochs} epoch(s) "
+                         f"(measured in run {source} on this machine)")
+        measured = st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length,
+                                                                   cfg.batch_size))
+        if measured and cfg.mode == "finetune":
+            lines.append(f"Fine-tune: about {jobs.format_seconds(measured['epoch_seconds'])} per epoch "
+                         f"(timed just now on this machine)")
+        if measured and cfg.mode == "frozen":
+            lines.append(f"Frozen: about {jobs.format_seconds(measured['features_seconds'])} to encode the "
+                         f"messages once (cached for later runs); each head epoch takes under a second")
+    st.caption(f"{n_train:,} training messages. " + (" · ".join(lines) if lines else
+               "No earlier run of these settings on this machine to estimate from."))
+    if neural and st.button("Time a few steps on this machine", disabled=busy is not None,
+                            help="Loads the model and times 3 training steps (a few seconds)."):
+        with st.spinner("Timing…"):
+            measured = st.session_state.setdefault("train_measured", {})
+            for cfg in configs:
+                if cfg.mode != "baseline":
+                    measured[(cfg.mode, model_name, cfg.max_length, cfg.batch_size)] = jobs.measure_epoch_seconds(
+                        model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages)
+        st.rerun()
+
+# ---------------------------------------------------------------------------- launch
+if busy:
+    st.info("A training job is running (above). Only one job runs at a time; this form is ready for the next one.")
+if st.button("Start training", type="primary", disabled=bool(errors) or busy is not None, key="train_launch"):
+    try:
+        with st.spinner("Starting the training process…"):
+            jobs.launch(configs)
+        st.rerun()
+    except jobs.JobError as exc:  # JobBusy names the running job
+        st.error(str(exc))
