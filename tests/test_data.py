@@ -1,0 +1,139 @@
+"""Dataset parsing, every bad-input path, de-duplication and the split."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import make_messages, write_uci
+from core.data import (MIN_PER_CLASS, DataError, deduplicate, find_data_source, load_messages, read_messages,
+                       split_messages)
+
+
+def test_uci_file(sms_file):
+    frame, counts = read_messages(sms_file)
+    assert list(frame.columns) == ["text", "label"]
+    assert counts["format"] == "uci" and counts["rows_read"] == 130
+    assert frame.label.tolist().count(1) == 40
+
+
+def test_csv_with_header_latin1_and_extra_columns(tmp_path):
+    # the common Kaggle copy: v1,v2 plus empty columns, latin-1 with a pound sign
+    body = "v1,v2,,,\nham,See you at 6,,,\nspam,Win \xa3100 now,,,\nHAM,ok,,,\n1,free tkts,,,\n0,hi there,,,\n"
+    path = tmp_path / "spam.csv"
+    path.write_bytes(body.encode("latin-1"))
+    frame, counts = read_messages(path)
+    assert counts["encoding"] == "latin-1" and counts["format"] == "table"
+    assert frame.text.tolist() == ["See you at 6", "Win £100 now", "ok", "free tkts", "hi there"]
+    assert frame.label.tolist() == [0, 1, 0, 1, 0]
+
+
+def test_tsv_header_any_column_order_and_names(tmp_path):
+    path = tmp_path / "msgs.tsv"
+    path.write_text("message\tcategory\nhello\tham\nWIN NOW\tSpam\n", encoding="utf-8")
+    frame, _ = read_messages(path)
+    assert frame.to_dict("records") == [{"text": "hello", "label": 0}, {"text": "WIN NOW", "label": 1}]
+
+
+def test_bad_rows_are_dropped_and_counted(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("ham\thello\nspam\t   \nmaybe\twhat\nlabel\ttext\nspam\tbuy now\n", encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert frame.text.tolist() == ["hello", "buy now"]
+    assert counts["dropped_empty_text"] == 1
+    assert counts["dropped_unknown_label"] == 2  # "maybe" and a duplicated header line
+
+
+def test_duplicated_header_line_in_csv(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("label,text\nham,hi\nlabel,text\nspam,win\n", encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert frame.label.tolist() == [0, 1] and counts["dropped_unknown_label"] == 1
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "empty"),
+    (b"   \n\n", "empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+    (b"just one column\nanother line\n", "label column|column"),
+    (b"a,b\nfoo,bar\nbaz,qux\n", "no label column"),
+    (b"label,text\nmaybe,hi\nunknown,there\n", "no usable rows|no label column"),
+])
+def test_unusable_files_raise_clear_errors(tmp_path, content, match):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        read_messages(path)
+
+
+def test_bytes_upload_is_parsed_like_a_file():
+    frame, _ = read_messages(b"ham\thi\nspam\twin\n", name="upload.txt")
+    assert frame.label.tolist() == [0, 1]
+
+
+def test_one_class_and_too_few_per_class(tmp_path):
+    one = write_uci(tmp_path / "one.txt", [("ham", f"hello {i}") for i in range(50)])
+    with pytest.raises(DataError, match="only one class"):
+        load_messages(one)
+    few = write_uci(tmp_path / "few.txt", [("ham", f"hello {i}") for i in range(50)] +
+                    [("spam", f"win {i}") for i in range(MIN_PER_CLASS - 1)])
+    with pytest.raises(DataError, match=f"expected at least {MIN_PER_CLASS}"):
+        load_messages(few)
+
+
+def test_deduplicate_normalises_whitespace_and_counts_conflicts():
+    frame = pd.DataFrame({"text": ["win  now", "win now ", "hi", "hi", "x"], "label": [1, 1, 0, 1, 0]})
+    out, info = deduplicate(frame)
+    assert out.text.tolist() == ["win now", "hi", "x"]
+    assert info == {"duplicates_removed": 2, "label_conflicts": 1}
+
+
+def test_split_has_no_overlap_is_stratified_and_deterministic(tmp_path):
+    rows = make_messages(n_ham=400, n_spam=100)
+    rows += rows[:60]  # exact repeats must not leak across splits
+    messages = load_messages(write_uci(tmp_path / "d.txt", rows))
+    assert messages.summary["duplicates_removed"] == 60
+    splits = split_messages(messages.frame, 0.1, 0.2, seed=7)
+    sets = {name: set(part.text) for name, part in splits.items()}
+    assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["validation"])
+    assert not (sets["validation"] & sets["test"])
+    assert sum(len(s) for s in sets.values()) == 500
+    for part in splits.values():  # 20 % spam everywhere, within rounding
+        assert abs(part.label.mean() - 0.2) < 0.03
+    assert len(splits["test"]) == 100 and len(splits["validation"]) == 50
+    again = split_messages(messages.frame, 0.1, 0.2, seed=7)
+    assert all(again[k].equals(splits[k]) for k in splits)
+    other = split_messages(messages.frame, 0.1, 0.2, seed=8)
+    assert not other["test"].equals(splits["test"])
+
+
+def test_source_order_explicit_then_env_then_data_dir(tmp_path, monkeypatch, sms_file):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPAM_DATA", raising=False)
+    with pytest.raises(DataError, match="data file not found"):
+        find_data_source(tmp_path / "missing.txt")
+    monkeypatch.setenv("SPAM_DATA", str(sms_file))
+    assert find_data_source() == str(sms_file)
+    (tmp_path / "data").mkdir()
+    local = write_uci(tmp_path / "data" / "SMSSpamCollection", make_messages(seed=1))
+    monkeypatch.setenv("SPAM_DATA", str(tmp_path / "nope"))
+    assert Path(find_data_source()).resolve() == local.resolve()
+
+
+def test_offline_without_any_data_names_every_place_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPAM_DATA", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as err:
+        find_data_source()
+    message = str(err.value)
+    for place in ("$SPAM_DATA", "data/SMSSpamCollection", "ucirvine/sms_spam", "--data"):
+        assert place in message
+
+
+def test_real_data_summary(real_data):
+    messages = load_messages(real_data)
+    s = messages.summary
+    assert s["rows_read"] == 5574
+    assert s["duplicates_removed"] >= 400  # ~400 exact repeats, a few more after whitespace normalisation
+    assert s["ham"] + s["spam"] == s["rows"] == len(messages.frame)
+    assert 0.11 < s["spam"] / s["rows"] < 0.14

@@ -1,0 +1,81 @@
+"""Metrics against hand-checked cases (spam = 1 is the positive class)."""
+import math
+
+import numpy as np
+import pytest
+
+from core.metrics import bootstrap_intervals, classification_metrics, curves, mcnemar_test
+
+
+def test_hand_checked_case():
+    # y:     0    0    0    1    1    1
+    # p:    .1   .4   .7   .3   .8   .9   -> at 0.5: tn=2 fp=1 fn=1 tp=2
+    m = classification_metrics([0, 0, 0, 1, 1, 1], [0.1, 0.4, 0.7, 0.3, 0.8, 0.9])
+    assert m["confusion_matrix"] == [[2, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    # AUROC = share of (spam, ham) pairs ranked right: .3 beats .1 only (1), .8 and .9 beat all three (6) => 7/9
+    assert m["auroc"] == pytest.approx(7 / 9)
+    assert m["mcc"] == pytest.approx((2 * 2 - 1 * 1) / 9)
+
+
+def test_ranking_metrics_use_probabilities_not_labels():
+    # same hard predictions, different ranking: the seed computed AUROC from labels and got 0.5 for a collapsed model
+    y = [0, 0, 1, 1]
+    collapsed = classification_metrics(y, [0.1, 0.2, 0.3, 0.4])  # all "ham" at 0.5, yet perfectly ranked
+    assert collapsed["recall"] == 0 and collapsed["precision"] == 0
+    assert collapsed["auroc"] == 1.0 and collapsed["auprc"] == 1.0
+
+
+def test_threshold_moves_the_confusion_matrix():
+    m = classification_metrics([0, 1, 1], [0.2, 0.35, 0.9], threshold=0.3)
+    assert m["confusion_matrix"] == [[1, 0], [0, 2]] and m["threshold"] == 0.3
+
+
+def test_one_class_gives_nan_and_a_warning():
+    with pytest.warns(UserWarning, match="only one class"):
+        m = classification_metrics([0, 0, 0], [0.1, 0.2, 0.9])
+    assert math.isnan(m["auroc"]) and math.isnan(m["auprc"])
+    assert m["accuracy"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("y, p, match", [
+    ([0, 1], [0.5], "same 1-D shape"),
+    ([], [], "at least one"),
+    ([0, 2], [0.1, 0.2], "labels 0"),
+    ([0, 1], [0.1, 1.5], "probabilities"),
+    ([0, 1], [0.1, float("nan")], "probabilities"),
+])
+def test_bad_inputs_say_what_was_expected(y, p, match):
+    with pytest.raises(ValueError, match=match):
+        classification_metrics(y, p)
+
+
+def test_curves_span_zero_to_one():
+    c = curves([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    assert c["roc"]["fpr"][0] == 0 and c["roc"]["fpr"][-1] == 1 and c["roc"]["tpr"][-1] == 1
+    assert len(c["pr"]["precision"]) == len(c["pr"]["recall"])
+
+
+def test_bootstrap_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(400), np.ones(60)].astype(int)
+    p = np.clip(y * 0.5 + rng.random(len(y)) * 0.6, 0, 1)
+    point = classification_metrics(y, p)
+    ci = bootstrap_intervals(y, p, n_resamples=300, seed=1)
+    for name in ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "mcc"):
+        lo, hi = ci[name]
+        assert lo <= point[name] <= hi, name
+        assert hi - lo > 0 or point[name] in (0, 1)
+    assert ci == bootstrap_intervals(y, p, n_resamples=300, seed=1)  # deterministic for a seed
+
+
+def test_mcnemar_counts_discordant_pairs():
+    y = [1, 1, 1, 1, 0, 0]
+    a = [0.9, 0.9, 0.9, 0.9, 0.1, 0.1]  # all right
+    b = [0.1, 0.1, 0.1, 0.9, 0.1, 0.1]  # 3 misses
+    r = mcnemar_test(y, a, b)
+    assert (r["only_a_right"], r["only_b_right"]) == (3, 0)
+    assert r["p_value"] == pytest.approx(0.25)  # exact binomial, two-sided: 2 * 0.5**3
+    assert mcnemar_test(y, a, a)["p_value"] == 1.0

@@ -1,0 +1,116 @@
+"""The run store: atomic writes, ids, status of dead processes, broken runs, the one-job lock; config checks."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.config import TrainConfig
+from core.runs import (RunError, delete_run, list_runs, load_run, read_history, read_status, running_job, set_status,
+                       training_lock, validate_run_id, write_json_atomic, EventLog)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": object()})  # not serialisable: fails mid-write
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_nan_is_stored_as_null(tmp_path):
+    write_json_atomic(tmp_path / "m.json", {"auroc": float("nan"), "xs": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"auroc": None, "xs": [1.0, None]}
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 101, "run id", "..", "a\x00b"])
+def test_run_ids_cannot_traverse_paths(tmp_path, bad):
+    with pytest.raises(RunError, match="invalid run id"):
+        validate_run_id(bad)
+    with pytest.raises(RunError):
+        delete_run(tmp_path, bad)
+
+
+def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run = tmp_path / "r1"
+    run.mkdir()
+    set_status(run, "running", pid=proc.pid, pid_started=0.0)
+    assert read_status(run)["status"] == "interrupted"
+    set_status(run, "running")  # this very process: alive
+    assert read_status(run)["status"] == "running"
+
+
+def test_history_skips_a_half_written_last_line(tmp_path):
+    log = EventLog(tmp_path / "history.jsonl")
+    log.emit("train", step=1, loss=0.5)
+    log.close()
+    with open(tmp_path / "history.jsonl", "a") as f:
+        f.write('{"event": "train", "st')  # a writer caught mid-line
+    events = read_history(tmp_path)
+    assert [e["step"] for e in events] == [1]
+
+
+def test_broken_runs_are_listed_not_raised(tmp_path):
+    (tmp_path / "no-config").mkdir()
+    garbled = tmp_path / "garbled"
+    garbled.mkdir()
+    (garbled / "config.json").write_text("{not json")
+    done = tmp_path / "done-no-metrics"
+    done.mkdir()
+    write_json_atomic(done / "config.json", {"mode": "frozen", "created": 1.0})
+    set_status(done, "completed")
+    (tmp_path / "not a run").mkdir()  # invalid id: ignored
+    runs = {r.id: r for r in list_runs(tmp_path)}
+    assert set(runs) == {"no-config", "garbled", "done-no-metrics"}
+    assert all(r.status == "broken" and r.error for r in runs.values())
+    assert not any(r.usable for r in runs.values())
+
+
+def test_one_training_job_at_a_time(tmp_path):
+    with training_lock(tmp_path) as lock:
+        lock.write("run-a")
+        lock.flush()
+        assert running_job(tmp_path) == "run-a"
+        # another process asking for the lock is refused with the holder's name
+        code = ("import sys; sys.path.insert(0, %r)\nfrom core.runs import training_lock\n"
+                "try:\n    training_lock(%r).__enter__()\nexcept ValueError as e:\n    print(e)" % (os.getcwd(), str(tmp_path)))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+        assert "another training job is running: run-a" in out
+    assert running_job(tmp_path) is None
+
+
+def test_delete_refuses_a_running_run(tmp_path):
+    run = tmp_path / "live"
+    run.mkdir()
+    write_json_atomic(run / "config.json", {"mode": "frozen"})
+    set_status(run, "running")
+    with pytest.raises(RunError, match="still training"):
+        delete_run(tmp_path, "live")
+    set_status(run, "failed", error="x")
+    delete_run(tmp_path, "live")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("lr", 0, "lr: expected a value in"), ("lr", -1e-5, "lr"), ("lr", 10.0, "lr"), ("epochs", 0, "epochs"),
+    ("batch_size", 0, "batch_size"), ("max_length", 100000, "max_length"), ("epochs", 2.5, "an integer"),
+    ("mode", "both-ways", "mode: expected one of"), ("pooling", "max", "pooling"), ("dropout", 1.5, "dropout"),
+    ("lr", float("nan"), "lr"), ("model", " ", "model"), ("test_fraction", 0.5, "val_fraction \\+ test_fraction"),
+])
+def test_config_refuses_bad_hyperparameters(field, value, match):
+    kwargs = {field: value}
+    if field == "test_fraction":
+        kwargs["val_fraction"] = 0.4
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_config_fills_mode_defaults_and_round_trips():
+    cfg = TrainConfig(mode="frozen")
+    assert cfg.epochs == 60 and cfg.lr == 1e-3
+    assert TrainConfig.from_dict({**cfg.to_dict(), "unknown_key": 1}) == cfg
+    assert TrainConfig(mode="finetune").lr == 5e-5

@@ -1,0 +1,225 @@
+"""Both modes end to end with a tiny random BERT, plus the faults a training run must survive."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import TrainConfig
+from core.modeling import ModelError, resolve_model
+from core.predict import Predictor
+from core.runs import RunError, list_runs, load_run, read_history, read_status, request_cancel, running_job
+from core.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"frozen": {"epochs": 8}, "finetune": {"epochs": 2, "lr": 1e-3}, "baseline": {}}
+
+
+def quick_config(mode, sms_file, tiny_bert, tmp_path, **overrides):
+    return TrainConfig(mode=mode, data=str(sms_file), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
+                       cache_dir=str(tmp_path / "cache"), batch_size=16, **{**QUICK[mode], **overrides})
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune", "baseline"])
+def test_mode_end_to_end(mode, sms_file, tiny_bert, tmp_path):
+    run_dir = train(quick_config(mode, sms_file, tiny_bert, tmp_path))
+    run = load_run(run_dir)
+    assert run.status == "completed" and run.usable and run.mode == mode
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["format_version"] == 1 and config["seed"] == 42
+    assert config["data_info"]["fingerprint"] and config["data_info"]["splits"]["test"]["rows"] == 26
+    assert "torch" in config["versions"]
+    if mode != "baseline":
+        assert config["model"]["source"] == "local" and config["trainable_parameters"] > 0
+
+    metrics = run.metrics
+    test = metrics["test"]
+    for key in ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "mcc"):
+        assert 0 <= test[key] <= 1 or (key == "mcc" and -1 <= test[key] <= 1)
+        lo, hi = test["ci95"][key]
+        assert lo <= hi
+    assert np.array(test["confusion_matrix"]).sum() == test["n"] == len(metrics["predictions"]) == 26
+    assert metrics["curves"]["roc"]["fpr"][-1] == 1
+
+    events = read_history(run_dir)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "data" and kinds[-1] == "end" and events[-1]["status"] == "completed"
+    assert "eval" in kinds and "test" in kinds
+    if mode != "baseline":
+        assert "train" in kinds and "start" in kinds
+        steps = [e["step"] for e in events if e["event"] == "train"]
+        assert steps == sorted(steps) and steps[-1] == events[kinds.index("start")]["total_steps"]
+
+    # the saved model reproduces the probabilities recorded at evaluation time
+    texts = [p["text"] for p in metrics["predictions"]]
+    recorded = np.array([p["spam_probability"] for p in metrics["predictions"]])
+    assert np.allclose(Predictor.load(run_dir).predict(texts), recorded, atol=1e-4)
+    weights = {"finetune": "model.safetensors", "frozen": "head.safetensors", "baseline": "baseline.safetensors"}
+    assert (run_dir / "model" / weights[mode]).is_file()
+    assert not list(run_dir.rglob("*.bin")) and not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("*.pkl"))
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_same_seed_same_result(mode, sms_file, tiny_bert, tmp_path):
+    first = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, epochs=1)))
+    second = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, epochs=1)))
+    p1 = [p["spam_probability"] for p in first.metrics["predictions"]]
+    p2 = [p["spam_probability"] for p in second.metrics["predictions"]]
+    assert p1 == p2
+    third = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, epochs=1, seed=3)))
+    assert [p["text"] for p in third.metrics["predictions"]] != [p["text"] for p in first.metrics["predictions"]]
+
+
+def test_frozen_features_are_computed_once(sms_file, tiny_bert, tmp_path):
+    train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1))
+    second = train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1, head_hidden=16, dropout=0.0))
+    ready = [e for e in read_history(second) if e["event"] == "features_ready"]
+    assert ready[0]["cached"] is True
+    assert not any(e["event"] == "features" for e in read_history(second))
+    # a different pooling is a different feature set
+    third = train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1, pooling="cls"))
+    assert [e for e in read_history(third) if e["event"] == "features_ready"][0]["cached"] is False
+
+
+def test_balanced_class_weights_keep_the_frozen_head_from_collapsing(sms_file, tiny_bert, tmp_path):
+    # the seed's frozen model predicted "ham" for everything; with balanced weights spam must be found
+    run = load_run(train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=30)))
+    assert run.metrics["test"]["recall"] > 0.5
+
+
+def test_early_stopping_stops_and_keeps_the_best(sms_file, tiny_bert, tmp_path):
+    run_dir = train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=200, patience=2, lr=0.05))
+    events = read_history(run_dir)
+    stop = [e for e in events if e["event"] == "early_stop"]
+    assert stop, "expected early stopping with a large learning rate and patience 2"
+    evals = [e for e in events if e["event"] == "eval"]
+    assert len(evals) < 200
+    assert min(e["loss"] for e in evals) == pytest.approx(stop[0]["best_loss"])
+
+
+def test_nan_loss_fails_the_run_with_the_reason(sms_file, tiny_bert, tmp_path):
+    from transformers import BertModel
+    broken = tmp_path / "nan-bert"
+    model = BertModel.from_pretrained(tiny_bert)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((Path(tiny_bert) / name).read_bytes())
+    with pytest.raises(ValueError, match="loss became nan"):
+        train(quick_config("finetune", sms_file, str(broken), tmp_path))
+    [run] = list_runs(tmp_path / "runs")
+    assert run.status == "failed" and "nan" in run.error
+    assert running_job(tmp_path / "runs") is None
+
+
+def test_model_resolution(tiny_bert, tmp_path, monkeypatch):
+    assert resolve_model(tiny_bert).source == "local"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="not a model directory"):
+        resolve_model(str(tmp_path / "empty"))
+    with pytest.raises(ModelError, match="not found"):
+        resolve_model(str(tmp_path / "missing"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.time()
+    resolved = resolve_model("bert-base-uncased")
+    assert time.time() - t0 < 5  # offline is detected at once, not after the hub's retries
+    assert resolved.source == "bundled" and "HF_HUB_OFFLINE" in resolved.fallback_reason
+    assert resolved.name == "sentence-transformers/all-MiniLM-L6-v2" and Path(resolved.path, "model.safetensors").is_file()
+
+
+def test_max_length_above_the_model_limit_is_refused_before_a_run_exists(sms_file, tiny_bert, tmp_path):
+    with pytest.raises(ModelError, match="max_length: expected at most 128"):
+        train(quick_config("finetune", sms_file, tiny_bert, tmp_path, max_length=256))
+    assert list_runs(tmp_path / "runs") == []
+
+
+# ---------------------------------------------------------------------------- faults, through the real CLI
+
+def _start_cli(tmp_path, sms_file, tiny_bert, *extra):
+    cmd = [sys.executable, "-m", "core", "train", "--mode", "finetune", "--data", str(sms_file), "--model", tiny_bert,
+           "--runs-dir", str(tmp_path / "runs"), "--epochs", "300", "--batch-size", "8", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def _wait_for_training(runs_dir: Path, timeout=60) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for run in list_runs(runs_dir):
+            if any(e["event"] == "train" for e in read_history(run.path)):
+                return run.path
+        time.sleep(0.2)
+    raise AssertionError("training did not start")
+
+
+def test_cancel_from_outside(tmp_path, sms_file, tiny_bert):
+    proc = _start_cli(tmp_path, sms_file, tiny_bert)
+    run_dir = _wait_for_training(tmp_path / "runs")
+    assert running_job(tmp_path / "runs") == run_dir.name
+    request_cancel(run_dir)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out.strip().splitlines()[-1] == str(run_dir)
+    assert read_status(run_dir)["status"] == "cancelled"
+    assert read_history(run_dir)[-1] == {**read_history(run_dir)[-1], "event": "end", "status": "cancelled"}
+    assert running_job(tmp_path / "runs") is None
+
+
+def test_sigterm_cancels_cleanly(tmp_path, sms_file, tiny_bert):
+    proc = _start_cli(tmp_path, sms_file, tiny_bert)
+    run_dir = _wait_for_training(tmp_path / "runs")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert read_status(run_dir)["status"] == "cancelled"
+
+
+def test_kill_9_mid_epoch_leaves_an_interrupted_run_and_a_free_lock(tmp_path, sms_file, tiny_bert):
+    proc = _start_cli(tmp_path, sms_file, tiny_bert)
+    run_dir = _wait_for_training(tmp_path / "runs")
+    proc.kill()
+    proc.wait()
+    run = load_run(run_dir)
+    assert run.status == "interrupted" and not run.usable
+    assert not (run_dir / "model").exists()  # weights are only ever renamed into place when complete
+    with pytest.raises(RunError, match="no saved weights"):
+        Predictor.load(run_dir)
+    assert running_job(tmp_path / "runs") is None
+    # and a new job can start at once
+    done = train(TrainConfig(mode="frozen", data=str(sms_file), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
+                             cache_dir=str(tmp_path / "cache"), epochs=1))
+    assert load_run(done).status == "completed"
+
+
+def test_second_job_is_refused_while_one_runs(tmp_path, sms_file, tiny_bert):
+    proc = _start_cli(tmp_path, sms_file, tiny_bert)
+    run_dir = _wait_for_training(tmp_path / "runs")
+    try:
+        second = subprocess.run([sys.executable, "-m", "core", "train", "--mode", "baseline", "--data", str(sms_file),
+                                 "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [f"error: another training job is running: {run_dir.name}"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ---------------------------------------------------------------------------- real data
+
+@pytest.mark.real_data
+def test_frozen_bundled_model_on_the_real_data(real_data, tmp_path):
+    """The bundled MiniLM, frozen, on the UCI data: must find spam (the seed's collapsed to P = R = 0)."""
+    cfg = TrainConfig(mode="frozen", data=str(real_data), model="bert-base-uncased", runs_dir=str(tmp_path / "runs"),
+                      cache_dir=str(tmp_path / "cache"))
+    run = load_run(train(cfg))
+    assert run.config["model"]["source"] == "bundled" and run.config["model"]["fallback_reason"]
+    test = run.metrics["test"]
+    assert test["n"] > 1000 and test["n_spam"] > 100
+    assert test["accuracy"] > 0.96 and test["recall"] > 0.85 and test["precision"] > 0.8 and test["auroc"] > 0.98
