@@ -15,11 +15,11 @@ MODES = ("frozen", "finetune", "baseline")
 MODE_DEFAULTS = {
     # BERT paper range 2e-5..5e-5; the small bundled MiniLM prefers the top of it. 3 epochs is the
     # paper's recipe and is where validation loss stops falling on this data.
-    "finetune": {"epochs": 3, "lr": 5e-5, "evals_per_epoch": 4},
+    "finetune": {"epochs": 3, "lr": 5e-5, "evals_per_epoch": 4, "class_weight": "none"},
     # Only a small MLP on cached features trains, so many cheap epochs and a larger learning rate.
-    "frozen": {"epochs": 60, "lr": 1e-3, "evals_per_epoch": 1},
-    # The linear baseline is fitted in closed form-ish by liblinear: no epochs or learning rate.
-    "baseline": {"epochs": 1, "lr": 1.0, "evals_per_epoch": 1},
+    "frozen": {"epochs": 60, "lr": 1e-3, "evals_per_epoch": 1, "class_weight": "balanced"},
+    # The linear baseline is fitted by a solver to convergence: epochs and learning rate do not apply.
+    "baseline": {"epochs": 1, "lr": 1.0, "evals_per_epoch": 1, "class_weight": "balanced"},
 }
 
 
@@ -52,9 +52,10 @@ class TrainConfig:
                         "for encoders not trained on a [CLS] objective", choices=("mean", "cls"))
     head_hidden: int = _opt(512, "frozen: hidden units of the MLP head")
     dropout: float = _opt(0.3, "frozen: dropout in the MLP head (0.3 and 512 units won on validation F1)")
-    class_weight: str = _opt("balanced", "weight the loss by inverse class frequency so 13 % spam is not "
-                             "ignored (the seed's frozen model collapsed to 'always ham')",
-                             choices=("balanced", "none"))
+    class_weight: str | None = _opt(None, "balanced: weight the loss by inverse class frequency so 13 % spam "
+                                    "is not ignored (the seed's frozen model collapsed to 'always ham'); frozen "
+                                    "default balanced, finetune none (a trained encoder finds spam anyway, and "
+                                    "weighting cost precision on validation)", choices=("balanced", "none"))
     precision: str = _opt("fp32", "fp32, or bf16 autocast where the device supports it",
                           choices=("fp32", "bf16"))
     threshold: float = _opt(0.5, "spam probability at or above which a message is called spam")

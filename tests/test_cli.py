@@ -1,0 +1,102 @@
+"""The CLI contract: exit codes, one-line errors, stdout formats."""
+import io
+import json
+import sys
+
+import pytest
+
+from conftest import make_messages, write_uci
+from core.cli import main
+from core.config import TrainConfig
+from core.train import train
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tiny_bert, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    data = write_uci(tmp / "sms.txt", make_messages())
+    return train(TrainConfig(mode="frozen", data=str(data), model=tiny_bert, runs_dir=str(tmp / "runs"),
+                             cache_dir=str(tmp / "cache"), epochs=3))
+
+
+def run_cli(capsys, *argv, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "/no/such/file"], "error: data file not found: /no/such/file"),
+    (["train", "--lr", "0"], "error: lr: expected a value in [1e-08, 1], got 0.0"),
+    (["train", "--epochs", "0"], "error: epochs: expected a value in [1, 1000], got 0"),
+    (["train", "--batch-size", "0"], "error: batch_size: expected a value in [1, 4096], got 0"),
+    (["predict", "--run", "no-such-run", "hi"], "error: unknown run: no-such-run"),
+    (["predict", "--run", "../../etc", "hi"], "error: invalid run id '../../etc'"),
+    (["evaluate", "--run", "nope", "--data", "x"], "error: unknown run: nope"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message)
+
+
+def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):
+    blocker = tmp_path / "runs"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir", str(blocker))
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_file(capsys, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text("[]")
+    code, _, err = run_cli(capsys, "train", "--config", str(plan))
+    assert code == 2 and "expected a config object or a non-empty list" in err
+    plan.write_text('[{"mode": "frozen", "epochs": -3}]')
+    code, _, err = run_cli(capsys, "train", "--config", str(plan))
+    assert code == 2 and "epochs" in err
+
+
+def test_train_prints_the_run_folder_last(capsys, tmp_path, sms_file):
+    code, out, _ = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir",
+                           str(tmp_path / "runs"))
+    assert code == 0
+    last = out.strip().splitlines()[-1]
+    metrics = json.loads((tmp_path / "runs" / last.split("/")[-1] / "metrics.json").read_text())
+    assert metrics["mode"] == "baseline" and set(metrics["test"]) >= {"accuracy", "precision", "recall", "f1",
+                                                                      "auroc", "auprc", "mcc", "confusion_matrix"}
+
+
+def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
+    code, out, _ = run_cli(capsys, "predict", "--run", str(frozen_run), "WIN a prize now", "see you at 6")
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and [r["text"] for r in rows] == ["WIN a prize now", "see you at 6"]
+    assert all(0 <= r["spam_probability"] <= 1 for r in rows)
+    code, out, _ = run_cli(capsys, "predict", "--run", str(frozen_run), stdin="WIN a prize now\n\nhello\n",
+                           monkeypatch=monkeypatch)
+    again = [json.loads(line) for line in out.strip().splitlines()]
+    assert [r["text"] for r in again] == ["WIN a prize now", "hello"]
+    assert again[0]["spam_probability"] == rows[0]["spam_probability"]
+
+
+def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(frozen_run.parent), "--json")
+    [row] = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and row["id"] == frozen_run.name and row["mode"] == "frozen" and row["status"] == "completed"
+    assert 0 <= row["test"]["f1"] <= 1
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(frozen_run.parent))
+    assert frozen_run.name in out and "frozen" in out and "completed" in out
+
+
+def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
+    other = write_uci(tmp_path / "mine.txt", make_messages(n_ham=30, n_spam=12, seed=5))
+    code, out, _ = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(other))
+    result = json.loads(out)
+    assert code == 0 and result["n"] == 42 and result["n_spam"] == 12
+    saved = json.loads((frozen_run / "evaluations" / "mine.txt.json").read_text())
+    assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
+    assert len(saved["predictions"]) == 42
