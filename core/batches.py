@@ -52,14 +52,30 @@ def token_loader(encodings: list[dict], labels, tokenizer, batch_size: int, shuf
     return DataLoader(items, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer))
 
 
+class _Rows(torch.utils.data.Dataset):
+    """Feature rows and labels. A batch is fetched with one tensor index (`__getitems__`), not 32 Python items
+    stacked one by one: the head's steps are so small that per-item collation was a large share of them."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, idx: list[int]) -> dict:
+        return {"features": self.features[idx], "labels": self.labels[idx]}  # (B, H), (B,)
+
+
 def feature_loader(features: torch.Tensor, labels, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """Cached feature vectors -> batches {features, labels}."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    items = list(zip(features, labels))
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=lambda b: {"features": torch.stack([x for x, _ in b]),
-                                            "labels": torch.stack([y for _, y in b])})
+    return DataLoader(_Rows(features, labels), batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=_as_is)
+
+
+def _as_is(batch: dict) -> dict:
+    return batch
 
 
 def eval_order(loader: DataLoader) -> np.ndarray:
@@ -67,3 +83,27 @@ def eval_order(loader: DataLoader) -> np.ndarray:
     if isinstance(loader.batch_sampler, LengthBucketSampler):
         return np.concatenate([np.asarray(b, dtype=int) for b in loader.batch_sampler])
     return np.arange(len(loader.dataset))
+
+
+class Shard(Sampler[list[int]]):
+    """One process's share of a batch sampler in data-parallel training: every n-th batch, wrapping around at
+    the end so that all processes take the same number of steps (their all-reduces must pair up)."""
+
+    def __init__(self, batches: Sampler, num_shards: int, index: int):
+        self.batches, self.num_shards, self.index = batches, num_shards, index
+
+    def __iter__(self):
+        every = list(self.batches)  # the same order in every process: same seed
+        per_shard = -(-len(every) // self.num_shards)
+        padded = (every * 2)[:per_shard * self.num_shards]
+        yield from padded[self.index::self.num_shards]
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.num_shards)
+
+
+def shard_loader(loader: DataLoader, num_shards: int, index: int) -> DataLoader:
+    if num_shards == 1:
+        return loader
+    return DataLoader(loader.dataset, batch_sampler=Shard(loader.batch_sampler, num_shards, index),
+                      collate_fn=loader.collate_fn)

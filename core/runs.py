@@ -104,22 +104,26 @@ def new_run_dir(runs_dir: str | os.PathLike, mode: str) -> Path:
 
 
 class EventLog:
-    """history.jsonl: one JSON object per line, flushed at once so another process can follow live."""
+    """history.jsonl: one JSON object per line, flushed at once so another process can follow live.
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")
+    With path None nothing is written (the non-main processes of a multi-process run).
+    """
+
+    def __init__(self, path: Path | None):
+        self._file = open(path, "a", encoding="utf-8") if path is not None else None
         self._t0 = time.time()
 
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "time": round(time.time(), 3), "elapsed": round(time.time() - self._t0, 3),
                   **_clean(fields)}
-        self._file.write(json.dumps(record, allow_nan=False) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record, allow_nan=False) + "\n")
+            self._file.flush()
         return record
 
     def close(self):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def set_status(run_dir: Path, status: str, **fields) -> None:
