@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .batches import LengthBucketSampler
 from .modeling import pool
@@ -51,21 +52,28 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
     return out
 
 
-def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-    """Load features for `key`, or compute and store them (atomically). Returns (features, was_cached)."""
+def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[], tuple[torch.Tensor, dict]]
+                    ) -> tuple[torch.Tensor, bool, dict]:
+    """Load features for `key`, or compute and store them (atomically). Returns (features, was_cached, info).
+
+    `compute()` returns (features, info); info (str -> str) is stored in the file's metadata and returned on
+    later hits, so facts learnt while computing (the encoder's size) need no model loading then.
+    """
     path = Path(cache_dir) / "features" / f"{key}.safetensors"
     if path.is_file():
         try:
-            return load_file(str(path))["features"], True
+            with safe_open(str(path), "pt") as f:
+                return f.get_tensor("features"), True, dict(f.metadata() or {})
         except Exception as exc:  # a damaged cache file is recomputed, never trusted
             log.warning("ignoring unreadable feature cache %s: %s", path, exc)
-    features = compute()
+    features, info = compute()
+    info = {k: str(v) for k, v in info.items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
-        save_file({"features": features.contiguous()}, tmp)
+        save_file({"features": features.contiguous()}, tmp, metadata=info)
         os.replace(tmp, path)
     except OSError as exc:  # a cache that cannot be written only costs time next run
         log.warning("could not cache features at %s: %s", path, exc)
-    return features, False
+    return features, False, info
