@@ -78,7 +78,9 @@ class Progress:
     @property
     def label(self) -> str:
         where = f"run {self.index} of {self.count}, " if self.count > 1 else ""
-        eta = f", about {format_seconds(self.eta_seconds)} left" if self.eta_seconds is not None else ""
+        eta = ""
+        if self.eta_seconds is not None:
+            eta = f", about {format_seconds(self.eta_seconds)} left" + (" in this run" if self.index < self.count else "")
         return f"{self.mode or 'training'} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
 
 
@@ -325,6 +327,14 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
         if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name) \
                 and m.get("train_messages_per_second"):
             return n_train / m["train_messages_per_second"], run.id
+    return None
+
+
+def encoding_seconds(run_dir: Path) -> float | None:
+    """How long a frozen run took to encode the messages (None when its features came from the cache)."""
+    for e in read_history(run_dir):
+        if e.get("event") == "features_ready" and not e.get("cached"):
+            return e.get("seconds")
     return None
 
 

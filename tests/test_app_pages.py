@@ -3,6 +3,7 @@ running, failed, interrupted and broken run present. The runs are made by the re
 (core.train) with the tiny random BERT on synthetic messages; the running job is a real process."""
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -67,10 +68,19 @@ def _page(at: AppTest, page: str) -> AppTest:
     return at
 
 
+def _unescape(markdown: str) -> str:
+    """The text a reader sees in a message whose user-derived parts were markdown-escaped (common.plain)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def _texts(at: AppTest) -> str:
     """Everything a page says in messages, captions and markdown, as one string to search."""
     parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+    return _unescape("\n".join(str(p) for p in parts))
+
+
+def _errors(where) -> list[str]:
+    return [_unescape(e.value) for e in where.error]
 
 
 # ---------------------------------------------------------------------------- no runs yet
@@ -100,7 +110,7 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
     at.run()  # the page now shows the headline instead of the button
     table = at.dataframe[0].value
     assert list(table["model"]) == ["Frozen BERT + MLP head", "Fine-tuned BERT", "TF-IDF baseline"]
-    assert np.allclose(table["f1"], [next(r for r in runs if r.mode == m).metrics["test"]["f1"]
+    assert np.allclose(table["F1"], [next(r for r in runs if r.mode == m).metrics["test"]["f1"]
                                      for m in ("frozen", "finetune", "baseline")])
     assert not any(b.label == "Train both with the quick preset" for b in at.button)
 
@@ -108,21 +118,21 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
 def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch, tmp_path, tiny_bert):
     monkeypatch.chdir(tmp_path)  # no data/SMSSpamCollection here, and HF_HUB_OFFLINE=1
     at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, tmp_path / "missing.txt")
-    assert any("no SMS Spam Collection found" in e.value for e in at.sidebar.error)
+    assert any("no SMS Spam Collection found" in e for e in _errors(at.sidebar))
     preset = next(b for b in at.button if b.label == "Train both with the quick preset")
     assert preset.disabled
 
     upload = at.sidebar.file_uploader[0]
     upload.set_value(("one-class.csv", b"label,text\n" + b"".join(b"ham,hello %d\n" % i for i in range(30)),
                       "text/csv")).run()
-    assert any("only one class" in e.value for e in at.sidebar.error)
+    assert any("only one class" in e for e in _errors(at.sidebar))
 
     good = pd.DataFrame(make_messages(40, 20, seed=3), columns=["label", "text"]).to_csv(index=False)
     at.sidebar.file_uploader[0].set_value(("mine.csv", good.encode(), "text/csv")).run()
     assert not at.exception and not at.sidebar.error, [e.value for e in at.sidebar.error]
     saved = list((tmp_path / "uploads").iterdir())
     assert len(saved) == 1 and saved[0].name.startswith("mine-")
-    assert any("mine-" in c.value and "60 messages" in c.value for c in at.sidebar.caption)
+    assert any("mine-" in _unescape(c.value) and "60 messages" in c.value for c in at.sidebar.caption)
     assert not next(b for b in at.button if b.label == "Train both with the quick preset").disabled
 
 
@@ -176,7 +186,7 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     at.text_area(key="play_text").input("free prize " * 1000).run()  # 11,000 characters
     assert any("Truncated" in c.value for c in at.caption)
     at.text_area(key="play_text").input("x" * 1_000_000).run()
-    assert any("limit here is 20,000" in e.value for e in at.error) and not at.metric
+    assert any("limit here is 20,000" in e for e in _errors(at)) and not at.metric
     at.text_area(key="play_text").input("   \n ").run()
     assert any("Type a message" in i.value for i in at.info) and not at.metric
     at.text_area(key="play_text").input("مرحبا 你好 🎉 \x00\x07 end").run()
@@ -198,7 +208,7 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
     at.query_params["run"] = "../../etc"
     _page(at, "views/runs.py")
-    assert any("invalid run id" in w.value for w in at.warning)
+    assert "invalid run id" in _texts(at)
     names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert len(names) == 4  # train and validation loss of the two neural runs
 
@@ -274,7 +284,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert "stopped without finishing" in problems["interrupted"]
     assert "metrics.json" in problems["broken"]
     at.selectbox(key="runs_one").set_value(next(r for r in list_runs(runs_dir) if r.status == "broken")).run()
-    assert not at.exception and any("metrics.json" in e.value for e in at.error)
+    assert not at.exception and any("metrics.json" in e for e in _errors(at))
     _page(at, "views/overview.py")
     assert len(at.dataframe[0].value) == 3  # broken and failed runs never reach the headline
 
@@ -297,7 +307,7 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     for change, message in cases:
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
         change().run()
-        assert any(message in e.value for e in at.error), (message, [e.value for e in at.error])
+        assert any(message in e for e in _errors(at)), (message, _errors(at))
         assert at.button(key="train_launch").disabled
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
 
@@ -316,3 +326,55 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     at.run()
     assert any("finished" in s.value for s in at.success)
     assert any("per epoch" in c.value and "measured in run" in c.value for c in at.caption)  # the estimate
+
+
+# ---------------------------------------------------------------------------- bad uploads, settings, HTML
+
+BAD_UPLOADS = {
+    "empty.csv": (b"", "the file is empty"),
+    "binary.csv": (bytes(range(256)) * 4, "binary file"),
+    "columns.csv": (b"a,b\n1,2\n3,4\n", "no label column"),
+    "labels.csv": (b"label,text\nmaybe,hello\nperhaps,there\n", "no label column"),
+    "few.csv": (b"label,text\n" + b"".join(b"%s,message %d\n" % (b"spam" if i < 3 else b"ham", i) for i in range(40)),
+                "only 3 spam messages"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_UPLOADS)
+def test_a_bad_upload_is_refused_with_its_reason_and_the_page_keeps_working(monkeypatch, tmp_path, tiny_bert,
+                                                                          sms_data, name):
+    raw, reason = BAD_UPLOADS[name]
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
+    at.sidebar.file_uploader[0].set_value((name, raw, "text/csv")).run()
+    assert not at.exception
+    assert any(reason in e for e in _errors(at.sidebar)), _errors(at.sidebar)
+    assert not (tmp_path / "uploads").exists() or not list((tmp_path / "uploads").iterdir())  # nothing kept
+    assert "sms.txt" in _unescape(at.sidebar.caption[0].value)  # still on the default dataset
+
+
+def test_a_latin1_upload_with_a_markdown_name_is_used_and_shown_inert(monkeypatch, tmp_path, tiny_bert, sms_data):
+    rows = make_messages(40, 20, seed=5) + [("ham", "café crème à 5 €")]
+    raw = "".join(f"{l}\t{t}\n" for l, t in rows).replace("€", "EUR").encode("latin-1")
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
+    at.sidebar.file_uploader[0].set_value(("[x](javascript:alert(1)).txt", raw, "text/plain")).run()
+    assert not at.exception and not at.sidebar.error
+    (saved,) = (tmp_path / "uploads").iterdir()
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", saved.name)  # a safe file name, whatever the upload was called
+    assert "61 messages" in at.sidebar.caption[0].value
+
+
+def test_server_config_keeps_the_app_local_and_caps_uploads():
+    import tomllib
+
+    from core.data import MAX_FILE_BYTES
+
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["server"]["maxUploadSize"] * 1e6 <= MAX_FILE_BYTES  # the UI limit is never above core's
+    assert config["server"]["enableXsrfProtection"] is True
+
+
+def test_no_page_renders_raw_html():
+    sources = [Path(APP)] + sorted((Path(APP).parent / "views").glob("*.py"))
+    offenders = [p.name for p in sources if "unsafe_allow_html" in p.read_text() or "st.html(" in p.read_text()]
+    assert offenders == []

@@ -94,6 +94,17 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     curves = jobs.loss_curves(events)
     assert curves["train"] and curves["validation"]
 
+    # time per epoch for the form, from the finished runs' own throughput on this machine
+    seconds, source = jobs.estimate_from_runs(done, "finetune", done[0].model, n_train=1000)
+    assert source == done[0].id and seconds == pytest.approx(1000 / done[0].metrics["train_messages_per_second"])
+    assert jobs.estimate_from_runs(done, "finetune", "another-model", n_train=1000) is None
+
+
+@pytest.mark.parametrize("mode, key", [("finetune", "epoch_seconds"), ("frozen", "features_seconds")])
+def test_timing_a_few_steps_scales_to_an_epoch(tiny_bert, mode, key):
+    measured = jobs.measure_epoch_seconds(tiny_bert, mode, max_length=32, batch_size=8, n_train=800, n_messages=1000)
+    assert measured[key] > 0 and measured["model"] == tiny_bert
+
 
 def test_a_job_that_cannot_start_says_why(tiny_bert, tmp_path):
     bad = tmp_path / "one-class.txt"

@@ -1,7 +1,7 @@
 """What every page shares: settings, cached runs/models/data, the live job panel and plotly figures.
 
 Pages stay thin views: training, metrics and storage live in `core`; this module only caches and draws.
-User text is shown with st.text / st.dataframe / plotly, never through markdown or unsafe_allow_html.
+User text is shown with st.text / st.dataframe / plotly, never as markdown or raw HTML (a test checks).
 """
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ LIVE_REFRESH_S = 2.0  # how often the live training panel re-reads history.jsonl
 MODE_LABELS = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}
 MODE_COLORS = {"frozen": "#636EFA", "finetune": "#EF553B", "baseline": "#7F7F7F"}
 HEADLINE = ["accuracy", "precision", "recall", "f1", "auroc", "auprc"]
+METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC",
+                "auprc": "AUPRC", "mcc": "MCC"}
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")  # links, images, emphasis, code, HTML, tables, LaTeX
+
+
+def plain(text) -> str:
+    """User-derived text (file names, column names, paths) made inert for st.error/st.caption markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 # ---------------------------------------------------------------------------- runs
@@ -176,7 +186,7 @@ def job_panel(key: str) -> None:
                 jobs.cancel(runs_dir())
                 st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
             except jobs.JobError as exc:
-                st.warning(str(exc))
+                st.warning(plain(exc))
 
     panel()
 
@@ -187,13 +197,16 @@ def _last_outcome() -> None:
     if not info:
         return
     finished = [r for r in runs() if r.created >= info.get("started", 0) - 1]
+    done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}" for r in reversed(finished) if r.status == "completed"]
+    if done:
+        st.success("  \n".join(done))
     for run in reversed(finished):
         if run.status == "completed":
-            st.success(f"{MODE_LABELS.get(run.mode, run.mode)} finished: {run.id}")
+            continue
         elif run.status == "cancelled":
             st.info(f"{run.id} was cancelled.")
         else:
-            st.error(f"{run.id} ended as {run.status}: {run.error or 'no reason recorded'}")
+            st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
     if len(finished) < len(info.get("modes") or []) and not any(r.status == "cancelled" for r in finished):
         tail = jobs.log_tail(runs_dir(), 8)
         if tail and "error" in tail.lower():

@@ -58,8 +58,8 @@ rows = []
 for mode, run in picked.items():
     test, ci = run.metrics["test"], run.metrics["test"].get("ci95") or {}
     rows.append({"model": common.MODE_LABELS[mode], **{
-        k: f"{common._fmt(test.get(k))} [{common._fmt(ci[k][0], 3)}, {common._fmt(ci[k][1], 3)}]"
-        if ci.get(k) else common._fmt(test.get(k)) for k in common.HEADLINE + ["mcc"]}})
+        common.METRIC_NAMES[k]: f"{common._fmt(test.get(k), 3)} [{common._fmt(ci[k][0], 3)}, {common._fmt(ci[k][1], 3)}]"
+        if ci.get(k) else common._fmt(test.get(k), 3) for k in common.HEADLINE + ["mcc"]}})
 st.subheader("Test metrics with 95 % bootstrap intervals")
 thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.values()})
 st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "

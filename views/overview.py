@@ -1,4 +1,6 @@
 """Overview: the latest frozen run against the latest fine-tuned run (and the TF-IDF baseline)."""
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -42,7 +44,7 @@ elif not (latest["frozen"] or latest["finetune"]):
                 jobs.launch(quick_preset(data_path))
             st.rerun()
         except (jobs.JobError, ValueError) as exc:
-            st.error(str(exc))
+            st.error(common.plain(exc))
     common.job_panel("overview-idle")  # how the last job ended, if one failed
 
 shown = {mode: run for mode, run in latest.items() if run is not None}
@@ -50,15 +52,16 @@ if shown:
     rows = []
     for mode, run in shown.items():
         m = run.metrics
-        rows.append({"model": common.MODE_LABELS[mode], "run": run.id, "encoder": run.model,
-                     **{k: m["test"].get(k) for k in common.HEADLINE},
+        rows.append({"model": common.MODE_LABELS[mode], "encoder": Path(run.model or "?").name,
+                     **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
                      "trainable parameters": m.get("trainable_parameters"),
-                     "training time (s)": m.get("train_seconds")})
+                     "run time (s)": m.get("total_seconds")})
     st.subheader("Test-set results (latest completed run of each kind)")
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
-        k: st.column_config.NumberColumn(format="%.4f") for k in common.HEADLINE} | {
+        common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
         "trainable parameters": st.column_config.NumberColumn(format="localized"),
-        "training time (s)": st.column_config.NumberColumn(format="%.1f")})
+        "run time (s)": st.column_config.NumberColumn(
+            format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
     st.caption(f"Test split: {n_test} messages never seen in training. Spam is the positive class. Bars show "
                "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
@@ -69,12 +72,12 @@ if shown:
         y = [test.get(k) for k in common.HEADLINE]
         lo = [(v - ci[k][0]) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
         hi = [(ci[k][1] - v) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
-        fig.add_bar(x=common.HEADLINE, y=y, name=common.MODE_LABELS[mode], marker_color=common.MODE_COLORS[mode],
+        fig.add_bar(x=[common.METRIC_NAMES[k] for k in common.HEADLINE], y=y, name=common.MODE_LABELS[mode], marker_color=common.MODE_COLORS[mode],
                     error_y=dict(type="data", array=hi, arrayminus=lo), text=[common._fmt(v, 3) for v in y],
                     textposition="outside")
     low = min((v for run in shown.values() for k in common.HEADLINE
                if (v := run.metrics["test"].get(k)) is not None), default=0)
-    fig.update_layout(barmode="group", yaxis=dict(range=[max(0, low - 0.1), 1.02], title="score"), height=420,
+    fig.update_layout(barmode="group", yaxis=dict(range=[max(0, low - 0.1), 1.07], title="score"), height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
     missing = [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown]

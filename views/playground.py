@@ -47,7 +47,7 @@ for mode, run in picked.items():
     try:
         models[mode] = (run, common.predictor(str(run.path), run.created))
     except (RunError, OSError, ValueError) as exc:  # weights damaged after listing: say so, keep the page
-        st.error(f"{run.id} cannot be loaded: {exc}")
+        st.error(f"{run.id} cannot be loaded: {common.plain(exc)}")
 
 
 def score(texts: list[str]) -> dict[str, np.ndarray]:
@@ -92,7 +92,8 @@ with single:
             orientation="h", marker_color=[common.MODE_COLORS[m] for m in models],
             text=[f"{float(probabilities[m][0]):.1%}" for m in models], textposition="auto"))
         fig.add_vline(x=0.5, line_dash="dot", line_color="gray")
-        fig.update_layout(xaxis=dict(range=[0, 1], title="spam probability"), height=90 + 45 * len(models),
+        fig.update_layout(xaxis=dict(range=[0, 1], title="spam probability"), yaxis=dict(autorange="reversed"),
+                          height=90 + 45 * len(models),
                           margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
@@ -128,7 +129,7 @@ with batch:
             texts = [l for l in lines.splitlines() if l.strip()]
         texts = [t for t in texts if str(t).strip()]
         if problem:
-            st.error(problem)
+            st.error(common.plain(problem))
         elif not texts:
             st.warning("Nothing to score: type messages (one per line) or upload a file.")
         else:

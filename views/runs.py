@@ -1,5 +1,6 @@
 """Runs: every run with its settings and results; loss curves overlaid; delete (confirmed) or download."""
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -20,7 +21,7 @@ if wanted is not None:
     try:
         validate_run_id(wanted)
     except RunError as exc:
-        st.warning(f"Ignoring the link's run: {exc}")
+        st.warning(f"Ignoring the link's run: {common.plain(exc)}")
         wanted = None
 
 
@@ -35,11 +36,11 @@ def duration(run) -> float | None:
 rows = []
 for run in all_runs:
     cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
-    rows.append({"run": run.id, "mode": run.mode, "status": run.status, "model": run.model,
-                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
-                 "duration (s)": duration(run), "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
+    rows.append({"run": run.id, "mode": run.mode, "status": run.status,
+                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "duration (s)": duration(run),
+                 "model": Path(run.model or "?").name, "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
                  "batch": cfg.get("batch_size"), "max len": cfg.get("max_length"), "seed": cfg.get("seed"),
-                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "problem": run.error})
+                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)), "problem": run.error})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, column_config={
     "duration (s)": st.column_config.NumberColumn(format="%.0f"), "lr": st.column_config.NumberColumn(format="%.0e"),
@@ -67,7 +68,7 @@ run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids els
 left, right = st.columns(2)
 with left:
     if run.error:
-        st.error(f"{run.status}: {run.error}")
+        st.error(f"{run.status}: {common.plain(run.error)}")
     with st.expander("Configuration"):
         st.json(run.config or {})
     if run.metrics:
@@ -92,7 +93,7 @@ with right:
                 st.toast(f"Deleted {run.id}")
                 st.rerun()
             except (RunError, OSError) as exc:
-                st.error(str(exc))
+                st.error(common.plain(exc))
         if no.button("Keep it", key="runs_delete_no"):
             st.session_state.pop("runs_confirm")
             st.rerun()

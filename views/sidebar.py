@@ -22,12 +22,12 @@ def _data() -> None:
     st.subheader("Data")
     path, summary, error = common.data_source()
     if path:
-        st.caption(f"**{Path(path).name}** · {summary['rows']:,} messages after removing "
+        st.caption(f"**{common.plain(Path(path).name)}** · {summary['rows']:,} messages after removing "
                    f"{summary['duplicates_removed']:,} duplicates · {summary['spam']:,} spam "
                    f"({summary['spam'] / summary['rows']:.0%})")
-        st.caption(f"`{path}`")
+        st.caption(common.plain(path))
     else:
-        st.error(error)
+        st.error(common.plain(error))
     with st.expander("Use another dataset", expanded=path is None):
         upload = st.file_uploader("Upload a CSV/TSV (label and text columns) or the UCI file (label<TAB>text)",
                                   key="data_upload", help="Labels ham/spam or 0/1. The size limit is "
@@ -42,7 +42,7 @@ def _data() -> None:
                 except DataError as exc:
                     checked[upload.file_id] = {"error": str(exc)}
             if "error" in checked[upload.file_id]:
-                st.error(checked[upload.file_id]["error"])
+                st.error(common.plain(checked[upload.file_id]["error"]))
         typed = st.text_input("…or a path on this machine", key="data_path_input", placeholder="/path/to/SMSSpamCollection")
         if st.button("Use this file", key="data_path_use", disabled=not typed.strip()):
             try:
@@ -52,7 +52,7 @@ def _data() -> None:
                 st.session_state["data_path"] = typed.strip()
                 st.rerun()
             except (DataError, OSError) as exc:
-                st.error(str(exc))
+                st.error(common.plain(exc))
         if st.session_state.get("data_path") and st.button("Back to the default dataset", key="data_reset"):
             st.session_state.pop("data_path")
             st.rerun()
@@ -63,12 +63,12 @@ def _model() -> None:
     name = st.session_state.get("model_name", common.default_model())
     info = common.resolved_model(name)
     if "error" in info:
-        st.error(info["error"])
+        st.error(common.plain(info["error"]))
     elif info.get("fallback_reason"):
-        st.caption(f"Asked for **{name}**; using the bundled **{info['name']}**.")
+        st.caption(f"Asked for **{common.plain(name)}**; using the bundled **{info['name']}**.")
         st.warning(f"Offline fallback: {info['fallback_reason']}.", icon=":material/cloud_off:")
     else:
-        st.caption(f"**{info['name']}** ({info['source']})")
+        st.caption(f"**{common.plain(info['name'])}** ({info['source']})")
 
 
 @st.fragment(run_every=3)

@@ -37,7 +37,7 @@ if neural:
     st.session_state["model_name"] = model_name  # the sidebar shows it; kept when the user changes page
     model_info = common.resolved_model(model_name.strip() or "-")
     if model_info.get("fallback_reason"):
-        st.info(f"{model_name} is not available offline ({model_info['fallback_reason']}): training uses the "
+        st.info(f"{common.plain(model_name)} is not available offline ({model_info['fallback_reason']}): training uses the "
                 f"bundled {model_info['name']}.", icon=":material/cloud_off:")
 
 values, errors = {}, []
@@ -111,7 +111,7 @@ for mode in modes:
     except (ValueError, TypeError) as exc:
         errors.append(f"{common.MODE_LABELS[mode]}: {exc}")
 for message in dict.fromkeys(errors):
-    st.error(message)
+    st.error(common.plain(message))
 
 # ---------------------------------------------------------------------------- how long
 if data_summary and not errors:
@@ -122,9 +122,14 @@ if data_summary and not errors:
         found = jobs.estimate_from_runs(common.runs(), cfg.mode, model_info.get("name") if neural else None, n_train)
         if found:
             per_epoch, source = found
-            lines.append(f"{common.MODE_LABELS[cfg.mode]}: about {jobs.format_seconds(per_epoch)} per epoch, "
-                         f"{jobs.format_seconds(per_epoch * cfg.epochs)} for {cfg.epochs} epoch(s) "
-                         f"(measured in run {source} on this machine)")
+            line = (f"{common.MODE_LABELS[cfg.mode]}: about {jobs.format_seconds(per_epoch)} per epoch, "
+                    f"{jobs.format_seconds(per_epoch * cfg.epochs)} for {cfg.epochs} epoch(s)")
+            if cfg.mode == "frozen":
+                encoding = jobs.encoding_seconds(common.runs_dir() / source)
+                if encoding:
+                    line += (f", plus {jobs.format_seconds(encoding)} to encode every message once (then cached "
+                             "for this model, max length and pooling)")
+            lines.append(line + f" (measured in run {source} on this machine)")
         measured = st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length,
                                                                    cfg.batch_size))
         if measured and cfg.mode == "finetune":
@@ -154,4 +159,4 @@ if st.button("Start training", type="primary", disabled=bool(errors) or busy is 
             jobs.launch(configs)
         st.rerun()
     except jobs.JobError as exc:  # JobBusy names the running job
-        st.error(str(exc))
+        st.error(common.plain(exc))

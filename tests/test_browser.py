@@ -1,0 +1,179 @@
+"""End to end in a real browser: `streamlit run app.py` driven by headless Debian Chromium via Playwright.
+
+Launch a short training from Train, watch the live loss chart gain points, wait for completion, see the
+ROC chart on Compare, type a message on Playground and read both probabilities (and see that <script>
+stays text). Screenshots of every page go to artifacts/ (look at them).
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import make_messages, write_uci
+from core.runs import list_runs, running_job
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, tiny_bert):
+    if not Path(CHROMIUM).is_file():
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: a missing browser is a broken setup, not a skip
+        pytest.skip(message)
+    port = _free_port()
+    runs_dir = tmp_path / "runs"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SPAM_RUNS_DIR": str(runs_dir), "SPAM_MODEL": tiny_bert,
+           "SPAM_DATA": str(write_uci(tmp_path / "sms.txt", make_messages())),
+           "SPAM_CACHE_DIR": str(tmp_path / "cache"), "SPAM_UPLOADS_DIR": str(tmp_path / "uploads")}
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+        time.sleep(0.3)
+    yield url, runs_dir
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+    if running_job(runs_dir):  # a job outlives the server by design; stop it for the test
+        from core.jobs import cancel
+        cancel(runs_dir)
+
+
+def _chart_points(page, title_part: str | None = None) -> list[int]:
+    """Points per trace of the first plotly chart (optionally: whose title contains title_part)."""
+    return page.evaluate("""(part) => {
+        for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+            const title = (gd.layout && gd.layout.title && gd.layout.title.text) || '';
+            if (!part || title.includes(part)) return (gd.data || []).map(t => (t.x || []).length);
+        }
+        return [];
+    }""", title_part)
+
+
+def _goto(page, label: str):
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
+    page.get_by_role("heading", name=label if label != "Overview" else "Frozen vs fine-tuned BERT for SMS spam") \
+        .wait_for(timeout=30_000)
+
+
+def _settle(page):
+    """Wait until Streamlit has finished rerunning (its status widget disappears)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+
+
+def test_train_watch_compare_and_play_in_a_real_browser(server):
+    from playwright.sync_api import sync_playwright
+
+    url, runs_dir = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    def shot(page, name):  # the app scrolls inside its own container: a tall viewport shows a whole page
+        page.set_viewport_size({"width": 1400, "height": 2400})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.get_by_role("button", name="Train both with the quick preset").wait_for(timeout=60_000)
+        shot(page, "1-overview-empty")
+
+        # ---------------------------------------------------------------- Train: both modes, live curve
+        _goto(page, "Train")
+        page.get_by_role("spinbutton", name="Batch size").fill("8")
+        page.get_by_role("spinbutton", name="Batch size").press("Enter")
+        _settle(page)
+        page.get_by_role("spinbutton", name="Epochs").nth(1).fill("15")  # the fine-tune column: ~180 tiny steps, enough to watch live
+        page.get_by_role("spinbutton", name="Epochs").nth(1).press("Enter")
+        _settle(page)
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Training finetune").wait_for(timeout=120_000)  # baseline and frozen come first
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.data && g.data.length && g.data[0].x.length > 0)",
+                               timeout=60_000)
+        first = _chart_points(page)
+        page.wait_for_timeout(5_000)  # two or three refreshes of the live fragment
+        second = _chart_points(page)
+        shot(page, "2-train-live")
+        assert second and first and second[0] > first[0], (first, second)  # the live loss curve gained points
+        other = browser.new_page(viewport={"width": 1400, "height": 1000})  # a second tab sees the same job
+        other.goto(f"{url}/train")
+        other.get_by_text("Training finetune").wait_for(timeout=60_000)
+        assert other.get_by_role("button", name="Start training").is_disabled()
+        other.close()
+        page.get_by_text("Fine-tuned BERT finished").wait_for(timeout=240_000)
+        assert running_job(runs_dir) is None
+        assert sorted(r.mode for r in list_runs(runs_dir) if r.usable) == ["baseline", "finetune", "frozen"]
+        shot(page, "3-train-done")
+
+        # ---------------------------------------------------------------- Overview, Compare
+        _goto(page, "Overview")
+        page.get_by_text("Test-set results").wait_for(timeout=30_000)
+        _settle(page)
+        shot(page, "4-overview")
+        _goto(page, "Compare")
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.layout && g.layout.title && g.layout.title.text.includes('ROC curve'))",
+                               timeout=60_000)
+        roc = _chart_points(page, "ROC")
+        assert len(roc) == 4 and all(n >= 2 for n in roc)  # three models and the chance line
+        _settle(page)
+        shot(page, "5-compare")
+
+        # ---------------------------------------------------------------- Playground: two probabilities, text stays text
+        _goto(page, "Playground")
+        message = "<script>window.__pwned = 1; alert('x')</script> <b>WIN</b> a FREE prize, call 09061 now"
+        box = page.get_by_role("textbox", name="Message")
+        box.fill(message)
+        box.press("Control+Enter")
+        metrics = page.locator('[data-testid="stMetric"]')
+        metrics.nth(2).wait_for(timeout=60_000)
+        _settle(page)
+        values = [metrics.nth(i).inner_text() for i in range(metrics.count())]
+        shown = {m.split("\n")[0]: m for m in values}
+        for label in ("Frozen BERT + MLP head", "Fine-tuned BERT"):
+            assert label in shown and "% spam" in shown[label], values
+            probability = float(re.search(r"([\d.]+)% spam", shown[label]).group(1))
+            assert 0.0 <= probability <= 100.0
+        assert page.get_by_test_id("stText").get_by_text(message, exact=True).is_visible()  # shown as text, tags and all
+        assert page.evaluate("() => window.__pwned") is None and not dialogs  # never run
+        assert page.locator("b", has_text="WIN").count() == 0  # never rendered as HTML
+        shot(page, "6-playground")
+
+        _goto(page, "Runs")
+        _settle(page)
+        shot(page, "7-runs")
+        browser.close()
