@@ -27,8 +27,8 @@ import numpy as np
 import psutil
 
 from .config import TrainConfig
-from .runs import load_run, read_history, read_json, read_status, request_cancel, run_path, running_job, \
-    write_json_atomic
+from .runs import LOCK_NAME, load_run, read_history, read_json, read_status, request_cancel, run_path, \
+    running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -134,6 +134,10 @@ def launch(configs: list[TrainConfig], runs_dir: str | os.PathLike | None = None
         holder = running_job(runs_dir)
         if holder:
             raise JobBusy(holder)
+        # nobody holds the training lock now; its file may still name the previous job's last run, which
+        # running_job() would report until the new process names its own run: clear it
+        with open(runs_dir / LOCK_NAME, "a+") as lock:
+            lock.truncate(0)
         jobs = runs_dir / JOBS_DIR
         jobs.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
@@ -149,10 +153,11 @@ def launch(configs: list[TrainConfig], runs_dir: str | os.PathLike | None = None
         write_json_atomic(jobs / LAST_JOB, {"pid": job.pid, "pid_started": _create_time(job.pid),
                                             "started": job.started, "modes": job.modes, "log": str(log_path),
                                             "plan": str(plan_path)})
-        # keep the launch lock until the child holds the training lock, so no second launch slips in
+        # keep the launch lock until the child holds the training lock, so no second launch slips in, and
+        # until it has made its first run folder: bad data or a bad model fail before that, and are reported here
         deadline = time.time() + start_timeout
         while time.time() < deadline:
-            if running_job(runs_dir):
+            if running_job(runs_dir) not in (None, "starting"):
                 return job
             code = proc.poll()
             if code is not None:

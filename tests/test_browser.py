@@ -83,8 +83,8 @@ def _chart_points(page, title_part: str | None = None) -> list[int]:
 
 def _goto(page, label: str):
     page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
-    page.get_by_role("heading", name=label if label != "Overview" else "Frozen vs fine-tuned BERT for SMS spam") \
-        .wait_for(timeout=30_000)
+    title = label if label != "Overview" else "Frozen vs fine-tuned BERT for SMS spam"
+    page.get_by_test_id("stMainBlockContainer").get_by_role("heading", name=title, exact=True).wait_for(timeout=30_000)
 
 
 def _settle(page):
