@@ -1,0 +1,92 @@
+"""CUDA check: both modes on a GPU with bf16 mixed precision, against the standard tools, ratios in one run.
+
+    python benchmarks/gpu_check.py --data ../shared/data/SMSSpamCollection --repeats 3
+
+Prepared for a machine with a CUDA GPU; it exits with status 3 when none is visible. Fine-tuning: Trainer
+(bf16=True, otherwise the same defaults as bench_finetune.py) vs core's loop (precision bf16); Accelerate
+puts both on the GPU. Frozen: pipeline("feature-extraction", device=0, batch 32) vs core.features.encode on
+the GPU under bf16 autocast, then a second frozen run on cached features. Same table format as the CPU
+benchmarks. The whole dataset is used by default: a GPU makes the subsets unnecessary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import _common as C  # noqa: E402  (sets sys.path and HF_HUB_OFFLINE)
+from bench_finetune import core_run, trainer_run
+from bench_frozen import pipeline_features
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data")
+    p.add_argument("--model")
+    p.add_argument("--limit", type=int, default=0, help="random subset of messages (0: all)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    import torch
+    if not torch.cuda.is_available():
+        print("no CUDA device visible: nothing measured")
+        return 3
+    C.quiet()
+    from transformers import AutoModel, AutoTokenizer, pipeline
+
+    from core.config import TrainConfig
+    from core.features import encode
+    from core.train import train
+
+    model = args.model or C.default_model()
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    with C.tmpdir("gpu") as tmp:
+        tmp = Path(tmp)
+        path, n = C.subset_file(args.data, args.limit or None, tmp)
+        print(f"{n} messages, epochs {args.epochs}, batch 32, max length 128, bf16")
+        # ------------------------------------------------------------ fine-tuning
+        common = dict(data_path=path, model=model, epochs=args.epochs, batch_size=32, max_length=128, seed=42)
+        raw = {"trainer-bf16": [], "core-bf16": []}
+        for r in range(args.repeats):
+            for v in (list(raw) if r % 2 == 0 else list(raw)[::-1]):
+                if v == "trainer-bf16":
+                    raw[v].append(trainer_run(**common, out_dir=tmp / f"trainer-{r}", bf16=True))
+                else:
+                    raw[v].append(core_run(**common, runs_dir=tmp / "runs", precision="bf16"))
+        base = C.median(x["messages_per_second"] for x in raw["trainer-bf16"])
+        print(C.table(["fine-tuning", "runs", "median msg/s", "vs Trainer", "median test F1"],
+                      [[v, len(xs), C.median(x["messages_per_second"] for x in xs),
+                        f"{C.median(x['messages_per_second'] for x in xs) / base:.2f}x",
+                        C.median(x["f1"] for x in xs)] for v, xs in raw.items()]))
+        # ------------------------------------------------------------ frozen: extraction, then a cached run
+        texts = C.texts_of(path)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        encoder = AutoModel.from_pretrained(model, use_safetensors=True).cuda().eval()
+        pipe = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=0)
+        bf16 = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+        variants = {"pipeline (batch 32)": lambda: pipeline_features(pipe, tokenizer, texts, 128, 32),
+                    "core encode bf16": lambda: encode(encoder, tokenizer, texts, 128, "mean", "cuda", bf16)}
+        times = {v: [] for v in variants}
+        for r in range(args.repeats):
+            for v in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                variants[v]()
+                torch.cuda.synchronize()
+                times[v].append(time.perf_counter() - t0)
+        base = n / C.median(times["pipeline (batch 32)"])
+        print(C.table(["feature extraction", "runs", "median msg/s", "vs pipeline"],
+                      [[v, len(ts), n / C.median(ts), f"{n / C.median(ts) / base:.2f}x"] for v, ts in times.items()]))
+        rows = []
+        for label, head in (("first", {}), ("second (other head)", {"head_hidden": 128, "dropout": 0.1})):
+            t0 = time.perf_counter()
+            run = train(TrainConfig(mode="frozen", data=str(path), model=model, precision="bf16",
+                                    runs_dir=str(tmp / "runs"), cache_dir=str(tmp / "cache"), **head))
+            rows.append([label, time.perf_counter() - t0, json.loads((run / "metrics.json").read_text())["test"]["f1"]])
+        print(C.table(["frozen run", "wall s", "test F1"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

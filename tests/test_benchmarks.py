@@ -1,0 +1,63 @@
+"""Each benchmark still runs end to end on tiny inputs (a 2-layer random BERT, 130 synthetic messages).
+
+These check that the scripts work and print their tables, not the speed: timings on a tiny model say
+nothing. The real measurements are in benchmarks/README.md.
+"""
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    yield lambda name: importlib.import_module(name)
+    sys.path.remove(str(BENCH))
+
+
+def test_finetune_benchmark_compares_trainer_and_core(bench, tiny_bert, sms_file, capsys):
+    assert bench("bench_finetune").main(["--data", str(sms_file), "--model", tiny_bert, "--limit", "0",
+                                         "--repeats", "1", "--variants", "trainer,core-bf16"]) == 0
+    out = capsys.readouterr().out
+    for variant in ("| trainer |", "| core-bf16 |"):
+        assert variant in out
+    assert "1.00x" in out and "median test F1" in out
+
+
+def test_frozen_benchmark_finds_the_cache_on_the_second_run(bench, tiny_bert, sms_file, capsys):
+    assert bench("bench_frozen").main(["--data", str(sms_file), "--model", tiny_bert, "--limit", "40",
+                                       "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| core encode bf16 |" in out and "vs pipeline" in out
+    assert "| second (other head) | True |" in out  # the second run used the cached features
+    cosine = [line for line in out.splitlines() if line.startswith("| core encode fp32 |")][0]
+    assert float(cosine.rstrip(" |").split("|")[-1]) > 0.999  # the same features as the pipeline's
+
+
+def test_predict_benchmark_reports_batch_ratio_and_latency(bench, tiny_bert, sms_file, capsys):
+    assert bench("bench_predict").main(["--data", str(sms_file), "--model", tiny_bert, "--train-limit", "0",
+                                        "--limit", "40", "--repeats", "1", "--calls", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "| Predictor finetune |" in out and "| Predictor frozen |" in out and "p50 ms" in out
+
+
+def test_memory_and_scaling_benchmarks_run_children(bench, tiny_bert, sms_file, capsys):
+    assert bench("bench_memory").main(["--data", str(sms_file), "--model", tiny_bert, "--limit", "0",
+                                       "--requests", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "peak RSS MiB" in out and "| 8 |" in out
+    assert bench("bench_scaling").main(["--data", str(sms_file), "--model", tiny_bert, "--limit", "60",
+                                        "--factors", "1,2"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2x | 120 |" in out and "1.00 = linear" in out
+
+
+def test_gpu_check_says_so_without_a_gpu(bench):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run benchmarks/gpu_check.py itself")
+    assert bench("gpu_check").main(["--data", "unused"]) == 3
