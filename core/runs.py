@@ -274,6 +274,7 @@ def training_lock(runs_dir: str | os.PathLike):
         f.close()
         holder = running_job(runs_dir)
         raise RunError(f"another training job is running: {holder or 'unknown run'}") from None
+    set_lock_holder(f, "")  # the previous holder's run id is stale from here on
     try:
         yield f
     finally:

@@ -94,13 +94,13 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
                          f"got {cfg.max_length}")
     if not state.is_main_process:  # other processes train along and write nothing
         return _train_replica(cfg, messages, model_info, state)
+    stop, previous_handler = _install_sigterm()  # before the run exists, so a stop never leaves half a run
     run_dir = new_run_dir(cfg.runs_dir, cfg.mode)
     _share_run_dir(run_dir, state)
-    set_lock_holder(lock, run_dir.name)
     write_json_atomic(run_dir / "config.json", _run_config(cfg, model_info, time.time()))
     set_status(run_dir, "running", started_at=time.time())
+    set_lock_holder(lock, run_dir.name)  # named only once its status can be read
     events = EventLog(run_dir / "history.jsonl")
-    stop, previous_handler = _install_sigterm()
     threads = torch.get_num_threads()  # frozen mode lowers it for the head; restored for whatever runs next
     try:
         _train(cfg, run_dir, messages, model_info, events, stop)
