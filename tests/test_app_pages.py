@@ -177,6 +177,12 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
         assert shown[label] == f"{expected:.1%} spam"
     assert [t.value for t in at.text] == [message]  # echoed as plain text...
     assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
+    at.toggle(key="play_explain").set_value(True).run()  # word-occlusion explanations, one column per model
+    assert not at.exception
+    explained = [m.value for m in at.markdown]
+    assert {"**Frozen BERT + MLP head**", "**Fine-tuned BERT**", "**TF-IDF baseline**"} <= set(explained)
+    assert any("-background[" in m for m in explained)  # at least one word moves a model's probability
+    assert not any("<script>" in m for m in explained)
 
     examples = [b for b in at.button if b.key and b.key.startswith("example-")]
     assert len(examples) >= 4

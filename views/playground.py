@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data import DataError, read_messages
+from core.explain import MAX_WORDS, explain_words
 from core.predict import MAX_MESSAGE_CHARS
 from core.runs import RunError
 
@@ -54,6 +55,15 @@ def score(texts: list[str]) -> dict[str, np.ndarray]:
     return {mode: predictor.predict(texts) for mode, (run, predictor) in models.items()}
 
 
+def highlight(word: str, delta: float) -> str:
+    """A word as inert markdown, on a red (spam) or blue (ham) background when it moves the probability."""
+    safe = common.plain(word)
+    if abs(delta) < 0.01:
+        return safe
+    colour = "red" if delta > 0 else "blue"
+    return f":{colour}-background[{safe} {delta:+.2f}]" if abs(delta) >= 0.1 else f":{colour}-background[{safe}]"
+
+
 def verdict(run, p: float) -> str:
     return "spam" if p >= run.metrics.get("threshold", 0.5) else "ham"
 
@@ -98,6 +108,13 @@ with single:
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
             st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")
+        if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain"):
+            st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
+                       "toward spam, blue toward ham, stronger colour = larger effect (first "
+                       f"{MAX_WORDS} words).")
+            for col, (mode, (run, predictor)) in zip(st.columns(len(models)), models.items()):
+                col.markdown(f"**{common.MODE_LABELS[mode]}**")
+                col.markdown(" ".join(highlight(w, d) for w, d in explain_words(predictor, CONTROL.sub(" ", text))))
         with st.expander("The message as scored (shown as plain text)", expanded=True):
             st.text(CONTROL.sub("\ufffd", text[:2000]) + ("…" if len(text) > 2000 else ""))
 
