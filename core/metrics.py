@@ -103,3 +103,15 @@ def mcnemar_test(y_true, p_a, p_b, threshold: float = 0.5) -> dict:
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
     p_value = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
     return {"only_a_right": only_a, "only_b_right": only_b, "p_value": p_value}
+
+
+def calibration(y_true, p_spam, n_bins: int = 10) -> dict:
+    """Reliability diagram points (sklearn's calibration_curve, equal-width bins) and the Brier score:
+    does "80 % spam" mean spam 80 % of the time?"""
+    from sklearn.calibration import calibration_curve
+
+    y, p = _as_arrays(y_true, p_spam)
+    observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    counts = np.histogram(p, bins=np.linspace(0, 1, n_bins + 1))[0]
+    return {"predicted": predicted.tolist(), "observed": observed.tolist(), "counts": counts[counts > 0].tolist(),
+            "brier": float(skm.brier_score_loss(y, p))}

@@ -151,6 +151,9 @@ def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert
 def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
     assert "McNemar" in _texts(at) and "p = " in _texts(at)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    [reliability] = [c for c in charts if "Calibration" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert sum("Brier" in t.get("name", "") for t in reliability["data"]) == 3  # one curve per model
     frozen = next(r for r in list_runs(trained) if r.mode == "frozen")
     y = np.array([p["label"] for p in frozen.metrics["predictions"]])
     p = np.array([p["spam_probability"] for p in frozen.metrics["predictions"]])

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from core.metrics import bootstrap_intervals, classification_metrics, curves, mcnemar_test
+from core.metrics import bootstrap_intervals, calibration, classification_metrics, curves, mcnemar_test
 
 
 def test_hand_checked_case():
@@ -79,3 +79,14 @@ def test_mcnemar_counts_discordant_pairs():
     assert (r["only_a_right"], r["only_b_right"]) == (3, 0)
     assert r["p_value"] == pytest.approx(0.25)  # exact binomial, two-sided: 2 * 0.5**3
     assert mcnemar_test(y, a, a)["p_value"] == 1.0
+
+
+def test_calibration_of_a_calibrated_and_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    p = rng.random(20000)
+    y = (rng.random(20000) < p).astype(int)  # spam exactly as often as predicted
+    good = calibration(y, p)
+    assert np.allclose(good["observed"], good["predicted"], atol=0.03)
+    assert sum(good["counts"]) == 20000
+    bad = calibration(y, (p > 0.5).astype(float) * 0.98 + 0.01)  # says 99 % or 1 %, is right 75 % of the time
+    assert bad["brier"] > good["brier"]

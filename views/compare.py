@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.metrics import classification_metrics, mcnemar_test
+from core.metrics import calibration, classification_metrics, mcnemar_test
 
 from views import common
 
@@ -52,6 +52,25 @@ for fig, title, xt, yt in ((roc, "ROC curve", "false positive rate", "true posit
                       legend=dict(orientation="h", y=-0.2))
 left.plotly_chart(roc, key="compare-roc")
 right.plotly_chart(pr, key="compare-pr")
+
+# ---------------------------------------------------------------------------- calibration
+reliability = go.Figure()
+for mode, run in picked.items():
+    predictions = run.metrics.get("predictions") or []
+    if not predictions:
+        continue
+    cal = calibration([p["label"] for p in predictions], [p["spam_probability"] for p in predictions])
+    reliability.add_scatter(x=cal["predicted"], y=cal["observed"], mode="lines+markers",
+                            name=f"{common.MODE_LABELS[mode]} (Brier {cal['brier']:.4f})",
+                            line=dict(color=common.MODE_COLORS[mode]),
+                            customdata=cal["counts"], hovertemplate="predicted %{x:.2f}, observed %{y:.2f}, "
+                                                                    "%{customdata} messages<extra></extra>")
+reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="lightgray"),
+                        name="perfectly calibrated", showlegend=False)
+reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time?", height=380,
+                          xaxis_title="predicted spam probability (10 bins)", yaxis_title="share that is spam",
+                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+st.plotly_chart(reliability, key="compare-calibration")
 
 # ---------------------------------------------------------------------------- intervals and the paired test
 rows = []
