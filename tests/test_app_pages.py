@@ -154,6 +154,8 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     [reliability] = [c for c in charts if "Calibration" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert sum("Brier" in t.get("name", "") for t in reliability["data"]) == 3  # one curve per model
+    report = at.get("download_button")[-1]
+    assert "compare_report" in str(report.proto.id) or report.proto.label.startswith("Download this comparison")
     frozen = next(r for r in list_runs(trained) if r.mode == "frozen")
     y = np.array([p["label"] for p in frozen.metrics["predictions"]])
     p = np.array([p["spam_probability"] for p in frozen.metrics["predictions"]])
@@ -387,3 +389,18 @@ def test_no_page_renders_raw_html():
     sources = [Path(APP)] + sorted((Path(APP).parent / "views").glob("*.py"))
     offenders = [p.name for p in sources if "unsafe_allow_html" in p.read_text() or "st.html(" in p.read_text()]
     assert offenders == []
+
+
+def test_comparison_report_is_self_contained_and_escapes_text():
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from views.common import comparison_report
+
+    figures = [go.Figure(go.Scatter(x=[0, 1], y=[0, 1], name="roc")), go.Figure(go.Bar(x=["a"], y=[1]))]
+    html = comparison_report({"Fine-tuned BERT": "run-1"}, pd.DataFrame({"model": ["<script>x</script>"]}),
+                             figures, ["p = 0.5 <b>"])
+    assert html.count("Plotly.newPlot") == 2
+    assert "<script src=" not in html and len(html) > 1_000_000  # plotly.js (~4 MB) inlined: opens offline
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "p = 0.5 &lt;b&gt;" in html and "run-1" in html

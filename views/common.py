@@ -249,3 +249,22 @@ def confusion_figure(matrix, title: str) -> go.Figure:
                                text=text, texttemplate="%{text}", colorscale="Blues", showscale=False))
     fig.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), yaxis_autorange="reversed")
     return fig
+
+
+def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[go.Figure], notes: list[str]) -> str:
+    """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline."""
+    import html
+    import time
+
+    import plotly.io as pio
+
+    charts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+    listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code></li>" for label, run_id in runs.items())
+    noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>SMS spam: model comparison</title>"
+            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} table{{border-collapse:collapse}}"
+            f" td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>"
+            f"<h1>SMS spam: frozen vs fine-tuned BERT</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}. "
+            f"Test split messages were never seen in training; spam is the positive class; brackets are 95 % "
+            f"bootstrap intervals.</p><ul>{listed}</ul>{table.to_html(index=False, escape=True)}{noted}"
+            f"{''.join(charts)}</body></html>")

@@ -98,6 +98,7 @@ st.subheader("Confusion matrices at one threshold")
 threshold = st.slider("Spam threshold: a message is called spam when its probability is at least this",
                       0.01, 0.99, 0.5, 0.01, key="compare_threshold")
 cols = st.columns(len(picked))
+matrices = {}
 for col, (mode, run) in zip(cols, picked.items()):
     preds = run.metrics.get("predictions") or []
     if not preds:
@@ -106,13 +107,14 @@ for col, (mode, run) in zip(cols, picked.items()):
     y = np.array([p["label"] for p in preds])
     p = np.array([p["spam_probability"] for p in preds])
     m = classification_metrics(y, p, threshold)
-    col.plotly_chart(common.confusion_figure(m["confusion_matrix"], common.MODE_LABELS[mode]),
-                     key=f"compare-cm-{mode}")
+    matrices[mode] = common.confusion_figure(m["confusion_matrix"], common.MODE_LABELS[mode])
+    col.plotly_chart(matrices[mode], key=f"compare-cm-{mode}")
     k = col.columns(3)
     k[0].metric("Precision", common._fmt(m["precision"], 3))
     k[1].metric("Recall", common._fmt(m["recall"], 3))
     k[2].metric("F1", common._fmt(m["f1"], 3))
 
+mcnemar = None
 if a is not None and b is not None:
     if paired:
         y = np.array([p["label"] for p in a.metrics["predictions"]])
@@ -120,9 +122,10 @@ if a is not None and b is not None:
         pb = np.array([p["spam_probability"] for p in b.metrics["predictions"]])
         test = mcnemar_test(y, pa, pb, threshold)
         verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
-        st.markdown(f"**McNemar test** at this threshold: only the frozen model is right on "
-                    f"{test['only_a_right']} messages, only the fine-tuned one on {test['only_b_right']}; "
-                    f"p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
+        mcnemar = (f"McNemar test at threshold {threshold:g}: only the frozen model is right on "
+                   f"{test['only_a_right']} messages, only the fine-tuned one on {test['only_b_right']}; "
+                   f"p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
+        st.markdown(f"**{mcnemar}**")
     else:
         st.warning("These two runs were tested on different messages (other data, seed or split), so they "
                    "cannot be compared message by message. Pick runs trained on the same data and seed.")
@@ -146,3 +149,11 @@ if paired:
     st.dataframe(wrong, hide_index=True, column_config={
         c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
         for c in frame.columns if c.endswith("p(spam)")} | {"message": st.column_config.TextColumn(width="large")})
+
+# ---------------------------------------------------------------------------- the take-away for stakeholders
+report = common.comparison_report(
+    runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
+    figures=[roc, pr, reliability, *matrices.values()], notes=[n for n in (mcnemar,) if n])
+st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
+                   file_name="spam-model-comparison.html", mime="text/html",
+                   help="Charts and tables as on this page, plotly included: it opens without a network.")
