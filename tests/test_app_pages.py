@@ -154,6 +154,16 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     [reliability] = [c for c in charts if "Calibration" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert sum("Brier" in t.get("name", "") for t in reliability["data"]) == 3  # one curve per model
+    own = pd.DataFrame(make_messages(30, 12, seed=9), columns=["label", "text"]).to_csv(index=False)
+    at.file_uploader(key="compare_own").set_value(("mine.csv", own.encode(), "text/csv")).run()
+    assert not at.exception
+    yours = next(d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns)
+    assert list(yours["messages"]) == [42, 42, 42] and list(yours["spam"]) == [12, 12, 12]
+    for run in list_runs(trained):  # saved next to the run, with the same numbers the page shows
+        saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())
+        assert saved["metrics"]["n"] == 42
+    at.file_uploader(key="compare_own").set_value(("bad.csv", b"\x00\x01binary", "text/csv")).run()
+    assert any("binary" in e for e in _errors(at))
     report = at.get("download_button")[-1]
     assert "compare_report" in str(report.proto.id) or report.proto.label.startswith("Download this comparison")
     frozen = next(r for r in list_runs(trained) if r.mode == "frozen")
