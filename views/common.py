@@ -236,7 +236,7 @@ def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
                             name=f"validation · {name}", line=dict(color=color, dash="dash"))
     if not fig.data:
         return None
-    fig.update_layout(xaxis_title="epoch", yaxis_title="loss (class-weighted cross-entropy)", height=360,
+    fig.update_layout(xaxis_title="epoch", yaxis_title="loss (cross-entropy, class-weighted where the run says so)", height=360,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
