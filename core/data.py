@@ -12,7 +12,6 @@ import hashlib
 import io
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 

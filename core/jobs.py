@@ -13,7 +13,6 @@ pressing Train at the same moment start exactly one job. Nothing here imports st
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import subprocess

@@ -10,7 +10,6 @@ to <run>/history.jsonl, which the dashboard follows live.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import logging

@@ -6,7 +6,6 @@ stays text). Screenshots of every page go to artifacts/ (look at them).
 """
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from core.config import TrainConfig
-from core.runs import (RunError, delete_run, list_runs, load_run, read_history, read_status, running_job, set_status,
+from core.runs import (RunError, delete_run, list_runs, read_history, read_status, running_job, set_status,
                        training_lock, validate_run_id, write_json_atomic, EventLog)
 
 

@@ -19,7 +19,7 @@ import streamlit as st
 
 from core import jobs
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
-from core.runs import RunError, list_runs, load_run, read_history, run_path
+from core.runs import list_runs, read_history, run_path
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
