@@ -13,7 +13,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion
+from sklearn.pipeline import FeatureUnion, Pipeline
 
 # word uni/bigrams catch "free entry", "call now"; char n-grams catch "£1.50", "txt", obfuscated words
 VECTORIZERS = {
@@ -29,6 +29,8 @@ class Baseline:
         self.features = FeatureUnion(list(vectorizers.items()))
         self.vectorizers = vectorizers
         self.classifier = classifier
+        # the same fitted objects as one scikit-learn estimator, for export (core.export writes it with skops)
+        self.pipeline = Pipeline([("features", self.features), ("classifier", classifier)])
 
     @classmethod
     def fit(cls, texts: list[str], labels, class_weight: str | None, seed: int) -> "Baseline":
@@ -40,7 +42,7 @@ class Baseline:
         return baseline
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.classifier.predict_proba(self.features.transform(texts))[:, 1]
+        return self.pipeline.predict_proba(texts)[:, 1]
 
     @property
     def n_parameters(self) -> int:

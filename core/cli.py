@@ -1,9 +1,10 @@
-"""Command line: python -m core {train,predict,runs,evaluate} ...
+"""Command line: python -m core {train,predict,runs,evaluate,export} ...
 
     python -m core train --mode frozen --data ../shared/data/SMSSpamCollection   # last stdout line: run folder
     python -m core predict --run checkpoints/<run> "WIN a free phone now!"       # one JSON line per text
     python -m core runs                                                          # table of runs
     python -m core evaluate --run checkpoints/<run> --data my_messages.csv       # metrics on another file
+    python -m core export --run checkpoints/<run> --out run.zip                  # loads without this project
 
 Bad input exits with status 2 and one line on stderr, never a traceback (--debug shows it).
 """
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, help="run folder or run id")
     evaluate.add_argument("--runs-dir", default="checkpoints")
     evaluate.add_argument("--data", required=True, help="labelled file (UCI or CSV/TSV with a header)")
+
+    export = sub.add_parser("export", help="write a run as a zip that loads with plain transformers / scikit-learn")
+    export.add_argument("--run", required=True, help="run folder or run id")
+    export.add_argument("--runs-dir", default="checkpoints")
+    export.add_argument("--out", help="zip file to write (default: <run id>.zip in the current folder)")
     return parser
 
 
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected, not news
         transformers.logging.disable_progress_bar()  # weight-loading bars would drown the training bar
     try:
-        return {"train": _train, "predict": _predict, "runs": _runs, "evaluate": _evaluate}[args.command](args)
+        return {"train": _train, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
+                "export": _export}[args.command](args)
     except (ValueError, OSError) as exc:  # user errors: one clear line, no traceback
         if args.debug:
             raise
@@ -150,4 +157,21 @@ def _evaluate(args) -> int:
     result = evaluate_run(resolve_run(args.run, args.runs_dir), args.data)
     print(json.dumps({"name": result["name"], "rows": len(result["predictions"]),
                       **{k: v for k, v in result["metrics"].items() if k != "ci95"}}))
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_run
+    from .runs import resolve_run
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    out = args.out or f"{run_dir.name}.zip"
+    partial = out + ".part"  # a failed export leaves no zip that looks complete
+    try:
+        export_run(run_dir, partial)
+        os.replace(partial, out)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    print(os.path.abspath(out))
     return 0

@@ -102,7 +102,10 @@ def reresolve(recorded: dict) -> ResolvedModel:
     if model.source == "bundled":
         model.path = str(bundled_model_dir())
     elif model.source in {"cache", "hub"} and not Path(model.path).is_dir():
-        model = resolve_model(model.name)
+        found = resolve_model(model.name)
+        if found.name != model.name:  # a fallback encoder would give the run's head meaningless features
+            raise ModelError(f"this run used {model.name}, which is not available here ({found.fallback_reason})")
+        model = found
     return model
 
 

@@ -1,12 +1,14 @@
 """Every dashboard page, driven with streamlit's AppTest, with no runs, with completed runs, and with a
 running, failed, interrupted and broken run present. The runs are made by the real training code
 (core.train) with the tiny random BERT on synthetic messages; the running job is a real process."""
+import io
 import json
 import os
 import re
 import shutil
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +236,10 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert len(names) == 4  # train and validation loss of the two neural runs
 
     at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
+    assert not at.exception
+    from views.common import zip_run  # what the download button sends when clicked (made lazily)
+    with zipfile.ZipFile(io.BytesIO(zip_run(victim.id))) as zf:  # stand-alone: the encoder travels with the head
+        assert {f"{victim.id}/README.md", f"{victim.id}/model/encoder/model.safetensors"} <= set(zf.namelist())
     at.button(key="runs_delete").click().run()
     assert any("for good" in w.value for w in at.warning) and victim.path.is_dir()  # asks first
     at.button(key="runs_delete_no").click().run()

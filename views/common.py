@@ -6,10 +6,8 @@ User text is shown with st.text / st.dataframe / plotly, never as markdown or ra
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import streamlit as st
 
 from core import jobs
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
+from core.export import export_bytes
 from core.runs import list_runs, read_history, run_path
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
@@ -94,14 +93,8 @@ def forget_run(run) -> None:
 
 
 def zip_run(run_id: str) -> bytes:
-    """The run folder as a zip (made when the download button is clicked, not on every rerun)."""
-    root = run_path(runs_dir(), run_id)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.is_symlink() and path.name != "cancel":
-                zf.write(path, Path(run_id) / path.relative_to(root))
-    return buffer.getvalue()
+    """The run as a stand-alone zip (core.export), made when the download button is clicked, not every rerun."""
+    return export_bytes(run_path(runs_dir(), run_id))
 
 
 # ---------------------------------------------------------------------------- data and model

@@ -76,7 +76,9 @@ with left:
             st.json({k: v for k, v in run.metrics["test"].items()})
 with right:
     st.download_button("Download run as zip", data=lambda: common.zip_run(run.id), file_name=f"{run.id}.zip",
-                       mime="application/zip", key="runs_download", disabled=run.status == "running")
+                       help="Loads without this app: plain transformers (fine-tuned, frozen encoder + head) or "
+                       "scikit-learn (baseline); README.md inside shows how.",
+                       mime="application/zip", key="runs_download", disabled=not run.usable)
     if st.session_state.get("runs_confirm") != run.id:
         if st.button("Delete this run…", key="runs_delete", disabled=run.status == "running",
                      help="Cancel a running job on the Train page first." if run.status == "running" else None):

@@ -1,0 +1,145 @@
+"""A run as a zip that loads without this project: plain transformers, torch and scikit-learn.
+
+    python -m core export --run checkpoints/<run> --out my-run.zip
+
+The zip holds the run folder (config, history, metrics) plus what its mode needs to stand alone:
+- finetune: model/ is a save_pretrained folder: AutoModelForSequenceClassification.from_pretrained("model").
+- frozen: model/encoder/ is the frozen encoder (AutoModel.from_pretrained), beside the MLP head's
+  safetensors; no transformers class is "mean pooling + MLP", so README.md shows the dozen lines that join them.
+- baseline: model/baseline.skops is the scikit-learn Pipeline, saved with skops (a safe format, not pickle).
+README.md in the zip says how to load it, with code that the tests run against the unzipped folder.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from .runs import RunError, read_json, weights_present
+
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json")
+
+_FINETUNE = '''\
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("model")
+model = AutoModelForSequenceClassification.from_pretrained("model").eval()
+texts = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
+batch = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors="pt")
+with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled={bf16}):
+    spam_probability = model(**batch).logits.float().softmax(-1)[:, 1]
+print(spam_probability.tolist())
+```'''
+
+_FROZEN = '''\
+```python
+import json
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("model/encoder")
+encoder = AutoModel.from_pretrained("model/encoder").eval()
+head_config = json.load(open("model/head_config.json"))
+head = torch.nn.Sequential(  # dropout layers (0, 3) are no-ops at inference; kept so the weight names match
+    torch.nn.Dropout(), torch.nn.Linear(head_config["in_features"], head_config["hidden"]), torch.nn.GELU(),
+    torch.nn.Dropout(), torch.nn.Linear(head_config["hidden"], 2))
+head.load_state_dict({{k.removeprefix("net."): v for k, v in load_file("model/head.safetensors").items()}})
+head.eval()
+
+texts = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
+batch = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors="pt")
+with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled={bf16}):
+    hidden = encoder(**batch).last_hidden_state.float()
+    {pool}
+    spam_probability = head(features).softmax(-1)[:, 1]
+print(spam_probability.tolist())
+```'''
+
+_POOL = {
+    "mean": 'mask = batch["attention_mask"].unsqueeze(-1).float()  # mean over real tokens, not padding\n'
+            '    features = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)',
+    "cls": "features = hidden[:, 0]  # the [CLS] token's vector",
+}
+
+_BASELINE = '''\
+```python
+import skops.io as sio
+
+pipeline = sio.load("model/baseline.skops")  # a scikit-learn Pipeline: TF-IDF (word + char) -> LogisticRegression
+texts = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
+print(pipeline.predict_proba(texts)[:, 1].tolist())
+```'''
+
+
+def readme(config: dict, metrics: dict | None) -> str:
+    """How to load this run's model, with its test scores; the code is run by the tests."""
+    mode = config["mode"]
+    bf16 = config.get("precision") == "bf16"
+    if mode == "finetune":
+        code, needs = _FINETUNE.format(max_length=config["max_length"], bf16=bf16), "torch, transformers"
+    elif mode == "frozen":
+        code = _FROZEN.format(max_length=config["max_length"], bf16=bf16, pool=_POOL[config["pooling"]])
+        needs = "torch, transformers, safetensors"
+    else:
+        code, needs = _BASELINE, "scikit-learn, skops"
+    model = (config.get("model") or {}).get("name", "tfidf-logreg")
+    lines = [f"# {config.get('run_id', 'run')}: {mode} ({model})", "",
+             f"Needs {needs}. Run the code from this folder (the one holding `model/`).", "",
+             f"Spam probability at or above {config.get('threshold', 0.5)} means spam "
+             f"(the threshold this run was scored at).", "", code, ""]
+    if bf16:
+        lines += ["The run was trained and tested under bf16 autocast; drop it (`enabled=False`) on a CPU "
+                  "without native bf16, and expect probabilities to move in the second or third decimal.", ""]
+    if metrics:
+        t = metrics["test"]
+        lines += ["## Test scores (spam is the positive class)", "",
+                  "| accuracy | precision | recall | F1 | AUROC |", "|---|---|---|---|---|",
+                  "| " + " | ".join(f"{t[k]:.4f}" if t.get(k) is not None else "-"
+                                   for k in ("accuracy", "precision", "recall", "f1", "auroc")) + " |", "",
+                  "`metrics.json` holds every metric, curve and test message's probability; `config.json` every "
+                  "hyperparameter; `history.jsonl` the training events.", ""]
+    return "\n".join(lines)
+
+
+def export_run(run_dir: str | Path, target) -> None:
+    """Write the run at `run_dir` as a zip to `target` (a path or a binary file object)."""
+    run_dir = Path(run_dir)
+    try:
+        config = read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        raise RunError(f"{run_dir.name}: config.json is missing or unreadable") from None
+    mode = config.get("mode")
+    if not weights_present(run_dir, mode):
+        raise RunError(f"{run_dir.name}: no saved weights to export (the run did not complete)")
+    try:
+        metrics = read_json(run_dir / "metrics.json")
+    except (OSError, ValueError):
+        metrics = None
+    root = Path(run_dir.name)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(run_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink() and path.name != "cancel":
+                zf.write(path, root / path.relative_to(run_dir))
+        if mode == "frozen":
+            from .modeling import reresolve
+            head_config = json.loads((run_dir / "model" / "head_config.json").read_text())
+            encoder = Path(reresolve(head_config["encoder"]).path)
+            for name in ENCODER_FILES:
+                if (encoder / name).is_file():
+                    zf.write(encoder / name, root / "model" / "encoder" / name)
+        elif mode == "baseline":
+            import skops.io as sio
+            from .baseline import Baseline
+            zf.writestr(str(root / "model" / "baseline.skops"), sio.dumps(Baseline.load(run_dir / "model").pipeline))
+        zf.writestr(str(root / "README.md"), readme({**config, "run_id": run_dir.name}, metrics))
+
+
+def export_bytes(run_dir: str | Path) -> bytes:
+    buffer = io.BytesIO()
+    export_run(run_dir, buffer)
+    return buffer.getvalue()

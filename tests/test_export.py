@@ -1,0 +1,73 @@
+"""A downloaded run loads without this project: the zip's README code, run in a clean interpreter."""
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from core.cli import main
+from core.config import TrainConfig
+from core.predict import Predictor
+from core.train import train
+
+EXAMPLES = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_bert):
+    from tests.conftest import make_messages, write_uci
+
+    tmp = tmp_path_factory.mktemp("export")
+    data = write_uci(tmp / "sms.txt", make_messages())
+    common = dict(data=str(data), model=tiny_bert, runs_dir=str(tmp / "runs"), cache_dir=str(tmp / "cache"),
+                  max_length=32, batch_size=16)
+    # fp32 runs must match the app's probabilities exactly; the bf16 one checks the README's autocast line
+    return {"finetune": train(TrainConfig(mode="finetune", epochs=1, precision="fp32", **common)),
+            "frozen": train(TrainConfig(mode="frozen", epochs=2, precision="fp32", **common)),
+            "frozen-cls-bf16": train(TrainConfig(mode="frozen", epochs=2, pooling="cls", precision="bf16", **common)),
+            "baseline": train(TrainConfig(mode="baseline", **common))}
+
+
+@pytest.mark.parametrize("kind", ["finetune", "frozen", "frozen-cls-bf16", "baseline"])
+def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
+    run_dir = runs[kind]
+    out = tmp_path / "run.zip"
+    assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path)
+    folder = tmp_path / run_dir.name
+    assert {"config.json", "metrics.json", "history.jsonl", "README.md"} <= {p.name for p in folder.iterdir()}
+    assert not any(n.endswith((".pkl", ".pickle", ".bin", ".pt")) for n in names)  # safetensors / skops only
+    if kind.startswith("frozen"):  # the encoder travels with the head: no reference to this machine's files
+        assert (folder / "model" / "encoder" / "model.safetensors").is_file()
+
+    code = re.search(r"```python\n(.*?)```", (folder / "README.md").read_text(), re.S).group(1)
+    # a clean interpreter in the unzipped folder: `core` (this project) cannot be imported there
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    check = subprocess.run([sys.executable, "-c", "import importlib.util as u; assert u.find_spec('core') is None"],
+                           cwd=folder, env=env)
+    assert check.returncode == 0, "the clean interpreter can still import core"
+    done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exported = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = Predictor.load(run_dir).predict(EXAMPLES)
+    # the tiny random models score every message near 0.5, so only a tight match shows the code is right;
+    # under bf16 the padding differs (the app batches by length), which moves the third decimal
+    atol = 2e-3 if kind.endswith("bf16") else 1e-5
+    assert np.allclose(exported, expected, rtol=0, atol=atol), (exported, expected.tolist())
+
+
+def test_unfinished_run_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "20260101-000000-finetune-abcd"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"mode": "finetune"}))
+    assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "x.zip")]) == 2
+    assert "no saved weights" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.zip*"))  # no partial zip left behind
