@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 MODES = ("frozen", "finetune", "baseline")
+DEFAULT_MODEL = "bert-base-uncased"  # the seed's model; the only name that falls back to the bundled one
 
 # Defaults that differ by mode. None in TrainConfig means "take the mode's default".
 MODE_DEFAULTS = {
@@ -34,8 +35,8 @@ class TrainConfig:
                      choices=MODES)
     data: str | None = _opt(None, "dataset file (UCI label<TAB>text, or CSV/TSV with a header); default: "
                             "$SPAM_DATA, then data/SMSSpamCollection, then the Hugging Face hub")
-    model: str = _opt("bert-base-uncased", "hub id or local model directory; offline, falls back to the "
-                      "bundled all-MiniLM-L6-v2")
+    model: str = _opt(DEFAULT_MODEL, f"hub id or local model directory; offline, {DEFAULT_MODEL} falls back to "
+                      "the bundled all-MiniLM-L6-v2, and any other name that is not cached is refused")
     epochs: int | None = _opt(None, "passes over the training split (finetune 3, frozen 60)")
     lr: float | None = _opt(None, "peak learning rate (finetune 5e-5, frozen 1e-3)")
     batch_size: int = _opt(32, "messages per optimisation step")

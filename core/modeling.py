@@ -1,7 +1,9 @@
 """Which encoder to use, and the two small modules built on it.
 
 resolve_model("bert-base-uncased") returns where to load it from: a local directory, the HF cache, the
-hub, or, when the hub cannot be reached, the bundled all-MiniLM-L6-v2, with the reason recorded.
+hub, or, when the hub cannot be reached, the bundled all-MiniLM-L6-v2, with the reason recorded. Only the
+default model falls back: any other name that cannot be had is refused, since training a different model
+than the one asked for would mislabel every result.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import DEFAULT_MODEL
 from .hub import hub_reachable, offline_reason
 
 log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_ALIASES = {BUNDLED_NAME.lower(), "all-minilm-l6-v2"}
 _HUB_FILES = ["config.json", "tokenizer*", "vocab.txt", "special_tokens_map.json", "model.safetensors"]
 
 
@@ -60,9 +64,10 @@ def _check_model_dir(path: Path, label: str) -> int:
 
 
 def resolve_model(requested: str) -> ResolvedModel:
-    """Find the encoder: a directory, the local HF cache, the hub, else the bundled MiniLM."""
+    """Find the encoder: a directory, the local HF cache, the hub, else (default model only) the bundled MiniLM."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
 
     path = Path(requested).expanduser()
     if path.exists() or requested.startswith((".", "/", "~")):
@@ -70,6 +75,11 @@ def resolve_model(requested: str) -> ResolvedModel:
             raise ModelError(f"model directory not found: {requested}")
         return ResolvedModel(requested, requested, str(path.resolve()), "local",
                              max_positions=_check_model_dir(path, requested))
+    try:
+        validate_repo_id(requested)
+    except HFValidationError:
+        raise ModelError(f"{requested!r} is neither a model directory nor a valid hub id (like "
+                         f"'bert-base-uncased' or 'org/name')") from None
     try:  # the local cache first: works offline and costs no network
         cached = Path(snapshot_download(requested, local_files_only=True, allow_patterns=_HUB_FILES))
         return ResolvedModel(requested, requested, str(cached), "cache",
@@ -87,10 +97,17 @@ def resolve_model(requested: str) -> ResolvedModel:
                              f"Hugging Face hub") from None
         except ModelError:
             raise
-        except Exception as exc:  # network trouble mid-download: fall back rather than fail the demo
+        except Exception as exc:  # network trouble mid-download
             reason = f"downloading {requested} failed ({type(exc).__name__})"
     reason = reason or offline_reason()
     bundled = bundled_model_dir()
+    if requested.lower() in BUNDLED_ALIASES:  # asked for the bundled model itself: nothing to fall back from
+        return ResolvedModel(requested, BUNDLED_NAME, str(bundled), "bundled",
+                             max_positions=_check_model_dir(bundled, BUNDLED_NAME))
+    if requested != DEFAULT_MODEL:
+        raise ModelError(f"model {requested!r} is not in the local Hugging Face cache and cannot be downloaded "
+                         f"({reason}); give a local model directory, or use {DEFAULT_MODEL}, which falls back to "
+                         f"the bundled all-MiniLM-L6-v2")
     log.warning("%s is not available (%s); using the bundled %s", requested, reason, BUNDLED_NAME)
     return ResolvedModel(requested, BUNDLED_NAME, str(bundled), "bundled", fallback_reason=reason,
                          max_positions=_check_model_dir(bundled, BUNDLED_NAME))

@@ -330,6 +330,9 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
         (lambda: at.text_input(key="train_lr_Learning rate (finetune)").input("-1"), "lr: expected a value"),
         (lambda: at.text_input(key="train_lr_Learning rate (frozen)").input("fast"), "expected a number such as 5e-5"),
         (lambda: at.text_input(key="train_model").input(str(tmp_path)), "not a model directory"),
+        # offline, only the default model falls back to the bundled one; a typo is not silently replaced
+        (lambda: at.text_input(key="train_model").input("bert-base-uncasd"), "not in the local Hugging Face cache"),
+        (lambda: at.text_input(key="train_model").input("my model!!"), "nor a valid hub id"),
     ]
     for change, message in cases:
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

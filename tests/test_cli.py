@@ -100,3 +100,12 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     saved = json.loads((frozen_run / "evaluations" / "mine.txt.json").read_text())
     assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
     assert len(saved["predictions"]) == 42
+
+
+def test_unknown_model_is_refused_offline_not_replaced(capsys, tmp_path, monkeypatch, sms_file):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = run_cli(capsys, "train", "--data", str(sms_file), "--model", "bert-base-uncasd",
+                             "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and err.strip().startswith("error: model 'bert-base-uncasd' is not in the local Hugging Face cache")
+    assert "bert-base-uncased, which falls back" in err  # says what would work
+    assert not list((tmp_path / "runs").glob("*-*"))  # refused before a run folder exists

@@ -133,6 +133,12 @@ def test_model_resolution(tiny_bert, tmp_path, monkeypatch):
     assert time.time() - t0 < 5  # offline is detected at once, not after the hub's retries
     assert resolved.source == "bundled" and "HF_HUB_OFFLINE" in resolved.fallback_reason
     assert resolved.name == "sentence-transformers/all-MiniLM-L6-v2" and Path(resolved.path, "model.safetensors").is_file()
+    # asking for the bundled model by name is no fallback; any other unavailable name is refused, not replaced
+    assert resolve_model("all-MiniLM-L6-v2").source == "bundled" and not resolve_model("all-MiniLM-L6-v2").fallback_reason
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
+        resolve_model("bert-large-uncased")
+    with pytest.raises(ModelError, match="nor a valid hub id"):
+        resolve_model("bert base uncased")
 
 
 def test_max_length_above_the_model_limit_is_refused_before_a_run_exists(sms_file, tiny_bert, tmp_path):

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
 from core.runs import list_runs, read_history, run_path
@@ -27,7 +28,7 @@ def runs_dir() -> Path:
 
 
 def default_model() -> str:
-    return os.environ.get("SPAM_MODEL", "bert-base-uncased")
+    return os.environ.get("SPAM_MODEL", DEFAULT_MODEL)
 
 
 def uploads_dir() -> Path:
