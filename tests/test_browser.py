@@ -6,6 +6,7 @@ stays text). Screenshots of every page go to artifacts/ (look at them).
 """
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -33,40 +34,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, tiny_bert):
+def _need_chromium():
     if not Path(CHROMIUM).is_file():
         message = f"{CHROMIUM} is missing (apt-get install chromium)"
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs it: a missing browser is a broken setup, not a skip
         pytest.skip(message)
+
+
+def _app_env(tmp_path, tiny_bert) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "SPAM_RUNS_DIR": str(tmp_path / "runs"), "SPAM_MODEL": tiny_bert,
+            "SPAM_DATA": str(write_uci(tmp_path / "sms.txt", make_messages())),
+            "SPAM_CACHE_DIR": str(tmp_path / "cache"), "SPAM_UPLOADS_DIR": str(tmp_path / "uploads")}
+
+
+def _start_streamlit(env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free port; returns once /_stcore/health answers."""
     port = _free_port()
-    runs_dir = tmp_path / "runs"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SPAM_RUNS_DIR": str(runs_dir), "SPAM_MODEL": tiny_bert,
-           "SPAM_DATA": str(write_uci(tmp_path / "sms.txt", make_messages())),
-           "SPAM_CACHE_DIR": str(tmp_path / "cache"), "SPAM_UPLOADS_DIR": str(tmp_path / "uploads")}
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                 "--server.port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
     deadline = time.time() + 60
     while True:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url
         except OSError:
             pass
         if time.time() > deadline or proc.poll() is not None:
             proc.kill()
-            pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            pytest.fail("streamlit did not start:\n" + log_path.read_text()[-3000:])
         time.sleep(0.3)
-    yield url, runs_dir
+
+
+def _stop(proc: subprocess.Popen, runs_dir: Path) -> None:
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
     if running_job(runs_dir):  # a job outlives the server by design; stop it for the test
         from core.jobs import cancel
         cancel(runs_dir)
+
+
+@pytest.fixture
+def server(tmp_path, tiny_bert):
+    _need_chromium()
+    env = _app_env(tmp_path, tiny_bert)
+    proc, url = _start_streamlit(env, tmp_path / "streamlit.log")
+    yield url, Path(env["SPAM_RUNS_DIR"])
+    _stop(proc, Path(env["SPAM_RUNS_DIR"]))
 
 
 def _chart_points(page, title_part: str | None = None) -> list[int]:
@@ -81,9 +97,16 @@ def _chart_points(page, title_part: str | None = None) -> list[int]:
 
 
 def _goto(page, label: str):
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
     title = label if label != "Overview" else "Frozen vs fine-tuned BERT for SMS spam"
-    page.get_by_test_id("stMainBlockContainer").get_by_role("heading", name=title, exact=True).wait_for(timeout=30_000)
+    heading = page.get_by_test_id("stMainBlockContainer").get_by_role("heading", name=title, exact=True)
+    for attempt in range(3):  # a click that lands while the page reruns itself (a job just ended) can be lost
+        page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
+        try:
+            heading.wait_for(timeout=20_000)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
 
 
 def _settle(page):
@@ -180,3 +203,93 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         _settle(page)
         shot(page, "7-runs")
         browser.close()
+
+
+def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path, tiny_bert):
+    """Completed runs and a running job survive a Streamlit restart; a job killed with it reads as interrupted."""
+    from playwright.sync_api import sync_playwright
+
+    from core import jobs
+    from core.config import TrainConfig
+    from core.train import train
+
+    _need_chromium()
+    env = _app_env(tmp_path, tiny_bert)
+    runs_dir = Path(env["SPAM_RUNS_DIR"])
+    common = dict(data=env["SPAM_DATA"], model=tiny_bert, runs_dir=str(runs_dir), cache_dir=env["SPAM_CACHE_DIR"],
+                  max_length=32, batch_size=8)
+    completed = [train(TrainConfig(mode="baseline", **common)).name,
+                 train(TrainConfig(mode="frozen", epochs=2, **common)).name]
+    proc, url = _start_streamlit(env, tmp_path / "streamlit.log")
+    job = jobs.launch([TrainConfig(mode="finetune", epochs=500, **common)])  # what the Train button does
+    try:
+        deadline = time.time() + 60
+        while running_job(runs_dir) in (None, "starting") and time.time() < deadline:
+            time.sleep(0.2)
+        running = running_job(runs_dir)
+        assert running and "-finetune-" in running, running
+
+        proc.terminate()  # the server goes down (Ctrl-C) and comes back; the job is its own process group
+        proc.wait(timeout=20)
+        assert running_job(runs_dir) == running
+        proc, url = _start_streamlit(env, tmp_path / "streamlit.log")
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/train")
+            page.get_by_text("Training finetune").wait_for(timeout=60_000)  # the restarted app follows the job
+            page.get_by_text(f"Run {running}").wait_for(timeout=30_000)
+
+            # the completed runs are listed and load: the Playground scores with both
+            _goto(page, "Playground")
+            box = page.get_by_role("textbox", name="Message")
+            box.fill("WINNER!! claim your free prize now")
+            box.press("Control+Enter")
+            metrics = page.locator('[data-testid="stMetric"]')
+            metrics.nth(1).wait_for(timeout=60_000)
+            _settle(page)
+            shown = " ".join(metrics.nth(i).inner_text() for i in range(metrics.count()))
+            assert "Frozen BERT + MLP head" in shown and "TF-IDF" in shown and shown.count("% spam") >= 2, shown
+
+            # the machine goes down with the job: after kill -9 the run reads as interrupted, never "running"
+            os.kill(job.pid, signal.SIGKILL)
+            deadline = time.time() + 30
+            while running_job(runs_dir) and time.time() < deadline:
+                time.sleep(0.2)
+            assert running_job(runs_dir) is None
+            _goto(page, "Train")
+            page.get_by_text(f"{running} ended as interrupted").wait_for(timeout=30_000)
+            assert page.get_by_role("button", name="Start training").is_enabled()  # a new job can start
+            _goto(page, "Runs")
+            _settle(page)
+            page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Run", exact=True)).first.click()
+            options = page.get_by_role("option")
+            options.first.wait_for(timeout=10_000)
+            listed = " ".join(options.nth(i).inner_text() for i in range(options.count()))
+            assert f"{running} · interrupted" in listed
+            assert all(f"{run_id} · completed" in listed for run_id in completed), listed
+            page.keyboard.press("Escape")
+
+            # an upload above server.maxUploadSize (50 MB) is refused by the uploader with the limit named
+            page.get_by_text("Use another dataset").click()
+            upload = page.locator('[data-testid="stSidebar"] input[type="file"]')
+            huge = tmp_path / "huge.csv"
+            with open(huge, "wb") as f:
+                f.write(b"label,text\n")
+                f.truncate(51 << 20)  # 51 MB (sparse: nothing to write)
+            upload.set_input_files(huge)
+            chip = page.get_by_test_id("stFileChip").filter(has_text="huge.csv")
+            chip.wait_for(timeout=30_000)
+            assert chip.get_attribute("aria-invalid") == "true"
+            chip.hover()  # the reason shows on hover (and is read out as an alert)
+            page.get_by_text("File must be 50.0MB or smaller").first.wait_for(timeout=10_000)
+            assert page.get_by_test_id("stSidebar").get_by_text("up to 50 MB").is_visible()  # said before uploading
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-8-restart-upload.png"))
+            assert not list(Path(env["SPAM_UPLOADS_DIR"]).glob("huge*"))  # nothing reached the server's disk
+            browser.close()
+    finally:
+        _stop(proc, runs_dir)
+        if job.pid and running_job(runs_dir):
+            os.kill(job.pid, signal.SIGKILL)

@@ -31,6 +31,11 @@ def default_model() -> str:
     return os.environ.get("SPAM_MODEL", DEFAULT_MODEL)
 
 
+def upload_limit() -> str:
+    """The per-file upload limit users are told about (server.maxUploadSize in .streamlit/config.toml)."""
+    return f"up to {st.get_option('server.maxUploadSize')} MB"
+
+
 def uploads_dir() -> Path:
     return Path(os.environ.get("SPAM_UPLOADS_DIR", "data/uploads"))
 

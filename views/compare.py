@@ -157,7 +157,7 @@ st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank
            "looks different. Upload labelled messages from your own traffic (UCI format, or CSV/TSV with a label "
            "and a text column) to see how each model holds up, next to its own test split. Results are saved "
            "in each run's evaluations/ folder.")
-own = st.file_uploader("Labelled messages", key="compare_own")
+own = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="compare_own")
 if own is not None:
     own_rows = []
     for mode, run in picked.items():

@@ -123,7 +123,7 @@ with batch:
     st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
                f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
     lines = st.text_area("Messages, one per line", key="play_lines", height=150)
-    upload = st.file_uploader("…or a file", key="play_upload")
+    upload = st.file_uploader(f"…or a file, {common.upload_limit()}", key="play_upload")
     if st.button("Score", key="play_score", type="primary"):
         texts, labels, problem = [], None, None
         if upload is not None:

@@ -29,9 +29,9 @@ def _data() -> None:
     else:
         st.error(common.plain(error))
     with st.expander("Use another dataset", expanded=path is None):
-        upload = st.file_uploader("Upload a CSV/TSV (label and text columns) or the UCI file (label<TAB>text)",
-                                  key="data_upload", help="Labels ham/spam or 0/1. The size limit is "
-                                  "server.maxUploadSize in .streamlit/config.toml.")
+        upload = st.file_uploader(f"Upload a CSV/TSV (label and text columns) or the UCI file (label<TAB>text), "
+                                  f"{common.upload_limit()}", key="data_upload", help="Labels ham/spam or 0/1. The "
+                                  "size limit is server.maxUploadSize in .streamlit/config.toml.")
         if upload is not None:  # checked once per file: a rerun must not re-read 50 MB
             checked = st.session_state.setdefault("uploads_checked", {})
             if upload.file_id not in checked:
