@@ -129,6 +129,14 @@ def launch(configs: list[TrainConfig], runs_dir: str | os.PathLike | None = None
             entry["model"] = str(Path(entry["model"]).expanduser().resolve())
         plan.append(TrainConfig.from_dict(entry).to_dict())  # validated again, exactly as the child will
 
+    try:
+        return _start(plan, runs_dir, start_timeout)
+    except OSError as exc:  # an unwritable or full runs folder: say so on the page, not as a traceback
+        raise JobError(f"cannot start training in {runs_dir} ({exc.strerror or exc}); choose another runs "
+                       f"folder (SPAM_RUNS_DIR)") from None
+
+
+def _start(plan: list[dict], runs_dir: Path, start_timeout: float) -> Job:
     with _launch_lock(runs_dir):
         holder = running_job(runs_dir)
         if holder:

@@ -100,6 +100,8 @@ def new_run_dir(runs_dir: str | os.PathLike, mode: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as exc:  # the lock file could be written but the folder not (or the disk is full)
+            raise RunError(f"cannot create a run folder in {root} ({exc.strerror or exc})") from None
     raise RunError(f"could not create a run folder under {root}")
 
 
@@ -266,8 +268,7 @@ def training_lock(runs_dir: str | os.PathLike):
     the lock stuck. The holder's run id is written in the file so others can name it.
     """
     root = Path(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    f = open(root / LOCK_NAME, "a+")
+    f = _open_in_runs_dir(root, LOCK_NAME)
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -279,6 +280,16 @@ def training_lock(runs_dir: str | os.PathLike):
         yield f
     finally:
         f.close()
+
+
+def _open_in_runs_dir(root: Path, name: str):
+    """Open (creating) a file in the runs folder; an unusable folder is one clear error, not a traceback."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return open(root / name, "a+")
+    except OSError as exc:
+        raise RunError(f"the runs folder {root} is not writable ({exc.strerror or exc}); choose another with "
+                       f"--runs-dir or SPAM_RUNS_DIR") from None
 
 
 def set_lock_holder(lock_file, run_id: str) -> None:

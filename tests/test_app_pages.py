@@ -342,6 +342,16 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
 
 
+def test_unwritable_runs_folder_is_a_message_not_a_traceback(monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = Path("/sys/kernel/spam-runs")  # sysfs: nobody, root included, can create a folder here
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("baseline").run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    assert any("cannot start training in /sys/kernel/spam-runs" in e for e in _errors(at)), _errors(at)
+    _page(at, "views/runs.py")  # the other pages still work (no runs to show)
+
+
 def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

@@ -1,7 +1,10 @@
 """The CLI contract: exit codes, one-line errors, stdout formats."""
 import io
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +12,8 @@ from conftest import make_messages, write_uci
 from core.cli import main
 from core.config import TrainConfig
 from core.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +54,22 @@ def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):
     blocker.write_text("not a folder")
     code, _, err = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir", str(blocker))
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_runs_folder_is_a_clear_error(tmp_path, sms_file):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o555)
+    command = [sys.executable, "-m", "core", "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir", str(runs)]
+    if os.geteuid() == 0:  # root ignores file modes; without CAP_DAC_OVERRIDE it obeys them like anyone
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                   "--inh-caps=-dac_override,-dac_read_search", "--", *command]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: the runs folder {runs} is not writable (Permission denied); choose " \
+                                  f"another with --runs-dir or SPAM_RUNS_DIR"
+    assert not list(runs.iterdir())
 
 
 def test_bad_config_file(capsys, tmp_path):
