@@ -56,6 +56,16 @@ def test_memory_and_scaling_benchmarks_run_children(bench, tiny_bert, sms_file, 
     assert "| 2x | 120 |" in out and "1.00 = linear" in out
 
 
+def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, tmp_path, capsys):
+    argv = ["--data", str(sms_file), "--model", tiny_bert, "--seeds", "1,2", "--modes", "baseline,frozen",
+            "--runs-dir", str(tmp_path / "runs")]
+    assert bench("bench_seeds").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training 4 runs (0 reused" in out and "| frozen | 2 |" in out and " ± " in out
+    assert bench("bench_seeds").main(argv) == 0  # a second sweep trains nothing: the runs match
+    assert "training" not in capsys.readouterr().out
+
+
 def test_gpu_check_says_so_without_a_gpu(bench):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -46,10 +46,9 @@ elif not (latest["frozen"] or latest["finetune"]):
         except (jobs.JobError, ValueError) as exc:
             st.error(common.plain(exc))
     st.caption("The quick preset trains the TF-IDF baseline (seconds), the frozen encoder with its small head (one "
-               "pass to encode every message, about 2 minutes on a 2-core CPU), and one fine-tuning epoch at 64 "
-               "tokens (under a minute in bf16 on a quiet 2-core CPU; 13 minutes in all when the CPU was shared "
-               "with two other jobs and training ran in fp32). Progress and "
-               "live loss curves appear on this page.")
+               "pass to encode every message, then a head on the cached features), and one fine-tuning epoch at 64 "
+               "tokens: 51 s in all on a quiet 2-core CPU with the bundled model, several times that when the CPU is "
+               "busy. Progress and live loss curves appear on this page.")
     common.job_panel("overview-idle")  # how the last job ended, if one failed
 
 shown = {mode: run for mode, run in latest.items() if run is not None}

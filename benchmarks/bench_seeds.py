@@ -1,0 +1,84 @@
+"""Quality over several splits: the three models with default hyperparameters, one run per seed.
+
+    python benchmarks/bench_seeds.py --data ../shared/data/SMSSpamCollection --seeds 42,1,2,3,4,5
+
+The seed fixes the train/validation/test split as well as the initialisation, so the spread across seeds
+shows how much one split's ~130 test spam messages move the metrics: a single split's accuracy is one
+draw from this spread. Completed runs already in --runs-dir (same mode, seed, data and defaults) are
+reused, so an interrupted sweep resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import _common as C  # noqa: E402  (sets sys.path and HF_HUB_OFFLINE)
+
+METRICS = ("accuracy", "precision", "recall", "f1", "auroc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="dataset file (default: core's lookup)")
+    p.add_argument("--model", default="bert-base-uncased", help="as `python -m core train --model`")
+    p.add_argument("--seeds", default="42,1,2,3,4,5")
+    p.add_argument("--modes", default="baseline,frozen,finetune")
+    # not under checkpoints/: the dashboard would list the sweep folder itself as a broken run
+    p.add_argument("--runs-dir", default="data/seed-sweep", help="where the runs go (and are reused from)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from core.config import TrainConfig
+    from core.data import load_messages
+    from core.runs import list_runs
+    from core.train import train_sequence
+
+    C.quiet()
+    print(C.machine())
+    seeds = [int(s) for s in args.seeds.split(",")]
+    modes = args.modes.split(",")
+    fingerprint = load_messages(args.data).fingerprint
+    defaults = {(m, s): TrainConfig.from_dict({"mode": m, "seed": s, "model": args.model}) for m in modes for s in seeds}
+
+    def matching(run, cfg) -> bool:  # every hyperparameter but the paths equal, and the same data
+        # (the run records the precision that ran: fp32 where the CPU has no native bf16, so it is not compared)
+        skip = ("data", "runs_dir", "cache_dir", "model", "precision")
+        mine = {k: v for k, v in cfg.to_dict().items() if k not in skip}
+        return (run.usable and run.config.get("data_info", {}).get("fingerprint") == fingerprint
+                and run.config.get("requested_model") == cfg.model and all(run.config.get(k) == v for k, v in mine.items()))
+
+    done = {key: next((r for r in list_runs(args.runs_dir) if matching(r, cfg)), None) for key, cfg in defaults.items()}
+    todo = [TrainConfig.from_dict({**cfg.to_dict(), "data": args.data, "runs_dir": args.runs_dir})
+            for key, cfg in defaults.items() if done[key] is None]
+    if todo:
+        print(f"training {len(todo)} runs ({len(defaults) - len(todo)} reused from {args.runs_dir})")
+        train_sequence(todo)
+        done = {key: next(r for r in list_runs(args.runs_dir) if matching(r, cfg)) for key, cfg in defaults.items()}
+
+    rows = []
+    for mode in modes:
+        for seed in seeds:
+            run = done[(mode, seed)]
+            t = run.metrics["test"]
+            errors = t["confusion_matrix"][0][1] + t["confusion_matrix"][1][0]
+            rows.append([mode, seed, *[f"{t[k]:.4f}" for k in METRICS], errors, f"{run.metrics['train_seconds']:.0f}"])
+    print(C.table(["mode", "seed", *METRICS, "test errors", "train s"], rows))
+    summary = []
+    for mode in modes:
+        runs = [done[(mode, s)].metrics["test"] for s in seeds]
+        cells = []
+        for k in METRICS:
+            values = [r[k] for r in runs]
+            cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} "
+                         f"({min(values):.4f}-{max(values):.4f})" if len(values) > 1 else f"{values[0]:.4f}")
+        summary.append([mode, len(runs), *cells])
+    print(f"mean ± sd (min-max) over {len(seeds)} seeds, test split of each")
+    print(C.table(["mode", "seeds", *METRICS], summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
