@@ -21,9 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# oneDNN keeps a compiled kernel per tensor shape (1,024 by default). Length-bucketed batches come in up to
+# max_length shapes, so the cache kept growing peak memory over a run; 64 cut about 250 MiB at 8x the steps
+# with no measurable slowdown (benchmarks/README.md, 5b). Read when oneDNN first runs, so set before torch works.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm
 
 from . import __version__
