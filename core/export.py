@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .runs import RunError, read_json, weights_present
+from .runs import read_json, saved_run_config
 
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json")
@@ -110,13 +110,8 @@ def readme(config: dict, metrics: dict | None) -> str:
 def export_run(run_dir: str | Path, target) -> None:
     """Write the run at `run_dir` as a zip to `target` (a path or a binary file object)."""
     run_dir = Path(run_dir)
-    try:
-        config = read_json(run_dir / "config.json")
-    except (OSError, ValueError):
-        raise RunError(f"{run_dir.name}: config.json is missing or unreadable") from None
-    mode = config.get("mode")
-    if not weights_present(run_dir, mode):
-        raise RunError(f"{run_dir.name}: no saved weights to export (the run did not complete)")
+    config = saved_run_config(run_dir)
+    mode = config["mode"]
     try:
         metrics = read_json(run_dir / "metrics.json")
     except (OSError, ValueError):

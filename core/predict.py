@@ -15,7 +15,7 @@ import torch
 from .batches import LengthBucketSampler
 from .features import encode
 from .modeling import MLPHead, reresolve
-from .runs import RunError, read_json, weights_present
+from .runs import saved_run_config
 
 PREDICT_BATCH = 64
 MAX_MESSAGE_CHARS = 5000  # longer input is cut here before tokenising; the model sees max_length tokens anyway
@@ -34,13 +34,8 @@ class Predictor:
     @classmethod
     def load(cls, run_dir: str | Path) -> "Predictor":
         run_dir = Path(run_dir)
-        try:
-            config = read_json(run_dir / "config.json")
-        except (OSError, ValueError):
-            raise RunError(f"{run_dir}: config.json is missing or unreadable") from None
-        mode = config.get("mode")
-        if not weights_present(run_dir, mode):
-            raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
+        config = saved_run_config(run_dir)
+        mode = config["mode"]
         weights = run_dir / "model"
         precision = config.get("precision", "fp32")
         if mode == "baseline":

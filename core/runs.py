@@ -211,6 +211,17 @@ def weights_present(run_dir: Path, mode: str | None) -> bool:
     return bool(name) and (Path(run_dir) / "model" / name).is_file()
 
 
+def saved_run_config(run_dir: Path) -> dict:
+    """config.json of a run whose weights were saved (to load or export it); RunError otherwise."""
+    try:
+        config = read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        raise RunError(f"{run_dir.name}: config.json is missing or unreadable") from None
+    if not weights_present(run_dir, config.get("mode")):
+        raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
+    return config
+
+
 def load_run(run_dir: Path) -> RunInfo:
     """Everything about one run; a damaged run is returned with status 'broken' and the reason."""
     run_dir = Path(run_dir)
