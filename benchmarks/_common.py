@@ -11,6 +11,7 @@ import random
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks never wait on the hub
@@ -81,6 +82,22 @@ def subset_file(data: str | None, limit: int | None, directory: str | os.PathLik
 
 def texts_of(path: Path) -> list[str]:
     return [line.split("\t", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+
+
+def abba(variants: dict, repeats: int, sync=lambda: None) -> tuple[dict, dict, list]:
+    """Time each callable `repeats` times, alternating the order each round (ABBA) so that a drift in load
+    hits every variant alike. Returns (seconds per variant, last output per variant, load averages seen).
+    `sync` waits for queued device work (torch.cuda.synchronize on a GPU)."""
+    times, outputs, loads = {v: [] for v in variants}, {}, []
+    for r in range(repeats):
+        for v in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+            loads.append(load_average())
+            sync()
+            t0 = time.perf_counter()
+            outputs[v] = variants[v]()
+            sync()
+            times[v].append(time.perf_counter() - t0)
+    return times, outputs, loads
 
 
 def median(values) -> float:

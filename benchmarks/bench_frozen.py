@@ -74,13 +74,7 @@ def main(argv=None) -> int:
             "core encode fp32": lambda: encode(encoder, tokenizer, texts, args.max_length, "mean", "cpu"),
             "core encode bf16": lambda: encode(encoder, tokenizer, texts, args.max_length, "mean", "cpu", bf16),
         }
-        times, feats, loads = {v: [] for v in variants}, {}, []
-        for r in range(args.repeats):
-            for v in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
-                loads.append(C.load_average())
-                t0 = time.perf_counter()
-                feats[v] = variants[v]()
-                times[v].append(time.perf_counter() - t0)
+        times, feats, loads = C.abba(variants, args.repeats)
         ref = feats[next(iter(variants))]
         base = n / C.median(times[next(iter(variants))])
         rows = []

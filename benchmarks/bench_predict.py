@@ -85,13 +85,7 @@ def main(argv=None) -> int:
 
         # ------------------------------------------------------------ batch throughput
         variants = {"pipeline (batch 32)": lambda: pipeline_spam(texts), "Predictor finetune": lambda: fine.predict(texts)}
-        times, probs, loads = {v: [] for v in variants}, {}, []
-        for r in range(args.repeats):
-            for v in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
-                loads.append(C.load_average())
-                t0 = time.perf_counter()
-                probs[v] = variants[v]()
-                times[v].append(time.perf_counter() - t0)
+        times, probs, loads = C.abba(variants, args.repeats)
         base = n / C.median(times["pipeline (batch 32)"])
         diff = np.abs(probs["Predictor finetune"] - probs["pipeline (batch 32)"])
         rows = [[v, len(times[v]), C.median(times[v]), n / C.median(times[v]),

@@ -67,14 +67,7 @@ def main(argv=None) -> int:
         bf16 = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
         variants = {"pipeline (batch 32)": lambda: pipeline_features(pipe, tokenizer, texts, 128, 32),
                     "core encode bf16": lambda: encode(encoder, tokenizer, texts, 128, "mean", "cuda", bf16)}
-        times = {v: [] for v in variants}
-        for r in range(args.repeats):
-            for v in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                variants[v]()
-                torch.cuda.synchronize()
-                times[v].append(time.perf_counter() - t0)
+        times, _, _ = C.abba(variants, args.repeats, sync=torch.cuda.synchronize)
         base = n / C.median(times["pipeline (batch 32)"])
         print(C.table(["feature extraction", "runs", "median msg/s", "vs pipeline"],
                       [[v, len(ts), n / C.median(ts), f"{n / C.median(ts) / base:.2f}x"] for v, ts in times.items()]))
