@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from pathlib import Path
 
 import _common as C  # noqa: E402  (sets sys.path and HF_HUB_OFFLINE)
 
