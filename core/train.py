@@ -461,7 +461,15 @@ def _save_atomic(target: Path, write) -> None:
 def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:
     return {"format_version": FORMAT_VERSION, "created": created, **cfg.to_dict(),
             "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
-            "labels": list(LABELS), "versions": _versions()}
+            "labels": list(LABELS), "versions": _versions(), "allocator": _allocator()}
+
+
+def _allocator() -> str:
+    """tcmalloc when `python -m core` preloaded it (core/__main__.py), else the system's: it moves peak memory."""
+    try:
+        return "tcmalloc" if "tcmalloc" in Path("/proc/self/maps").read_text() else "system"
+    except OSError:  # no /proc (macOS, Windows)
+        return "system"
 
 
 def _versions() -> dict:
