@@ -44,13 +44,16 @@ def main(argv=None) -> int:
                                          "--runs-dir", str(tmp / "runs"), "--cache-dir", str(tmp / f"cache{k}")])
             run = Path(out.strip().splitlines()[-1])
             metrics = json.loads((run / "metrics.json").read_text())
-            n_train = json.loads((run / "config.json").read_text())["data_info"]["splits"]["train"]["rows"]
+            config = json.loads((run / "config.json").read_text())
+            n_train = config["data_info"]["splits"]["train"]["rows"]
+            allocator = config.get("allocator", "system")
             seconds = metrics["train_seconds"]
             rows.append([f"{k}x", n, n_train, seconds, 1000 * seconds / n_train, peak, wall, f"{load:.2f}"])
     base = rows[0]
     for row in rows:
         row.insert(5, f"{row[3] / base[3]:.2f}x")
-    print(f"{args.mode}, 1 epoch, precision {args.precision}, {args.limit} messages at 1x")
+    print(f"{args.mode}, 1 epoch, precision {args.precision}, {args.limit} messages at 1x, allocator {allocator} "
+          f"(SPAM_MALLOC=system for glibc's)")
     print(C.table(["size", "messages", "train msgs", "train s", "ms per train msg", "time vs 1x", "peak RSS MiB",
                    "process wall s", "load"], rows))
     print(f"time per training message, {rows[-1][0]} vs 1x: {rows[-1][4] / base[4]:.2f} (1.00 = linear); "
