@@ -3,13 +3,13 @@ import sys
 
 
 def _reexec_with_tcmalloc() -> None:
-    """Run this command again, once, with tcmalloc preloaded, where the system has it (Linux).
+    """Run `train` again, once, with tcmalloc preloaded, where the system has it (Linux).
 
     Training allocates tensors of a new size nearly every batch (dynamic padding), which fragments glibc's
     heap. With tcmalloc a default fine-tune peaked at 2.1 GiB instead of 2.5 and ran about 7 % faster, with the
     same test predictions (benchmarks/README.md, 5d). SPAM_MALLOC=system keeps the system allocator.
     """
-    if sys.platform != "linux" or os.environ.get("SPAM_MALLOC"):
+    if sys.argv[1:2] != ["train"] or sys.platform != "linux" or os.environ.get("SPAM_MALLOC"):
         return
     from ctypes.util import find_library
     library = find_library("tcmalloc_minimal") or find_library("tcmalloc")

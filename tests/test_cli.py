@@ -74,7 +74,7 @@ def test_unwritable_runs_folder_is_a_clear_error(tmp_path, sms_file):
 
 @pytest.mark.parametrize("choice", ["auto", "system"])
 def test_training_preloads_tcmalloc_where_the_system_has_it(tmp_path, sms_file, choice):
-    """`python -m core` re-runs itself with tcmalloc (less peak memory); SPAM_MALLOC=system keeps glibc."""
+    """`python -m core train` re-runs itself with tcmalloc (less peak memory); SPAM_MALLOC=system keeps glibc."""
     from ctypes.util import find_library
     env = {k: v for k, v in os.environ.items() if k not in ("SPAM_MALLOC", "LD_PRELOAD")}
     if choice == "system":
