@@ -45,7 +45,9 @@ def trainer_run(data_path: Path, model: str, epochs: int, batch_size: int, max_l
     net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2, use_safetensors=True)
     args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=batch_size,
                              per_device_eval_batch_size=batch_size, num_train_epochs=epochs, seed=seed,
-                             save_strategy="no", disable_tqdm=True, bf16=bf16)
+                             save_strategy="no", disable_tqdm=True, bf16=bf16,
+                             # transformers 5 refuses bf16 without a GPU unless the CPU is asked for by name
+                             use_cpu=bf16 and not torch.cuda.is_available())
     trainer = Trainer(model=net, args=args, train_dataset=train_ds, processing_class=tokenizer)
     result = trainer.train()
     logits = trainer.predict(test_ds).predictions

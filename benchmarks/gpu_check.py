@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_check.py --data ../shared/data/SMSSpamCollection --repeats 3
 
-Prepared for a machine with a CUDA GPU; it exits with status 3 when none is visible. Fine-tuning: Trainer
+Prepared for a machine with a CUDA GPU; it exits with status 3 when none is visible. `--device cpu` runs the
+same steps on the CPU: the test suite does so on a tiny model, so that a GPU session is not spent on a bug. Fine-tuning: Trainer
 (bf16=True, otherwise the same defaults as bench_finetune.py) vs core's loop (precision bf16); Accelerate
 puts both on the GPU. Frozen: pipeline("feature-extraction", device=0, batch 32) vs core.features.encode on
 the GPU under bf16 autocast, then a second frozen run on cached features. Same table format as the CPU
@@ -27,11 +28,15 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="random subset of messages (0: all)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                   help="cpu: a dry run of every step (its timings are CPU timings, not target 6)")
     args = p.parse_args(argv)
     import torch
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device visible: nothing measured")
         return 3
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     C.quiet()
     from transformers import AutoModel, AutoTokenizer, pipeline
 
@@ -40,7 +45,8 @@ def main(argv=None) -> int:
     from core.train import train
 
     model = args.model or C.default_model()
-    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+          if device.type == "cuda" else f"dry run on the CPU: {C.machine()}")
     with C.tmpdir("gpu") as tmp:
         tmp = Path(tmp)
         path, n = C.subset_file(args.data, args.limit or None, tmp)
@@ -62,12 +68,12 @@ def main(argv=None) -> int:
         # ------------------------------------------------------------ frozen: extraction, then a cached run
         texts = C.texts_of(path)
         tokenizer = AutoTokenizer.from_pretrained(model)
-        encoder = AutoModel.from_pretrained(model, use_safetensors=True).cuda().eval()
-        pipe = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=0)
-        bf16 = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+        encoder = AutoModel.from_pretrained(model, use_safetensors=True).to(device).eval()
+        pipe = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
+        bf16 = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
         variants = {"pipeline (batch 32)": lambda: pipeline_features(pipe, tokenizer, texts, 128, 32),
-                    "core encode bf16": lambda: encode(encoder, tokenizer, texts, 128, "mean", "cuda", bf16)}
-        times, _, _ = C.abba(variants, args.repeats, sync=torch.cuda.synchronize)
+                    "core encode bf16": lambda: encode(encoder, tokenizer, texts, 128, "mean", device, bf16)}
+        times, _, _ = C.abba(variants, args.repeats, sync=sync)
         base = n / C.median(times["pipeline (batch 32)"])
         print(C.table(["feature extraction", "runs", "median msg/s", "vs pipeline"],
                       [[v, len(ts), n / C.median(ts), f"{n / C.median(ts) / base:.2f}x"] for v, ts in times.items()]))

@@ -71,3 +71,13 @@ def test_gpu_check_says_so_without_a_gpu(bench):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: run benchmarks/gpu_check.py itself")
     assert bench("gpu_check").main(["--data", "unused"]) == 3
+
+
+def test_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(bench, tiny_bert, sms_file, capsys):
+    # the CUDA run gets a few minutes of a lent GPU: this catches a bug in the script before it costs them
+    assert bench("gpu_check").main(["--data", str(sms_file), "--model", tiny_bert, "--repeats", "1",
+                                    "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for row in ("| trainer-bf16 |", "| core-bf16 |", "| pipeline (batch 32) |", "| core encode bf16 |",
+                "| first |", "| second (other head) |"):
+        assert row in out
