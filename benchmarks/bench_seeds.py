@@ -6,10 +6,15 @@ The seed fixes the train/validation/test split as well as the initialisation, so
 shows how much one split's ~130 test spam messages move the metrics: a single split's accuracy is one
 draw from this spread. Completed runs already in --runs-dir (same mode, seed, data and defaults) are
 reused, so an interrupted sweep resumes.
+
+`--set lr=3e-5 --set batch_size=16` changes hyperparameters for every run, to compare settings over the same
+splits. The validation table comes first and is what a setting should be chosen by: the test table after it is
+for reporting the choice.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 
 import _common as C  # noqa: E402  (sets sys.path and HF_HUB_OFFLINE)
@@ -23,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="bert-base-uncased", help="as `python -m core train --model`")
     p.add_argument("--seeds", default="42,1,2,3,4,5")
     p.add_argument("--modes", default="baseline,frozen,finetune")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a hyperparameter for every run, as in `python -m core train` (repeatable)")
     # not under checkpoints/: the dashboard would list the sweep folder itself as a broken run
     p.add_argument("--runs-dir", default="data/seed-sweep", help="where the runs go (and are reused from)")
     return p
@@ -32,15 +39,25 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from core.config import TrainConfig
     from core.data import load_messages
-    from core.runs import list_runs
+    from core.runs import list_runs, read_history
     from core.train import train_sequence
 
     C.quiet()
     print(C.machine())
     seeds = [int(s) for s in args.seeds.split(",")]
     modes = args.modes.split(",")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:  # a bare word such as balanced
+            overrides[key] = value
     fingerprint = load_messages(args.data).fingerprint
-    defaults = {(m, s): TrainConfig.from_dict({"mode": m, "seed": s, "model": args.model}) for m in modes for s in seeds}
+    defaults = {(m, s): TrainConfig.from_dict({"mode": m, "seed": s, "model": args.model, **overrides})
+                for m in modes for s in seeds}
 
     def matching(run, cfg) -> bool:  # every hyperparameter but the paths equal, and the same data
         # (the run records the precision that ran: fp32 where the CPU has no native bf16, so it is not compared)
@@ -57,6 +74,30 @@ def main(argv=None) -> int:
         train_sequence(todo)
         done = {key: next(r for r in list_runs(args.runs_dir) if matching(r, cfg)) for key, cfg in defaults.items()}
 
+    def best_validation_loss(run):  # the weights kept are those with the lowest validation loss
+        losses = [e["loss"] for e in read_history(run.path) if e.get("event") == "eval" and "loss" in e]
+        return min(losses) if losses else float("nan")
+
+    def summarise(title, values_of, columns):
+        summary = []
+        for mode in modes:
+            runs = [done[(mode, s)] for s in seeds]
+            cells = []
+            for column in columns:
+                values = [v for v in (values_of(r, column) for r in runs) if v is not None and v == v]
+                if not values:  # e.g. the baseline is fitted by a solver: no validation loss to follow
+                    cells.append("-")
+                    continue
+                cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} "
+                             f"({min(values):.4f}-{max(values):.4f})" if len(values) > 1 else f"{values[0]:.4f}")
+            summary.append([mode, len(runs), *cells])
+        print(f"{title}: mean ± sd (min-max) over {len(seeds)} seeds")
+        print(C.table(["mode", "seeds", *columns], summary))
+
+    settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
+    summarise(f"validation, {settings}",
+              lambda r, c: best_validation_loss(r) if c == "best loss" else (r.metrics.get("validation") or {}).get(c),
+              ["best loss", "accuracy", "f1"])
     rows = []
     for mode in modes:
         for seed in seeds:
@@ -64,18 +105,9 @@ def main(argv=None) -> int:
             t = run.metrics["test"]
             errors = t["confusion_matrix"][0][1] + t["confusion_matrix"][1][0]
             rows.append([mode, seed, *[f"{t[k]:.4f}" for k in METRICS], errors, f"{run.metrics['train_seconds']:.0f}"])
+    print(f"test, {settings}")
     print(C.table(["mode", "seed", *METRICS, "test errors", "train s"], rows))
-    summary = []
-    for mode in modes:
-        runs = [done[(mode, s)].metrics["test"] for s in seeds]
-        cells = []
-        for k in METRICS:
-            values = [r[k] for r in runs]
-            cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} "
-                         f"({min(values):.4f}-{max(values):.4f})" if len(values) > 1 else f"{values[0]:.4f}")
-        summary.append([mode, len(runs), *cells])
-    print(f"mean ± sd (min-max) over {len(seeds)} seeds, test split of each")
-    print(C.table(["mode", "seeds", *METRICS], summary))
+    summarise(f"test, {settings}", lambda r, c: r.metrics["test"][c], list(METRICS))
     return 0
 
 

@@ -62,8 +62,13 @@ def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, t
     assert bench("bench_seeds").main(argv) == 0
     out = capsys.readouterr().out
     assert "training 4 runs (0 reused" in out and "| frozen | 2 |" in out and " ± " in out
+    assert "validation, defaults" in out and "best loss" in out
     assert bench("bench_seeds").main(argv) == 0  # a second sweep trains nothing: the runs match
     assert "training" not in capsys.readouterr().out
+    # another setting is a different run for every seed, compared on the same splits
+    assert bench("bench_seeds").main([*argv, "--modes", "frozen", "--set", "head_hidden=16"]) == 0
+    out = capsys.readouterr().out
+    assert "training 2 runs (0 reused" in out and "validation, head_hidden=16" in out
 
 
 def test_gpu_check_says_so_without_a_gpu(bench):
