@@ -75,8 +75,13 @@ def main(argv=None) -> int:
         done = {key: next(r for r in list_runs(args.runs_dir) if matching(r, cfg)) for key, cfg in defaults.items()}
 
     def best_validation_loss(run):  # the weights kept are those with the lowest validation loss
-        losses = [e["loss"] for e in read_history(run.path) if e.get("event") == "eval" and "loss" in e]
+        losses = [e["loss"] for e in read_history(run.path) if e.get("event") == "eval" and e.get("loss") is not None]
         return min(losses) if losses else float("nan")
+
+    def test_log_loss(run):  # the criterion validation chose by, on data nothing was chosen on
+        from sklearn.metrics import log_loss
+        p = run.metrics["predictions"]
+        return log_loss([x["label"] for x in p], [x["spam_probability"] for x in p], labels=[0, 1])
 
     def summarise(title, values_of, columns):
         summary = []
@@ -104,10 +109,12 @@ def main(argv=None) -> int:
             run = done[(mode, seed)]
             t = run.metrics["test"]
             errors = t["confusion_matrix"][0][1] + t["confusion_matrix"][1][0]
-            rows.append([mode, seed, *[f"{t[k]:.4f}" for k in METRICS], errors, f"{run.metrics['train_seconds']:.0f}"])
-    print(f"test, {settings}")
-    print(C.table(["mode", "seed", *METRICS, "test errors", "train s"], rows))
-    summarise(f"test, {settings}", lambda r, c: r.metrics["test"][c], list(METRICS))
+            rows.append([mode, seed, f"{best_validation_loss(run):.4f}", *[f"{t[k]:.4f}" for k in METRICS],
+                         f"{test_log_loss(run):.4f}", errors, f"{run.metrics['train_seconds']:.0f}"])
+    print(f"per seed, {settings}")
+    print(C.table(["mode", "seed", "best val loss", *METRICS, "log loss", "test errors", "train s"], rows))
+    summarise(f"test, {settings}", lambda r, c: test_log_loss(r) if c == "log loss" else r.metrics["test"][c],
+              [*METRICS, "log loss"])
     return 0
 
 
