@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset file (default: core's lookup)")
     p.add_argument("--model", help="encoder directory (default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--mode", default="finetune", choices=("finetune", "frozen"))
-    p.add_argument("--limit", type=int, default=300, help="messages at 1x")
+    p.add_argument("--limit", type=int, default=300, help="messages at 1x (0: all of them)")
     p.add_argument("--factors", default="1,2,4")
     p.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     return p
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     base = rows[0]
     for row in rows:
         row.insert(5, f"{row[3] / base[3]:.2f}x")
-    print(f"{args.mode}, 1 epoch, precision {args.precision}, {args.limit} messages at 1x, allocator {allocator} "
+    print(f"{args.mode}, 1 epoch, precision {args.precision}, {args.limit or 'all'} messages at 1x, allocator {allocator} "
           f"(SPAM_MALLOC=system for glibc's)")
     print(C.table(["size", "messages", "train msgs", "train s", "ms per train msg", "time vs 1x", "peak RSS MiB",
                    "process wall s", "load"], rows))
