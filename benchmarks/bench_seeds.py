@@ -4,7 +4,7 @@
 
 The seed fixes the train/validation/test split as well as the initialisation, so the spread across seeds
 shows how much one split's ~130 test spam messages move the metrics: a single split's accuracy is one
-draw from this spread. Completed runs already in --runs-dir (same mode, seed, data and defaults) are
+draw from this spread. Completed runs already in --runs-dir (same mode, seed, data and settings) are
 reused, so an interrupted sweep resumes.
 
 `--set lr=3e-5 --set batch_size=16` changes hyperparameters for every run, to compare settings over the same
@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set: expected KEY=VALUE, got {item!r}")
+        if not sep or key not in TrainConfig.__dataclass_fields__:  # from_dict would drop an unknown key silently
+            raise SystemExit(f"--set: expected KEY=VALUE with a `python -m core train` setting as KEY, got {item!r}")
         try:
             overrides[key] = json.loads(value)
         except ValueError:  # a bare word such as balanced

@@ -3,10 +3,11 @@
     python benchmarks/gpu_check.py --data ../shared/data/SMSSpamCollection --repeats 3
 
 Prepared for a machine with a CUDA GPU; it exits with status 3 when none is visible. `--device cpu` runs the
-same steps on the CPU: the test suite does so on a tiny model, so that a GPU session is not spent on a bug. Fine-tuning: Trainer
-(bf16=True, otherwise the same defaults as bench_finetune.py) vs core's loop (precision bf16); Accelerate
-puts both on the GPU. Frozen: pipeline("feature-extraction", device=0, batch 32) vs core.features.encode on
-the GPU under bf16 autocast, then a second frozen run on cached features. Same table format as the CPU
+same steps on the CPU: the test suite does so on a tiny model, so that a GPU session is not spent on a bug.
+
+Fine-tuning: Trainer (bf16=True, otherwise the same defaults as bench_finetune.py) vs core's loop (precision
+bf16); Accelerate puts both on the GPU. Frozen: pipeline("feature-extraction", batch 32) vs core.features.encode
+on the GPU under bf16 autocast, then a second frozen run on cached features. Same table format as the CPU
 benchmarks. The whole dataset is used by default: a GPU makes the subsets unnecessary.
 """
 from __future__ import annotations
