@@ -86,3 +86,22 @@ def test_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(bench, tiny_bert, sms
     for row in ("| trainer-bf16 |", "| core-bf16 |", "| pipeline (batch 32) |", "| core encode bf16 |",
                 "| first |", "| second (other head) |"):
         assert row in out
+
+
+def test_pooling_benchmark_trains_a_mean_pooled_head_and_pairs_it_with_the_defaults(bench, tiny_bert, sms_file,
+                                                                                    tmp_path, capsys):
+    from safetensors import safe_open
+
+    import core.train
+    default_setup = core.train._setup_finetune
+    argv = ["--data", str(sms_file), "--model", tiny_bert, "--seeds", "1,2",
+            "--default-runs-dir", str(tmp_path / "cls"), "--runs-dir", str(tmp_path / "mean")]
+    assert bench("bench_pooling").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| val last loss |" in out and "| test accuracy |" in out and " se |" in out
+    assert core.train._setup_finetune is default_setup  # the patch does not outlive the sweep
+    for folder, has_pooler in (("cls", True), ("mean", False)):
+        runs = [p for p in (tmp_path / folder).iterdir() if (p / "model" / "model.safetensors").is_file()]
+        assert len(runs) == 2
+        with safe_open(str(runs[0] / "model" / "model.safetensors"), "pt") as weights:
+            assert any("pooler" in k for k in weights.keys()) is has_pooler
