@@ -5,7 +5,8 @@
 all-MiniLM-L6-v2 was trained as a sentence encoder through mean pooling; AutoModelForSequenceClassification
 classifies from [CLS] through a pooler that objective never trained. The candidate replaces that with the
 mean of the token vectors, dropout 0.1 and Linear(hidden, 2), the size of BERT's classifier; everything
-else is the default recipe. Both sweeps go through bench_seeds, so runs are reused when rerun.
+else is the default recipe. Both sweeps go through bench_seeds, so runs are reused when rerun. The
+mean-pooled runs keep their weights only for this comparison: `core` cannot load them for prediction.
 
 The comparison is paired by seed. Validation comes first and decides (written down before the first run):
 the candidate must be lower by more than 2 standard errors on both the best validation loss and the last
