@@ -78,23 +78,16 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", default="data/seed-sweep-meanpool", help="where the mean-pooled runs go")
     args = p.parse_args(argv)
     import bench_seeds
-    from core.runs import list_runs, read_history
+    from core.runs import read_history
 
     common = ["--model", args.model, "--seeds", args.seeds, "--modes", "finetune", *(["--data", args.data] if args.data else [])]
-    bench_seeds.main([*common, "--runs-dir", args.default_runs_dir])
-    print("mean-pooled head: every hyperparameter is the default (the tables say so), only the head differs")
-    with mean_pooling():
-        bench_seeds.main([*common, "--runs-dir", args.runs_dir])
-
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    def by_seed(runs_dir):  # bench_seeds just made or reused one completed default-settings run per seed
-        from core.config import TrainConfig
-        defaults = TrainConfig(mode="finetune").to_dict()
-        keys = ("lr", "batch_size", "epochs", "max_length", "warmup_ratio", "weight_decay", "class_weight")
-        runs = [r for r in list_runs(runs_dir) if r.usable and r.config.get("mode") == "finetune"
-                and r.config.get("requested_model") == args.model and all(r.config.get(k) == defaults[k] for k in keys)]
-        return {s: next(r for r in runs if r.config["seed"] == s) for s in seeds}
+    def sweep(runs_dir):  # bench_seeds prints its tables; sweep() then finds the same runs again, training nothing
+        argv = [*common, "--runs-dir", runs_dir]
+        bench_seeds.main(argv)
+        done, _ = bench_seeds.sweep(bench_seeds.build_parser().parse_args(argv))
+        return {s: done[("finetune", s)] for s in seeds}
 
     def measures(run):
         from sklearn.metrics import log_loss
@@ -107,8 +100,10 @@ def main(argv=None) -> int:
                 "test log loss": log_loss([x["label"] for x in predictions],
                                           [x["spam_probability"] for x in predictions], labels=[0, 1])}
 
-    cls = {s: measures(r) for s, r in by_seed(args.default_runs_dir).items()}
-    mean = {s: measures(r) for s, r in by_seed(args.runs_dir).items()}
+    cls = {s: measures(r) for s, r in sweep(args.default_runs_dir).items()}
+    print("mean-pooled head: every hyperparameter is the default (the tables say so), only the head differs")
+    with mean_pooling():
+        mean = {s: measures(r) for s, r in sweep(args.runs_dir).items()}
     rows = []
     for name in cls[seeds[0]]:
         diffs = [mean[s][name] - cls[s][name] for s in seeds]

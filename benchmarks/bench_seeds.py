@@ -35,15 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def sweep(args) -> tuple[dict, dict]:
+    """Train what --runs-dir lacks; returns ({(mode, seed): completed run}, the --set overrides)."""
     from core.config import TrainConfig
     from core.data import load_messages
-    from core.runs import list_runs, read_history
+    from core.runs import list_runs
     from core.train import train_sequence
 
-    C.quiet()
-    print(C.machine())
     seeds = [int(s) for s in args.seeds.split(",")]
     modes = args.modes.split(",")
     overrides = {}
@@ -73,6 +71,18 @@ def main(argv=None) -> int:
         print(f"training {len(todo)} runs ({len(defaults) - len(todo)} reused from {args.runs_dir})")
         train_sequence(todo)
         done = {key: next(r for r in list_runs(args.runs_dir) if matching(r, cfg)) for key, cfg in defaults.items()}
+    return done, overrides
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from core.runs import read_history
+
+    C.quiet()
+    print(C.machine())
+    done, overrides = sweep(args)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    modes = args.modes.split(",")
 
     def best_validation_loss(run):  # the weights kept are those with the lowest validation loss
         losses = [e["loss"] for e in read_history(run.path) if e.get("event") == "eval" and e.get("loss") is not None]
