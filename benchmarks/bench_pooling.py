@@ -80,13 +80,16 @@ def main(argv=None) -> int:
     import bench_seeds
     from core.runs import read_history
 
+    C.quiet()
+    print(C.machine())
+
     common = ["--model", args.model, "--seeds", args.seeds, "--modes", "finetune", *(["--data", args.data] if args.data else [])]
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    def sweep(runs_dir):  # bench_seeds prints its tables; sweep() then finds the same runs again, training nothing
-        argv = [*common, "--runs-dir", runs_dir]
-        bench_seeds.main(argv)
-        done, _ = bench_seeds.sweep(bench_seeds.build_parser().parse_args(argv))
+    def sweep(runs_dir):  # trains what runs_dir lacks, prints bench_seeds' tables, returns the run of each seed
+        sweep_args = bench_seeds.build_parser().parse_args([*common, "--runs-dir", runs_dir])
+        done, overrides = bench_seeds.sweep(sweep_args)
+        bench_seeds.report(sweep_args, done, overrides)
         return {s: done[("finetune", s)] for s in seeds}
 
     def measures(run):

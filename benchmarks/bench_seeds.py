@@ -76,11 +76,16 @@ def sweep(args) -> tuple[dict, dict]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from core.runs import read_history
-
     C.quiet()
     print(C.machine())
-    done, overrides = sweep(args)
+    report(args, *sweep(args))
+    return 0
+
+
+def report(args, done: dict, overrides: dict) -> None:
+    """The validation table, then per-seed and summary test tables, for the runs sweep() returned."""
+    from core.runs import read_history
+
     seeds = [int(s) for s in args.seeds.split(",")]
     modes = args.modes.split(",")
 
@@ -125,7 +130,6 @@ def main(argv=None) -> int:
     print(C.table(["mode", "seed", "best val loss", *METRICS, "log loss", "test errors", "train s"], rows))
     summarise(f"test, {settings}", lambda r, c: test_log_loss(r) if c == "log loss" else r.metrics["test"][c],
               [*METRICS, "log loss"])
-    return 0
 
 
 if __name__ == "__main__":
