@@ -150,6 +150,16 @@ def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert
     assert len(at.dataframe[0].value) == 3
 
 
+def test_overview_warns_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
+    # threshold 1.0: no probability reaches it, so every message is called ham, as the seed's frozen model did
+    train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, threshold=1.0))
+    [run] = list_runs(tmp_path / "runs")
+    assert run.metrics["test"]["confusion_matrix"][0][1] + run.metrics["test"]["confusion_matrix"][1][1] == 0
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
+    [warning] = [_unescape(w.value) for w in at.warning if "collapsed to 'always ham'" in w.value]
+    assert warning.startswith("Frozen BERT + MLP head calls no test message spam")
+
+
 def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
     assert "McNemar" in _texts(at) and "p = " in _texts(at)
@@ -176,6 +186,13 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
         assert not at.exception
         recall = float(at.metric[1].value)  # the frozen model's column comes first
         assert recall == pytest.approx(((p >= threshold) & (y == 1)).sum() / (y == 1).sum(), abs=1e-3)
+    # at a threshold no probability reaches, a model calls nothing spam: precision is undefined, and the page says so
+    at.slider(key="compare_threshold").set_value(0.99).run()
+    collapsed = [r.mode for r in list_runs(trained)  # one run of each kind, all three shown
+                 if max(x["spam_probability"] for x in r.metrics["predictions"]) < 0.99]
+    assert collapsed, "the tiny models were expected to stay below 0.99"
+    assert sum(m.value == "undefined" for m in at.metric) == len(collapsed)
+    assert sum("collapsed to 'always ham'" in w.value for w in at.warning) == len(collapsed)
     at.text_input(key="compare_search").input("no such message anywhere").run()
     assert "0 message(s)" in _texts(at)
 

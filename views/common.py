@@ -240,6 +240,18 @@ def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
     return fig
 
 
+def one_class_warning(matrix, label: str) -> str | None:
+    """What to say when a model calls every message ham (the seed's frozen model did) or every one spam:
+    its accuracy is then only the class share, and precision (no spam called) is undefined, shown as 0."""
+    (tn, fp), (fn, tp) = matrix
+    if tp + fp == 0:
+        return (f"{label} calls no test message spam: it has collapsed to 'always ham'. Its accuracy is just the "
+                "share of ham, recall and F1 are 0, and precision is undefined (tables show 0, as scikit-learn does).")
+    if tn + fn == 0:
+        return f"{label} calls every test message spam: its accuracy is just the share of spam."
+    return None
+
+
 def confusion_figure(matrix, title: str) -> go.Figure:
     (tn, fp), (fn, tp) = matrix
     z = [[tn, fp], [fn, tp]]

@@ -111,9 +111,12 @@ for col, (mode, run) in zip(cols, picked.items()):
     matrices[mode] = common.confusion_figure(m["confusion_matrix"], common.MODE_LABELS[mode])
     col.plotly_chart(matrices[mode], key=f"compare-cm-{mode}")
     k = col.columns(3)
-    k[0].metric("Precision", common._fmt(m["precision"], 3))
+    no_spam_called = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][1] == 0
+    k[0].metric("Precision", "undefined" if no_spam_called else common._fmt(m["precision"], 3))
     k[1].metric("Recall", common._fmt(m["recall"], 3))
     k[2].metric("F1", common._fmt(m["f1"], 3))
+    if warning := common.one_class_warning(m["confusion_matrix"], common.MODE_LABELS[mode]):
+        col.warning(warning)
 
 mcnemar = None
 if a is not None and b is not None:
