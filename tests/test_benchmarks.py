@@ -7,6 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -88,15 +89,15 @@ def test_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(bench, tiny_bert, sms
         assert row in out
 
 
-def test_pooling_benchmark_trains_a_mean_pooled_head_and_pairs_it_with_the_defaults(bench, tiny_bert, sms_file,
-                                                                                    tmp_path, capsys):
+def test_variants_benchmark_trains_a_mean_pooled_head_and_pairs_it_with_the_defaults(bench, tiny_bert, sms_file,
+                                                                                     tmp_path, capsys):
     from safetensors import safe_open
 
     import core.train
     default_setup = core.train._setup_finetune
-    argv = ["--data", str(sms_file), "--model", tiny_bert, "--seeds", "1,2",
+    argv = ["--variant", "mean-pooling", "--data", str(sms_file), "--model", tiny_bert, "--seeds", "1,2",
             "--default-runs-dir", str(tmp_path / "cls"), "--runs-dir", str(tmp_path / "mean")]
-    assert bench("bench_pooling").main(argv) == 0
+    assert bench("bench_variants").main(argv) == 0
     out = capsys.readouterr().out
     assert "| val last loss |" in out and "| test accuracy |" in out and " se |" in out
     assert core.train._setup_finetune is default_setup  # the patch does not outlive the sweep
@@ -105,3 +106,17 @@ def test_pooling_benchmark_trains_a_mean_pooled_head_and_pairs_it_with_the_defau
         assert len(runs) == 2
         with safe_open(str(runs[0] / "model" / "model.safetensors"), "pt") as weights:
             assert any("pooler" in k for k in weights.keys()) is has_pooler
+
+
+def test_random_batches_variant_unsorts_training_batches_only_while_open(bench):
+    from core.batches import LengthBucketSampler
+
+    lengths = np.random.default_rng(0).permutation(320)  # 320 distinct lengths, 10 batches of 32
+
+    def widest_batch():  # the largest spread of lengths inside one training batch
+        return max(np.ptp(lengths[b]) for b in LengthBucketSampler(lengths, 32, shuffle=True, seed=0))
+
+    assert widest_batch() == 31  # bucketed: each batch is 32 neighbouring lengths
+    with bench("bench_variants").random_batches():
+        assert widest_batch() > 200
+    assert widest_batch() == 31

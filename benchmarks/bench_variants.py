@@ -1,16 +1,21 @@
-"""Fine-tuning through a mean-pooled head instead of the [CLS] pooler, over the same splits as the defaults.
+"""One change to the fine-tuning recipe against the defaults, over the same splits, paired by seed.
 
-    python benchmarks/bench_pooling.py --data ../shared/data/SMSSpamCollection --seeds 42,1,2,3,4,5
+    python benchmarks/bench_variants.py --variant mean-pooling   --data ../shared/data/SMSSpamCollection
+    python benchmarks/bench_variants.py --variant random-batches --data ../shared/data/SMSSpamCollection
 
-all-MiniLM-L6-v2 was trained as a sentence encoder through mean pooling; AutoModelForSequenceClassification
-classifies from [CLS] through a pooler that objective never trained. The candidate replaces that with the
-mean of the token vectors, dropout 0.1 and Linear(hidden, 2), the size of BERT's classifier; everything
-else is the default recipe. Both sweeps go through bench_seeds, so runs are reused when rerun. The
-mean-pooled runs keep their weights only for this comparison: `core` cannot load them for prediction.
+Variants (each a context manager that patches core while the candidate's runs train, and always undoes it):
+- mean-pooling: all-MiniLM-L6-v2 was trained as a sentence encoder through mean pooling, but
+  AutoModelForSequenceClassification classifies from [CLS] through a pooler that objective never trained. The
+  candidate classifies the mean of the token vectors through dropout 0.1 and Linear(hidden, 2), the size of
+  BERT's classifier. `core` cannot load these runs for prediction: their weights serve this comparison only.
+- random-batches: length-bucketed batches are label-skewed here, because spam is longer than ham (median 45
+  tokens against 17), so many training batches hold no spam at all. The candidate draws training batches at
+  random (dynamic padding kept), at the price of more padding.
 
-The comparison is paired by seed. Validation comes first and decides (written down before the first run):
-the candidate must be lower by more than 2 standard errors on both the best validation loss and the last
-one (which no checkpoint was chosen on). The test rows are for reporting.
+Everything else is the default recipe. Both sweeps go through bench_seeds, so runs are reused when rerun.
+Validation comes first and decides (written down before the first run of each variant): the candidate must be
+lower by more than 2 standard errors of the paired difference on both the best validation loss and the last one
+(which no checkpoint was chosen on). The test rows are for reporting.
 """
 from __future__ import annotations
 
@@ -69,14 +74,32 @@ def mean_pooling():
         T._setup_finetune = default_setup
 
 
+@contextlib.contextmanager
+def random_batches():
+    """While open, training batches are random: each sorting window is a single batch, so nothing is sorted."""
+    import core.batches as B
+
+    default_window = B.WINDOW_BATCHES
+    B.WINDOW_BATCHES = 1
+    try:
+        yield
+    finally:
+        B.WINDOW_BATCHES = default_window
+
+
+VARIANTS = {"mean-pooling": mean_pooling, "random-batches": random_batches}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", help="dataset file (default: core's lookup)")
     p.add_argument("--model", default="bert-base-uncased", help="as `python -m core train --model`")
     p.add_argument("--seeds", default="42,1,2,3,4,5")
+    p.add_argument("--variant", required=True, choices=VARIANTS)
     p.add_argument("--default-runs-dir", default="data/seed-sweep", help="bench_seeds' runs of the defaults")
-    p.add_argument("--runs-dir", default="data/seed-sweep-meanpool", help="where the mean-pooled runs go")
+    p.add_argument("--runs-dir", help="where the candidate's runs go (default data/seed-sweep-VARIANT)")
     args = p.parse_args(argv)
+    runs_dir = args.runs_dir or f"data/seed-sweep-{args.variant}"
     import bench_seeds
     from core.runs import read_history
 
@@ -103,19 +126,19 @@ def main(argv=None) -> int:
                 "test log loss": log_loss([x["label"] for x in predictions],
                                           [x["spam_probability"] for x in predictions], labels=[0, 1])}
 
-    cls = {s: measures(r) for s, r in sweep(args.default_runs_dir).items()}
-    print("mean-pooled head: every hyperparameter is the default (the tables say so), only the head differs")
-    with mean_pooling():
-        mean = {s: measures(r) for s, r in sweep(args.runs_dir).items()}
+    default = {s: measures(r) for s, r in sweep(args.default_runs_dir).items()}
+    print(f"{args.variant}: every hyperparameter is the default (the tables say so), only the variant differs")
+    with VARIANTS[args.variant]():
+        candidate = {s: measures(r) for s, r in sweep(runs_dir).items()}
     rows = []
-    for name in cls[seeds[0]]:
-        diffs = [mean[s][name] - cls[s][name] for s in seeds]
+    for name in default[seeds[0]]:
+        diffs = [candidate[s][name] - default[s][name] for s in seeds]
         se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
         in_se = f"{statistics.mean(diffs) / se:+.1f} se" if se > 0 else "-"
-        rows.append([name, f"{statistics.mean(cls[s][name] for s in seeds):.4f}",
-                     f"{statistics.mean(mean[s][name] for s in seeds):.4f}", f"{statistics.mean(diffs):+.4f}", in_se])
-    print(f"[CLS] pooler (default) vs mean pooling, paired over seeds {args.seeds}")
-    print(C.table(["measure", "[CLS] pooler", "mean pooling", "mean difference", "in se"], rows))
+        rows.append([name, f"{statistics.mean(default[s][name] for s in seeds):.4f}",
+                     f"{statistics.mean(candidate[s][name] for s in seeds):.4f}", f"{statistics.mean(diffs):+.4f}", in_se])
+    print(f"defaults vs {args.variant}, paired over seeds {args.seeds}")
+    print(C.table(["measure", "defaults", args.variant, "mean difference", "in se"], rows))
     return 0
 
 
