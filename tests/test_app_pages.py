@@ -158,6 +158,8 @@ def test_overview_warns_when_a_model_calls_no_message_spam(monkeypatch, tmp_path
     at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
     [warning] = [_unescape(w.value) for w in at.warning if "collapsed to 'always ham'" in w.value]
     assert warning.startswith("Frozen BERT + MLP head calls no test message spam")
+    # with probabilities that still rank spam first, the page blames the threshold, not the model
+    assert ("the threshold (1) is what fails" in warning) == (run.metrics["test"]["auroc"] >= 0.9)
 
 
 def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

@@ -240,16 +240,23 @@ def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
     return fig
 
 
-def one_class_warning(matrix, label: str) -> str | None:
+def one_class_warning(metrics: dict, label: str) -> str | None:
     """What to say when a model calls every message ham (the seed's frozen model did) or every one spam:
-    its accuracy is then only the class share, and precision (no spam called) is undefined, shown as 0."""
-    (tn, fp), (fn, tp) = matrix
+    its accuracy is then only the class share, and precision (no spam called) is undefined, shown as 0.
+    A high AUROC says the probabilities still rank spam first, so the threshold is what failed."""
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     if tp + fp == 0:
-        return (f"{label} calls no test message spam: it has collapsed to 'always ham'. Its accuracy is just the "
+        text = (f"{label} calls no test message spam: it has collapsed to 'always ham'. Its accuracy is just the "
                 "share of ham, recall and F1 are 0, and precision is undefined (tables show 0, as scikit-learn does).")
-    if tn + fn == 0:
-        return f"{label} calls every test message spam: its accuracy is just the share of spam."
-    return None
+    elif tn + fn == 0:
+        text = f"{label} calls every test message spam: its accuracy is just the share of spam."
+    else:
+        return None
+    auroc = metrics.get("auroc")
+    if auroc is not None and auroc >= 0.9:
+        text += (f" Its probabilities still rank spam above ham (AUROC {auroc:.3f}), so the threshold "
+                 f"({metrics['threshold']:g}) is what fails, not the model.")
+    return text
 
 
 def confusion_figure(matrix, title: str) -> go.Figure:

@@ -115,7 +115,7 @@ for col, (mode, run) in zip(cols, picked.items()):
     k[0].metric("Precision", "undefined" if no_spam_called else common._fmt(m["precision"], 3))
     k[1].metric("Recall", common._fmt(m["recall"], 3))
     k[2].metric("F1", common._fmt(m["f1"], 3))
-    if warning := common.one_class_warning(m["confusion_matrix"], common.MODE_LABELS[mode]):
+    if warning := common.one_class_warning(m, common.MODE_LABELS[mode]):
         col.warning(warning)
 
 mcnemar = None

@@ -70,7 +70,7 @@ if shown:
     st.caption(f"Test split: {n_test} messages never seen in training. Spam is the positive class. Bars show "
                "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
     for mode, run in shown.items():
-        if warning := common.one_class_warning(run.metrics["test"]["confusion_matrix"], common.MODE_LABELS[mode]):
+        if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
             st.warning(warning)
 
     fig = go.Figure()
