@@ -254,8 +254,9 @@ def one_class_warning(metrics: dict, label: str) -> str | None:
         return None
     auroc = metrics.get("auroc")
     if auroc is not None and auroc >= 0.9:
-        text += (f" Its probabilities still rank spam above ham (AUROC {auroc:.3f}), so the threshold "
-                 f"({metrics['threshold']:g}) is what fails, not the model.")
+        at = f" ({metrics['threshold']:g})" if metrics.get("threshold") is not None else ""
+        text += (f" Its probabilities still rank spam above ham (AUROC {auroc:.3f}), so the threshold{at} is what "
+                 "fails, not the model.")
     return text
 
 
