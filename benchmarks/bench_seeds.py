@@ -74,6 +74,22 @@ def sweep(args) -> tuple[dict, dict]:
     return done, overrides
 
 
+def validation_losses(run) -> list[float]:
+    from core.runs import read_history
+    return [e["loss"] for e in read_history(run.path) if e.get("event") == "eval" and e.get("loss") is not None]
+
+
+def best_validation_loss(run) -> float:  # the weights kept are those with the lowest validation loss
+    losses = validation_losses(run)
+    return min(losses) if losses else float("nan")
+
+
+def test_log_loss(run) -> float:  # the criterion validation chose by, on data nothing was chosen on
+    from sklearn.metrics import log_loss
+    p = run.metrics["predictions"]
+    return log_loss([x["label"] for x in p], [x["spam_probability"] for x in p], labels=[0, 1])
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     C.quiet()
@@ -84,19 +100,8 @@ def main(argv=None) -> int:
 
 def report(args, done: dict, overrides: dict) -> None:
     """The validation table, then per-seed and summary test tables, for the runs sweep() returned."""
-    from core.runs import read_history
-
     seeds = [int(s) for s in args.seeds.split(",")]
     modes = args.modes.split(",")
-
-    def best_validation_loss(run):  # the weights kept are those with the lowest validation loss
-        losses = [e["loss"] for e in read_history(run.path) if e.get("event") == "eval" and e.get("loss") is not None]
-        return min(losses) if losses else float("nan")
-
-    def test_log_loss(run):  # the criterion validation chose by, on data nothing was chosen on
-        from sklearn.metrics import log_loss
-        p = run.metrics["predictions"]
-        return log_loss([x["label"] for x in p], [x["spam_probability"] for x in p], labels=[0, 1])
 
     def summarise(title, values_of, columns):
         summary = []

@@ -101,7 +101,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     runs_dir = args.runs_dir or f"data/seed-sweep-{args.variant}"
     import bench_seeds
-    from core.runs import read_history
 
     C.quiet()
     print(C.machine())
@@ -116,15 +115,11 @@ def main(argv=None) -> int:
         return {s: done[("finetune", s)] for s in seeds}
 
     def measures(run):
-        from sklearn.metrics import log_loss
-        losses = [e["loss"] for e in read_history(run.path) if e.get("event") == "eval"]
-        predictions = run.metrics["predictions"]
-        return {"val best loss": min(losses), "val last loss": losses[-1],
+        return {"val best loss": bench_seeds.best_validation_loss(run),
+                "val last loss": bench_seeds.validation_losses(run)[-1],
                 "val accuracy": run.metrics["validation"]["accuracy"], "val f1": run.metrics["validation"]["f1"],
                 "test accuracy": run.metrics["test"]["accuracy"], "test f1": run.metrics["test"]["f1"],
-                "test auroc": run.metrics["test"]["auroc"],
-                "test log loss": log_loss([x["label"] for x in predictions],
-                                          [x["spam_probability"] for x in predictions], labels=[0, 1])}
+                "test auroc": run.metrics["test"]["auroc"], "test log loss": bench_seeds.test_log_loss(run)}
 
     default = {s: measures(r) for s, r in sweep(args.default_runs_dir).items()}
     print(f"{args.variant}: every hyperparameter is the default (the tables say so), only the variant differs")
