@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 EXTRACT_BATCH = 64  # forward-only batches can be larger than training ones
 
 
-def cache_key(model_name: str, model_path: str, source: str, max_length: int, pooling: str, precision: str,
+def cache_key(model_name: str, weights_digest: str, max_length: int, pooling: str, precision: str,
               data_fingerprint: str) -> str:
-    # a local directory can change under the same name, so its path is part of the key
-    ident = {"model": model_name, "path": model_path if source == "local" else None, "max_length": max_length,
-             "pooling": pooling, "precision": precision, "data": data_fingerprint, "version": 1}
+    # the weights' digest, not the model's name or path: a directory can be overwritten under the same name
+    ident = {"model": model_name, "weights": weights_digest, "max_length": max_length,
+             "pooling": pooling, "precision": precision, "data": data_fingerprint, "version": 2}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -7,6 +7,7 @@ than the one asked for would mislabel every result.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ class ResolvedModel:
     source: str  # local | cache | hub | bundled
     fallback_reason: str | None = None
     max_positions: int = 512
+    digest: str | None = None  # of config and weights: a directory can be overwritten under the same name
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,11 +58,31 @@ def _check_model_dir(path: Path, label: str) -> int:
         raise ModelError(f"{label} has no model.safetensors: only safetensors weights are loaded")
     if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
         raise ModelError(f"{label} has no tokenizer (tokenizer.json or vocab.txt)")
+    try:  # reads only the header: a damaged weights file is refused here, before a run folder exists
+        from safetensors import safe_open
+        with safe_open(str(path / "model.safetensors"), "pt"):
+            pass
+    except Exception as exc:  # SafetensorError: not safetensors, or cut short
+        raise ModelError(f"{label}: model.safetensors cannot be read ({exc})") from None
     try:
         values = json.loads(config.read_text())
     except ValueError:
         raise ModelError(f"{label}: config.json is not valid JSON") from None
     return int(values.get("max_position_embeddings", 512))
+
+
+def weights_digest(path: str | Path) -> str:
+    """sha256 of a model directory's config.json and model.safetensors (about 0.1 s per 100 MB)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        with open(Path(path) / name, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+def _found(requested: str, name: str, path: Path, source: str, reason: str | None = None) -> ResolvedModel:
+    max_positions = _check_model_dir(path, requested if source != "bundled" else name)
+    return ResolvedModel(requested, name, str(path), source, reason, max_positions, weights_digest(path))
 
 
 def resolve_model(requested: str) -> ResolvedModel:
@@ -73,8 +95,7 @@ def resolve_model(requested: str) -> ResolvedModel:
     if path.exists() or requested.startswith((".", "/", "~")):
         if not path.is_dir():
             raise ModelError(f"model directory not found: {requested}")
-        return ResolvedModel(requested, requested, str(path.resolve()), "local",
-                             max_positions=_check_model_dir(path, requested))
+        return _found(requested, requested, path.resolve(), "local")
     try:
         validate_repo_id(requested)
     except HFValidationError:
@@ -82,16 +103,14 @@ def resolve_model(requested: str) -> ResolvedModel:
                          f"'bert-base-uncased' or 'org/name')") from None
     try:  # the local cache first: works offline and costs no network
         cached = Path(snapshot_download(requested, local_files_only=True, allow_patterns=_HUB_FILES))
-        return ResolvedModel(requested, requested, str(cached), "cache",
-                             max_positions=_check_model_dir(cached, requested))
+        return _found(requested, requested, cached, "cache")
     except (ModelError, OSError, ValueError) as exc:
         log.debug("%s not usable from the local cache: %s", requested, exc)
     reason = None
     if hub_reachable():
         try:
             fetched = Path(snapshot_download(requested, allow_patterns=_HUB_FILES))
-            return ResolvedModel(requested, requested, str(fetched), "hub",
-                                 max_positions=_check_model_dir(fetched, requested))
+            return _found(requested, requested, fetched, "hub")
         except RepositoryNotFoundError:
             raise ModelError(f"unknown model: {requested!r} is neither a directory nor a model on the "
                              f"Hugging Face hub") from None
@@ -102,15 +121,13 @@ def resolve_model(requested: str) -> ResolvedModel:
     reason = reason or offline_reason()
     bundled = bundled_model_dir()
     if requested.lower() in BUNDLED_ALIASES:  # asked for the bundled model itself: nothing to fall back from
-        return ResolvedModel(requested, BUNDLED_NAME, str(bundled), "bundled",
-                             max_positions=_check_model_dir(bundled, BUNDLED_NAME))
+        return _found(requested, BUNDLED_NAME, bundled, "bundled")
     if requested != DEFAULT_MODEL:
         raise ModelError(f"model {requested!r} is not in the local Hugging Face cache and cannot be downloaded "
                          f"({reason}); give a local model directory, or use {DEFAULT_MODEL}, which falls back to "
                          f"the bundled all-MiniLM-L6-v2")
     log.warning("%s is not available (%s); using the bundled %s", requested, reason, BUNDLED_NAME)
-    return ResolvedModel(requested, BUNDLED_NAME, str(bundled), "bundled", fallback_reason=reason,
-                         max_positions=_check_model_dir(bundled, BUNDLED_NAME))
+    return _found(requested, BUNDLED_NAME, bundled, "bundled", reason)
 
 
 def reresolve(recorded: dict) -> ResolvedModel:
@@ -118,11 +135,23 @@ def reresolve(recorded: dict) -> ResolvedModel:
     model = ResolvedModel(**recorded)
     if model.source == "bundled":
         model.path = str(bundled_model_dir())
+    elif model.source == "local" and not Path(model.path).is_dir():
+        raise ModelError(f"this run's encoder directory {model.path} no longer exists")
     elif model.source in {"cache", "hub"} and not Path(model.path).is_dir():
         found = resolve_model(model.name)
         if found.name != model.name:  # a fallback encoder would give the run's head meaningless features
             raise ModelError(f"this run used {model.name}, which is not available here ({found.fallback_reason})")
+        found.digest = model.digest  # the run's record is what the weights must match
         model = found
+    # a head trained on other features would score silently wrong (runs from before digests are not checked)
+    if model.digest:
+        try:
+            now = weights_digest(model.path)
+        except OSError as exc:
+            raise ModelError(f"this run's encoder at {model.path} cannot be read: {exc}") from None
+        if now != model.digest:
+            raise ModelError(f"this run's encoder at {model.path} has changed since the run was trained "
+                             f"(weights {now}, trained on {model.digest}); restore it or train again")
     return model
 
 

@@ -383,8 +383,8 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
     from safetensors.torch import save_file
     from transformers import AutoModel, AutoTokenizer
 
-    key = cache_key(model_info.name, model_info.path, model_info.source, cfg.max_length, cfg.pooling,
-                    cfg.precision, messages.fingerprint)
+    key = cache_key(model_info.name, model_info.digest, cfg.max_length, cfg.pooling, cfg.precision,
+                    messages.fingerprint)
     encoder = None
 
     def compute():

@@ -88,6 +88,28 @@ def test_frozen_features_are_computed_once(sms_file, tiny_bert, tmp_path):
     assert [e for e in read_history(third) if e["event"] == "features_ready"][0]["cached"] is False
 
 
+def test_an_overwritten_encoder_directory_is_neither_reused_from_cache_nor_trusted_by_old_runs(
+        sms_file, tiny_bert, tmp_path):
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_bert, encoder)
+    first = train(quick_config("frozen", sms_file, str(encoder), tmp_path, epochs=1))
+    Predictor.load(first)  # loads while the encoder is the one it was trained on
+    # same directory, new weights: what a second save_pretrained to the same path does
+    BertModel(BertConfig.from_pretrained(encoder)).save_pretrained(encoder)
+    second = train(quick_config("frozen", sms_file, str(encoder), tmp_path, epochs=1))
+    assert [e for e in read_history(second) if e["event"] == "features_ready"][0]["cached"] is False
+    with pytest.raises(ModelError, match="has changed since the run was trained"):
+        Predictor.load(first)
+    Predictor.load(second)
+    shutil.rmtree(encoder)
+    with pytest.raises(ModelError, match="no longer exists"):
+        Predictor.load(second)
+
+
 def test_balanced_class_weights_keep_the_frozen_head_from_collapsing(sms_file, tiny_bert, tmp_path):
     # the seed's frozen model predicted "ham" for everything; with balanced weights spam must be found
     run = load_run(train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=30)))
