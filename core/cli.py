@@ -31,14 +31,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = hints[f.name]
         if isinstance(kind, types.UnionType):  # "int | None" -> int
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        default = "mode default" if f.default is None else f.default
+        # a None default depends on the mode, and the field's help already says how
+        default = "" if f.default is None else f" (default: {f.default})"
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=argparse.SUPPRESS,
-                            choices=f.metadata.get("choices"),
-                            help=f.metadata["help"].replace("%", "%%") + f" (default: {default})")
+                            choices=f.metadata.get("choices"), help=f.metadata["help"].replace("%", "%%") + default)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) like every other bad input; --help shows usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -90,9 +97,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .runs import load_run
-    from .train import train_sequence
-
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     entries = [{}]
     if args.config:
@@ -102,6 +106,9 @@ def _train(args) -> int:
         if not entries or not all(isinstance(e, dict) for e in entries):
             raise ValueError(f"{args.config}: expected a config object or a non-empty list of them")
     configs = [TrainConfig.from_dict({**entry, **flags}) for entry in entries]  # validates all before training
+    from .runs import load_run  # torch and friends load only once the settings are known to be good
+    from .train import train_sequence
+
     status = 0
     for run_dir in train_sequence(configs):
         run = load_run(run_dir)
@@ -120,7 +127,7 @@ def _predict(args) -> int:
     from .predict import Predictor
     from .runs import resolve_run
 
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
     predictor = Predictor.load(resolve_run(args.run, args.runs_dir))

@@ -76,6 +76,7 @@ class TrainConfig:
         self._check("evals_per_epoch", self.evals_per_epoch, 1, 100, int)
         self._check("head_hidden", self.head_hidden, 1, 65536, int)
         self._check("patience", self.patience, 0, 1000, int)
+        self._check("seed", self.seed, 0, 2**32 - 1, int)  # numpy's seed range
         for name in ("dropout", "warmup_ratio", "weight_decay"):
             self._check(name, getattr(self, name), 0.0, 0.99, float)
         self._check("val_fraction", self.val_fraction, 0.01, 0.5, float)
@@ -97,7 +98,8 @@ class TrainConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
             raise ValueError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
         if not math.isfinite(value) or value < low or value > high:
-            raise ValueError(f"{name}: expected a value in [{low:g}, {high:g}], got {value!r}")
+            bounds = f"{low}, {high}" if kind is int else f"{low:g}, {high:g}"
+            raise ValueError(f"{name}: expected a value in [{bounds}], got {value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

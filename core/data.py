@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,17 +56,11 @@ def find_data_source(explicit: str | os.PathLike | None = None, data_dir: Path =
     """Return a local path to the dataset, looking in order: explicit path, $SPAM_DATA, data/, the hub."""
     looked = []
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise DataError(f"data file not found: {path}")
-        return str(path)
+        return str(_existing_file(explicit))
     env = os.environ.get("SPAM_DATA")
-    if env:
-        if Path(env).expanduser().is_file():
-            return str(Path(env).expanduser())
-        looked.append(f"$SPAM_DATA={env} (no such file)")
-    else:
-        looked.append("$SPAM_DATA (not set)")
+    if env:  # set but wrong is a mistake to report, not a reason to quietly train on something else
+        return str(_existing_file(env, "SPAM_DATA="))
+    looked.append("$SPAM_DATA (not set)")
     local = Path(data_dir) / UCI_FILENAME
     if local.is_file():
         return str(local)
@@ -76,6 +71,15 @@ def find_data_source(explicit: str | os.PathLike | None = None, data_dir: Path =
     raise DataError(
         "no SMS Spam Collection found. Looked at: " + "; ".join(looked) + ". Fix: pass --data PATH (or upload "
         "a file in the app), set SPAM_DATA=PATH, or put the UCI file at " + str(local) + ".")
+
+
+def _existing_file(given: str | os.PathLike, prefix: str = "") -> Path:
+    path = Path(given).expanduser()
+    if path.is_dir():
+        raise DataError(f"{prefix}{path} is a folder: expected the dataset file itself")
+    if not path.is_file():
+        raise DataError(f"data file not found: {prefix}{path}")
+    return path
 
 
 def download_from_hub(target: Path) -> Path:
@@ -99,7 +103,7 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
     if isinstance(source, (bytes, bytearray)):
         raw = bytes(source)
     else:
-        path = Path(source)
+        path = _existing_file(source)
         name = str(path)
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -114,15 +118,18 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
     except UnicodeDecodeError:
         text, encoding = raw.decode("latin-1"), "latin-1"
 
-    first = text.lstrip().split("\n", 1)[0].rstrip("\r")
-    if "\t" in first and first.split("\t", 1)[0].strip().lower() in _LABEL_VALUES:
-        rows = [line.split("\t", 1) for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
+    unparseable = 0
+    if _looks_uci(lines):
+        header = not _uci_row(lines[0]) and lines[0].split("\t", 1)[0].strip().lower() in _LABEL_HINTS
+        rows = [line.split("\t", 1) for line in lines[header:]]
         frame = pd.DataFrame({"label": [r[0] for r in rows], "text": [r[1] if len(r) > 1 else "" for r in rows]})
         fmt = "uci"
     else:
-        frame, fmt = _read_table(text, name), "table"
+        frame, unparseable = _read_table(text, name)
+        fmt = "table"
 
-    rows_read = len(frame)
+    rows_read = len(frame) + unparseable
     labels = frame["label"].astype(str).str.strip().str.lower().map(_LABEL_VALUES)
     texts = frame["text"].fillna("").astype(str)
     empty = texts.str.strip() == ""
@@ -130,23 +137,50 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
     keep = ~empty & ~bad_label
     parsed = pd.DataFrame({"text": texts[keep].tolist(), "label": labels[keep].astype(int).tolist()})
     counts = {"rows_read": rows_read, "dropped_empty_text": int((empty & ~bad_label).sum()),
-              "dropped_unknown_label": int(bad_label.sum()), "encoding": encoding, "format": fmt}
+              "dropped_unknown_label": int(bad_label.sum()), "dropped_unparseable": unparseable,
+              "encoding": encoding, "format": fmt}
     if parsed.empty:
         raise DataError(f"{name}: no usable rows: expected labels ham/spam or 0/1 and non-empty messages, "
                         f"read {rows_read} rows")
     return parsed, counts
 
 
-def _read_table(text: str, name: str) -> pd.DataFrame:
-    """A CSV/TSV with a header: find the label column and the text column."""
+def _uci_row(line: str) -> bool:
+    label, tab, _ = line.partition("\t")
+    return bool(tab) and label.strip().lower() in _LABEL_VALUES
+
+
+_CSV_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+
+
+def _looks_uci(lines: list[str]) -> bool:
+    """label<TAB>message lines, as the UCI file has; also under a header line, or after a bad first row.
+
+    Messages are taken literally (the UCI file does not quote them), unless every message that starts with a
+    quote is a complete CSV-quoted field: then the file was written by a CSV writer and goes to the table reader.
+    """
+    if _uci_row(lines[0]):
+        return True
+    sample = lines[1:201]
+    if not sample or sum(map(_uci_row, sample)) < 0.9 * len(sample):
+        return False
+    quoted = [line.partition("\t")[2].strip() for line in sample if line.partition("\t")[2].lstrip().startswith('"')]
+    return not quoted or not all(_CSV_QUOTED.fullmatch(q) for q in quoted)
+
+
+def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
+    """A CSV/TSV with a header: find the label column and the text column. Also returns the count of lines
+    the CSV reader could not split into fields (skipped, but counted)."""
     sample = text[:20000]
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         delimiter = ","
+    bad_lines = []
     try:
         table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-                            on_bad_lines="skip", engine="python")
+                            on_bad_lines=lambda fields: bad_lines.append(fields), engine="python",
+                            index_col=False)  # a row with extra fields is a bad line, not an index
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
         raise DataError(f"{name}: could not parse as CSV/TSV ({exc})") from None
     if table.shape[1] < 2:
@@ -170,7 +204,7 @@ def _read_table(text: str, name: str) -> pd.DataFrame:
     text_col = next((c for c in others if c.strip().lower() in _TEXT_HINTS), None)
     if text_col is None:
         text_col = max(others, key=lambda c: table[c].astype(str).str.len().mean())
-    return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()})
+    return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()}), len(bad_lines)
 
 
 # ---------------------------------------------------------------------------- de-duplication and split
@@ -215,6 +249,26 @@ def load_messages(explicit: str | os.PathLike | None = None, data_dir: Path = DE
     summary = {**counts, **dedup, "rows": len(frame), "ham": int((frame.label == 0).sum()),
                "spam": int((frame.label == 1).sum()), "fingerprint": fingerprint(frame)}
     return Messages(frame=frame, source=source, summary=summary)
+
+
+def dropped_rows(summary: dict) -> list[str]:
+    """What parsing dropped, in words ("2 with empty text"); empty when nothing was."""
+    return [f"{summary[key]:,} {why}" for key, why in (("dropped_empty_text", "with empty text"),
+                                                       ("dropped_unknown_label", "with an unknown label"),
+                                                       ("dropped_unparseable", "that did not parse"))
+            if summary.get(key)]
+
+
+def describe(summary: dict) -> str:
+    """A data summary as one line for people: what was read, dropped, removed and kept, and the split."""
+    dropped = dropped_rows(summary)
+    parts = [f"{summary['rows_read']:,} rows read"] + (["dropped " + ", ".join(dropped)] if dropped else [])
+    parts += [f"{summary['duplicates_removed']:,} duplicates removed",
+              f"{summary['rows']:,} messages, {summary['spam']:,} spam ({summary['spam'] / summary['rows']:.1%})"]
+    if "splits" in summary:
+        parts.append("split " + " / ".join(f"{name} {part['rows']:,} ({part['spam']:,} spam)"
+                                           for name, part in summary["splits"].items()))
+    return "; ".join(parts)
 
 
 def split_messages(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:

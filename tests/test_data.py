@@ -43,6 +43,42 @@ def test_bad_rows_are_dropped_and_counted(tmp_path):
     assert counts["dropped_unknown_label"] == 2  # "maybe" and a duplicated header line
 
 
+def test_uci_lines_under_a_header_keep_their_quotes_and_rows(tmp_path):
+    # a quote opening a raw message must not swallow the lines after it, as a CSV reader would
+    body = 'label\ttext\nham\t"Gimme a few" was  &lt;#&gt;  minutes ago\nspam\tWIN "big" now\nham\tok\n'
+    path = tmp_path / "with-header.tsv"
+    path.write_text(body, encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert counts["format"] == "uci" and counts["rows_read"] == 3 and counts["dropped_unknown_label"] == 0
+    assert frame.text.tolist() == ['"Gimme a few" was  &lt;#&gt;  minutes ago', 'WIN "big" now', "ok"]
+
+
+def test_a_bad_first_row_does_not_turn_a_uci_file_into_a_table(tmp_path):
+    rows = make_messages(20, 10)
+    path = tmp_path / "d.txt"
+    path.write_text("maybe\tfirst row\n" + "".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert counts["format"] == "uci" and counts["rows_read"] == 31 and counts["dropped_unknown_label"] == 1
+    assert len(frame) == 30
+
+
+def test_csv_quoted_tsv_is_unquoted(tmp_path):
+    frame = pd.DataFrame({"label": ["ham", "spam", "ham"], "text": ['"Gimme a few" was late', "WIN\tnow", "ok"]})
+    path = tmp_path / "pandas.tsv"
+    frame.to_csv(path, sep="\t", index=False)
+    parsed, counts = read_messages(path)
+    assert counts["format"] == "table"
+    assert parsed.text.tolist() == frame.text.tolist()
+
+
+def test_lines_a_csv_reader_cannot_split_are_counted(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("label,text\nham,hi\nspam,win,now,extra\nspam,free\n", encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert frame.text.tolist() == ["hi", "free"]
+    assert counts["dropped_unparseable"] == 1 and counts["rows_read"] == 3
+
+
 def test_duplicated_header_line_in_csv(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("label,text\nham,hi\nlabel,text\nspam,win\n", encoding="utf-8")
@@ -115,8 +151,14 @@ def test_source_order_explicit_then_env_then_data_dir(tmp_path, monkeypatch, sms
     assert find_data_source() == str(sms_file)
     (tmp_path / "data").mkdir()
     local = write_uci(tmp_path / "data" / "SMSSpamCollection", make_messages(seed=1))
-    monkeypatch.setenv("SPAM_DATA", str(tmp_path / "nope"))
+    monkeypatch.delenv("SPAM_DATA")
     assert Path(find_data_source()).resolve() == local.resolve()
+    # set but wrong is reported, not quietly replaced by data/
+    monkeypatch.setenv("SPAM_DATA", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="data file not found: SPAM_DATA="):
+        find_data_source()
+    with pytest.raises(DataError, match="is a folder"):
+        find_data_source(tmp_path / "data")
 
 
 def test_offline_without_any_data_names_every_place_looked(tmp_path, monkeypatch):

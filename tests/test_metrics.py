@@ -1,5 +1,5 @@
 """Metrics against hand-checked cases (spam = 1 is the positive class)."""
-import math
+import json
 
 import numpy as np
 import pytest
@@ -33,11 +33,11 @@ def test_threshold_moves_the_confusion_matrix():
     assert m["confusion_matrix"] == [[1, 0], [0, 2]] and m["threshold"] == 0.3
 
 
-def test_one_class_gives_nan_and_a_warning():
-    with pytest.warns(UserWarning, match="only one class"):
-        m = classification_metrics([0, 0, 0], [0.1, 0.2, 0.9])
-    assert math.isnan(m["auroc"]) and math.isnan(m["auprc"])
+def test_one_class_leaves_the_ranking_metrics_undefined():
+    m = classification_metrics([0, 0, 0], [0.1, 0.2, 0.9])
+    assert m["auroc"] is None and m["auprc"] is None
     assert m["accuracy"] == pytest.approx(2 / 3)
+    json.dumps(m, allow_nan=False)  # what `python -m core evaluate` prints stays valid JSON
 
 
 @pytest.mark.parametrize("y, p, match", [

@@ -144,6 +144,12 @@ def test_nan_loss_fails_the_run_with_the_reason(sms_file, tiny_bert, tmp_path):
 
 def test_model_resolution(tiny_bert, tmp_path, monkeypatch):
     assert resolve_model(tiny_bert).source == "local"
+    import shutil
+    damaged = Path(shutil.copytree(tiny_bert, tmp_path / "damaged"))
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])  # a copy cut short
+    with pytest.raises(ModelError, match="model.safetensors cannot be read"):
+        resolve_model(str(damaged))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="not a model directory"):
         resolve_model(str(tmp_path / "empty"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
-from core.data import DataError
+from core.data import DataError, dropped_rows
 
 from views import common
 
@@ -25,6 +25,8 @@ def _data() -> None:
         st.caption(f"**{common.plain(Path(path).name)}** · {summary['rows']:,} messages after removing "
                    f"{summary['duplicates_removed']:,} duplicates · {summary['spam']:,} spam "
                    f"({summary['spam'] / summary['rows']:.0%})")
+        if dropped := dropped_rows(summary):
+            st.caption(f"Of {summary['rows_read']:,} rows read, dropped {', '.join(dropped)}")
         st.caption(common.plain(path))
     else:
         st.error(common.plain(error))
