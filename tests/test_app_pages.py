@@ -58,7 +58,10 @@ def trained(tmp_path_factory, tiny_bert, sms_data) -> Path:
 def _app(monkeypatch, tmp_path, runs_dir, tiny_bert, data) -> AppTest:
     monkeypatch.setenv("SPAM_RUNS_DIR", str(runs_dir))
     monkeypatch.setenv("SPAM_MODEL", tiny_bert)
-    monkeypatch.setenv("SPAM_DATA", str(data))
+    if data is None:
+        monkeypatch.delenv("SPAM_DATA", raising=False)
+    else:
+        monkeypatch.setenv("SPAM_DATA", str(data))
     monkeypatch.setenv("SPAM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SPAM_UPLOADS_DIR", str(tmp_path / "uploads"))
     return AppTest.from_file(APP, default_timeout=90).run()
@@ -119,7 +122,7 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
 
 def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch, tmp_path, tiny_bert):
     monkeypatch.chdir(tmp_path)  # no data/SMSSpamCollection here, and HF_HUB_OFFLINE=1
-    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, tmp_path / "missing.txt")
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, None)
     assert any("no SMS Spam Collection found" in e for e in _errors(at.sidebar))
     preset = next(b for b in at.button if b.label == "Train both with the quick preset")
     assert preset.disabled
@@ -210,7 +213,8 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     for run in list_runs(trained):  # the page shows exactly what the saved model predicts
         expected = Predictor.load(run.path).predict([message])[0]
         label = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}[run.mode]
-        assert shown[label] == f"{expected:.1%} spam"
+        # a probability just under 1 is not rounded up to 100 %, where it would contradict a threshold of 1
+        assert shown[label] == (">99.9% spam" if 0.999 <= expected < 1 else f"{expected:.1%} spam")
     assert [t.value for t in at.text] == [message]  # echoed as plain text...
     assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
     at.toggle(key="play_explain").set_value(True).run()  # word-occlusion explanations, one column per model
@@ -240,6 +244,9 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert list(table["message"]) == ["see you at 6", "WINNER call 09061 now"]
     assert {"frozen p(spam)", "finetune p(spam)", "baseline p(spam)"} <= set(table.columns)
     assert table["finetune p(spam)"].between(0, 1).all()
+    # scores from other models are not shown under the ones now picked
+    at.selectbox(key="play_baseline").set_value(None).run()
+    assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)
 
 
 def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monkeypatch, tmp_path, tiny_bert,
@@ -385,6 +392,45 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     at.run()
     assert any("finished" in s.value for s in at.success)
     assert any("per epoch" in c.value and "measured in run" in c.value for c in at.caption)  # the estimate
+
+
+def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeypatch, tmp_path, tiny_bert, sms_data):
+    launched = []
+    monkeypatch.setattr(jobs, "launch", launched.append)  # what the page asks to train, not the training itself
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/train.py")
+    at.button(key="train_launch").click().run()
+    assert {c.mode: c.class_weight for c in launched[-1]} == {"baseline": "balanced", "frozen": "balanced",
+                                                              "finetune": "none"}  # as the CLI's defaults
+    at.selectbox(key="train_class_weight").set_value("balanced").run()
+    at.button(key="train_launch").click().run()
+    assert {c.class_weight for c in launched[-1]} == {"balanced"}
+
+
+def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    older = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    train(_config("baseline", tmp_path, tiny_bert, sms_data))  # a newer baseline, picked by default
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("frozen").run()
+    at.number_input(key="train_frozen_epochs").set_value(7).run()
+    at.text_input(key="train_lr_Learning rate (frozen)").input("0.002").run()
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_baseline").value != older.id
+    at.selectbox(key="compare_baseline").set_value(older.id).run()
+    at.slider(key="compare_threshold").set_value(0.6).run()
+    at.text_input(key="compare_search").input("call").run()
+    _page(at, "views/playground.py")
+    at.text_area(key="play_text").input("see you at 6").run()
+    for page in ("views/runs.py", "views/overview.py", "views/train.py"):
+        _page(at, page)
+    assert at.radio(key="train_plan").value == "frozen"
+    assert at.number_input(key="train_frozen_epochs").value == 7
+    assert at.text_input(key="train_lr_Learning rate (frozen)").value == "0.002"
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_baseline").value == older.id
+    assert at.slider(key="compare_threshold").value == 0.6 and at.text_input(key="compare_search").value == "call"
+    _page(at, "views/playground.py")
+    assert at.text_area(key="play_text").value == "see you at 6" and len(at.metric) == 3
 
 
 # ---------------------------------------------------------------------------- bad uploads, settings, HTML

@@ -20,15 +20,11 @@ if not choices["frozen"] and not choices["finetune"]:
 c = st.columns(3)
 picked = {}
 for col, mode in zip(c, ("frozen", "finetune", "baseline")):
-    options = choices[mode]
-    if mode == "baseline":
-        options = [None] + options
-    if not options:
+    if not choices[mode] and mode != "baseline":
         col.warning(f"No completed {common.MODE_LABELS[mode].lower()} run yet.")
         continue
-    picked[mode] = col.selectbox(common.MODE_LABELS[mode], options, key=f"compare_{mode}",
-                                 index=1 if mode == "baseline" and len(options) > 1 else 0,
-                                 format_func=lambda r: "none" if r is None else common.run_label(r))
+    picked[mode] = common.run_picker(col, common.MODE_LABELS[mode], choices[mode], f"compare_{mode}",
+                                     none_label="none" if mode == "baseline" else None)
 picked = {m: r for m, r in picked.items() if r is not None}
 
 # ---------------------------------------------------------------------------- ROC and PR
@@ -97,7 +93,7 @@ paired = a is not None and b is not None and bool(a.metrics.get("predictions")) 
 # ---------------------------------------------------------------------------- one threshold, both matrices
 st.subheader("Confusion matrices at one threshold")
 threshold = st.slider("Spam threshold: a message is called spam when its probability is at least this",
-                      0.01, 0.99, 0.5, 0.01, key="compare_threshold")
+                      0.01, 0.99, step=0.01, key=common.remember("compare_threshold", 0.5))
 cols = st.columns(len(picked))
 matrices = {}
 for col, (mode, run) in zip(cols, picked.items()):
@@ -146,7 +142,8 @@ if paired:
     frame["frozen wrong"] = (pa >= threshold) != truth
     frame["fine-tuned wrong"] = (pb >= threshold) != truth
     wrong = frame[frame["frozen wrong"] | frame["fine-tuned wrong"]]
-    query = st.text_input("Search the messages", key="compare_search", placeholder="e.g. prize, call, £")
+    query = st.text_input("Search the messages", key=common.remember("compare_search", ""),
+                          placeholder="e.g. prize, call, £")
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
     st.caption(f"{len(wrong)} message(s). Click a column header to sort.")

@@ -34,8 +34,7 @@ for col, mode in zip(cols, ("frozen", "finetune", "baseline")):
     if not options:
         col.warning(f"No {common.MODE_LABELS[mode].lower()} yet: train one on the Train page.")
         continue
-    run = col.selectbox(common.MODE_LABELS[mode], [None] + options, index=1, key=f"play_{mode}",
-                        format_func=lambda r: "not used" if r is None else common.run_label(r))
+    run = common.run_picker(col, common.MODE_LABELS[mode], options, f"play_{mode}", none_label="not used")
     if run is not None:
         picked[mode] = run
 if not picked:
@@ -64,8 +63,21 @@ def highlight(word: str, delta: float) -> str:
     return f":{colour}-background[{safe} {delta:+.2f}]" if abs(delta) >= 0.1 else f":{colour}-background[{safe}]"
 
 
+def threshold(run) -> float:
+    return run.metrics.get("threshold", 0.5)
+
+
 def verdict(run, p: float) -> str:
-    return "spam" if p >= run.metrics.get("threshold", 0.5) else "ham"
+    return "spam" if p >= threshold(run) else "ham"
+
+
+def percent(p: float) -> str:
+    """p as a percentage that never rounds across 0 or 1: 0.99996 is not "100.0 %" when the threshold is 1."""
+    if 0.999 <= p < 1:
+        return ">99.9%"
+    if 0 < p < 0.0005:
+        return "<0.1%"
+    return f"{p:.1%}"
 
 
 single, batch = st.tabs(["One message", "Batch"])
@@ -78,7 +90,7 @@ with single:
     ex = st.columns(len(EXAMPLES))
     for col, (label, text) in zip(ex, EXAMPLES.items()):
         col.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
-    text = st.text_area("Message", key="play_text", height=110, placeholder="Type or paste an SMS…",
+    text = st.text_area("Message", key=common.remember("play_text", ""), height=110, placeholder="Type or paste an SMS…",
                         help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
                              f"{MAX_MESSAGE_CHARS:,} characters and at most their max length in tokens.")
     if not text.strip():
@@ -91,7 +103,8 @@ with single:
         cols = st.columns(len(models))
         for col, (mode, (run, predictor)) in zip(cols, models.items()):
             p = float(probabilities[mode][0])
-            col.metric(common.MODE_LABELS[mode], f"{p:.1%} spam", delta=verdict(run, p).upper(),
+            col.metric(common.MODE_LABELS[mode], f"{percent(p)} spam",
+                       delta=f"{verdict(run, p).upper()} (spam at ≥ {threshold(run):g})",
                        delta_color="inverse" if verdict(run, p) == "spam" else "normal", delta_arrow="off")
             if predictor.max_length:
                 tokens = predictor.token_counts([text])[0]
@@ -100,15 +113,19 @@ with single:
         fig = go.Figure(go.Bar(
             x=[float(probabilities[m][0]) for m in models], y=[common.MODE_LABELS[m] for m in models],
             orientation="h", marker_color=[common.MODE_COLORS[m] for m in models],
-            text=[f"{float(probabilities[m][0]):.1%}" for m in models], textposition="auto"))
-        fig.add_vline(x=0.5, line_dash="dot", line_color="gray")
+            text=[percent(float(probabilities[m][0])) for m in models], textposition="auto", showlegend=False))
+        # each model's own threshold, where its verdict flips
+        fig.add_scatter(x=[threshold(run) for run, _ in models.values()], y=[common.MODE_LABELS[m] for m in models],
+                        mode="markers", marker=dict(symbol="line-ns-open", size=34, color="black", line_width=2),
+                        name="threshold", hovertemplate="threshold %{x}<extra></extra>", showlegend=False)
         fig.update_layout(xaxis=dict(range=[0, 1], title="spam probability"), yaxis=dict(autorange="reversed"),
                           height=90 + 45 * len(models),
                           margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
             st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")
-        if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain"):
+        if st.toggle("Why this verdict: which words push each model toward spam",
+                     key=common.remember("play_explain", False)):
             st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
                        "toward spam, blue toward ham, stronger colour = larger effect (first "
                        f"{MAX_WORDS} words).")
@@ -122,7 +139,7 @@ with single:
 with batch:
     st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
                f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
-    lines = st.text_area("Messages, one per line", key="play_lines", height=150)
+    lines = st.text_area("Messages, one per line", key=common.remember("play_lines", ""), height=150)
     upload = st.file_uploader(f"…or a file, {common.upload_limit()}", key="play_upload")
     if st.button("Score", key="play_score", type="primary"):
         texts, labels, problem = [], None, None
@@ -161,9 +178,14 @@ with batch:
             for mode, (run, _) in models.items():
                 out[f"{mode} p(spam)"] = probabilities[mode]
                 out[f"{mode} verdict"] = [verdict(run, p) for p in probabilities[mode]]
-            st.session_state["play_batch"] = out
-    out = st.session_state.get("play_batch")
-    if out is not None:
+            st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out}
+    scored = st.session_state.get("play_batch")
+    if scored and scored["runs"] != {m: run.id for m, (run, _) in models.items()}:
+        st.info("The models above changed since this batch was scored: press Score to score it with them.")
+    elif scored:
+        out = scored["table"]
+        st.caption("Scored by " + " · ".join(f"{common.MODE_LABELS[m]} {run.id} (spam at ≥ {threshold(run):g})"
+                                             for m, (run, _) in models.items()))
         if "label" in out:
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
                                   for m in models if f"{m} verdict" in out))
