@@ -165,6 +165,10 @@ def test_overview_warns_when_a_model_calls_no_message_spam(monkeypatch, tmp_path
     assert ("the threshold (1) is what fails" in warning) == (run.metrics["test"]["auroc"] >= 0.9)
 
 
+def saved_evaluation_time(run) -> float:
+    return json.loads((run.path / "evaluations" / "mine.csv.json").read_text())["evaluated_at"]
+
+
 def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
     assert "McNemar" in _texts(at) and "p = " in _texts(at)
@@ -179,6 +183,9 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     for run in list_runs(trained):  # saved next to the run, with the same numbers the page shows
         saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())
         assert saved["metrics"]["n"] == 42
+    scored_at = {run.id: saved_evaluation_time(run) for run in list_runs(trained)}
+    at.slider(key="compare_threshold").set_value(0.3).run()  # a rerun does not score the upload again
+    assert {run.id: saved_evaluation_time(run) for run in list_runs(trained)} == scored_at
     at.file_uploader(key="compare_own").set_value(("bad.csv", b"\x00\x01binary", "text/csv")).run()
     assert any("binary" in e for e in _errors(at))
     report = at.get("download_button")[-1]
@@ -189,14 +196,15 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     for threshold in (0.2, 0.9):
         at.slider(key="compare_threshold").set_value(threshold).run()
         assert not at.exception
-        recall = float(at.metric[1].value)  # the frozen model's column comes first
+        lines = [m.value for m in at.markdown if m.value.startswith("Precision **")]
+        recall = float(re.search(r"Recall \*\*([0-9.]+)\*\*", lines[0]).group(1))  # the frozen model comes first
         assert recall == pytest.approx(((p >= threshold) & (y == 1)).sum() / (y == 1).sum(), abs=1e-3)
     # at a threshold no probability reaches, a model calls nothing spam: precision is undefined, and the page says so
     at.slider(key="compare_threshold").set_value(0.99).run()
     collapsed = [r.mode for r in list_runs(trained)  # one run of each kind, all three shown
                  if max(x["spam_probability"] for x in r.metrics["predictions"]) < 0.99]
     assert collapsed, "the tiny models were expected to stay below 0.99"
-    assert sum(m.value == "undefined" for m in at.metric) == len(collapsed)
+    assert sum("Precision **undefined**" in m.value for m in at.markdown) == len(collapsed)
     assert sum("collapsed to 'always ham'" in w.value for w in at.warning) == len(collapsed)
     at.text_input(key="compare_search").input("no such message anywhere").run()
     assert "0 message(s)" in _texts(at)

@@ -128,6 +128,13 @@ def predictor(run_dir: str, created: float):
     return Predictor.load(run_dir)
 
 
+@st.cache_data(max_entries=32, show_spinner="Scoring your messages…")
+def evaluate_upload(run_dir: str, created: float, name: str, raw: bytes) -> dict:
+    """core.evaluate on an uploaded file, once per (run, file): moving a slider must not score it again."""
+    from core.evaluate import evaluate_run
+    return evaluate_run(run_dir, raw, name=name, predictor=predictor(run_dir, created))
+
+
 def forget_run(run) -> None:
     """Drop a deleted run's cached model."""
     predictor.clear(str(run.path), run.created)

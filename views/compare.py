@@ -4,7 +4,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.evaluate import evaluate_run
 from core.metrics import calibration, classification_metrics, mcnemar_test
 
 from views import common
@@ -73,13 +72,14 @@ st.plotly_chart(reliability, key="compare-calibration")
 rows = []
 for mode, run in picked.items():
     test, ci = run.metrics["test"], run.metrics["test"].get("ci95") or {}
-    rows.append({"model": common.MODE_LABELS[mode], **{
+    rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{run.metrics.get('threshold', 0.5):g}", **{
         common.METRIC_NAMES[k]: f"{common._fmt(test.get(k), 3)} [{common._fmt(ci[k][0], 3)}, {common._fmt(ci[k][1], 3)}]"
         if ci.get(k) else common._fmt(test.get(k), 3) for k in common.HEADLINE + ["mcc"]}})
 st.subheader("Test metrics with 95 % bootstrap intervals")
 thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.values()})
 st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "
            "change these.")
+table_note = "The metrics table gives each run at its own threshold (its column); the confusion matrices{} use {:g}."
 st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
@@ -106,11 +106,10 @@ for col, (mode, run) in zip(cols, picked.items()):
     m = classification_metrics(y, p, threshold)
     matrices[mode] = common.confusion_figure(m["confusion_matrix"], common.MODE_LABELS[mode])
     col.plotly_chart(matrices[mode], key=f"compare-cm-{mode}")
-    k = col.columns(3)
     no_spam_called = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][1] == 0
-    k[0].metric("Precision", "undefined" if no_spam_called else common._fmt(m["precision"], 3))
-    k[1].metric("Recall", common._fmt(m["recall"], 3))
-    k[2].metric("F1", common._fmt(m["f1"], 3))
+    # one line, not three st.metric: those cut "0.945" to "0…" in a third of a laptop screen
+    col.markdown(f"Precision **{'undefined' if no_spam_called else common._fmt(m['precision'], 3)}** · "
+                 f"Recall **{common._fmt(m['recall'], 3)}** · F1 **{common._fmt(m['f1'], 3)}**")
     if warning := common.one_class_warning(m, common.MODE_LABELS[mode]):
         col.warning(warning)
 
@@ -162,8 +161,7 @@ if own is not None:
     own_rows = []
     for mode, run in picked.items():
         try:
-            result = evaluate_run(run.path, own.getvalue(), name=own.name,
-                                  predictor=common.predictor(str(run.path), run.created))
+            result = common.evaluate_upload(str(run.path), run.created, own.name, own.getvalue())
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
             st.error(f"{common.plain(own.name)}: {common.plain(exc)}")
             break
@@ -176,9 +174,10 @@ if own is not None:
         st.dataframe(pd.DataFrame(own_rows), hide_index=True)
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
-report = common.comparison_report(
+notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold)] + [n for n in (mcnemar,) if n]
+report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB of HTML is not for every rerun
     runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
-    figures=[roc, pr, reliability, *matrices.values()], notes=[n for n in (mcnemar,) if n])
+    figures=[roc, pr, reliability, *matrices.values()], notes=notes)
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")

@@ -57,6 +57,7 @@ if shown:
     for mode, run in shown.items():
         m = run.metrics
         rows.append({"model": common.MODE_LABELS[mode], "encoder": Path(run.model or "?").name,
+                     "threshold": m.get("threshold", 0.5),
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
                      "trainable parameters": m.get("trainable_parameters"),
                      "run time (s)": m.get("total_seconds")})

@@ -36,10 +36,13 @@ def duration(run) -> float | None:
 rows = []
 for run in all_runs:
     cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
+    neural = run.mode != "baseline"  # epochs, learning rate, batch and length do not apply to the linear model
     rows.append({"run": run.id, "mode": run.mode, "status": run.status,
-                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "duration (s)": duration(run),
-                 "model": Path(run.model or "?").name, "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
-                 "batch": cfg.get("batch_size"), "max len": cfg.get("max_length"), "seed": cfg.get("seed"),
+                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "threshold": cfg.get("threshold"),
+                 "duration (s)": duration(run), "model": Path(run.model or "?").name,
+                 **{column: cfg.get(key) if neural else None for column, key in
+                    (("epochs", "epochs"), ("lr", "lr"), ("batch", "batch_size"), ("max len", "max_length"))},
+                 "seed": cfg.get("seed"),
                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)), "problem": run.error})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, column_config={
