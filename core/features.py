@@ -31,6 +31,10 @@ def cache_key(model_name: str, weights_digest: str, max_length: int, pooling: st
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def feature_file(cache_dir: str | os.PathLike, key: str) -> Path:
+    return Path(cache_dir) / "features" / f"{key}.safetensors"
+
+
 @torch.inference_mode()
 def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, device, autocast=contextlib.nullcontext,
            on_progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
@@ -59,7 +63,7 @@ def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[]
     `compute()` returns (features, info); info (str -> str) is stored in the file's metadata and returned on
     later hits, so facts learnt while computing (the encoder's size) need no model loading then.
     """
-    path = Path(cache_dir) / "features" / f"{key}.safetensors"
+    path = feature_file(cache_dir, key)
     if path.is_file():
         try:
             with safe_open(str(path), "pt") as f:

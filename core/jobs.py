@@ -328,25 +328,30 @@ def cancel(runs_dir: str | os.PathLike) -> str:
 
 # ---------------------------------------------------------------------------- how long will it take
 
-def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int) -> tuple[float, str] | None:
-    """Seconds per epoch from the latest completed run of this mode and model on this machine.
+def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
+                       max_length: int | None = None) -> tuple[float, str] | None:
+    """Seconds per epoch from the latest completed run of this mode and model on this machine, preferring one
+    with the same max length (it sets the cost of every step).
 
     Training throughput (messages per second) is what carries over between runs; the number of
     training messages can differ. Returns (seconds, the run it is based on) or None.
     """
-    for run in past:
-        m = run.metrics or {}
-        if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name) \
-                and m.get("train_messages_per_second"):
-            return n_train / m["train_messages_per_second"], run.id
+    usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
+              and (run.metrics or {}).get("train_messages_per_second")]
+    same_length = [run for run in usable if (run.config or {}).get("max_length") == max_length]
+    for run in same_length + usable:
+        return n_train / run.metrics["train_messages_per_second"], run.id
     return None
 
 
-def encoding_seconds(run_dir: Path) -> float | None:
-    """How long a frozen run took to encode the messages (None when its features came from the cache)."""
-    for e in read_history(run_dir):
-        if e.get("event") == "features_ready" and not e.get("cached"):
-            return e.get("seconds")
+def encoding_rate(past: list, model_name: str) -> tuple[float, str] | None:
+    """Seconds per message that the latest frozen run of this model which encoded (rather than read its
+    features from the cache) took to encode them; with that run's id."""
+    for run in past:
+        if run.usable and run.mode == "frozen" and run.model == model_name:
+            for e in read_history(run.path):
+                if e.get("event") == "features_ready" and not e.get("cached") and e.get("shape"):
+                    return e["seconds"] / max(e["shape"][0], 1), run.id
     return None
 
 

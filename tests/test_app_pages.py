@@ -399,7 +399,9 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     assert run.mode == "finetune" and run.status == "completed" and run.config["epochs"] == 2
     at.run()
     assert any("finished" in s.value for s in at.success)
-    assert any("per epoch" in c.value and "measured in run" in c.value for c in at.caption)  # the estimate
+    # the next estimate comes from that run, at the same max length
+    assert any("about" in c.value and f"for 2 epoch(s) (from run {run.id} on this machine)" in c.value
+               for c in at.caption), [c.value for c in at.caption]
 
 
 def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -439,6 +441,19 @@ def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data
     assert at.slider(key="compare_threshold").value == 0.6 and at.text_input(key="compare_search").value == "call"
     _page(at, "views/playground.py")
     assert at.text_area(key="play_text").value == "see you at 6" and len(at.metric) == 3
+
+
+def test_train_estimate_knows_the_max_length_and_whether_frozen_features_are_cached(monkeypatch, tmp_path, tiny_bert,
+                                                                                     sms_data, trained):
+    def estimate():
+        return next(c.value for c in at.caption if "training messages" in c.value)
+
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("frozen").run()
+    assert "which used max length 32" in estimate() and "to encode the 130 messages once" in estimate()
+    monkeypatch.setenv("SPAM_CACHE_DIR", str(trained.parent / "cache"))  # where the trained runs cached theirs
+    at.number_input(key="train_shared_max_length").set_value(32).run()
+    assert "features are cached, so nothing to encode" in estimate() and "on this machine" in estimate()
 
 
 # ---------------------------------------------------------------------------- bad uploads, settings, HTML

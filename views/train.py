@@ -120,38 +120,66 @@ for message in dict.fromkeys(errors):
     st.error(common.plain(message))
 
 # ---------------------------------------------------------------------------- how long
+def features_cached(cfg) -> bool:
+    """Whether this frozen run will read its encoder features from the cache instead of computing them."""
+    from core.features import cache_key, feature_file
+
+    if not model_info.get("digest") or not data_summary:
+        return False
+    key = cache_key(model_info["name"], model_info["digest"], cfg.max_length, cfg.pooling, cfg.precision,
+                    data_summary["fingerprint"])
+    return feature_file(cfg.cache_dir, key).is_file()
+
+
 if data_summary and not errors:
     n_messages = data_summary["rows"]
     n_train = int(n_messages * (1 - configs[0].val_fraction - configs[0].test_fraction))
-    lines = []
+    lines, untimed = [], []
     for cfg in configs:
-        found = jobs.estimate_from_runs(common.runs(), cfg.mode, model_info.get("name") if neural else None, n_train)
-        if found:
-            per_epoch, source = found
-            line = (f"{common.MODE_LABELS[cfg.mode]}: about {jobs.format_seconds(per_epoch)} per epoch, "
-                    f"{jobs.format_seconds(per_epoch * cfg.epochs)} for {cfg.epochs} epoch(s)")
-            if cfg.mode == "frozen":
-                encoding = jobs.encoding_seconds(common.runs_dir() / source)
-                if encoding:
-                    line += (f", plus {jobs.format_seconds(encoding)} to encode every message once (then cached "
-                             "for this model, max length and pooling)")
-            lines.append(line + f" (measured in run {source} on this machine)")
+        label = common.MODE_LABELS[cfg.mode]
+        name = model_info.get("name") if cfg.mode != "baseline" else None
+        found = jobs.estimate_from_runs(common.runs(), cfg.mode, name, n_train, cfg.max_length)
         measured = st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length,
                                                                    cfg.batch_size))
-        if measured and cfg.mode == "finetune":
-            lines.append(f"Fine-tune: about {jobs.format_seconds(measured['epoch_seconds'])} per epoch "
-                         f"(timed just now on this machine)")
-        if measured and cfg.mode == "frozen":
-            lines.append(f"Frozen: about {jobs.format_seconds(measured['features_seconds'])} to encode the "
-                         f"messages once (cached for later runs); each head epoch takes under a second")
-    st.caption(f"{n_train:,} training messages. " + (" · ".join(lines) if lines else
-               "No earlier run of these settings on this machine to estimate from."))
-    if neural and st.button("Time a few steps on this machine", disabled=busy is not None,
-                            help="Loads the model and times 3 training steps (a few seconds)."):
+        if found:
+            per_epoch, source = found
+            line = f"{label}: about {jobs.format_seconds(per_epoch * cfg.epochs)} for {cfg.epochs} epoch(s)"
+            used = next((r.config or {}).get("max_length") for r in common.runs() if r.id == source)
+            if cfg.mode != "baseline" and used != cfg.max_length:
+                line += f" (from run {source}, which used max length {used})"
+            else:
+                line += f" (from run {source} on this machine)"
+        elif measured and cfg.mode == "finetune":
+            line = (f"{label}: about {jobs.format_seconds(measured['epoch_seconds'] * cfg.epochs)} for "
+                    f"{cfg.epochs} epoch(s) (a few steps timed just now)")
+        elif cfg.mode == "frozen":
+            line = f"{label}: the head's epochs take seconds"
+        elif cfg.mode == "baseline":
+            line = f"{label}: seconds"
+        else:
+            line = f"{label}: not yet timed on this machine"
+            untimed.append(cfg.mode)
+        if cfg.mode == "frozen":  # the one-time encoding, unless this model, length, pooling and data are cached
+            rate = jobs.encoding_rate(common.runs(), name)
+            if features_cached(cfg):
+                line += "; the encoder's features are cached, so nothing to encode"
+            elif rate:
+                line += (f", plus about {jobs.format_seconds(rate[0] * n_messages)} to encode the "
+                         f"{n_messages:,} messages once (rate from run {rate[1]})")
+            elif measured:
+                line += (f", plus about {jobs.format_seconds(measured['features_seconds'])} to encode the messages "
+                         "once (timed just now)")
+            else:
+                line += ", plus the one-time encoding of every message (not yet timed on this machine)"
+                untimed.append(cfg.mode)
+        lines.append(line)
+    st.caption(f"{n_train:,} training messages. " + " · ".join(lines))
+    if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
+                             help="Loads the model and times 3 training steps (a few seconds)."):
         with st.spinner("Timing…"):
             measured = st.session_state.setdefault("train_measured", {})
             for cfg in configs:
-                if cfg.mode != "baseline":
+                if cfg.mode in untimed:
                     measured[(cfg.mode, model_name, cfg.max_length, cfg.batch_size)] = jobs.measure_epoch_seconds(
                         model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages)
         st.rerun()
