@@ -266,6 +266,9 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at.query_params["run"] = "../../etc"
     _page(at, "views/runs.py")
     assert "invalid run id" in _texts(at)
+    at.query_params["run"] = "20990101-000000-frozen-none"
+    _page(at, "views/runs.py")
+    assert any("is not in" in w.value and "showing the newest run" in w.value for w in at.warning)
     names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert len(names) == 4  # train and validation loss of the two neural runs
 
@@ -489,6 +492,14 @@ def test_a_latin1_upload_with_a_markdown_name_is_used_and_shown_inert(monkeypatc
     (saved,) = (tmp_path / "uploads").iterdir()
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", saved.name)  # a safe file name, whatever the upload was called
     assert "61 messages" in at.sidebar.caption[0].value
+
+
+def test_user_text_in_messages_stays_text():
+    from views.common import plain
+    shown = plain("root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)")
+    assert ":x:" not in shown and ":material/home:" not in shown  # no emoji, no icon
+    assert "**" not in shown and "[link]" not in shown  # no markdown
+    assert _unescape(shown).replace("\u200b", "") == "root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)"
 
 
 def test_server_config_keeps_the_app_local_and_caps_uploads():

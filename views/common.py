@@ -93,9 +93,12 @@ METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Rec
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")  # links, images, emphasis, code, HTML, tables, LaTeX
 
 
+_SHORTCODE = re.compile(r":(?=[\w+/-]+:)")  # ":x:" would show as an emoji, ":material/...:" as an icon
+
+
 def plain(text) -> str:
     """User-derived text (file names, column names, paths) made inert for st.error/st.caption markdown."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return _SHORTCODE.sub(":\u200b", _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)))  # a zero-width space breaks it
 
 
 # ---------------------------------------------------------------------------- runs

@@ -163,7 +163,7 @@ if own is not None:
         try:
             result = common.evaluate_upload(str(run.path), run.created, own.name, own.getvalue())
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
-            st.error(f"{common.plain(own.name)}: {common.plain(exc)}")
+            st.error(common.plain(exc))  # DataError names the file already
             break
         m, test = result["metrics"], run.metrics["test"]
         own_rows.append({"model": common.MODE_LABELS[mode], "messages": m["n"], "spam": m["n_spam"],

@@ -23,6 +23,10 @@ if wanted is not None:
     except RunError as exc:
         st.warning(f"Ignoring the link's run: {common.plain(exc)}")
         wanted = None
+    if wanted is not None and wanted not in {run.id for run in all_runs}:
+        st.warning(f"The link's run {common.plain(wanted)} is not in {common.plain(common.runs_dir())} (deleted, or "
+                   "another runs folder): showing the newest run instead.")
+        wanted = None
 
 
 def duration(run) -> float | None:

@@ -102,7 +102,7 @@ data_path, data_summary, data_error = common.data_source()
 if data_error:
     errors.append(f"data: {data_error}")
 if neural and "error" in model_info:
-    errors.append(f"model: {model_info['error']}")
+    errors.append(model_info["error"])  # it names the model
 configs = []
 for mode in modes:
     try:
