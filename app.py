@@ -8,7 +8,7 @@ SPAM_MODEL, SPAM_UPLOADS_DIR, SPAM_CACHE_DIR.
 """
 import streamlit as st
 
-from views import common, sidebar
+from views import sidebar
 
 st.set_page_config(page_title="SMS spam: frozen vs fine-tuned BERT", page_icon="✉️", layout="wide")
 
@@ -20,7 +20,6 @@ pages = [
     st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 page = st.navigation(pages)
-common.keep_remembered()  # inputs on other pages keep their values (views/common.remember)
 try:
     page.run()
 finally:  # drawn after the page, so it shows what the page just chose (e.g. the model typed on Train)

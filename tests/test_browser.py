@@ -202,6 +202,14 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         _goto(page, "Runs")
         _settle(page)
         shot(page, "7-runs")
+
+        # ---------------------------------------------------------------- what was typed survives page switches
+        _goto(page, "Train")
+        _settle(page)
+        assert page.get_by_role("spinbutton", name="Batch size").input_value() == "8"
+        _goto(page, "Playground")
+        _settle(page)
+        assert page.get_by_role("textbox", name="Message").input_value() == message
         browser.close()
 
 

@@ -44,38 +44,22 @@ def cache_dir() -> str:
     return os.environ.get("SPAM_CACHE_DIR", "data/cache")
 
 
-# ---------------------------------------------------------------------------- inputs that survive a page switch
-_REMEMBERED: set[str] = set()  # widget keys, registered as pages draw them
+# Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value
+# when its page is not shown, unless told otherwise).
+KEEP = "session"
 
 
-def remember(key: str, default) -> str:
-    """`key` for a widget that keeps its value when the user leaves its page and comes back.
-
-    Streamlit forgets the state of every widget the current page did not draw; app.py re-saves the remembered
-    keys before each page runs (Streamlit's documented work-around). The default goes into session state here,
-    so the widget itself takes no value=/index= (Streamlit warns when both set it)."""
-    _REMEMBERED.add(key)
-    st.session_state.setdefault(key, default)
-    return key
-
-
-def keep_remembered() -> None:
-    for key in _REMEMBERED & set(st.session_state.keys()):
-        st.session_state[key] = st.session_state[key]
-
-
-def run_picker(col, label: str, runs: list, key: str, none_label: str | None = None, default_none: bool = False):
+def run_picker(col, label: str, runs: list, key: str, none_label: str | None = None):
     """A run selectbox that follows the newest run until the user picks one, then keeps that pick across page
     switches (and falls back to the newest when the picked run is deleted). Returns the Run or None."""
     by_id = {run.id: run for run in runs}
     options = ([None] if none_label else []) + list(by_id)
-    chosen = key + ":chosen"
+    chosen = key + ":chosen"  # plain session state, which Streamlit never drops
     if not st.session_state.get(chosen) or st.session_state.get(key) not in options:
         st.session_state.pop(chosen, None)
-        st.session_state[key] = None if default_none or not by_id else next(iter(by_id))
-    remember(key, None)  # the ":chosen" flag is plain session state, which Streamlit never drops
+        st.session_state[key] = next(iter(by_id), None)
     picked = col.selectbox(label, options, key=key, on_change=lambda: st.session_state.update({chosen: True}),
-                           format_func=lambda i: none_label if i is None else run_label(by_id[i]))
+                           persist_state=KEEP, format_func=lambda i: none_label if i is None else run_label(by_id[i]))
     return by_id.get(picked)
 
 
@@ -280,7 +264,7 @@ def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
                             name=f"validation · {name}", line=dict(color=color, dash="dash"))
     if not fig.data:
         return None
-    fig.update_layout(xaxis_title="epoch", yaxis_title="loss (cross-entropy, class-weighted where the run says so)", height=360,
+    fig.update_layout(xaxis_title="epoch", yaxis_title="cross-entropy (class-weighted if the run is)", height=360,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 

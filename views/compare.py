@@ -93,7 +93,7 @@ paired = a is not None and b is not None and bool(a.metrics.get("predictions")) 
 # ---------------------------------------------------------------------------- one threshold, both matrices
 st.subheader("Confusion matrices at one threshold")
 threshold = st.slider("Spam threshold: a message is called spam when its probability is at least this",
-                      0.01, 0.99, step=0.01, key=common.remember("compare_threshold", 0.5))
+                      0.01, 0.99, 0.5, 0.01, key="compare_threshold", persist_state=common.KEEP)
 cols = st.columns(len(picked))
 matrices = {}
 for col, (mode, run) in zip(cols, picked.items()):
@@ -141,8 +141,8 @@ if paired:
     frame["frozen wrong"] = (pa >= threshold) != truth
     frame["fine-tuned wrong"] = (pb >= threshold) != truth
     wrong = frame[frame["frozen wrong"] | frame["fine-tuned wrong"]]
-    query = st.text_input("Search the messages", key=common.remember("compare_search", ""),
-                          placeholder="e.g. prize, call, £")
+    query = st.text_input("Search the messages", key="compare_search", placeholder="e.g. prize, call, £",
+                          persist_state=common.KEEP)
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
     st.caption(f"{len(wrong)} message(s). Click a column header to sort.")

@@ -85,7 +85,9 @@ if shown:
                     textposition="outside")
     low = min((v for run in shown.values() for k in common.HEADLINE
                if (v := run.metrics["test"].get(k)) is not None), default=0)
-    fig.update_layout(barmode="group", yaxis=dict(range=[max(0, low - 0.1), 1.07], title="score"), height=420,
+    start = max(0, low - 0.1)  # zoomed so the gaps show; the axis title says where it starts
+    fig.update_layout(barmode="group", yaxis=dict(range=[start, 1.07], title=f"score (axis from {start:.2f})"),
+                      height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
     missing = [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown]

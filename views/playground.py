@@ -90,7 +90,7 @@ with single:
     ex = st.columns(len(EXAMPLES))
     for col, (label, text) in zip(ex, EXAMPLES.items()):
         col.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
-    text = st.text_area("Message", key=common.remember("play_text", ""), height=110, placeholder="Type or paste an SMS…",
+    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110, placeholder="Type or paste an SMS…",
                         help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
                              f"{MAX_MESSAGE_CHARS:,} characters and at most their max length in tokens.")
     if not text.strip():
@@ -124,8 +124,8 @@ with single:
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
             st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")
-        if st.toggle("Why this verdict: which words push each model toward spam",
-                     key=common.remember("play_explain", False)):
+        if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
+                     persist_state=common.KEEP):
             st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
                        "toward spam, blue toward ham, stronger colour = larger effect (first "
                        f"{MAX_WORDS} words).")
@@ -139,7 +139,7 @@ with single:
 with batch:
     st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
                f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
-    lines = st.text_area("Messages, one per line", key=common.remember("play_lines", ""), height=150)
+    lines = st.text_area("Messages, one per line", key="play_lines", height=150, persist_state=common.KEEP)
     upload = st.file_uploader(f"…or a file, {common.upload_limit()}", key="play_upload")
     if st.button("Score", key="play_score", type="primary"):
         texts, labels, problem = [], None, None

@@ -22,19 +22,19 @@ common.job_panel("train")
 busy = jobs.current_job(common.runs_dir())
 
 # ---------------------------------------------------------------------------- the form
-choice = st.radio("What to train", list(PLANS), format_func=PLAN_LABELS.get, horizontal=True,
-                  key=common.remember("train_plan", "both"))
+choice = st.radio("What to train", list(PLANS), format_func=PLAN_LABELS.get, horizontal=True, index=2,
+                  key="train_plan", persist_state=common.KEEP)
 modes = list(PLANS[choice])
 if choice != "baseline" and st.checkbox("Also fit the TF-IDF + logistic-regression baseline first (seconds)",
-                                        key=common.remember("train_with_baseline", True)):
+                                        value=True, key="train_with_baseline", persist_state=common.KEEP):
     modes.insert(0, "baseline")
 neural = [m for m in modes if m != "baseline"]
 
 model_name = common.default_model()
 if neural:
-    model_name = st.text_input("Model (hub id or local directory)", help=HELP["model"],
-                               key=common.remember("train_model", st.session_state.get("model_name",
-                                                                                       common.default_model())))
+    model_name = st.text_input("Model (hub id or local directory)", help=HELP["model"], key="train_model",
+                               value=st.session_state.get("model_name", common.default_model()),
+                               persist_state=common.KEEP)
     st.session_state["model_name"] = model_name  # the sidebar shows it; kept when the user changes page
     model_info = common.resolved_model(model_name.strip() or "-")
     if model_info.get("fallback_reason"):
@@ -47,12 +47,13 @@ values, errors = {}, []
 def number(label, name, col, kind=int, default=None, fmt=None, scope="shared"):
     """A number field without min/max: TrainConfig's validation gives the message for a bad value."""
     value = getattr(DEFAULTS, name) if default is None else default
-    return col.number_input(label, step=kind(1) if kind is int else None, format=fmt, help=HELP[name],
-                            key=common.remember(f"train_{scope}_{name}", kind(value)))
+    return col.number_input(label, value=kind(value), step=kind(1) if kind is int else None, format=fmt,
+                            help=HELP[name], key=f"train_{scope}_{name}", persist_state=common.KEEP)
 
 
 def rate(label, name, col, default):
-    text = col.text_input(label, help=HELP[name], key=common.remember(f"train_{name}_{label}", f"{default:g}"))
+    text = col.text_input(label, value=f"{default:g}", help=HELP[name], key=f"train_{name}_{label}",
+                          persist_state=common.KEEP)
     try:
         return float(text)
     except ValueError:
@@ -81,7 +82,7 @@ for col, mode in zip(columns, neural):
         if mode == "frozen":
             c = st.columns(3)
             per_mode[mode]["pooling"] = c[0].selectbox("Pooling", ["mean", "cls"], help=HELP["pooling"],
-                                                       key=common.remember("train_frozen_pooling", "mean"))
+                                                       key="train_frozen_pooling", persist_state=common.KEEP)
             per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[1], scope=mode)
             per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
 
@@ -93,7 +94,7 @@ with st.expander("More settings"):
     weights = c[3].selectbox("Class weights", ["per mode", "balanced", "none"], help=HELP["class_weight"],
                              format_func=lambda v: "each mode's own (frozen balanced, fine-tune none)"
                              if v == "per mode" else v,
-                             key=common.remember("train_class_weight", "per mode"))
+                             key="train_class_weight", persist_state=common.KEEP)
     if weights != "per mode":  # else each mode keeps its own (frozen balanced, finetune none), as on the CLI
         values["class_weight"] = weights
 
