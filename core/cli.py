@@ -163,6 +163,7 @@ def _evaluate(args) -> int:
 
     result = evaluate_run(resolve_run(args.run, args.runs_dir), args.data)
     print(json.dumps({"name": result["name"], "rows": len(result["predictions"]),
+                      "seen_in_training": result["seen_in_training"],
                       **{k: v for k, v in result["metrics"].items() if k != "ci95"}}))
     return 0
 

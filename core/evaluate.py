@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import deduplicate, read_messages
+from .data import deduplicate, load_messages, normalise, read_messages, split_messages
 from .metrics import bootstrap_intervals, classification_metrics, curves
 from .predict import Predictor
 from .runs import read_json, write_json_atomic
@@ -28,6 +28,7 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
     y = np.asarray(frame["label"].tolist())
     p = predictor.predict(frame["text"].tolist())
     result = {"name": name, "evaluated_at": time.time(), **counts, **dedup,
+              "seen_in_training": seen_in_training(read_json(run_dir / "config.json"), frame["text"].tolist()),
               "metrics": classification_metrics(y, p, threshold), "curves": curves(y, p),
               "predictions": [{"text": t, "label": int(l), "spam_probability": float(q)}
                               for t, l, q in zip(frame["text"].tolist(), y, p)]}
@@ -37,3 +38,18 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
     out_dir.mkdir(exist_ok=True)
     write_json_atomic(out_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] + ".json"), result)
     return result
+
+
+def seen_in_training(config: dict, texts: list[str]) -> int | None:
+    """How many of `texts` the run trained or validated on: those score better than new messages would.
+    None when the run's dataset is no longer where it was, or has changed since."""
+    info = config.get("data_info") or {}
+    try:
+        messages = load_messages(info["source"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    if messages.fingerprint != info.get("fingerprint"):
+        return None
+    splits = split_messages(messages.frame, config["val_fraction"], config["test_fraction"], config["seed"])
+    learnt = set(splits["train"]["text"].tolist()) | set(splits["validation"]["text"].tolist())
+    return sum(normalise(t) in learnt for t in texts)

@@ -376,6 +376,12 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
         change().run()
         assert any(message in e for e in _errors(at)), (message, _errors(at))
         assert at.button(key="train_launch").disabled
+    # two wrong fields: both are named, not only the first
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.number_input(key="train_shared_batch_size").set_value(0).run()
+    at.number_input(key="train_finetune_epochs").set_value(0).run()
+    finetune = [e for e in _errors(at) if e.startswith("Fine-tuned BERT")]
+    assert any("batch_size" in e for e in finetune) and any("epochs" in e for e in finetune), finetune
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
 
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import make_messages, write_uci
 from core.cli import main
 from core.config import TrainConfig
+from core.data import read_messages
 from core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +154,18 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     code, out, _ = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(other))
     result = json.loads(out)
     assert code == 0 and result["n"] == 42 and result["n_spam"] == 12
+    # messages the run learnt from are counted: their scores flatter the model
+    config = json.loads((frozen_run / "config.json").read_text())
+    from core.data import load_messages, split_messages
+    splits = split_messages(load_messages(config["data"]).frame, config["val_fraction"], config["test_fraction"],
+                            config["seed"])
+    learnt = splits["train"]["text"].tolist()[:5] + splits["validation"]["text"].tolist()[:2]
+    seen = set(splits["train"]["text"]) | set(splits["validation"]["text"])
+    assert result["seen_in_training"] == sum(text in seen for text in read_messages(other)[0]["text"])
+    mixed = write_uci(tmp_path / "mixed.txt", [("ham" if i % 2 else "spam", t) for i, t in
+                                               enumerate(learnt + splits["test"]["text"].tolist()[:4])])
+    code, out, _ = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(mixed))
+    assert code == 0 and json.loads(out)["seen_in_training"] == 7
     saved = json.loads((frozen_run / "evaluations" / "mine.txt.json").read_text())
     assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
     assert len(saved["predictions"]) == 42

@@ -167,11 +167,15 @@ if own is not None:
             break
         m, test = result["metrics"], run.metrics["test"]
         own_rows.append({"model": common.MODE_LABELS[mode], "messages": m["n"], "spam": m["n_spam"],
+                         "seen in training": result.get("seen_in_training"),
                          **{f"{common.METRIC_NAMES[k]} (yours)": common._fmt(m.get(k), 3) for k in common.HEADLINE},
                          **{f"{common.METRIC_NAMES[k]} (UCI test)": common._fmt(test.get(k), 3)
                             for k in ("accuracy", "f1")}})
     if own_rows:
         st.dataframe(pd.DataFrame(own_rows), hide_index=True)
+        if any(row["seen in training"] for row in own_rows):
+            st.warning("Some of these messages were in a model's training or validation data (column 'seen in "
+                       "training'): its scores on them say little about new messages. Remove them for a fair test.")
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
 notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold)] + [n for n in (mcnemar,) if n]

@@ -116,7 +116,14 @@ for mode in modes:
                              f"{model_info['name']}, got {cfg.max_length}")
         configs.append(cfg)
     except (ValueError, TypeError) as exc:
-        errors.append(f"{common.MODE_LABELS[mode]}: {exc}")
+        # TrainConfig stops at the first bad value; check each alone so every wrong field is named at once
+        each = []
+        for name, value in settings.items():
+            try:
+                TrainConfig(mode=mode, **{name: value})
+            except (ValueError, TypeError) as field_exc:
+                each.append(str(field_exc))
+        errors.extend(f"{common.MODE_LABELS[mode]}: {message}" for message in each or [exc])
 for message in dict.fromkeys(errors):
     st.error(common.plain(message))
 
