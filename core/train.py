@@ -394,15 +394,20 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
         tokenizer = AutoTokenizer.from_pretrained(model_info.path)
         encoder = AutoModel.from_pretrained(model_info.path, use_safetensors=True).to(accelerator.device)
 
+        # encoding every message is frozen mode's slow part: it gets its own terminal bar
+        bar = tqdm(total=len(messages.frame), desc="encoding", unit="msg", disable=None)
+
         def progress(done, total):
+            bar.update(done - bar.n)
             events.emit("features", done=done, total=total)
             check_stop()
 
         # bf16 pays off in the encoder's large matmuls; the head below trains in fp32 (see _train)
         autocast = lambda: torch.autocast(accelerator.device.type, dtype=torch.bfloat16,  # noqa: E731
                                           enabled=cfg.precision == "bf16")
-        features = encode(encoder, tokenizer, messages.frame["text"].tolist(), cfg.max_length, cfg.pooling,
-                          accelerator.device, autocast, on_progress=progress)
+        with bar:
+            features = encode(encoder, tokenizer, messages.frame["text"].tolist(), cfg.max_length, cfg.pooling,
+                              accelerator.device, autocast, on_progress=progress)
         return features, {"encoder_parameters": sum(p.numel() for p in encoder.parameters())}
 
     t0 = time.time()
