@@ -154,6 +154,8 @@ def _runs(args) -> int:
             num = lambda k: f"{t[k]:.4f}" if t.get(k) is not None else "     -"
             print(f"{run.id:40} {run.mode or '?':9} {run.status:11} {num('accuracy'):>6} {num('f1'):>6} "
                   f"{num('auroc'):>6}  {run.model or '?'}")
+            if run.error:  # why a run failed or is broken, under it
+                print(f"{'':40} {run.error}")
     return 0
 
 

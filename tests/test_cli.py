@@ -149,6 +149,15 @@ def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
     assert frozen_run.name in out and "frozen" in out and "completed" in out
 
 
+def test_runs_says_why_a_run_is_broken(capsys, tmp_path, frozen_run):
+    import shutil
+    damaged = Path(shutil.copytree(frozen_run, tmp_path / "runs" / frozen_run.name))
+    (damaged / "metrics.json").write_text("{not json")
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    lines = out.strip().splitlines()
+    assert code == 0 and "broken" in lines[1] and "metrics.json" in lines[2], lines
+
+
 def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     other = write_uci(tmp_path / "mine.txt", make_messages(n_ham=30, n_spam=12, seed=5))
     code, out, _ = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(other))

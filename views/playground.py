@@ -131,7 +131,11 @@ with single:
                        f"{MAX_WORDS} words).")
             for col, (mode, (run, predictor)) in zip(st.columns(len(models)), models.items()):
                 col.markdown(f"**{common.MODE_LABELS[mode]}**")
-                col.markdown(" ".join(highlight(w, d) for w, d in explain_words(predictor, CONTROL.sub(" ", text))))
+                weights = explain_words(predictor, CONTROL.sub(" ", text))
+                col.markdown(" ".join(highlight(w, d) for w, d in weights))
+                if weights and max(abs(d) for _, d in weights) < 0.01:
+                    col.caption("No single word moves this model by a point: the rest of the message decides "
+                                "without it (common when the probability is near 0 or 1).")
         with st.expander("The message as scored (shown as plain text)", expanded=True):
             st.text(CONTROL.sub("\ufffd", text[:2000]) + ("…" if len(text) > 2000 else ""))
 
@@ -176,7 +180,7 @@ with batch:
             if labels is not None:
                 out["label"] = ["spam" if l else "ham" for l in labels]
             for mode, (run, _) in models.items():
-                out[f"{mode} p(spam)"] = probabilities[mode]
+                out[f"{mode} p(spam)"] = np.round(probabilities[mode].astype(float), 6)  # one precision for all
                 out[f"{mode} verdict"] = [verdict(run, p) for p in probabilities[mode]]
             st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out}
     scored = st.session_state.get("play_batch")
