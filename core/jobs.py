@@ -339,9 +339,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
               and (run.metrics or {}).get("train_messages_per_second")]
     same_length = [run for run in usable if (run.config or {}).get("max_length") == max_length]
-    for run in same_length + usable:
-        return n_train / run.metrics["train_messages_per_second"], run.id
-    return None
+    if not usable:
+        return None
+    run = (same_length or usable)[0]
+    return n_train / run.metrics["train_messages_per_second"], run.id
 
 
 def encoding_rate(past: list, model_name: str) -> tuple[float, str] | None:

@@ -44,25 +44,6 @@ def cache_dir() -> str:
     return os.environ.get("SPAM_CACHE_DIR", "data/cache")
 
 
-# Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value
-# when its page is not shown, unless told otherwise).
-KEEP = "session"
-
-
-def run_picker(col, label: str, runs: list, key: str, none_label: str | None = None):
-    """A run selectbox that follows the newest run until the user picks one, then keeps that pick across page
-    switches (and falls back to the newest when the picked run is deleted). Returns the Run or None."""
-    by_id = {run.id: run for run in runs}
-    options = ([None] if none_label else []) + list(by_id)
-    chosen = key + ":chosen"  # plain session state, which Streamlit never drops
-    if not st.session_state.get(chosen) or st.session_state.get(key) not in options:
-        st.session_state.pop(chosen, None)
-        st.session_state[key] = next(iter(by_id), None)
-    picked = col.selectbox(label, options, key=key, on_change=lambda: st.session_state.update({chosen: True}),
-                           persist_state=KEEP, format_func=lambda i: none_label if i is None else run_label(by_id[i]))
-    return by_id.get(picked)
-
-
 MAX_INPUT_CHARS = 20_000  # one Playground message; longer pastes are refused, not silently cut
 MAX_BATCH_LINES = 2_000  # Playground batch mode
 LIVE_REFRESH_S = 2.0  # how often the live training panel re-reads history.jsonl
@@ -105,6 +86,25 @@ def run_label(run) -> str:
     t = (run.metrics or {}).get("test", {})
     f1 = f", F1 {t['f1']:.3f}" if t.get("f1") is not None else ""
     return f"{run.id}{f1}"
+
+
+# Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value
+# when its page is not shown, unless told otherwise).
+KEEP = "session"
+
+
+def run_picker(col, label: str, runs: list, key: str, none_label: str | None = None):
+    """A run selectbox that follows the newest run until the user picks one, then keeps that pick across page
+    switches (and falls back to the newest when the picked run is deleted). Returns the Run or None."""
+    by_id = {run.id: run for run in runs}
+    options = ([None] if none_label else []) + list(by_id)
+    chosen = key + ":chosen"  # plain session state, which Streamlit never drops
+    if not st.session_state.get(chosen) or st.session_state.get(key) not in options:
+        st.session_state.pop(chosen, None)
+        st.session_state[key] = next(iter(by_id), None)
+    picked = col.selectbox(label, options, key=key, on_change=lambda: st.session_state.update({chosen: True}),
+                           persist_state=KEEP, format_func=lambda i: none_label if i is None else run_label(by_id[i]))
+    return by_id.get(picked)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")

@@ -90,7 +90,8 @@ with single:
     ex = st.columns(len(EXAMPLES))
     for col, (label, text) in zip(ex, EXAMPLES.items()):
         col.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
-    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110, placeholder="Type or paste an SMS…",
+    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110,
+                        placeholder="Type or paste an SMS…",
                         help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
                              f"{MAX_MESSAGE_CHARS:,} characters and at most their max length in tokens.")
     if not text.strip():
