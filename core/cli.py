@@ -127,7 +127,8 @@ def _predict(args) -> int:
     from .predict import Predictor
     from .runs import resolve_run
 
-    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    given = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
     predictor = Predictor.load(resolve_run(args.run, args.runs_dir))

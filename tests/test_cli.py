@@ -129,7 +129,7 @@ def test_train_prints_the_run_folder_last(capsys, caplog, tmp_path, sms_file):
 
 
 def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
-    code, out, _ = run_cli(capsys, "predict", "--run", str(frozen_run), "WIN a prize now", "see you at 6")
+    code, out, _ = run_cli(capsys, "predict", "--run", str(frozen_run), "WIN a prize now", " ", "see you at 6")
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and [r["text"] for r in rows] == ["WIN a prize now", "see you at 6"]
     assert all(0 <= r["spam_probability"] <= 1 for r in rows)
