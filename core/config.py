@@ -59,7 +59,8 @@ class TrainConfig:
                                     "weighting cost precision on validation)", choices=("balanced", "none"))
     precision: str = _opt("bf16", "bf16 autocast for the encoder where the device has native bf16 (falls back to "
                           "fp32 elsewhere); on the full data it gave the same test metrics as fp32", choices=("fp32", "bf16"))
-    threshold: float = _opt(0.5, "spam probability at or above which a message is called spam")
+    threshold: float = _opt(0.5, "spam probability at or above which a message is called spam (0.001 to 0.999: "
+                            "at 0 or 1 the verdict would hinge on float rounding, as probabilities saturate)")
     runs_dir: str = _opt("checkpoints", "where run folders are written")
     cache_dir: str = _opt("data/cache", "where frozen-mode features are cached")
 
@@ -81,7 +82,7 @@ class TrainConfig:
             self._check(name, getattr(self, name), 0.0, 0.99, float)
         self._check("val_fraction", self.val_fraction, 0.01, 0.5, float)
         self._check("test_fraction", self.test_fraction, 0.01, 0.5, float)
-        self._check("threshold", self.threshold, 0.0, 1.0, float)
+        self._check("threshold", self.threshold, 0.001, 0.999, float)
         self._check("max_grad_norm", self.max_grad_norm, 0.0, 1e6, float)
         if self.val_fraction + self.test_fraction >= 0.8:
             raise ValueError("val_fraction + test_fraction: expected < 0.8 so some data is left to train on, "

@@ -345,15 +345,20 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     return n_train / run.metrics["train_messages_per_second"], run.id
 
 
-def encoding_rate(past: list, model_name: str) -> tuple[float, str] | None:
+def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, str, int] | None:
     """Seconds per message that the latest frozen run of this model which encoded (rather than read its
-    features from the cache) took to encode them; with that run's id."""
+    features from the cache) took to encode them, preferring one at this max length; with that run's id and
+    max length."""
+    found = []
     for run in past:
         if run.usable and run.mode == "frozen" and run.model == model_name:
             for e in read_history(run.path):
                 if e.get("event") == "features_ready" and not e.get("cached") and e.get("shape"):
-                    return e["seconds"] / max(e["shape"][0], 1), run.id
-    return None
+                    found.append((e["seconds"] / max(e["shape"][0], 1), run.id, (run.config or {}).get("max_length")))
+                    break
+            if found and found[-1][2] == max_length:
+                return found[-1]
+    return found[0] if found else None
 
 
 def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_size: int, n_train: int,

@@ -299,16 +299,22 @@ def confusion_figure(matrix, title: str) -> go.Figure:
     return fig
 
 
-def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[go.Figure], notes: list[str]) -> str:
+def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[go.Figure], notes: list[str],
+                      extra_tables: dict[str, pd.DataFrame] | None = None) -> str:
     """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline."""
     import html
     import time
 
     import plotly.io as pio
 
+    # the app's tight margins rely on Streamlit's theme; on their own the charts need room for axis labels
+    figures = [go.Figure(fig).update_layout(margin=dict(l=70, r=30, t=60, b=60)).update_xaxes(automargin=True)
+               .update_yaxes(automargin=True) for fig in figures]
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code></li>" for label, run_id in runs.items())
     noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    noted += "".join(f"<h2>{html.escape(title)}</h2>{frame.to_html(index=False, escape=True)}"
+                     for title, frame in (extra_tables or {}).items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>SMS spam: model comparison</title>"
             f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} table{{border-collapse:collapse}}"
             f" td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>"

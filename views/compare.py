@@ -81,6 +81,10 @@ st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in threshold
            "change these.")
 table_note = "The metrics table gives each run at its own threshold (its column); the confusion matrices{} use {:g}."
 st.dataframe(pd.DataFrame(rows), hide_index=True)
+table_warnings = [w for mode, run in picked.items()  # a 0.000 precision that means "calls nothing spam" needs saying
+                  if (w := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]))]
+for warning in table_warnings:
+    st.warning(warning)
 
 
 def same_test_set(a, b) -> bool:
@@ -166,22 +170,27 @@ if own is not None:
             st.error(common.plain(exc))  # DataError names the file already
             break
         m, test = result["metrics"], run.metrics["test"]
-        own_rows.append({"model": common.MODE_LABELS[mode], "messages": m["n"], "spam": m["n_spam"],
+        own_rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{m['threshold']:g}",
+                         "messages": m["n"], "spam": m["n_spam"],
                          "seen in training": result.get("seen_in_training"),
                          **{f"{common.METRIC_NAMES[k]} (yours)": common._fmt(m.get(k), 3) for k in common.HEADLINE},
                          **{f"{common.METRIC_NAMES[k]} (UCI test)": common._fmt(test.get(k), 3)
                             for k in ("accuracy", "f1")}})
     if own_rows:
+        st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here.")
         st.dataframe(pd.DataFrame(own_rows), hide_index=True)
         if any(row["seen in training"] for row in own_rows):
             st.warning("Some of these messages were in a model's training or validation data (column 'seen in "
                        "training'): its scores on them say little about new messages. Remove them for a fair test.")
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
-notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold)] + [n for n in (mcnemar,) if n]
+notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold), *table_warnings] + \
+    [n for n in (mcnemar,) if n]
 report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB of HTML is not for every rerun
     runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
-    figures=[roc, pr, reliability, *matrices.values()], notes=notes)
+    figures=[roc, pr, reliability, *matrices.values()], notes=notes,
+    extra_tables={f"Your own messages ({own.name}), at each run's own threshold": pd.DataFrame(own_rows)}
+    if own is not None and own_rows else None)
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")

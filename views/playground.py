@@ -118,10 +118,10 @@ with single:
         # each model's own threshold, where its verdict flips
         fig.add_scatter(x=[threshold(run) for run, _ in models.values()], y=[common.MODE_LABELS[m] for m in models],
                         mode="markers", marker=dict(symbol="line-ns-open", size=34, color="black", line_width=2),
-                        name="threshold", hovertemplate="threshold %{x}<extra></extra>", showlegend=False)
+                        name="each model's threshold", hovertemplate="threshold %{x}<extra></extra>")
         fig.update_layout(xaxis=dict(range=[0, 1], title="spam probability"), yaxis=dict(autorange="reversed"),
-                          height=90 + 45 * len(models),
-                          margin=dict(l=10, r=10, t=10, b=10))
+                          legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),
+                          height=110 + 45 * len(models), margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
             st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")

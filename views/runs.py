@@ -60,7 +60,7 @@ if broken:
 # ---------------------------------------------------------------------------- loss curves
 st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
-default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline"][:2]
+default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline" and r.usable][:2]
 chosen = st.multiselect("Runs to overlay", ids, default=default, key="runs_overlay")
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id)) for run_id in chosen})
 if figure is not None:

@@ -92,8 +92,7 @@ with st.expander("More settings"):
     values["test_fraction"] = number("Test share", "test_fraction", c[1], float, fmt="%.2f")
     values["weight_decay"] = number("Weight decay", "weight_decay", c[2], float, fmt="%.3f")
     weights = c[3].selectbox("Class weights", ["per mode", "balanced", "none"], help=HELP["class_weight"],
-                             format_func=lambda v: "each mode's own (frozen balanced, fine-tune none)"
-                             if v == "per mode" else v,
+                             format_func=lambda v: "mode default" if v == "per mode" else v,
                              key="train_class_weight", persist_state=common.KEEP)
     if weights != "per mode":  # else each mode keeps its own (frozen balanced, finetune none), as on the CLI
         values["class_weight"] = weights
@@ -146,14 +145,17 @@ if data_summary and not errors:
     for cfg in configs:
         label = common.MODE_LABELS[cfg.mode]
         name = model_info.get("name") if cfg.mode != "baseline" else None
-        found = jobs.estimate_from_runs(common.runs(), cfg.mode, name, n_train, cfg.max_length)
+        # only fine-tuning's steps scale with max length: the head trains on one vector per message
+        length = cfg.max_length if cfg.mode == "finetune" else None
+        found = jobs.estimate_from_runs(common.runs(), cfg.mode, name, n_train, length)
         measured = st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length,
                                                                    cfg.batch_size))
         if found:
             per_epoch, source = found
-            line = f"{label}: about {jobs.format_seconds(per_epoch * cfg.epochs)} for {cfg.epochs} epoch(s)"
+            epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch(s)"  # one solver fit, no epochs
+            line = f"{label}: about {jobs.format_seconds(per_epoch * cfg.epochs)}{epochs}"
             used = next((r.config or {}).get("max_length") for r in common.runs() if r.id == source)
-            if cfg.mode != "baseline" and used != cfg.max_length:
+            if length and used != length:
                 line += f" (from run {source}, which used max length {used})"
             else:
                 line += f" (from run {source} on this machine)"
@@ -168,12 +170,14 @@ if data_summary and not errors:
             line = f"{label}: not yet timed on this machine"
             untimed.append(cfg.mode)
         if cfg.mode == "frozen":  # the one-time encoding, unless this model, length, pooling and data are cached
-            rate = jobs.encoding_rate(common.runs(), name)
+            rate = jobs.encoding_rate(common.runs(), name, cfg.max_length)
             if features_cached(cfg):
                 line += "; the encoder's features are cached, so nothing to encode"
             elif rate:
-                line += (f", plus about {jobs.format_seconds(rate[0] * n_messages)} to encode the "
-                         f"{n_messages:,} messages once (rate from run {rate[1]})")
+                seconds, source, used = rate
+                line += (f", plus about {jobs.format_seconds(seconds * n_messages)} to encode the "
+                         f"{n_messages:,} messages once (rate from run {source}"
+                         + (f", which used max length {used})" if used != cfg.max_length else ")"))
             elif measured:
                 line += (f", plus about {jobs.format_seconds(measured['features_seconds'])} to encode the messages "
                          "once (timed just now)")
