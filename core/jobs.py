@@ -361,6 +361,48 @@ def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, 
     return found[0] if found else None
 
 
+def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str | None, n_train: int,
+                      n_messages: int, features_cached: bool = False, measured: dict | None = None
+                      ) -> tuple[str, bool]:
+    """How long `cfg` will take on this machine, as one line for the Train page, and whether nothing here could
+    answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
+    (measure_epoch_seconds, just now)."""
+    # only fine-tuning's steps scale with max length: the frozen head trains on one vector per message
+    length = cfg.max_length if cfg.mode == "finetune" else None
+    found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length), False
+    if found:
+        per_epoch, source = found
+        epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch(s)"  # one solver fit, no epochs
+        line = f"{label}: about {format_seconds(per_epoch * cfg.epochs)}{epochs}"
+        used = next((r.config or {}).get("max_length") for r in past if r.id == source)
+        line += f" (from run {source}, which used max length {used})" if length and used != length else \
+            f" (from run {source} on this machine)"
+    elif measured and cfg.mode == "finetune":
+        line = (f"{label}: about {format_seconds(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
+                f"epoch(s) (a few steps timed just now)")
+    elif cfg.mode == "frozen":
+        line = f"{label}: the head's epochs take seconds"
+    elif cfg.mode == "baseline":
+        line = f"{label}: seconds"
+    else:
+        line, untimed = f"{label}: not yet timed on this machine", True
+    if cfg.mode == "frozen":  # the one-time encoding, unless this model, length, pooling and data are cached
+        rate = encoding_rate(past, model_name, cfg.max_length)
+        if features_cached:
+            line += "; the encoder's features are cached, so nothing to encode"
+        elif rate:
+            seconds, source, used = rate
+            line += (f", plus about {format_seconds(seconds * n_messages)} to encode the {n_messages:,} messages "
+                     f"once (rate from run {source}" + (f", which used max length {used})" if used != cfg.max_length
+                                                        else ")"))
+        elif measured:
+            line += f", plus about {format_seconds(measured['features_seconds'])} to encode the messages once " \
+                    "(timed just now)"
+        else:
+            line, untimed = line + ", plus the one-time encoding of every message (not yet timed on this machine)", True
+    return line, untimed
+
+
 def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_size: int, n_train: int,
                           n_messages: int, steps: int = 3) -> dict:
     """Time a few real steps of this model on this machine and scale them to an epoch.

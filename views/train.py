@@ -143,48 +143,13 @@ if data_summary and not errors:
     n_train = int(n_messages * (1 - configs[0].val_fraction - configs[0].test_fraction))
     lines, untimed = [], []
     for cfg in configs:
-        label = common.MODE_LABELS[cfg.mode]
-        name = model_info.get("name") if cfg.mode != "baseline" else None
-        # only fine-tuning's steps scale with max length: the head trains on one vector per message
-        length = cfg.max_length if cfg.mode == "finetune" else None
-        found = jobs.estimate_from_runs(common.runs(), cfg.mode, name, n_train, length)
-        measured = st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length,
-                                                                   cfg.batch_size))
-        if found:
-            per_epoch, source = found
-            epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch(s)"  # one solver fit, no epochs
-            line = f"{label}: about {jobs.format_seconds(per_epoch * cfg.epochs)}{epochs}"
-            used = next((r.config or {}).get("max_length") for r in common.runs() if r.id == source)
-            if length and used != length:
-                line += f" (from run {source}, which used max length {used})"
-            else:
-                line += f" (from run {source} on this machine)"
-        elif measured and cfg.mode == "finetune":
-            line = (f"{label}: about {jobs.format_seconds(measured['epoch_seconds'] * cfg.epochs)} for "
-                    f"{cfg.epochs} epoch(s) (a few steps timed just now)")
-        elif cfg.mode == "frozen":
-            line = f"{label}: the head's epochs take seconds"
-        elif cfg.mode == "baseline":
-            line = f"{label}: seconds"
-        else:
-            line = f"{label}: not yet timed on this machine"
-            untimed.append(cfg.mode)
-        if cfg.mode == "frozen":  # the one-time encoding, unless this model, length, pooling and data are cached
-            rate = jobs.encoding_rate(common.runs(), name, cfg.max_length)
-            if features_cached(cfg):
-                line += "; the encoder's features are cached, so nothing to encode"
-            elif rate:
-                seconds, source, used = rate
-                line += (f", plus about {jobs.format_seconds(seconds * n_messages)} to encode the "
-                         f"{n_messages:,} messages once (rate from run {source}"
-                         + (f", which used max length {used})" if used != cfg.max_length else ")"))
-            elif measured:
-                line += (f", plus about {jobs.format_seconds(measured['features_seconds'])} to encode the messages "
-                         "once (timed just now)")
-            else:
-                line += ", plus the one-time encoding of every message (not yet timed on this machine)"
-                untimed.append(cfg.mode)
+        line, needs_timing = jobs.describe_estimate(
+            cfg, common.MODE_LABELS[cfg.mode], common.runs(), model_info.get("name") if cfg.mode != "baseline" else None,
+            n_train, n_messages, cfg.mode == "frozen" and features_cached(cfg),
+            st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length, cfg.batch_size)))
         lines.append(line)
+        if needs_timing:
+            untimed.append(cfg.mode)
     st.caption(f"{n_train:,} training messages. " + " · ".join(lines))
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
                              help="Loads the model and times 3 training steps (a few seconds)."):
