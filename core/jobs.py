@@ -387,10 +387,9 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     else:
         line, untimed = f"{label}: not yet timed on this machine", True
     if cfg.mode == "frozen":  # the one-time encoding, unless this model, length, pooling and data are cached
-        rate = encoding_rate(past, model_name, cfg.max_length)
-        if features_cached:
+        if features_cached:  # checked first: finding a rate reads past runs' histories, on every rerun of the page
             line += "; the encoder's features are cached, so nothing to encode"
-        elif rate:
+        elif rate := encoding_rate(past, model_name, cfg.max_length):
             seconds, source, used = rate
             line += (f", plus about {format_seconds(seconds * n_messages)} to encode the {n_messages:,} messages "
                      f"once (rate from run {source}" + (f", which used max length {used})" if used != cfg.max_length
