@@ -243,6 +243,8 @@ def load_run(run_dir: Path) -> RunInfo:
     status = read_status(run_dir)
     state = status.get("status", "broken")
     error = error or status.get("error")
+    if state == "interrupted":  # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage
+        shutil.rmtree(run_dir / "model.tmp", ignore_errors=True)
     metrics = None
     if state == "completed":
         try:

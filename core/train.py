@@ -459,7 +459,11 @@ def _save_atomic(target: Path, write) -> None:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:  # an error or a cancel mid-save: leave no partial folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)

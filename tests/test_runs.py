@@ -44,6 +44,34 @@ def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
     assert read_status(run)["status"] == "running"
 
 
+def test_a_run_killed_mid_save_loses_its_partial_weights_folder(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run = tmp_path / "r1"
+    (run / "model.tmp").mkdir(parents=True)
+    (run / "model.tmp" / "model.safetensors").write_bytes(b"half")
+    write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0})
+    set_status(run, "running")  # this process, alive: the writer may still be saving
+    assert list_runs(tmp_path)[0].status == "running" and (run / "model.tmp").is_dir()
+    set_status(run, "running", pid=proc.pid, pid_started=0.0)  # the writer is gone (kill -9)
+    [info] = list_runs(tmp_path)
+    assert info.status == "interrupted" and not (run / "model.tmp").exists()
+
+
+def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
+    from core.train import _save_atomic
+
+    def fail_midway(folder):
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"old")
+    with pytest.raises(OSError, match="disk full"):
+        _save_atomic(tmp_path / "model", fail_midway)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"old"
+
+
 def test_history_skips_a_half_written_last_line(tmp_path):
     log = EventLog(tmp_path / "history.jsonl")
     log.emit("train", step=1, loss=0.5)
