@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +84,11 @@ def latest(mode: str):
 
 
 def run_label(run) -> str:
+    """F1 first and the run id's last part: a picker's column already names the mode, and a full id cuts the
+    label off in a third of a laptop screen."""
     t = (run.metrics or {}).get("test", {})
-    f1 = f", F1 {t['f1']:.3f}" if t.get("f1") is not None else ""
-    return f"{run.id}{f1}"
+    f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
+    return f"{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}"
 
 
 # Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value

@@ -80,7 +80,7 @@ thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.valu
 st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "
            "change these.")
 table_note = "The metrics table gives each run at its own threshold (its column); the confusion matrices{} use {:g}."
-st.dataframe(pd.DataFrame(rows), hide_index=True)
+st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—")
 table_warnings = [w for mode, run in picked.items()  # a 0.000 precision that means "calls nothing spam" needs saying
                   if (w := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]))]
 for warning in table_warnings:
@@ -150,7 +150,7 @@ if paired:
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
     st.caption(f"{len(wrong)} message(s). Click a column header to sort.")
-    st.dataframe(wrong, hide_index=True, column_config={
+    st.dataframe(wrong, hide_index=True, placeholder="—", column_config={
         c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
         for c in frame.columns if c.endswith("p(spam)")} | {"message": st.column_config.TextColumn(width="large")})
 
@@ -178,7 +178,7 @@ if own is not None:
                             for k in ("accuracy", "f1")}})
     if own_rows:
         st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here.")
-        st.dataframe(pd.DataFrame(own_rows), hide_index=True)
+        st.dataframe(pd.DataFrame(own_rows), hide_index=True, placeholder="—")
         if any(row["seen in training"] for row in own_rows):
             st.warning("Some of these messages were in a model's training or validation data (column 'seen in "
                        "training'): its scores on them say little about new messages. Remove them for a fair test.")

@@ -62,7 +62,7 @@ if shown:
                      "trainable parameters": m.get("trainable_parameters"),
                      "run time (s)": m.get("total_seconds")})
     st.subheader("Test-set results (latest completed run of each kind)")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
         "trainable parameters": st.column_config.NumberColumn(format="localized"),
         "run time (s)": st.column_config.NumberColumn(

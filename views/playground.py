@@ -194,7 +194,7 @@ with batch:
         if "label" in out:
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
                                   for m in models if f"{m} verdict" in out))
-        st.dataframe(out, hide_index=True, column_config={
+        st.dataframe(out, hide_index=True, placeholder="—", column_config={
             c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
             for c in out.columns if c.endswith("p(spam)")})
         # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '

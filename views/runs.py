@@ -49,7 +49,7 @@ for run in all_runs:
                  "seed": cfg.get("seed"),
                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)), "problem": run.error})
 frame = pd.DataFrame(rows)
-st.dataframe(frame, hide_index=True, column_config={
+st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "duration (s)": st.column_config.NumberColumn(format="%.0f"), "lr": st.column_config.NumberColumn(format="%.0e"),
     **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
 broken = [r for r in all_runs if r.status == "broken"]
