@@ -118,6 +118,7 @@ def calibration(y_true, p_spam, n_bins: int = 10) -> dict:
 
     y, p = _as_arrays(y_true, p_spam)
     observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
-    counts = np.histogram(p, bins=np.linspace(0, 1, n_bins + 1))[0]
+    # messages per bin, binned exactly as calibration_curve bins them (np.histogram puts edge values one bin higher)
+    counts = np.bincount(np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p), minlength=n_bins)
     return {"predicted": predicted.tolist(), "observed": observed.tolist(), "counts": counts[counts > 0].tolist(),
             "brier": float(skm.brier_score_loss(y, p))}

@@ -90,3 +90,13 @@ def test_calibration_of_a_calibrated_and_an_overconfident_model():
     assert sum(good["counts"]) == 20000
     bad = calibration(y, (p > 0.5).astype(float) * 0.98 + 0.01)  # says 99 % or 1 %, is right 75 % of the time
     assert bad["brier"] > good["brier"]
+
+
+def test_calibration_counts_follow_the_bins_of_its_points():
+    # 0.1 and 0.5 lie on bin edges: calibration_curve puts them in the lower bin, so must the counts
+    y = [0, 0, 0, 1, 1, 1]
+    p = [0.05, 0.1, 0.1, 0.3, 0.95, 0.5]
+    cal = calibration(y, p)
+    assert cal["counts"] == [3, 1, 1, 1]  # [0, 0.1], (0.2, 0.3], (0.4, 0.5], (0.9, 1]
+    assert cal["predicted"] == pytest.approx([0.25 / 3, 0.3, 0.5, 0.95])
+    assert cal["observed"] == pytest.approx([0, 1, 1, 1])
