@@ -124,14 +124,15 @@ def _train(args) -> int:
 
 
 def _predict(args) -> int:
-    from .predict import Predictor
     from .runs import resolve_run
 
+    run_dir = resolve_run(args.run, args.runs_dir)  # an unknown run is refused before torch loads
     given = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
-    predictor = Predictor.load(resolve_run(args.run, args.runs_dir))
+    from .predict import Predictor
+    predictor = Predictor.load(run_dir)
     for text, p in zip(texts, predictor.predict(texts)):
         print(json.dumps({"text": text, "spam_probability": round(float(p), 6)}, ensure_ascii=False))
     return 0
@@ -161,10 +162,11 @@ def _runs(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate_run
     from .runs import resolve_run
 
-    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.data)
+    run_dir = resolve_run(args.run, args.runs_dir)  # before torch loads, as for predict
+    from .evaluate import evaluate_run
+    result = evaluate_run(run_dir, args.data)
     print(json.dumps({"name": result["name"], "rows": len(result["predictions"]),
                       "seen_in_training": result["seen_in_training"],
                       **{k: v for k, v in result["metrics"].items() if k != "ci95"}}))
@@ -172,10 +174,10 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export_run
     from .runs import resolve_run
 
-    run_dir = resolve_run(args.run, args.runs_dir)
+    run_dir = resolve_run(args.run, args.runs_dir)  # before torch loads, as for predict
+    from .export import export_run
     out = args.out or f"{run_dir.name}.zip"
     partial = out + ".part"  # a failed export leaves no zip that looks complete
     try:

@@ -312,7 +312,7 @@ def _open_in_runs_dir(root: Path, name: str):
         return open(root / name, "a+")
     except OSError as exc:
         raise RunError(f"the runs folder {root} is not writable ({exc.strerror or exc}); choose another with "
-                       f"--runs-dir or SPAM_RUNS_DIR") from None
+                       f"--runs-dir") from None
 
 
 def set_lock_holder(lock_file, run_id: str) -> None:

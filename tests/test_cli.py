@@ -66,6 +66,16 @@ def test_usage_errors_are_one_line_too(capsys, argv, message):
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(message)
 
 
+@pytest.mark.parametrize("argv", [["train", "--lr", "0"], ["train", "--bogus"], ["predict", "--run", "nope", "hi"],
+                                  ["evaluate", "--run", "nope", "--data", "x.csv"], ["export", "--run", "nope"]])
+def test_bad_settings_and_unknown_runs_are_refused_before_torch_loads(tmp_path, argv):
+    code = (f"import sys\nfrom core.cli import main\ntry:\n    status = main({argv!r} + ['--runs-dir', {str(tmp_path)!r}])\n"
+            "except SystemExit as exc:  # argparse's usage errors\n    status = exc.code\n"
+            "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+
+
 def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):
     blocker = tmp_path / "runs"
     blocker.write_text("not a folder")
@@ -85,7 +95,7 @@ def test_unwritable_runs_folder_is_a_clear_error(tmp_path, sms_file):
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: the runs folder {runs} is not writable (Permission denied); choose " \
-                                  f"another with --runs-dir or SPAM_RUNS_DIR"
+                                  f"another with --runs-dir"
     assert not list(runs.iterdir())
 
 
