@@ -100,7 +100,7 @@ def main(argv=None) -> int:
                   "Predictor frozen": lambda: frozen.predict([TYPED]),
                   "pipeline (1 message)": lambda: pipe(TYPED, truncation=True, max_length=fine.max_length)}
         ms = {label: [] for label in single}
-        for label, fn in single.items():
+        for fn in single.values():
             latencies(fn, 0, warmup=5)
         loads.append(C.load_average())
         for _ in range(args.calls):  # round robin: a burst of load hits all three alike

@@ -71,7 +71,7 @@ class TrainConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self._check("epochs", self.epochs, 1, 1000, int)
-        self._check("lr", self.lr, 1e-8, 1.0, float, open_low=False)
+        self._check("lr", self.lr, 1e-8, 1.0, float)
         self._check("batch_size", self.batch_size, 1, 4096, int)
         self._check("max_length", self.max_length, 8, 8192, int)
         self._check("evals_per_epoch", self.evals_per_epoch, 1, 100, int)
@@ -95,7 +95,7 @@ class TrainConfig:
             raise ValueError("model: expected a hub id or a model directory, got an empty name")
 
     @staticmethod
-    def _check(name, value, low, high, kind, open_low=False):
+    def _check(name, value, low, high, kind):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
             raise ValueError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
         if not math.isfinite(value) or value < low or value > high:

@@ -57,7 +57,6 @@ class Job:
     modes: list[str]
     log: Path
     plan: Path
-    exit_code: int | None = None  # set when the process already finished while launch() waited
 
 
 @dataclass
@@ -168,7 +167,6 @@ def _start(plan: list[dict], runs_dir: Path, start_timeout: float) -> Job:
                 return job
             code = proc.poll()
             if code is not None:
-                job.exit_code = code
                 if code != 0:
                     raise JobError(f"training did not start: {_last_error(log_path)}")
                 return job  # finished already (a tiny baseline can)
@@ -289,9 +287,10 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
 
 
 def loss_curves(events: list[dict]) -> dict[str, list]:
-    """Training and validation loss by step, ready to plot: {train: [(step, loss)], validation: [...]}."""
-    train = [(e["step"], e["loss"]) for e in events if e.get("event") == "train" and e.get("loss") is not None]
-    val = [(e["step"], e["loss"]) for e in events
+    """Training and validation loss by epoch (fractional), ready to plot: {train: [(epoch, loss)], validation: [...]}.
+    The baseline has no loss: both lists are empty."""
+    train = [(e["epoch"], e["loss"]) for e in events if e.get("event") == "train" and e.get("loss") is not None]
+    val = [(e["epoch"], e["loss"]) for e in events
            if e.get("event") == "eval" and e.get("split", "validation") == "validation" and e.get("loss") is not None]
     return {"train": train, "validation": val}
 

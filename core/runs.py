@@ -27,7 +27,6 @@ FORMAT_VERSION = 1
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 LOCK_NAME = ".training.lock"
 CANCEL_FILE = "cancel"
-TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
 
 
 class RunError(ValueError):

@@ -211,7 +211,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
 
     # ------------------------------------------------------------------ optimiser
     decay, no_decay = [], []
-    for name, param in setup.model.named_parameters():
+    for param in setup.model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)  # biases and LayerNorm weights are 1-D
     # fused: one kernel updates every tensor (the default on CPU is a Python loop over ~100 tensors, which the
@@ -242,7 +242,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     evals_since_best, step, running = 0, 0, []
     t_train = time.time()
     bar = tqdm(total=total_steps, desc=f"{cfg.mode}", unit="step", disable=None)
-    for epoch in range(cfg.epochs):
+    for _ in range(cfg.epochs):
         model.train()
         for batch in train_loader:
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}

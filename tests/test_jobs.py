@@ -91,8 +91,11 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     fractions = [jobs.progress_from_history(events[:i], now=events[i - 1]["time"]).fraction
                  for i in range(1, len(events) + 1)]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    curves = jobs.loss_curves(events)
-    assert curves["train"] and curves["validation"]
+    curves = jobs.loss_curves(events)  # the fine-tune's: a point per validation, losses by epoch
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [epoch for epoch, _ in curves["validation"]] == [e["epoch"] for e in evals] and len(evals) > 1
+    assert curves["train"] and all(loss > 0 for _, loss in curves["train"])
+    assert jobs.loss_curves(read_history(done[2].path)) == {"train": [], "validation": []}  # the baseline has none
 
     # time per epoch for the form, from the finished runs' own throughput on this machine
     seconds, source = jobs.estimate_from_runs(done, "finetune", done[0].model, n_train=1000)
@@ -101,9 +104,13 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
 
 
 @pytest.mark.parametrize("mode, key", [("finetune", "epoch_seconds"), ("frozen", "features_seconds")])
-def test_timing_a_few_steps_scales_to_an_epoch(tiny_bert, mode, key):
+def test_timing_a_few_steps_scales_to_an_epoch(tiny_bert, mode, key, monkeypatch):
+    ticks = iter(range(1000))  # a clock on which every timed step takes exactly 0.25 s; the steps themselves run
+    monkeypatch.setattr(jobs.time, "perf_counter", lambda: next(ticks) * 0.25)
     measured = jobs.measure_epoch_seconds(tiny_bert, mode, max_length=32, batch_size=8, n_train=800, n_messages=1000)
-    assert measured[key] > 0 and measured["model"] == tiny_bert
+    # finetune: 800 / 8 = 100 batches; frozen: every one of 1000 messages encoded in batches of 64 = 16 batches
+    assert measured[key] == pytest.approx(0.25 * (100 if mode == "finetune" else 16))
+    assert measured["model"] == tiny_bert
 
 
 def test_a_job_that_cannot_start_says_why(tiny_bert, tmp_path):

@@ -257,14 +257,14 @@ def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
     palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
     for i, (name, events) in enumerate(histories.items()):
         color = palette[i % len(palette)]
-        train = [e for e in events if e.get("event") == "train" and e.get("loss") is not None]
-        val = [e for e in events if e.get("event") == "eval" and e.get("loss") is not None]
-        if train:
-            fig.add_scatter(x=[e["epoch"] for e in train], y=[e["loss"] for e in train], mode="lines",
-                            name=f"train · {name}", line=dict(color=color))
-        if val:
-            fig.add_scatter(x=[e["epoch"] for e in val], y=[e["loss"] for e in val], mode="lines+markers",
-                            name=f"validation · {name}", line=dict(color=color, dash="dash"))
+        curves = jobs.loss_curves(events)
+        if curves["train"]:
+            epochs, losses = zip(*curves["train"])
+            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}", line=dict(color=color))
+        if curves["validation"]:
+            epochs, losses = zip(*curves["validation"])
+            fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}",
+                            line=dict(color=color, dash="dash"))
     if not fig.data:
         return None
     fig.update_layout(xaxis_title="epoch", yaxis_title="cross-entropy (class-weighted if the run is)", height=360,

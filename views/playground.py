@@ -130,7 +130,7 @@ with single:
             st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
                        "toward spam, blue toward ham, stronger colour = larger effect (first "
                        f"{MAX_WORDS} words).")
-            for col, (mode, (run, predictor)) in zip(st.columns(len(models)), models.items()):
+            for col, (mode, (_, predictor)) in zip(st.columns(len(models)), models.items()):
                 col.markdown(f"**{common.MODE_LABELS[mode]}**")
                 weights = explain_words(predictor, CONTROL.sub(" ", text))
                 col.markdown(" ".join(highlight(w, d) for w, d in weights))
