@@ -100,3 +100,20 @@ def test_calibration_counts_follow_the_bins_of_its_points():
     assert cal["counts"] == [3, 1, 1, 1]  # [0, 0.1], (0.2, 0.3], (0.4, 0.5], (0.9, 1]
     assert cal["predicted"] == pytest.approx([0.25 / 3, 0.3, 0.5, 0.95])
     assert cal["observed"] == pytest.approx([0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.95])  # 0.95: some resamples have no predicted spam at all
+def test_bootstrap_counts_agree_with_sklearn_scorers_on_every_resample(threshold):
+    from sklearn import metrics as skm
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(60), np.ones(8)].astype(int)
+    p = np.clip(y * 0.45 + rng.random(len(y)) * 0.55, 0, 1)
+    ci = bootstrap_intervals(y, p, threshold=threshold, n_resamples=200, seed=5)
+    idx = np.random.default_rng(5).integers(0, len(y), (200, len(y)))  # the same resamples, drawn the same way
+    idx = idx[[len(np.unique(y[i])) == 2 for i in idx]]
+    scorers = {"accuracy": skm.accuracy_score, "mcc": skm.matthews_corrcoef,
+               "precision": lambda t, q: skm.precision_score(t, q, zero_division=0),
+               "recall": skm.recall_score, "f1": lambda t, q: skm.f1_score(t, q, zero_division=0)}
+    for name, scorer in scorers.items():
+        values = [scorer(y[i], (p[i] >= threshold).astype(int)) for i in idx]
+        assert ci[name] == pytest.approx([np.percentile(values, 2.5), np.percentile(values, 97.5)]), name
