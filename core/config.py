@@ -14,8 +14,8 @@ DEFAULT_MODEL = "bert-base-uncased"  # the seed's model; the only name that fall
 
 # Defaults that differ by mode. None in TrainConfig means "take the mode's default".
 MODE_DEFAULTS = {
-    # BERT paper range 2e-5..5e-5; the small bundled MiniLM prefers the top of it. 3 epochs is the
-    # paper's recipe and is where validation loss stops falling on this data.
+    # BERT paper range 2e-5..5e-5; the small bundled MiniLM prefers the top of it. 3 epochs is the paper's
+    # recipe, and enough here: in the six-seed sweep the lowest validation loss came at epoch 1.2-2.5.
     "finetune": {"epochs": 3, "lr": 5e-5, "evals_per_epoch": 4, "class_weight": "none"},
     # Only a small MLP on cached features trains, so many cheap epochs and a larger learning rate.
     "frozen": {"epochs": 60, "lr": 1e-3, "evals_per_epoch": 1, "class_weight": "balanced"},
