@@ -15,6 +15,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from .metrics import classification_metrics
+from .runs import save_folder_atomic
+
 # word uni/bigrams catch "free entry", "call now"; char n-grams catch "£1.50", "txt", obfuscated words
 VECTORIZERS = {
     "word": dict(analyzer="word", ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True),
@@ -79,21 +82,19 @@ class Baseline:
         return cls(vectorizers, classifier)
 
 
-def train_baseline(cfg, splits, run_dir: Path, events) -> dict:
+def train_baseline(cfg, splits, run_dir: Path, events, check_stop=lambda: None) -> dict:
     """Fit on train, report validation, save to <run>/model; same result shape as the neural loop."""
-    from .metrics import classification_metrics
-    from .train import _save_atomic
-
     t0 = time.time()
     train = splits["train"]
     baseline = Baseline.fit(train["text"].tolist(), train["label"].tolist(),
                             "balanced" if cfg.class_weight == "balanced" else None, cfg.seed)
     train_seconds = time.time() - t0
+    check_stop()  # the fit takes seconds and cannot be interrupted; a cancel during it is honoured here
     val = splits["validation"]
     val_metrics = classification_metrics(val["label"].tolist(), baseline.predict_proba(val["text"].tolist()))
     events.emit("eval", split="validation", step=1, epoch=1.0, loss=None,
                 **{k: val_metrics[k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
-    _save_atomic(run_dir / "model", baseline.save)
+    save_folder_atomic(run_dir / "model", baseline.save)
     return {"train_seconds": train_seconds, "steps": 1, "best_step": 1, "validation": val_metrics,
             "train_messages_per_second": len(train) / max(train_seconds, 1e-9),
             "probabilities": baseline.predict_proba(splits["test"]["text"].tolist()),

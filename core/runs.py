@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -69,6 +70,24 @@ def write_json_atomic(path: Path, obj) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_folder_atomic(target: Path, write) -> None:
+    """write(folder) into a folder next to `target`, then rename it into place: a run killed at any moment
+    never leaves half a checkpoint where a loader would look."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+    except BaseException as exc:  # an error or a cancel mid-save: leave no partial folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, Exception) and not isinstance(exc, OSError):  # e.g. tokenizers' bare Exception
+            raise OSError(f"could not save the model in {target}: {exc}") from exc
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
 
 
 def read_json(path: Path):
@@ -143,8 +162,17 @@ def set_status(run_dir: Path, status: str, **fields) -> None:
     record = {**previous, **fields, "status": status, "updated_at": time.time()}
     if status == "running" and "pid" not in fields:
         proc = psutil.Process()
-        record.update(pid=proc.pid, pid_started=proc.create_time())
-    write_json_atomic(path, record)
+        record.update(pid=proc.pid, pid_started=proc.create_time(), host=socket.gethostname())
+    try:
+        write_json_atomic(path, record)
+    except OSError:
+        if status == "running" or not path.is_file():
+            raise
+        # a full disk has no room for the temp file; rewriting the small file in place needs none, and a
+        # failed run must say why rather than read as "interrupted"
+        with open(path, "r+", encoding="utf-8") as f:
+            f.write(json.dumps(_clean(record), allow_nan=False))
+            f.truncate()
 
 
 def request_cancel(run_dir: Path) -> None:
@@ -174,6 +202,8 @@ def read_status(run_dir: Path) -> dict:
     try:
         status = read_json(path)
     except (OSError, ValueError):
+        status = None
+    if not isinstance(status, dict):
         return {"status": "broken", "error": "status.json is missing or unreadable"}
     if status.get("status") == "running" and not _alive(status.get("pid"), status.get("pid_started")):
         status = {**status, "status": "interrupted", "error": "the training process stopped without finishing"}
@@ -185,13 +215,15 @@ def read_history(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "history.jsonl"
     events = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.endswith("\n"):
                     try:
-                        events.append(json.loads(line))
+                        event = json.loads(line)
                     except ValueError:
                         continue
+                    if isinstance(event, dict):  # a damaged line can still parse, e.g. as a number
+                        events.append(event)
     except OSError:
         pass
     return events
@@ -234,18 +266,24 @@ def saved_run_config(run_dir: Path) -> dict:
 def load_run(run_dir: Path) -> RunInfo:
     """Everything about one run; a damaged run is returned with status 'broken' and the reason."""
     run_dir = Path(run_dir)
-    error = None
     try:
         config = read_json(run_dir / "config.json")
     except (OSError, ValueError):
-        config, error = {}, "config.json is missing or unreadable"
+        config = None
+    config_ok = (isinstance(config, dict) and isinstance(config.get("mode"), str)
+                 and isinstance(config.get("model"), (dict, type(None))))
+    config = config if config_ok else {}
     status = read_status(run_dir)
     state = status.get("status", "broken")
-    error = error or status.get("error")
-    if state == "interrupted":  # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage
+    error = status.get("error") if config_ok else "config.json is missing or unreadable"
+    if state == "interrupted" and status.get("host") == socket.gethostname():
+        # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
+        # checked on the writer's own machine: a runs folder shared with another host must not lose a live save
         shutil.rmtree(run_dir / "model.tmp", ignore_errors=True)
     metrics = None
-    if state == "completed":
+    if not config_ok:  # nothing else about the run can be trusted
+        state = "broken"
+    elif state == "completed":
         try:
             metrics = read_json(run_dir / "metrics.json")
             if not isinstance(metrics.get("test"), dict):
@@ -254,12 +292,13 @@ def load_run(run_dir: Path) -> RunInfo:
             metrics, state, error = None, "broken", "metrics.json is missing or unreadable"
         if metrics is not None and not weights_present(run_dir, config.get("mode")):
             state, error = "broken", "the model weights are missing"
-    if not config and state != "broken":
-        state = "broken"
-    model = (config.get("model") or {}).get("name") or ("tfidf-logreg" if config.get("mode") == "baseline" else None)
+    model_info, created = config.get("model"), config.get("created")
+    model = (model_info.get("name") if isinstance(model_info, dict) else None) or \
+        ("tfidf-logreg" if config.get("mode") == "baseline" else None)
+    if isinstance(created, bool) or not isinstance(created, (int, float)):  # sorting needs a number
+        created = run_dir.stat().st_mtime
     return RunInfo(id=run_dir.name, path=run_dir, mode=config.get("mode"), model=model,
-                   status=state, created=config.get("created", run_dir.stat().st_mtime), config=config,
-                   metrics=metrics, error=error)
+                   status=state, created=created, config=config, metrics=metrics, error=error)
 
 
 def list_runs(runs_dir: str | os.PathLike = "checkpoints") -> list[RunInfo]:
@@ -267,7 +306,11 @@ def list_runs(runs_dir: str | os.PathLike = "checkpoints") -> list[RunInfo]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [load_run(p) for p in root.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
+    except OSError as exc:
+        raise RunError(f"cannot read the runs folder {root} ({exc.strerror or exc})") from None
+    runs = [load_run(p) for p in folders]
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
@@ -324,9 +367,11 @@ def set_lock_holder(lock_file, run_id: str) -> None:
 def running_job(runs_dir: str | os.PathLike) -> str | None:
     """The run id of the training job holding the lock, or None when no job runs."""
     path = Path(runs_dir) / LOCK_NAME
-    if not path.is_file():
+    try:
+        f = open(path)  # flock needs no write access, so a read-only results folder can still be browsed
+    except OSError:  # missing (no job ever ran here) or unreadable: no job this process could see
         return None
-    with open(path, "a+") as f:
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -38,8 +38,8 @@ from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, count_parameters, resolve_model
-from .runs import (FORMAT_VERSION, EventLog, cancel_requested, new_run_dir, read_status, set_lock_holder, set_status,
-                   training_lock, write_json_atomic)
+from .runs import (CANCEL_FILE, FORMAT_VERSION, EventLog, cancel_requested, new_run_dir, read_status, request_cancel,
+                   save_folder_atomic, set_lock_holder, set_status, training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ def train_sequence(configs: list[TrainConfig]) -> list[Path]:
         for cfg in configs:
             done.append(_train_one(cfg, lock, state))
             state.wait_for_everyone()  # the others return only once the main process has written the run
-            if read_status(done[-1]).get("status") == "cancelled":  # cancel stops the whole sequence
+            # a cancel stops the whole sequence, also one that came while a run was saving (it completed)
+            if read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1]):
+                Path(done[-1], CANCEL_FILE).unlink(missing_ok=True)
                 break
     return done
 
@@ -110,9 +112,11 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
         _train(cfg, run_dir, messages, model_info, events, stop)
         set_status(run_dir, "completed", ended_at=time.time())
         events.emit("end", status="completed")
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt) as exc:  # Ctrl-C on the terminal is a cancel too
         set_status(run_dir, "cancelled", ended_at=time.time())
         events.emit("end", status="cancelled")
+        if isinstance(exc, KeyboardInterrupt):
+            raise
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         set_status(run_dir, "failed", ended_at=time.time(), error=reason)
@@ -122,6 +126,8 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
         events.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+        if stop["requested"]:  # a SIGTERM that came while the run was saving must still stop the sequence
+            request_cancel(run_dir)
         torch.set_num_threads(threads)
     return run_dir
 
@@ -184,7 +190,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
         if not writes:  # a linear model fits in one process; the others have nothing to do
             return
         from .baseline import train_baseline
-        result = train_baseline(cfg, splits, run_dir, events)
+        check_stop()
+        result = train_baseline(cfg, splits, run_dir, events, check_stop)
         _finish(cfg, run_dir, config, events, splits, result["probabilities"], result, t_start)
         return
 
@@ -305,7 +312,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
               "validation": validation, "probabilities": test["probabilities"],
               "trainable_parameters": setup.trainable, "total_parameters": setup.total}
     if writes:
-        _save_atomic(run_dir / "model", lambda d: setup.save(final, d))
+        save_folder_atomic(run_dir / "model", lambda d: setup.save(final, d))
         _finish(cfg, run_dir, config, events, splits, test["probabilities"], result, t_start)
 
 
@@ -451,22 +458,6 @@ def _bf16_native() -> bool:
     except (OSError, StopIteration):
         pass
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _save_atomic(target: Path, write) -> None:
-    """Write a folder next to its final place, then rename: a killed run never leaves half a checkpoint."""
-    import shutil
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-    except BaseException:  # an error or a cancel mid-save: leave no partial folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
 
 
 def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:

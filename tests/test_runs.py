@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from core.config import TrainConfig
-from core.runs import (RunError, delete_run, list_runs, read_history, read_status, running_job, set_status,
-                       training_lock, validate_run_id, write_json_atomic, EventLog)
+from core.runs import (RunError, delete_run, list_runs, read_history, read_status, running_job, save_folder_atomic,
+                       set_status, training_lock, validate_run_id, write_json_atomic, EventLog)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -59,15 +59,13 @@ def test_a_run_killed_mid_save_loses_its_partial_weights_folder(tmp_path):
 
 
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
-    from core.train import _save_atomic
-
     def fail_midway(folder):
         (folder / "model.safetensors").write_bytes(b"half")
         raise OSError("disk full")
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.safetensors").write_bytes(b"old")
     with pytest.raises(OSError, match="disk full"):
-        _save_atomic(tmp_path / "model", fail_midway)
+        save_folder_atomic(tmp_path / "model", fail_midway)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"old"
 
@@ -96,6 +94,74 @@ def test_broken_runs_are_listed_not_raised(tmp_path):
     assert set(runs) == {"no-config", "garbled", "done-no-metrics"}
     assert all(r.status == "broken" and r.error for r in runs.values())
     assert not any(r.usable for r in runs.values())
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("config.json", "[]", "config.json is missing or unreadable"),
+    ("config.json", '{"mode": "frozen", "model": "x"}', "config.json is missing or unreadable"),
+    ("config.json", '{"mode": "fro', "config.json is missing or unreadable"),  # not "the weights are missing"
+    ("status.json", "null", "status.json is missing or unreadable"),
+])
+def test_damaged_files_that_still_parse_make_a_broken_run_not_a_crash(tmp_path, name, content, reason):
+    run = tmp_path / "r1"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "head.safetensors").write_bytes(b"weights")
+    write_json_atomic(run / "config.json", {"mode": "frozen", "created": 1.0, "model": {"name": "m"}})
+    write_json_atomic(run / "metrics.json", {"test": {"accuracy": 1.0}})
+    set_status(run, "completed")
+    (run / name).write_text(content)
+    [info] = list_runs(tmp_path)
+    assert (info.status, info.error, info.usable) == ("broken", reason, False)
+
+
+def test_history_lines_that_are_not_events_are_skipped(tmp_path):
+    (tmp_path / "history.jsonl").write_bytes(b'{"event": "train", "step": 1}\n42\n\xff\xfe\n[1]\n'
+                                             b'{"event": "train", "step": 2}\n')
+    assert [e["step"] for e in read_history(tmp_path)] == [1, 2]
+
+
+def test_a_failed_run_says_why_even_when_the_disk_is_full(tmp_path, monkeypatch):
+    import core.runs
+    set_status(tmp_path, "running")
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(core.runs, "write_json_atomic", no_space)  # no room for a temp file
+    set_status(tmp_path, "failed", error="[Errno 28] No space left on device")
+    assert read_status(tmp_path)["status"] == "failed"  # not "interrupted"
+    assert read_status(tmp_path)["error"] == "[Errno 28] No space left on device"
+
+
+def _as_a_user_without_override(code):
+    """Run Python as a process that obeys file modes even when the tests run as root."""
+    command = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                   "--inh-caps=-dac_override,-dac_read_search", "--", *command]
+    return subprocess.run(command, capture_output=True, text=True, cwd=os.getcwd(), timeout=60)
+
+
+def test_a_read_only_results_folder_can_be_browsed_and_an_unreadable_one_is_one_clear_error(tmp_path):
+    readonly, closed = tmp_path / "readonly", tmp_path / "closed"
+    for folder in (readonly, closed):
+        (folder / "r1").mkdir(parents=True)
+        write_json_atomic(folder / "r1" / "config.json", {"mode": "baseline", "created": 1.0})
+        set_status(folder / "r1", "failed", error="x")
+        with training_lock(folder):
+            pass
+    os.chmod(readonly / ".training.lock", 0o444)
+    os.chmod(closed, 0)
+    try:
+        done = _as_a_user_without_override(
+            "from core.runs import list_runs, running_job\n"
+            f"print(running_job({str(readonly)!r}), [r.status for r in list_runs({str(readonly)!r})])\n"
+            f"print(running_job({str(closed)!r}))\n"
+            f"list_runs({str(closed)!r})")
+    finally:
+        os.chmod(closed, 0o755)
+    assert done.stdout.splitlines() == ["None ['failed']", "None"], done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"core.runs.RunError: cannot read the runs folder {closed} "
+                                                    "(Permission denied)")
 
 
 def test_one_training_job_at_a_time(tmp_path):

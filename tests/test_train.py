@@ -15,7 +15,7 @@ from core.config import TrainConfig
 from core.modeling import ModelError, resolve_model
 from core.predict import Predictor
 from core.runs import RunError, list_runs, load_run, read_history, read_status, request_cancel, running_job
-from core.train import train
+from core.train import train, train_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"frozen": {"epochs": 8}, "finetune": {"epochs": 2, "lr": 1e-3}, "baseline": {}}
@@ -229,6 +229,54 @@ def test_kill_9_mid_epoch_leaves_an_interrupted_run_and_a_free_lock(tmp_path, sm
     done = train(TrainConfig(mode="frozen", data=str(sms_file), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
                              cache_dir=str(tmp_path / "cache"), epochs=1))
     assert load_run(done).status == "completed"
+
+
+def _newest_run(tmp_path):
+    return max((tmp_path / "runs").iterdir(), key=lambda p: p.name if p.is_dir() and p.name[0] != "." else "")
+
+
+def test_a_cancel_during_the_baseline_fit_stops_the_whole_plan(tmp_path, sms_file, tiny_bert, monkeypatch):
+    from core import baseline
+    real_fit = baseline.Baseline.fit.__func__
+
+    def fit_then_cancel(cls, *args):  # the cancel arrives while the solver runs, as from the app's button
+        fitted = real_fit(cls, *args)
+        request_cancel(_newest_run(tmp_path))
+        return fitted
+    monkeypatch.setattr(baseline.Baseline, "fit", classmethod(fit_then_cancel))
+    plan = [quick_config(m, sms_file, tiny_bert, tmp_path) for m in ("baseline", "finetune")]
+    done = train_sequence(plan)
+    assert [load_run(d).status for d in done] == ["cancelled"]  # the fine-tune never started
+    assert not (done[0] / "model").exists()
+    assert [r.id for r in list_runs(tmp_path / "runs")] == [done[0].name]
+
+
+def test_a_cancel_while_a_run_saves_keeps_that_run_and_stops_the_plan(tmp_path, sms_file, tiny_bert, monkeypatch):
+    import core.train
+    real_save = core.train.save_folder_atomic
+
+    def save_then_cancel(target, write):  # too late to stop this run: its weights are already being written
+        real_save(target, write)
+        request_cancel(target.parent)
+    monkeypatch.setattr(core.train, "save_folder_atomic", save_then_cancel)
+    plan = [quick_config(m, sms_file, tiny_bert, tmp_path, epochs=1) for m in ("frozen", "finetune")]
+    done = train_sequence(plan)
+    [run] = [load_run(d) for d in done]
+    assert run.mode == "frozen" and run.status == "completed" and run.usable
+    assert not (done[0] / "cancel").exists()  # consumed: it must not look like a pending request later
+
+
+def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled(tmp_path, sms_file, tiny_bert, monkeypatch):
+    import core.train
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(core.train, "save_folder_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1))
+    run_dir = _newest_run(tmp_path)
+    assert read_status(run_dir)["status"] == "cancelled"
+    assert read_history(run_dir)[-1]["event"] == "end" and read_history(run_dir)[-1]["status"] == "cancelled"
 
 
 def test_second_job_is_refused_while_one_runs(tmp_path, sms_file, tiny_bert):

@@ -20,7 +20,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
-from core.runs import list_runs, read_history, run_path
+from core.runs import RunError, list_runs, read_history, run_path
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -70,8 +70,12 @@ def plain(text) -> str:
 # ---------------------------------------------------------------------------- runs
 
 def runs() -> list:
-    """Every run, newest first (broken ones included, with their reason)."""
-    return list_runs(runs_dir())
+    """Every run, newest first (broken ones included, with their reason); none when the folder cannot be read
+    (the sidebar says so, once per page)."""
+    try:
+        return list_runs(runs_dir())
+    except RunError:
+        return []
 
 
 def usable_runs(mode: str | None = None) -> list:

@@ -1,6 +1,7 @@
 """The sidebar on every page: data source (with upload / path when there is none), model, running job."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -76,7 +77,11 @@ def _model() -> None:
 @st.fragment(run_every=3)
 def _job_status() -> None:
     st.subheader("Training job")
-    progress = jobs.current_job(common.runs_dir())
+    folder = common.runs_dir()
+    if folder.exists() and not os.access(folder, os.R_OK | os.X_OK):  # a page would otherwise look empty
+        st.error(f"The runs folder {common.plain(folder)} cannot be read: no runs can be shown. Set SPAM_RUNS_DIR "
+                 "to a folder you can read.")
+    progress = jobs.current_job(folder)
     busy = progress is not None
     if busy:
         st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.label)
