@@ -529,6 +529,22 @@ def test_no_page_renders_raw_html():
     assert offenders == []
 
 
+def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                          trained):
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
+    training_like = sms_data.read_bytes().splitlines(keepends=True)[:20]  # from the data the runs were trained on
+    at.file_uploader(key="compare_own").set_value(("seen.txt", b"".join(training_like), "text/plain")).run()
+    yours = next(d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns)
+    assert (yours["seen in training"] > 0).all()
+    assert any("were in a model's training or validation data" in w.value for w in at.warning)
+    only_ham = "".join(f"ham\tsee you at {h} tonight, bring the charger\n" for h in range(5, 11)).encode()
+    at.file_uploader(key="compare_own").set_value(("only-ham.txt", only_ham, "text/plain")).run()
+    assert not at.exception
+    assert [w.value for w in at.warning if "Your file has no spam" in w.value] == [
+        "Your file has no spam: recall, F1 and AUROC need both classes, so they are undefined here (0 or — in the "
+        "table); only accuracy means something."]
+
+
 def test_comparison_report_is_self_contained_and_escapes_text():
     import pandas as pd
     import plotly.graph_objects as go
@@ -537,9 +553,11 @@ def test_comparison_report_is_self_contained_and_escapes_text():
 
     figures = [go.Figure(go.Scatter(x=[0, 1], y=[0, 1], name="roc")), go.Figure(go.Bar(x=["a"], y=[1]))]
     html = comparison_report({"Fine-tuned BERT": "run-1"}, pd.DataFrame({"model": ["<script>x</script>"]}),
-                             figures, ["p = 0.5 <b>"], {"Your own <messages>": pd.DataFrame({"n": [42]})})
+                             figures, ["p = 0.5 <b>"],
+                             {"Your own <messages>": (pd.DataFrame({"n": [42]}), ["Some were seen in training"])})
     assert html.count("Plotly.newPlot") == 2
     assert "<h2>Your own &lt;messages&gt;</h2>" in html and "<td>42</td>" in html
+    assert html.index("<td>42</td>") < html.index("Some were seen in training")  # the table's warning is under it
     assert '"automargin":true' in html.replace(" ", "")  # axis labels get room outside Streamlit's theme
     assert "<script src=" not in html and len(html) > 1_000_000  # plotly.js (~4 MB) inlined: opens offline
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html

@@ -276,16 +276,16 @@ def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
     return fig
 
 
-def one_class_warning(metrics: dict, label: str) -> str | None:
+def one_class_warning(metrics: dict, label: str, messages: str = "test message") -> str | None:
     """What to say when a model calls every message ham (the seed's frozen model did) or every one spam:
     its accuracy is then only the class share, and precision (no spam called) is undefined, shown as 0.
     A high AUROC says the probabilities still rank spam first, so the threshold is what failed."""
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     if tp + fp == 0:
-        text = (f"{label} calls no test message spam: it has collapsed to 'always ham'. Its accuracy is just the "
+        text = (f"{label} calls no {messages} spam: it has collapsed to 'always ham'. Its accuracy is just the "
                 "share of ham, recall and F1 are 0, and precision is undefined (tables show 0, as scikit-learn does).")
     elif tn + fn == 0:
-        text = f"{label} calls every test message spam: its accuracy is just the share of spam."
+        text = f"{label} calls every {messages} spam: its accuracy is just the share of spam."
     else:
         return None
     auroc = metrics.get("auroc")
@@ -307,8 +307,9 @@ def confusion_figure(matrix, title: str) -> go.Figure:
 
 
 def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[go.Figure], notes: list[str],
-                      extra_tables: dict[str, pd.DataFrame] | None = None) -> str:
-    """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline."""
+                      extra_tables: dict[str, tuple[pd.DataFrame, list[str]]] | None = None) -> str:
+    """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline.
+    extra_tables: title -> (table, the warnings that go under it)."""
     import html
     import time
 
@@ -321,7 +322,8 @@ def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[g
     listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code></li>" for label, run_id in runs.items())
     noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     noted += "".join(f"<h2>{html.escape(title)}</h2>{frame.to_html(index=False, escape=True)}"
-                     for title, frame in (extra_tables or {}).items())
+                     + "".join(f"<p><b>{html.escape(w)}</b></p>" for w in warnings)
+                     for title, (frame, warnings) in (extra_tables or {}).items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>SMS spam: model comparison</title>"
             f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} table{{border-collapse:collapse}}"
             f" td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>"

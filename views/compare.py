@@ -161,8 +161,8 @@ st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank
            "and a text column) to see how each model holds up, next to its own test split. Results are saved "
            "in each run's evaluations/ folder.")
 own = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="compare_own")
+own_rows, own_warnings = [], []
 if own is not None:
-    own_rows = []
     for mode, run in picked.items():
         try:
             result = common.evaluate_upload(str(run.path), run.created, own.name, own.getvalue())
@@ -170,6 +170,13 @@ if own is not None:
             st.error(common.plain(exc))  # DataError names the file already
             break
         m, test = result["metrics"], run.metrics["test"]
+        if m["n_spam"] in (0, m["n"]):  # the same file for every run: one class in it makes every row undefined
+            absent = "spam" if m["n_spam"] == 0 else "ham"
+            text = (f"Your file has no {absent}: recall, F1 and AUROC need both classes, so they are undefined "
+                    f"here (0 or — in the table); only accuracy means something.")
+            own_warnings += [text] if text not in own_warnings else []
+        elif warning := common.one_class_warning(m, common.MODE_LABELS[mode], "message in your file"):
+            own_warnings.append(warning)
         own_rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{m['threshold']:g}",
                          "messages": m["n"], "spam": m["n_spam"],
                          "seen in training": result.get("seen_in_training"),
@@ -180,8 +187,11 @@ if own is not None:
         st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here.")
         st.dataframe(pd.DataFrame(own_rows), hide_index=True, placeholder="—")
         if any(row["seen in training"] for row in own_rows):
-            st.warning("Some of these messages were in a model's training or validation data (column 'seen in "
-                       "training'): its scores on them say little about new messages. Remove them for a fair test.")
+            own_warnings.append("Some of these messages were in a model's training or validation data (column "
+                                "'seen in training'): its scores on them say little about new messages. Remove them "
+                                "for a fair test.")
+        for warning in own_warnings:
+            st.warning(warning)
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
 notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold), *table_warnings] + \
@@ -189,8 +199,8 @@ notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold
 report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB of HTML is not for every rerun
     runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
     figures=[roc, pr, reliability, *matrices.values()], notes=notes,
-    extra_tables={f"Your own messages ({own.name}), at each run's own threshold": pd.DataFrame(own_rows)}
-    if own is not None and own_rows else None)
+    extra_tables={f"Your own messages ({own.name}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)}
+    if own_rows else None)
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")
