@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,14 +110,7 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
         if size > MAX_FILE_BYTES:
             raise DataError(f"{name}: file is {size / 1e6:.0f} MB, expected at most {MAX_FILE_BYTES / 1e6:.0f} MB")
         raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(f"{name}: the file is empty")
-    if b"\x00" in raw[:8192]:
-        raise DataError(f"{name}: this looks like a binary file, expected text (label<TAB>message or a CSV)")
-    try:
-        text, encoding = raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = raw.decode("latin-1"), "latin-1"
+    text, encoding = _decode(raw, name)
 
     lines = [line for line in text.splitlines() if line.strip()]
     unparseable = 0
@@ -143,6 +137,45 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
         raise DataError(f"{name}: no usable rows: expected labels ham/spam or 0/1 and non-empty messages, "
                         f"read {rows_read} rows")
     return parsed, counts
+
+
+def _decode(raw: bytes, name: str) -> tuple[str, str]:
+    """The file's text and encoding (UTF-8, else latin-1); an empty or binary file is a DataError."""
+    if not raw.strip():
+        raise DataError(f"{name}: the file is empty")
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{name}: this looks like a binary file, expected text (label<TAB>message or a CSV)")
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), "latin-1"
+
+
+TEXT_COLUMNS = ("text", "message", "sms", "body", "v2")
+
+
+def read_unlabelled(raw: bytes, name: str = "upload") -> list[str]:
+    """Messages to score from a file without labels: a .csv/.tsv file's text column (by name, else the column
+    with the longest values); any other file holds one message per line (messages have commas in them)."""
+    text, _ = _decode(raw, name)
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not name.lower().endswith((".csv", ".tsv")):
+        return lines
+    # the header line names the separator (a sniffer guesses letters from single-column files)
+    sep = next((s for s in ("\t", ",", ";") if s in lines[0]), None)
+    if sep is None:  # one column
+        return lines[1:] if lines[0].strip().lower() in TEXT_COLUMNS else lines
+    try:
+        with warnings.catch_warnings():  # a row with an unquoted separator keeps its first fields; pandas warns
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, engine="python",
+                                on_bad_lines="skip", index_col=False)
+    except (pd.errors.ParserError, csv.Error, ValueError):
+        raise DataError(f"{name}: could not read it as a CSV/TSV table") from None
+    column = next((c for c in table.columns if str(c).strip().lower() in TEXT_COLUMNS), None)
+    if column is None:
+        column = max(table.columns, key=lambda c: table[c].str.len().mean())
+    return [t for t in table[column].tolist() if isinstance(t, str) and t.strip()]
 
 
 def _uci_row(line: str) -> bool:

@@ -256,6 +256,14 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert list(table["message"]) == ["see you at 6", "WINNER call 09061 now"]
     assert {"frozen p(spam)", "finetune p(spam)", "baseline p(spam)"} <= set(table.columns)
     assert table["finetune p(spam)"].between(0, 1).all()
+    # a file that cannot be scored replaces the last batch's table with its error, not under it
+    at.file_uploader(key="play_upload").set_value(("empty.csv", b"", "text/csv")).run()
+    at.button(key="play_score").click().run()
+    assert _errors(at) == ["empty.csv: the file is empty"] and not at.dataframe
+    at.file_uploader(key="play_upload").set_value(("mine.txt", b"Hi, how are you\nWIN a prize, call now\n",
+                                                   "text/plain")).run()
+    at.button(key="play_score").click().run()
+    assert list(at.dataframe[0].value["message"]) == ["Hi, how are you", "WIN a prize, call now"]  # commas kept
     # scores from other models are not shown under the ones now picked
     at.selectbox(key="play_baseline").set_value(None).run()
     assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)

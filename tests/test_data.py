@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_messages, write_uci
 from core.data import (MIN_PER_CLASS, DataError, deduplicate, find_data_source, load_messages, read_messages,
-                       split_messages)
+                       read_unlabelled, split_messages)
 
 
 def test_uci_file(sms_file):
@@ -179,3 +179,21 @@ def test_real_data_summary(real_data):
     assert s["duplicates_removed"] >= 400  # ~400 exact repeats, a few more after whitespace normalisation
     assert s["ham"] + s["spam"] == s["rows"] == len(messages.frame)
     assert 0.11 < s["spam"] / s["rows"] < 0.14
+
+
+@pytest.mark.parametrize("raw, name, expected", [
+    (b"Hi, how are you\nWIN a prize, call now\n\n", "mine.txt", ["Hi, how are you", "WIN a prize, call now"]),
+    (b'id,text\n1,"hello, there"\n2,WIN now\n', "a.csv", ["hello, there", "WIN now"]),
+    (b"id\tmessage\n1\thello, you\n2\tWIN\n", "a.tsv", ["hello, you", "WIN"]),
+    (b"text\nhello\nWIN\n", "a.csv", ["hello", "WIN"]),  # a header naming the one column
+    (b"hello\nWIN\n", "a.csv", ["hello", "WIN"]),  # one column, no header: every line a message
+    (b"n,note\n1,short\n2,a much longer column of text\n", "a.csv", ["short", "a much longer column of text"]),
+])
+def test_unlabelled_files_give_their_messages(raw, name, expected):
+    assert read_unlabelled(raw, name) == expected
+
+
+@pytest.mark.parametrize("raw, message", [(b"  \n", "the file is empty"), (b"\x00\x01PK", "binary file")])
+def test_unlabelled_files_that_hold_no_messages_are_refused(raw, message):
+    with pytest.raises(DataError, match=message):
+        read_unlabelled(raw, "x.csv")

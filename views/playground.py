@@ -1,5 +1,4 @@
 """Playground: type a message, see every selected model's spam probability side by side; or score a batch."""
-import io
 import re
 
 import numpy as np
@@ -7,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DataError, read_messages
+from core.data import DataError, read_messages, read_unlabelled
 from core.explain import MAX_WORDS, explain_words
 from core.predict import MAX_MESSAGE_CHARS
 from core.runs import RunError
@@ -154,19 +153,15 @@ with batch:
                 frame, _ = read_messages(raw, name=upload.name)  # labelled (UCI or CSV with a label column)
                 texts, labels = frame["text"].tolist(), frame["label"].tolist()
             except DataError:
-                try:
-                    table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, sep=None,
-                                        engine="python", on_bad_lines="skip", encoding_errors="replace")
-                    column = next((c for c in table.columns if str(c).strip().lower() in
-                                   ("text", "message", "sms", "body", "v2")), None)
-                    if column is None:
-                        column = max(table.columns, key=lambda c: table[c].str.len().mean())
-                    texts = table[column].tolist()
-                except Exception as exc:  # anything pandas chokes on is a bad file, not a crash
-                    problem = f"{upload.name}: could not read it as CSV/TSV ({type(exc).__name__})"
+                try:  # no labels: just the messages
+                    texts = read_unlabelled(raw, name=upload.name)
+                except DataError as exc:  # empty or binary
+                    problem = str(exc)
         else:
             texts = [l for l in lines.splitlines() if l.strip()]
         texts = [t for t in texts if str(t).strip()]
+        if problem or not texts:
+            st.session_state.pop("play_batch", None)  # the last batch's table would read as this file's result
         if problem:
             st.error(common.plain(problem))
         elif not texts:
