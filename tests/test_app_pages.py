@@ -392,9 +392,16 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     at.number_input(key="train_shared_batch_size").set_value(0).run()
     at.number_input(key="train_finetune_epochs").set_value(0).run()
-    finetune = [e for e in _errors(at) if e.startswith("Fine-tuned BERT")]
-    assert any("batch_size" in e for e in finetune) and any("epochs" in e for e in finetune), finetune
+    assert [e for e in _errors(at) if "batch_size" in e] == ["batch_size: expected a value in [1, 4096], got 0"]
+    assert "Fine-tuned BERT: epochs: expected a value in [1, 1000], got 0" in _errors(at)  # shared once, per mode
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
+    # no model name: one error on this page, none for the baseline (it uses no encoder), none in the sidebar
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.text_input(key="train_model").input("  ").run()
+    assert _errors(at) == ["Model: enter a hub id (such as bert-base-uncased) or a local model directory"]
+    assert not at.sidebar.error and at.button(key="train_launch").disabled
+    at.text_input(key="train_model").input("bert-base-uncasd").run()
+    assert not at.sidebar.error  # the sidebar keeps showing the model a run would use
 
 
 def test_unwritable_runs_folder_is_a_message_not_a_traceback(monkeypatch, tmp_path, tiny_bert, sms_data):

@@ -35,8 +35,12 @@ if neural:
     model_name = st.text_input("Model (hub id or local directory)", help=HELP["model"], key="train_model",
                                value=st.session_state.get("model_name", common.default_model()),
                                persist_state=common.KEEP)
-    st.session_state["model_name"] = model_name  # the sidebar shows it; kept when the user changes page
-    model_info = common.resolved_model(model_name.strip() or "-")
+    if not model_name.strip():
+        model_info = {"error": "Model: enter a hub id (such as bert-base-uncased) or a local model directory"}
+    else:
+        model_info = common.resolved_model(model_name.strip())
+    if "error" not in model_info:  # the sidebar shows the model a run would use; a typo stays on this page
+        st.session_state["model_name"] = model_name.strip()
     if model_info.get("fallback_reason"):
         st.info(f"{common.plain(model_name)} is not available offline ({model_info['fallback_reason']}): training uses the "
                 f"bundled {model_info['name']}.", icon=":material/cloud_off:")
@@ -108,7 +112,9 @@ for mode in modes:
     try:
         settings = {**values, **per_mode[mode]} if mode != "baseline" else \
             {k: values[k] for k in ("seed", "val_fraction", "test_fraction", "class_weight") if k in values}
-        cfg = TrainConfig(mode=mode, data=data_path, model=model_name.strip(), runs_dir=str(common.runs_dir()),
+        # a bad model name is reported once, above; the baseline uses no encoder at all
+        cfg = TrainConfig(mode=mode, data=data_path, model=model_name.strip() if mode != "baseline" and
+                          "error" not in model_info else common.default_model(), runs_dir=str(common.runs_dir()),
                           cache_dir=common.cache_dir(), **settings)
         if mode != "baseline" and "error" not in model_info and cfg.max_length > model_info["max_positions"]:
             raise ValueError(f"max_length: expected at most {model_info['max_positions']} for "
@@ -121,8 +127,10 @@ for mode in modes:
             try:
                 TrainConfig(mode=mode, **{name: value})
             except (ValueError, TypeError) as field_exc:
-                each.append(str(field_exc))
-        errors.extend(f"{common.MODE_LABELS[mode]}: {message}" for message in each or [exc])
+                # a shared field is named once, not once per mode that uses it
+                each.append(str(field_exc) if name not in per_mode.get(mode, {}) else
+                            f"{common.MODE_LABELS[mode]}: {field_exc}")
+        errors.extend(each or [f"{common.MODE_LABELS[mode]}: {exc}"])
 for message in dict.fromkeys(errors):
     st.error(common.plain(message))
 
