@@ -210,6 +210,12 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     # nothing spam at its own threshold
     at_own = [r for r in list_runs(trained) if sum(r.metrics["test"]["confusion_matrix"][i][1] for i in (0, 1)) == 0]
     assert sum("collapsed to 'always ham'" in w.value for w in at.warning) == len(collapsed) + len(at_own)
+    # the messages any of the three models gets wrong at the slider's threshold, the baseline's included
+    wrong_by = {r.mode: {x["text"] for x in r.metrics["predictions"] if (x["spam_probability"] >= 0.99) != x["label"]}
+                for r in list_runs(trained)}
+    table = next(d.value for d in at.dataframe if "baseline wrong" in d.value.columns)
+    assert set(table["message"]) == set.union(*wrong_by.values())
+    assert set(table.loc[table["baseline wrong"], "message"]) == wrong_by["baseline"]
     at.text_input(key="compare_search").input("no such message anywhere").run()
     assert "0 message(s)" in _texts(at)
 

@@ -139,12 +139,14 @@ if paired:
     frame = pd.DataFrame({"message": [p["text"] for p in a.metrics["predictions"]],
                           "truth": ["spam" if p["label"] else "ham" for p in a.metrics["predictions"]],
                           "frozen p(spam)": pa, "fine-tuned p(spam)": pb})
-    if "baseline" in picked and same_test_set(a, picked["baseline"]):
-        frame["baseline p(spam)"] = [p["spam_probability"] for p in picked["baseline"].metrics["predictions"]]
     truth = y == 1
     frame["frozen wrong"] = (pa >= threshold) != truth
     frame["fine-tuned wrong"] = (pb >= threshold) != truth
-    wrong = frame[frame["frozen wrong"] | frame["fine-tuned wrong"]]
+    if "baseline" in picked and same_test_set(a, picked["baseline"]):
+        pc = np.array([p["spam_probability"] for p in picked["baseline"].metrics["predictions"]])
+        frame.insert(4, "baseline p(spam)", pc)
+        frame["baseline wrong"] = (pc >= threshold) != truth
+    wrong = frame[frame.filter(like=" wrong").any(axis=1)]
     query = st.text_input("Search the messages", key="compare_search", placeholder="e.g. prize, call, £",
                           persist_state=common.KEEP)
     if query:
