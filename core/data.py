@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import logging
+import math
 import os
 import re
 import warnings
@@ -311,6 +312,14 @@ def split_messages(frame: pd.DataFrame, val_fraction: float, test_fraction: floa
                                   stratify=train_val["label"], random_state=seed)
     return {name: part.reset_index(drop=True) for name, part in
             (("train", train), ("validation", val), ("test", test))}
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """How many messages split_messages puts in each part, without splitting (train_test_split rounds the
+    held-out part up)."""
+    test = math.ceil(test_fraction * n)
+    val = math.ceil(val_fraction / (1 - test_fraction) * (n - test))
+    return {"train": n - test - val, "validation": val, "test": test}
 
 
 def split_summary(splits: dict[str, pd.DataFrame]) -> dict:

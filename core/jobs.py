@@ -275,12 +275,12 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         feats = last["features"]
         done, total = int(feats.get("done", 0)), max(1, int(feats.get("total", 1)))
         first = next(e for e in events if e.get("event") == "features")
-        eta = None
+        detail = f"encoding messages {done}/{total}"
         if done > int(first.get("done", 0)):  # rate from the first to the latest progress event
             rate = (feats["time"] - first["time"]) / (done - int(first.get("done", 0)))
-            eta = max(0.0, rate * (total - done) - (now - feats["time"]))
-        return Progress(None, "frozen", "features", FEATURES_SHARE * done / total, eta,
-                        detail=f"encoding messages {done}/{total}")
+            detail += f", done in about {format_seconds(max(0.0, rate * (total - done) - (now - feats['time'])))}"
+        # no ETA for the run: the head's epochs and the test come after, and their time is not known yet
+        return Progress(None, "frozen", "features", FEATURES_SHARE * done / total, None, detail=detail)
     if "features_ready" in last:
         return Progress(None, "frozen", "training", FEATURES_SHARE, None)
     return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model")

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import make_messages, write_uci
 from core.data import (MIN_PER_CLASS, DataError, deduplicate, find_data_source, load_messages, read_messages,
-                       read_unlabelled, split_messages)
+                       read_unlabelled, split_messages, split_sizes)
 
 
 def test_uci_file(sms_file):
@@ -197,3 +197,10 @@ def test_unlabelled_files_give_their_messages(raw, name, expected):
 def test_unlabelled_files_that_hold_no_messages_are_refused(raw, message):
     with pytest.raises(DataError, match=message):
         read_unlabelled(raw, "x.csv")
+
+
+@pytest.mark.parametrize("n, val, test", [(5160, 0.1, 0.2), (130, 0.1, 0.2), (1001, 0.15, 0.15), (77, 0.2, 0.3)])
+def test_split_sizes_are_those_of_the_split_itself(n, val, test):
+    frame = pd.DataFrame({"text": [f"m{i}" for i in range(n)], "label": [int(i % 7 == 0) for i in range(n)]})
+    parts = split_messages(frame, val, test, seed=3)
+    assert split_sizes(n, val, test) == {name: len(part) for name, part in parts.items()}

@@ -124,3 +124,11 @@ def test_a_job_that_cannot_start_says_why(tiny_bert, tmp_path):
 
 def test_format_seconds():
     assert [jobs.format_seconds(s) for s in (None, 4.4, 75, 3725)] == ["?", "4 s", "1 min 15 s", "1 h 02 min"]
+
+
+def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
+    events = [{"event": "features", "done": 0, "total": 1000, "time": 100.0},
+              {"event": "features", "done": 250, "total": 1000, "time": 110.0}]
+    progress = jobs.progress_from_history(events, now=110.0)
+    assert progress.eta_seconds is None  # the head and the test come after: no honest ETA for the run yet
+    assert progress.label == "frozen (features: encoding messages 250/1000, done in about 30 s)"

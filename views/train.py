@@ -3,6 +3,7 @@ import streamlit as st
 
 from core import jobs
 from core.config import MODE_DEFAULTS, TrainConfig
+from core.data import split_sizes
 
 from views import common
 
@@ -148,7 +149,7 @@ def features_cached(cfg) -> bool:
 
 if data_summary and not errors:
     n_messages = data_summary["rows"]
-    n_train = int(n_messages * (1 - configs[0].val_fraction - configs[0].test_fraction))
+    n_train = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)["train"]
     lines, untimed = [], []
     for cfg in configs:
         line, needs_timing = jobs.describe_estimate(
