@@ -80,7 +80,7 @@ print(pipeline.predict_proba(texts)[:, 1].tolist())
 def readme(config: dict, metrics: dict | None) -> str:
     """How to load this run's model, with its test scores; the code is run by the tests."""
     mode = config["mode"]
-    bf16 = config.get("precision") == "bf16"
+    bf16 = mode != "baseline" and config.get("precision") == "bf16"  # the linear baseline has no autocast
     if mode == "finetune":
         code, needs = _FINETUNE.format(max_length=config["max_length"], bf16=bf16), "torch, transformers"
     elif mode == "frozen":
