@@ -59,7 +59,8 @@ class Predictor:
         """Tokens per message before truncation (for telling the user a message was cut)."""
         if self.tokenizer is None:
             return [len(t.split()) for t in texts]
-        return [len(ids) for ids in self.tokenizer([t[:MAX_MESSAGE_CHARS] for t in texts])["input_ids"]]
+        # verbose=False: counting past the model's limit is the point here, not the error it warns about
+        return [len(ids) for ids in self.tokenizer([t[:MAX_MESSAGE_CHARS] for t in texts], verbose=False)["input_ids"]]
 
     @torch.inference_mode()
     def predict(self, texts: list[str]) -> np.ndarray:

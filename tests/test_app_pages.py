@@ -153,7 +153,7 @@ def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert
     assert len(at.dataframe[0].value) == 3
 
 
-def test_overview_warns_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
+def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
     # threshold 0.999: no probability of a tiny model reaches it, so every message is called ham, as the seed's
     # frozen model did
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, threshold=0.999))
@@ -164,6 +164,8 @@ def test_overview_warns_when_a_model_calls_no_message_spam(monkeypatch, tmp_path
     assert warning.startswith("Frozen BERT + MLP head calls no test message spam")
     # with probabilities that still rank spam first, the page blames the threshold, not the model
     assert ("the threshold (0.999) is what fails" in warning) == (run.metrics["test"]["auroc"] >= 0.9)
+    _page(at, "views/playground.py")  # where its 'ham' verdicts would otherwise look like a model's judgement
+    assert [_unescape(w.value) for w in at.warning if "collapsed to 'always ham'" in w.value] == [warning]
 
 
 def saved_evaluation_time(run) -> float:

@@ -41,6 +41,10 @@ if not picked:
             "the models appear here as soon as their runs complete.")
     st.stop()
 
+for mode, run in picked.items():  # its verdicts here would all be "ham" (or all "spam"): say why, up front
+    if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
+        st.warning(warning)
+
 models = {}
 for mode, run in picked.items():
     try:
@@ -137,7 +141,7 @@ with single:
                     col.caption("No single word moves this model by a point: the rest of the message decides "
                                 "without it (common when the probability is near 0 or 1).")
         with st.expander("The message as scored (shown as plain text)", expanded=True):
-            st.text(CONTROL.sub("\ufffd", text[:2000]) + ("…" if len(text) > 2000 else ""))
+            st.text(CONTROL.sub("\ufffd", text[:MAX_MESSAGE_CHARS]) + ("…" if len(text) > MAX_MESSAGE_CHARS else ""))
 
 # ---------------------------------------------------------------------------- batch
 with batch:

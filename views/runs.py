@@ -70,7 +70,8 @@ elif chosen:
 
 # ---------------------------------------------------------------------------- one run: details, download, delete
 st.subheader("One run")
-run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids else 0, key="runs_one",
+newest_usable = next((i for i, r in enumerate(all_runs) if r.usable), 0)  # not a cancelled or failed one
+run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids else newest_usable, key="runs_one",
                    format_func=lambda r: f"{r.id} · {r.status}")
 left, right = st.columns(2)
 with left:
@@ -84,7 +85,8 @@ with left:
 with right:
     st.download_button("Download run as zip", data=lambda: common.zip_run(run.id), file_name=f"{run.id}.zip",
                        help="Loads without this app: plain transformers (fine-tuned, frozen encoder + head) or "
-                       "scikit-learn (baseline); README.md inside shows how.",
+                       "scikit-learn (baseline); README.md inside shows how." if run.usable else
+                       f"Only completed runs with saved weights can be downloaded; this one is {run.status}.",
                        mime="application/zip", key="runs_download", disabled=not run.usable)
     if st.session_state.get("runs_confirm") != run.id:
         if st.button("Delete this run…", key="runs_delete", disabled=run.status == "running",
