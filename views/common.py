@@ -255,12 +255,13 @@ def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
-    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run."""
+def loss_figure(histories: dict[str, list[dict]], color_index: dict[str, int] | None = None) -> go.Figure | None:
+    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run; color_index
+    keeps a run's colour when other runs are added to or removed from the figure."""
     fig = go.Figure()
     palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
     for i, (name, events) in enumerate(histories.items()):
-        color = palette[i % len(palette)]
+        color = palette[(color_index or {}).get(name, i) % len(palette)]
         curves = jobs.loss_curves(events)
         if curves["train"]:
             epochs, losses = zip(*curves["train"])

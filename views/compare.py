@@ -59,11 +59,14 @@ for mode, run in picked.items():
     reliability.add_scatter(x=cal["predicted"], y=cal["observed"], mode="lines+markers",
                             name=f"{common.MODE_LABELS[mode]} (Brier {cal['brier']:.4f})",
                             line=dict(color=common.MODE_COLORS[mode]),
+                            # area ~ messages in the bin: a jump made of one message should look like one
+                            marker=dict(size=[min(22, 5 + 1.5 * n ** 0.5) for n in cal["counts"]]),
                             customdata=cal["counts"], hovertemplate="predicted %{x:.2f}, observed %{y:.2f}, "
                                                                     "%{customdata} messages<extra></extra>")
 reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="lightgray"),
                         name="perfectly calibrated", showlegend=False)
-reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time?", height=380,
+reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time? (point size: messages)",
+                          height=380,
                           xaxis_title="predicted spam probability (10 bins)", yaxis_title="share that is spam",
                           margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
 st.plotly_chart(reliability, key="compare-calibration")

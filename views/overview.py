@@ -81,12 +81,13 @@ if shown:
         lo = [(v - ci[k][0]) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
         hi = [(ci[k][1] - v) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
         fig.add_bar(x=[common.METRIC_NAMES[k] for k in common.HEADLINE], y=y, name=common.MODE_LABELS[mode], marker_color=common.MODE_COLORS[mode],
-                    error_y=dict(type="data", array=hi, arrayminus=lo), text=[common._fmt(v, 3) for v in y],
-                    textposition="outside")
+                    error_y=dict(type="data", array=hi, arrayminus=lo),
+                    # values on hover and in the table above: printed on the bars they collided with the whiskers
+                    customdata=[common._fmt(v, 3) for v in y], hovertemplate="%{x}: %{customdata}<extra></extra>")
     low = min((v for run in shown.values() for k in common.HEADLINE
                if (v := run.metrics["test"].get(k)) is not None), default=0)
     start = max(0, low - 0.1)  # zoomed so the gaps show; the axis title says where it starts
-    fig.update_layout(barmode="group", yaxis=dict(range=[start, 1.07], title=f"score (axis from {start:.2f})"),
+    fig.update_layout(barmode="group", yaxis=dict(range=[start, 1.005], title=f"score (axis from {start:.2f})"),
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
