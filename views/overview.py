@@ -47,7 +47,7 @@ elif not (latest["frozen"] or latest["finetune"]):
             st.error(common.plain(exc))
     st.caption("The quick preset trains the TF-IDF baseline (seconds), the frozen encoder with its small head (one "
                "pass to encode every message, then a head on the cached features), and one fine-tuning epoch at 64 "
-               "tokens: 51 s in all on a quiet 2-core CPU with the bundled model, several times that when the CPU is "
+               "tokens: about 50 s in all on a quiet 2-core CPU with the bundled model, several times that when the CPU is "
                "busy. Progress and live loss curves appear on this page.")
     common.job_panel("overview-idle")  # how the last job ended, if one failed
 
