@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .runs import read_json, saved_run_config
+from .runs import CANCEL_FILE, FINISH_FILE, read_json, saved_run_config
 
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json")
@@ -119,7 +119,7 @@ def export_run(run_dir: str | Path, target) -> None:
     root = Path(run_dir.name)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(run_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink() and path.name != "cancel":
+            if path.is_file() and not path.is_symlink() and path.name not in (CANCEL_FILE, FINISH_FILE):
                 zf.write(path, root / path.relative_to(run_dir))
         if mode == "frozen":
             from .modeling import reresolve

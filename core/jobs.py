@@ -26,8 +26,8 @@ import numpy as np
 import psutil
 
 from .config import TrainConfig
-from .runs import LOCK_NAME, load_run, read_history, read_json, read_status, request_cancel, run_path, \
-    running_job, write_json_atomic
+from .runs import LOCK_NAME, load_run, read_history, read_json, read_status, request_cancel, request_finish, \
+    run_path, running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -322,6 +322,20 @@ def cancel(runs_dir: str | os.PathLike) -> str:
         proc.send_signal(signal.SIGTERM)
     except (psutil.Error, TypeError, ValueError):
         raise JobError("the running job could not be reached to cancel it") from None
+    return holder
+
+
+def finish(runs_dir: str | os.PathLike) -> str:
+    """Ask the running job's current run to stop training now and keep its best weights: it validates, tests and
+    saves them, and completes (the rest of the job's plan goes on). Returns the run asked."""
+    runs_dir = Path(runs_dir)
+    holder = running_job(runs_dir)
+    if not holder:
+        raise JobError("no training job is running")
+    run_dir = run_path(runs_dir, holder) if holder != "starting" else None
+    if run_dir is None or read_status(run_dir).get("status") != "running":
+        raise JobError("the job is still loading its data and model: there is nothing to keep yet")
+    request_finish(run_dir)
     return holder
 
 

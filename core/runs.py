@@ -27,7 +27,8 @@ import psutil
 FORMAT_VERSION = 1
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 LOCK_NAME = ".training.lock"
-CANCEL_FILE = "cancel"
+CANCEL_FILE = "cancel"  # stop and discard the run
+FINISH_FILE = "finish"  # stop training now, keep the best weights so far, test them: the run completes
 
 
 class RunError(ValueError):
@@ -181,6 +182,14 @@ def request_cancel(run_dir: Path) -> None:
 
 def cancel_requested(run_dir: Path) -> bool:
     return (Path(run_dir) / CANCEL_FILE).exists()
+
+
+def request_finish(run_dir: Path) -> None:
+    (Path(run_dir) / FINISH_FILE).touch()
+
+
+def finish_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / FINISH_FILE).exists()
 
 
 # ---------------------------------------------------------------------------- reading runs

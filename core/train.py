@@ -38,8 +38,9 @@ from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, count_parameters, resolve_model
-from .runs import (CANCEL_FILE, FORMAT_VERSION, EventLog, cancel_requested, new_run_dir, read_status, request_cancel,
-                   save_folder_atomic, set_lock_holder, set_status, training_lock, write_json_atomic)
+from .runs import (CANCEL_FILE, FINISH_FILE, FORMAT_VERSION, EventLog, cancel_requested, finish_requested,
+                   new_run_dir, read_status, request_cancel, save_folder_atomic, set_lock_holder, set_status,
+                   training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def train_sequence(configs: list[TrainConfig]) -> list[Path]:
             done.append(_train_one(cfg, lock, state))
             state.wait_for_everyone()  # the others return only once the main process has written the run
             # a cancel stops the whole sequence, also one that came while a run was saving (it completed)
+            Path(done[-1], FINISH_FILE).unlink(missing_ok=True)  # it applied to that run only (or came too late)
             if read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1]):
                 Path(done[-1], CANCEL_FILE).unlink(missing_ok=True)
                 break
@@ -258,9 +260,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
             loss = F.cross_entropy(getattr(out, "logits", out).float(), targets, weight=weight)
             # one all-reduce (a no-op in a single process) gives every process the same loss and stop request,
             # so all of them leave the loop at the same step: a lone exit would leave the others waiting
-            flags = torch.stack([loss.detach(), torch.tensor(float(stop["requested"] or cancel_requested(run_dir)),
-                                                              device=loss.device)])
-            loss_sum, stop_votes = accelerator.reduce(flags, "sum").tolist()
+            requests = [float(stop["requested"] or cancel_requested(run_dir)), float(finish_requested(run_dir))]
+            flags = torch.cat([loss.detach().float().reshape(1), torch.tensor(requests, device=loss.device)])
+            loss_sum, stop_votes, finish_votes = accelerator.reduce(flags, "sum").tolist()
             if not math.isfinite(loss_sum):
                 raise Diverged(f"the training loss became {loss_sum} at step {step + 1}; try a lower learning rate")
             accelerator.backward(loss)
@@ -279,7 +281,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                 running = []
             if stop_votes:
                 raise Cancelled
-            if step % eval_every == 0 or step == total_steps:
+            # "finish now" validates at this step too, so even a run stopped before its first validation keeps weights
+            if step % eval_every == 0 or step == total_steps or finish_votes:
                 val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight)
                 events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
                             **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
@@ -291,8 +294,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                 else:
                     evals_since_best += 1
                 model.train()
-                if cfg.patience and evals_since_best >= cfg.patience:
-                    events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"])
+                if finish_votes or (cfg.patience and evals_since_best >= cfg.patience):
+                    events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"],
+                                reason="asked" if finish_votes else "patience")
                     break
         else:
             continue

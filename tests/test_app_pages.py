@@ -20,7 +20,7 @@ from conftest import make_messages, write_uci
 from core import jobs
 from core.config import TrainConfig
 from core.predict import Predictor
-from core.runs import list_runs, load_run, running_job
+from core.runs import list_runs, load_run, read_history, running_job
 from core.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -438,6 +438,20 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     # the next estimate comes from that run, at the same max length
     assert any("about" in c.value and f"for 2 epoch(s) (from run {run.id} on this machine)" in c.value
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_finish_now_from_the_train_page_completes_the_run_with_its_best_weights(monkeypatch, tmp_path, tiny_bert,
+                                                                               sms_data):
+    runs_dir = tmp_path / "runs"
+    jobs.launch([_config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8)])
+    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.step > 0 and p.run_id)
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.button(key="train-finish").click().run()
+    assert not at.exception and not at.error
+    _wait(lambda: running_job(runs_dir) is None)
+    run = load_run(runs_dir / live)
+    assert run.status == "completed" and run.usable
+    assert [e["reason"] for e in read_history(run.path) if e["event"] == "early_stop"] == ["asked"]
 
 
 def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeypatch, tmp_path, tiny_bert, sms_data):

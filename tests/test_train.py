@@ -14,7 +14,8 @@ import torch
 from core.config import TrainConfig
 from core.modeling import ModelError, resolve_model
 from core.predict import Predictor
-from core.runs import RunError, list_runs, load_run, read_history, read_status, request_cancel, running_job
+from core.runs import (RunError, list_runs, load_run, read_history, read_status, request_cancel, request_finish,
+                       running_job)
 from core.train import train, train_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +205,25 @@ def test_cancel_from_outside(tmp_path, sms_file, tiny_bert):
     assert read_status(run_dir)["status"] == "cancelled"
     assert read_history(run_dir)[-1] == {**read_history(run_dir)[-1], "event": "end", "status": "cancelled"}
     assert running_job(tmp_path / "runs") is None
+
+
+def test_finish_now_keeps_the_best_weights_so_far_and_completes_the_run(tmp_path, sms_file, tiny_bert):
+    proc = _start_cli(tmp_path, sms_file, tiny_bert)  # 300 epochs: only the request ends it
+    run_dir = _wait_for_training(tmp_path / "runs")
+    request_finish(run_dir)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip().splitlines()[-1] == str(run_dir), err[-2000:]
+    run = load_run(run_dir)
+    assert run.status == "completed" and run.usable and not (run_dir / "finish").exists()
+    events = read_history(run_dir)
+    [stop] = [e for e in events if e["event"] == "early_stop"]
+    start = next(e for e in events if e["event"] == "start")
+    assert stop["reason"] == "asked" and stop["step"] < start["total_steps"]
+    assert run.metrics["best_step"] == stop["best_step"] and run.metrics["steps"] == stop["step"]
+    # the saved weights are the ones that were tested
+    predictions = run.metrics["predictions"]
+    assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),
+                       [p["spam_probability"] for p in predictions], atol=2e-2)
 
 
 def test_sigterm_cancels_cleanly(tmp_path, sms_file, tiny_bert):

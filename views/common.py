@@ -216,7 +216,18 @@ def job_panel(key: str) -> None:
                 e = evals[-1]
                 st.caption(f"Latest validation: loss {_fmt(e.get('loss'))}, accuracy {_fmt(e.get('accuracy'))}, "
                            f"F1 {_fmt(e.get('f1'))}, AUROC {_fmt(e.get('auroc'))}")
-        if st.button("Cancel training", key=f"{key}-cancel", type="secondary"):
+        finish_col, cancel_col = st.columns(2)
+        if progress.mode != "baseline" and finish_col.button(
+                "Finish this run now", key=f"{key}-finish", type="primary",
+                help="Stop training at the next step and keep the best weights so far: they are validated, tested "
+                     "and saved, and the run completes. The rest of the job's plan goes on."):
+            try:
+                jobs.finish(runs_dir())
+                st.toast("Finishing: the run validates, tests and saves its best weights, then completes.")
+            except jobs.JobError as exc:
+                st.warning(plain(exc))
+        if cancel_col.button("Cancel training", key=f"{key}-cancel", type="secondary",
+                             help="Stop the whole job now and discard this run's weights (status 'cancelled')."):
             try:
                 jobs.cancel(runs_dir())
                 st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
