@@ -434,7 +434,11 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     (run,) = list_runs(runs_dir)
     assert run.mode == "finetune" and run.status == "completed" and run.config["epochs"] == 2
     at.run()
-    assert any("finished" in s.value for s in at.success)
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}"]
+    # a run trained since by another process (the CLI) is not reported as this job's
+    other = train(_config("baseline", tmp_path, tiny_bert, sms_data))
+    at.run()
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}"] and other.name not in _texts(at)
     # the next estimate comes from that run, at the same max length
     assert any("about" in c.value and f"for 2 epoch(s) (from run {run.id} on this machine)" in c.value
                for c in at.caption), [c.value for c in at.caption]

@@ -20,7 +20,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
-from core.runs import RunError, list_runs, read_history, run_path
+from core.runs import RunError, list_runs, read_history, read_status, run_path
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -242,7 +242,9 @@ def _last_outcome() -> None:
     info = jobs.last_job(runs_dir())
     if not info:
         return
-    finished = [r for r in runs() if r.created >= info.get("started", 0) - 1]
+    # the job's own runs: their status names its process (a CLI job since then is not the app's to report)
+    finished = [r for r in runs() if r.created >= info.get("started", 0) - 1
+                and read_status(r.path).get("pid") == info.get("pid")]
     done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}" for r in reversed(finished) if r.status == "completed"]
     if done:
         st.success("  \n".join(done))
