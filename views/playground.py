@@ -90,9 +90,9 @@ with single:
     def use_example(text):
         st.session_state["play_text"] = text
 
-    ex = st.columns(len(EXAMPLES))
-    for col, (label, text) in zip(ex, EXAMPLES.items()):
-        col.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
+    with st.container(horizontal=True):  # buttons as wide as their labels, wrapping: equal columns cut them
+        for label, text in EXAMPLES.items():
+            st.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
     text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110,
                         placeholder="Type or paste an SMS…",
                         help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
