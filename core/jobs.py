@@ -233,6 +233,8 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
     progress.run_id, progress.index, progress.count = holder, index, count
     if progress.mode is None:
         progress.mode = load_run(run_dir).mode
+    if progress.mode == "baseline" and progress.phase == "preparing":  # one solver fit, no steps to count
+        progress.phase, progress.detail = "training", "fitting TF-IDF + logistic regression, takes seconds"
     return progress
 
 

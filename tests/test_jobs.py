@@ -132,3 +132,16 @@ def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
     progress = jobs.progress_from_history(events, now=110.0)
     assert progress.eta_seconds is None  # the head and the test come after: no honest ETA for the run yet
     assert progress.label == "frozen (features: encoding messages 250/1000, done in about 30 s)"
+
+
+def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):
+    from core.runs import EventLog, set_lock_holder, set_status, training_lock, write_json_atomic
+    run = tmp_path / "20260101-000000-baseline-abcd"
+    run.mkdir()
+    write_json_atomic(run / "config.json", {"mode": "baseline", "created": 1.0})
+    set_status(run, "running")
+    EventLog(run / "history.jsonl").emit("data", rows=100)  # data loaded; the solver is fitting
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, run.name)
+        progress = jobs.current_job(tmp_path)
+    assert progress.label == "baseline (training: fitting TF-IDF + logistic regression, takes seconds)"
