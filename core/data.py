@@ -142,14 +142,15 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
 
 def _decode(raw: bytes, name: str) -> tuple[str, str]:
     """The file's text and encoding (UTF-8, else latin-1); an empty or binary file is a DataError."""
-    if not raw.strip():
-        raise DataError(f"{name}: the file is empty")
     if b"\x00" in raw[:8192]:
         raise DataError(f"{name}: this looks like a binary file, expected text (label<TAB>message or a CSV)")
     try:
-        return raw.decode("utf-8-sig"), "utf-8"
+        text, encoding = raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+        text, encoding = raw.decode("latin-1"), "latin-1"
+    if not text.strip():  # after decoding: a lone byte-order mark or non-breaking spaces are empty too
+        raise DataError(f"{name}: the file is empty")
+    return text, encoding
 
 
 TEXT_COLUMNS = ("text", "message", "sms", "body", "v2")
@@ -164,8 +165,9 @@ def read_unlabelled(raw: bytes, name: str = "upload") -> list[str]:
         return lines
     # the header line names the separator (a sniffer guesses letters from single-column files)
     sep = next((s for s in ("\t", ",", ";") if s in lines[0]), None)
-    if sep is None:  # one column
-        return lines[1:] if lines[0].strip().lower() in TEXT_COLUMNS else lines
+    if sep is None:  # one column: still CSV, so quotes (and messages quoted across lines) are undone
+        rows = [row[0] for row in csv.reader(io.StringIO(text), delimiter="\x1f") if row and row[0].strip()]
+        return rows[1:] if rows and rows[0].strip().lower() in TEXT_COLUMNS else rows
     try:
         with warnings.catch_warnings():  # a row with an unquoted separator keeps its first fields; pandas warns
             warnings.simplefilter("ignore", pd.errors.ParserWarning)

@@ -327,17 +327,18 @@ def cancel(runs_dir: str | os.PathLike) -> str:
     return holder
 
 
-def finish(runs_dir: str | os.PathLike) -> str:
-    """Ask the running job's current run to stop training now and keep its best weights: it validates, tests and
-    saves them, and completes (the rest of the job's plan goes on). Returns the run asked."""
+def finish(runs_dir: str | os.PathLike, run_id: str | None) -> str:
+    """Ask run `run_id` (the one the page showed) to stop training now and keep its best weights: it validates,
+    tests and saves them, and completes (the rest of the job's plan goes on). Returns the run asked."""
     runs_dir = Path(runs_dir)
     holder = running_job(runs_dir)
     if not holder:
         raise JobError("no training job is running")
-    run_dir = run_path(runs_dir, holder) if holder != "starting" else None
-    if run_dir is None or read_status(run_dir).get("status") != "running":
+    if run_id is None or holder == "starting" or read_status(run_path(runs_dir, holder)).get("status") != "running":
         raise JobError("the job is still loading its data and model: there is nothing to keep yet")
-    request_finish(run_dir)
+    if holder != run_id:  # the plan moved on since the page was drawn: do not stop the next run
+        raise JobError(f"{run_id} has already ended; the job is now training {holder}")
+    request_finish(run_path(runs_dir, holder))
     return holder
 
 

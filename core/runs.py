@@ -163,7 +163,7 @@ def set_status(run_dir: Path, status: str, **fields) -> None:
     record = {**previous, **fields, "status": status, "updated_at": time.time()}
     if status == "running" and "pid" not in fields:
         proc = psutil.Process()
-        record.update(pid=proc.pid, pid_started=proc.create_time(), host=socket.gethostname())
+        record.update(pid=proc.pid, pid_started=proc.create_time(), host=_process_space())
     try:
         write_json_atomic(path, record)
     except OSError:
@@ -174,6 +174,16 @@ def set_status(run_dir: Path, status: str, **fields) -> None:
         with open(path, "r+", encoding="utf-8") as f:
             f.write(json.dumps(_clean(record), allow_nan=False))
             f.truncate()
+
+
+def _process_space() -> str:
+    """Where a pid means the same process: the machine and its pid namespace (a container with the host's
+    network has the host's name but its own pids)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc (macOS, Windows): the host name alone
+        namespace = ""
+    return f"{socket.gethostname()} {namespace}".strip()
 
 
 def request_cancel(run_dir: Path) -> None:
@@ -212,7 +222,9 @@ def read_status(run_dir: Path) -> dict:
         status = read_json(path)
     except (OSError, ValueError):
         status = None
-    if not isinstance(status, dict):
+    number = (int, float, type(None))
+    if (not isinstance(status, dict) or not isinstance(status.get("status"), str)
+            or not isinstance(status.get("pid"), number) or not isinstance(status.get("pid_started"), number)):
         return {"status": "broken", "error": "status.json is missing or unreadable"}
     if status.get("status") == "running" and not _alive(status.get("pid"), status.get("pid_started")):
         status = {**status, "status": "interrupted", "error": "the training process stopped without finishing"}
@@ -285,9 +297,9 @@ def load_run(run_dir: Path) -> RunInfo:
     status = read_status(run_dir)
     state = status.get("status", "broken")
     error = status.get("error") if config_ok else "config.json is missing or unreadable"
-    if state == "interrupted" and status.get("host") == socket.gethostname():
+    if state == "interrupted" and status.get("host") == _process_space():
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
-        # checked on the writer's own machine: a runs folder shared with another host must not lose a live save
+        # checked among the writer's own processes: a folder shared with another host must not lose a live save
         shutil.rmtree(run_dir / "model.tmp", ignore_errors=True)
     metrics = None
     if not config_ok:  # nothing else about the run can be trusted
@@ -381,10 +393,12 @@ def running_job(runs_dir: str | os.PathLike) -> str | None:
     except OSError:  # missing (no job ever ran here) or unreadable: no job this process could see
         return None
     with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # shared: enough to collide with the trainer's exclusive lock, and allowed on a read-only file (NFS)
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             return f.read().strip() or "starting"
+        except OSError:  # a file system without flock: no job this process can see
+            return None
         fcntl.flock(f, fcntl.LOCK_UN)
         return None

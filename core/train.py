@@ -86,10 +86,14 @@ def train_sequence(configs: list[TrainConfig]) -> list[Path]:
         for cfg in configs:
             done.append(_train_one(cfg, lock, state))
             state.wait_for_everyone()  # the others return only once the main process has written the run
-            # a cancel stops the whole sequence, also one that came while a run was saving (it completed)
-            Path(done[-1], FINISH_FILE).unlink(missing_ok=True)  # it applied to that run only (or came too late)
-            if read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1]):
-                Path(done[-1], CANCEL_FILE).unlink(missing_ok=True)
+            # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
+            # main process decides and tells the others, so no process reads the cancel file after it is removed
+            stop = None
+            if state.is_main_process:
+                stop = read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1])
+                for name in (FINISH_FILE, CANCEL_FILE):  # requests that applied to that run only, or came too late
+                    Path(done[-1], name).unlink(missing_ok=True)
+            if _from_main(stop, state):
                 break
     return done
 
@@ -134,12 +138,17 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
     return run_dir
 
 
-def _share_run_dir(run_dir: Path | None, state) -> Path:
-    """The main process names the run folder; the others learn it (a no-op in a single process)."""
+def _from_main(value, state):
+    """The main process's `value`, in every process (a no-op in a single process)."""
     if state.num_processes == 1:
-        return run_dir
+        return value
     from accelerate.utils import broadcast_object_list
-    return Path(broadcast_object_list([str(run_dir) if run_dir else None], from_process=0)[0])
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+def _share_run_dir(run_dir: Path | None, state) -> Path:
+    """The main process names the run folder; the others learn it."""
+    return Path(_from_main(str(run_dir) if run_dir else None, state))
 
 
 def _train_replica(cfg: TrainConfig, messages, model_info, state) -> Path:

@@ -188,12 +188,16 @@ def test_real_data_summary(real_data):
     (b"text\nhello\nWIN\n", "a.csv", ["hello", "WIN"]),  # a header naming the one column
     (b"hello\nWIN\n", "a.csv", ["hello", "WIN"]),  # one column, no header: every line a message
     (b"n,note\n1,short\n2,a much longer column of text\n", "a.csv", ["short", "a much longer column of text"]),
+    # one column as pandas writes it: quotes undone, a message quoted across two lines stays one message
+    (b'text\n"WIN a prize, call now"\n"He said ""hi"""\n"line1\nline2"\nok\n', "a.csv",
+     ["WIN a prize, call now", 'He said "hi"', "line1\nline2", "ok"]),
 ])
 def test_unlabelled_files_give_their_messages(raw, name, expected):
     assert read_unlabelled(raw, name) == expected
 
 
-@pytest.mark.parametrize("raw, message", [(b"  \n", "the file is empty"), (b"\x00\x01PK", "binary file")])
+@pytest.mark.parametrize("raw, message", [(b"  \n", "the file is empty"), (b"\xef\xbb\xbf", "the file is empty"),
+                                          ("\u00a0\n".encode(), "the file is empty"), (b"\x00\x01PK", "binary file")])
 def test_unlabelled_files_that_hold_no_messages_are_refused(raw, message):
     with pytest.raises(DataError, match=message):
         read_unlabelled(raw, "x.csv")

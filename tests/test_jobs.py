@@ -145,3 +145,18 @@ def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):
         set_lock_holder(lock, run.name)
         progress = jobs.current_job(tmp_path)
     assert progress.label == "baseline (training: fitting TF-IDF + logistic regression, takes seconds)"
+
+
+def test_finish_asks_only_the_run_the_page_showed(tmp_path):
+    from core.runs import set_lock_holder, set_status, training_lock, write_json_atomic
+    shown, now = tmp_path / "20260101-000000-frozen-aaaa", tmp_path / "20260101-000100-finetune-bbbb"
+    for run in (shown, now):
+        run.mkdir()
+        write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0})
+        set_status(run, "running")
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, now.name)  # the plan moved on to the next run since the page was drawn
+        with pytest.raises(jobs.JobError, match="has already ended; the job is now training"):
+            jobs.finish(tmp_path, shown.name)
+        assert not (now / "finish").exists()
+        assert jobs.finish(tmp_path, now.name) == now.name and (now / "finish").exists()

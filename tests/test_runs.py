@@ -101,6 +101,8 @@ def test_broken_runs_are_listed_not_raised(tmp_path):
     ("config.json", '{"mode": "frozen", "model": "x"}', "config.json is missing or unreadable"),
     ("config.json", '{"mode": "fro', "config.json is missing or unreadable"),  # not "the weights are missing"
     ("status.json", "null", "status.json is missing or unreadable"),
+    ("status.json", '{"status": "running", "pid": "x"}', "status.json is missing or unreadable"),
+    ("status.json", '{"status": ["completed"]}', "status.json is missing or unreadable"),
 ])
 def test_damaged_files_that_still_parse_make_a_broken_run_not_a_crash(tmp_path, name, content, reason):
     run = tmp_path / "r1"

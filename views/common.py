@@ -222,8 +222,10 @@ def job_panel(key: str) -> None:
                 help="Stop training at the next step and keep the best weights so far: they are validated, tested "
                      "and saved, and the run completes. The rest of the job's plan goes on."):
             try:
-                jobs.finish(runs_dir())
-                st.toast("Finishing: the run validates, tests and saves its best weights, then completes.")
+                jobs.finish(runs_dir(), progress.run_id)
+                st.toast("Finishing: the run validates, tests and saves its best weights, then completes."
+                         + (" A frozen run first finishes encoding its features." if progress.phase == "features"
+                            else ""))
             except jobs.JobError as exc:
                 st.warning(plain(exc))
         if cancel_col.button("Cancel training", key=f"{key}-cancel", type="secondary",
