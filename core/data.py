@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,29 +155,24 @@ def _decode(raw: bytes, name: str) -> tuple[str, str]:
 TEXT_COLUMNS = ("text", "message", "sms", "body", "v2")
 
 
-def read_unlabelled(raw: bytes, name: str = "upload") -> list[str]:
-    """Messages to score from a file without labels: a .csv/.tsv file's text column (by name, else the column
-    with the longest values); any other file holds one message per line (messages have commas in them)."""
+def read_unlabelled(raw: bytes, name: str = "upload") -> tuple[list[str], int]:
+    """Messages to score from a file without labels, and the count of rows left out (see _split_table): a
+    .csv/.tsv file's text column (by name, else the column with the longest values); any other file holds one
+    message per line (messages have commas in them)."""
     text, _ = _decode(raw, name)
     lines = [line for line in text.splitlines() if line.strip()]
     if not name.lower().endswith((".csv", ".tsv")):
-        return lines
+        return lines, 0
     # the header line names the separator (a sniffer guesses letters from single-column files)
     sep = next((s for s in ("\t", ",", ";") if s in lines[0]), None)
     if sep is None:  # one column: still CSV, so quotes (and messages quoted across lines) are undone
         rows = [row[0] for row in csv.reader(io.StringIO(text), delimiter="\x1f") if row and row[0].strip()]
-        return rows[1:] if rows and rows[0].strip().lower() in TEXT_COLUMNS else rows
-    try:
-        with warnings.catch_warnings():  # a row with an unquoted separator keeps its first fields; pandas warns
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, engine="python",
-                                on_bad_lines="skip", index_col=False)
-    except (pd.errors.ParserError, csv.Error, ValueError):
-        raise DataError(f"{name}: could not read it as a CSV/TSV table") from None
+        return (rows[1:] if rows and rows[0].strip().lower() in TEXT_COLUMNS else rows), 0
+    table, left_out = _split_table(text, sep, name)
     column = next((c for c in table.columns if str(c).strip().lower() in TEXT_COLUMNS), None)
     if column is None:
         column = max(table.columns, key=lambda c: table[c].str.len().mean())
-    return [t for t in table[column].tolist() if isinstance(t, str) and t.strip()]
+    return [t for t in table[column].tolist() if isinstance(t, str) and t.strip()], left_out
 
 
 def _uci_row(line: str) -> bool:
@@ -204,6 +198,21 @@ def _looks_uci(lines: list[str]) -> bool:
     return not quoted or not all(_CSV_QUOTED.fullmatch(q) for q in quoted)
 
 
+def _split_table(text: str, delimiter: str, name: str) -> tuple[pd.DataFrame, int]:
+    """A delimited text with a header line as a table of strings, and the count of rows dropped because they
+    have more fields than the header: an unquoted separator inside a message cannot be split honestly, so such
+    a row is dropped and counted, never cut at the separator. A short row is padded, as pandas does."""
+    try:
+        records = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(f.strip() for f in row)]
+    except csv.Error as exc:
+        raise DataError(f"{name}: could not parse as CSV/TSV ({exc})") from None
+    header, width = [], len(records[0]) if records else 0
+    for i, column in enumerate(records[0] if records else []):  # unique names, as pandas would make them
+        header.append(column if column not in header else f"{column}.{i}")
+    rows = [row + [""] * (width - len(row)) for row in records[1:] if len(row) <= width]
+    return pd.DataFrame(rows, columns=header, dtype=object), max(0, len(records) - 1 - len(rows))
+
+
 def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
     """A CSV/TSV with a header: find the label column and the text column. Also returns the count of lines
     the CSV reader could not split into fields (skipped, but counted)."""
@@ -212,13 +221,7 @@ def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         delimiter = ","
-    bad_lines = []
-    try:
-        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-                            on_bad_lines=lambda fields: bad_lines.append(fields), engine="python",
-                            index_col=False)  # a row with extra fields is a bad line, not an index
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
-        raise DataError(f"{name}: could not parse as CSV/TSV ({exc})") from None
+    table, bad_lines = _split_table(text, delimiter, name)
     if table.shape[1] < 2:
         raise DataError(f"{name}: expected a label column and a text column, found {table.shape[1]} column(s): "
                         f"{', '.join(map(str, table.columns))}")
@@ -240,7 +243,7 @@ def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
     text_col = next((c for c in others if c.strip().lower() in _TEXT_HINTS), None)
     if text_col is None:
         text_col = max(others, key=lambda c: table[c].astype(str).str.len().mean())
-    return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()}), len(bad_lines)
+    return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()}), bad_lines
 
 
 # ---------------------------------------------------------------------------- de-duplication and split

@@ -73,10 +73,12 @@ def test_csv_quoted_tsv_is_unquoted(tmp_path):
 
 def test_lines_a_csv_reader_cannot_split_are_counted(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_text("label,text\nham,hi\nspam,win,now,extra\nspam,free\n", encoding="utf-8")
+    # one field too many (an unquoted comma in a message) is dropped and counted, never cut at the comma
+    path.write_text("label,text\nspam,WIN a prize, call now\nham,hi\nspam,win,now,extra\nspam,free\n",
+                    encoding="utf-8")
     frame, counts = read_messages(path)
     assert frame.text.tolist() == ["hi", "free"]
-    assert counts["dropped_unparseable"] == 1 and counts["rows_read"] == 3
+    assert counts["dropped_unparseable"] == 2 and counts["rows_read"] == 4
 
 
 def test_duplicated_header_line_in_csv(tmp_path):
@@ -193,7 +195,11 @@ def test_real_data_summary(real_data):
      ["WIN a prize, call now", 'He said "hi"', "line1\nline2", "ok"]),
 ])
 def test_unlabelled_files_give_their_messages(raw, name, expected):
-    assert read_unlabelled(raw, name) == expected
+    assert read_unlabelled(raw, name) == (expected, 0)
+
+
+def test_an_unlabelled_row_with_an_unquoted_separator_is_left_out_and_counted_not_cut():
+    assert read_unlabelled(b"id,text\n1,WIN a prize, call now\n2,ok\n", "a.csv") == (["ok"], 1)
 
 
 @pytest.mark.parametrize("raw, message", [(b"  \n", "the file is empty"), (b"\xef\xbb\xbf", "the file is empty"),

@@ -150,7 +150,7 @@ with batch:
     lines = st.text_area("Messages, one per line", key="play_lines", height=150, persist_state=common.KEEP)
     upload = st.file_uploader(f"…or a file, {common.upload_limit()}", key="play_upload")
     if st.button("Score", key="play_score", type="primary"):
-        texts, labels, problem = [], None, None
+        texts, labels, problem, left_out = [], None, None, 0
         if upload is not None:
             raw = upload.getvalue()
             try:
@@ -158,7 +158,7 @@ with batch:
                 texts, labels = frame["text"].tolist(), frame["label"].tolist()
             except DataError:
                 try:  # no labels: just the messages
-                    texts = read_unlabelled(raw, name=upload.name)
+                    texts, left_out = read_unlabelled(raw, name=upload.name)
                 except DataError as exc:  # empty or binary
                     problem = str(exc)
         else:
@@ -171,6 +171,9 @@ with batch:
         elif not texts:
             st.warning("Nothing to score: type messages (one per line) or upload a file.")
         else:
+            if left_out:
+                st.warning(f"{left_out:,} row(s) of {common.plain(upload.name)} have more fields than its header (a separator "
+                           "inside an unquoted message) and were left out: quote such messages to score them.")
             if len(texts) > common.MAX_BATCH_LINES:
                 st.warning(f"{len(texts):,} messages; scoring the first {common.MAX_BATCH_LINES:,}.")
                 texts, labels = texts[:common.MAX_BATCH_LINES], labels and labels[:common.MAX_BATCH_LINES]
