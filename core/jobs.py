@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -164,14 +165,17 @@ def _start(plan: list[dict], runs_dir: Path, start_timeout: float) -> Job:
         deadline = time.time() + start_timeout
         while time.time() < deadline:
             if running_job(runs_dir) not in (None, "starting"):
-                return job
+                break
             code = proc.poll()
             if code is not None:
                 if code != 0:
                     raise JobError(f"training did not start: {_last_error(log_path)}")
-                return job  # finished already (a tiny baseline can)
+                return job  # finished already (a tiny baseline can), and reaped by poll()
             time.sleep(0.1)
-        return job  # still importing; the training lock still refuses a second job
+        # still running (or still importing: the training lock refuses a second job). Wait for it in the
+        # background, or it stays a zombie under the app once it ends, until the app exits
+        threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+        return job
 
 
 def _create_time(pid: int) -> float | None:

@@ -82,6 +82,8 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     job = jobs.launch(plan)
     assert job.modes == ["baseline", "frozen", "finetune"]
     _wait(lambda: running_job(runs) is None and len(list_runs(runs)) == 3)
+    import psutil
+    _wait(lambda: not psutil.pid_exists(job.pid), timeout=10)  # reaped by the app, not left a zombie
     done = list_runs(runs)
     assert [r.mode for r in reversed(done)] == ["baseline", "frozen", "finetune"]
     assert all(r.usable for r in done), [(r.id, r.status, r.error) for r in done]

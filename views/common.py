@@ -270,13 +270,12 @@ def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def loss_figure(histories: dict[str, list[dict]], color_index: dict[str, int] | None = None) -> go.Figure | None:
-    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run; color_index
-    keeps a run's colour when other runs are added to or removed from the figure."""
+def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
+    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run, in order."""
     fig = go.Figure()
     palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
     for i, (name, events) in enumerate(histories.items()):
-        color = palette[(color_index or {}).get(name, i) % len(palette)]
+        color = palette[i % len(palette)]
         curves = jobs.loss_curves(events)
         if curves["train"]:
             epochs, losses = zip(*curves["train"])
@@ -287,7 +286,7 @@ def loss_figure(histories: dict[str, list[dict]], color_index: dict[str, int] | 
                             line=dict(color=color, dash="dash"))
     if not fig.data:
         return None
-    fig.update_layout(xaxis_title="epoch", yaxis_title="cross-entropy (class-weighted if the run is)", height=360,
+    fig.update_layout(xaxis_title="epoch", yaxis_title="loss (cross-entropy)", height=360,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 

@@ -172,8 +172,9 @@ with batch:
             st.warning("Nothing to score: type messages (one per line) or upload a file.")
         else:
             if left_out:
-                st.warning(f"{left_out:,} row(s) of {common.plain(upload.name)} have more fields than its header (a separator "
-                           "inside an unquoted message) and were left out: quote such messages to score them.")
+                st.warning(f"{left_out:,} row(s) of {common.plain(upload.name)} have more fields than its header "
+                           "(a separator inside an unquoted message) and were left out: quote such messages to score "
+                           "them.")
             if len(texts) > common.MAX_BATCH_LINES:
                 st.warning(f"{len(texts):,} messages; scoring the first {common.MAX_BATCH_LINES:,}.")
                 texts, labels = texts[:common.MAX_BATCH_LINES], labels and labels[:common.MAX_BATCH_LINES]
