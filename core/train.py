@@ -85,15 +85,17 @@ def train_sequence(configs: list[TrainConfig]) -> list[Path]:
     with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
         for cfg in configs:
             done.append(_train_one(cfg, lock, state))
-            state.wait_for_everyone()  # the others return only once the main process has written the run
             # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
-            # main process decides and tells the others, so no process reads the cancel file after it is removed
+            # main process decides, once it has written the run, and tells the others (who wait for it here), so
+            # no process reads the cancel file after it is removed
             stop = None
             if state.is_main_process:
                 stop = read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1])
                 for name in (FINISH_FILE, CANCEL_FILE):  # requests that applied to that run only, or came too late
                     Path(done[-1], name).unlink(missing_ok=True)
-            if _from_main(stop, state):
+            stop = _from_main(stop, state)
+            state.wait_for_everyone()  # end on a barrier: a process leaving mid-broadcast aborts gloo at exit
+            if stop:
                 break
     return done
 
