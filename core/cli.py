@@ -110,8 +110,12 @@ def _train(args) -> int:
     from .train import train_sequence
 
     status = 0
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, one process reports
     for run_dir in train_sequence(configs):
         run = load_run(run_dir)
+        status = status or (0 if run.status == "completed" else 1)
+        if not main_process:  # two processes printing at once interleave their lines
+            continue
         if run.metrics:
             t = run.metrics["test"]
             log.info("%s %s: accuracy %.4f precision %.4f recall %.4f f1 %.4f auroc %.4f", run.mode, run.status,
@@ -119,7 +123,6 @@ def _train(args) -> int:
         else:
             log.info("run %s ended: %s", run.id, run.status)
         print(run_dir, flush=True)
-        status = status or (0 if run.status == "completed" else 1)
     return status
 
 

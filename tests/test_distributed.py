@@ -32,7 +32,7 @@ def test_accelerate_launch_two_cpu_processes(mode, tmp_path, sms_file, tiny_bert
     [multi] = list_runs(tmp_path / "multi")  # one run, written by the main process only
     assert multi.status == "completed" and multi.usable
     assert multi.config["num_processes"] == 2
-    assert done.stdout.strip().splitlines()[-1] == str(multi.path)
+    assert done.stdout.strip().splitlines() == [str(multi.path)]  # printed once: by the main process only
 
     single = train(TrainConfig(mode=mode, data=str(sms_file), model=tiny_bert, epochs=2,
                                runs_dir=str(tmp_path / "single"), cache_dir=str(tmp_path / "cache")))
