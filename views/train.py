@@ -42,6 +42,8 @@ if neural:
         model_info = common.resolved_model(model_name.strip())
     if "error" not in model_info:  # the sidebar shows the model a run would use; a typo stays on this page
         st.session_state["model_name"] = model_name.strip()
+    else:  # under the field it is about, not with the other settings' errors at the foot of the form
+        st.error(common.plain(model_info["error"]))
     if model_info.get("fallback_reason"):
         st.info(f"{common.plain(model_name)} is not available offline ({model_info['fallback_reason']}): training uses the "
                 f"bundled {model_info['name']}.", icon=":material/cloud_off:")
@@ -106,8 +108,7 @@ with st.expander("More settings"):
 data_path, data_summary, data_error = common.data_source()
 if data_error:
     errors.append(f"data: {data_error}")
-if neural and "error" in model_info:
-    errors.append(model_info["error"])  # it names the model
+blocked = neural and "error" in model_info  # shown under the Model field; Start stays disabled
 configs = []
 for mode in modes:
     try:
@@ -147,7 +148,7 @@ def features_cached(cfg) -> bool:
     return feature_file(cfg.cache_dir, key).is_file()
 
 
-if data_summary and not errors:
+if data_summary and not errors and not blocked:
     n_messages = data_summary["rows"]
     n_train = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)["train"]
     lines, untimed = [], []
@@ -173,7 +174,8 @@ if data_summary and not errors:
 # ---------------------------------------------------------------------------- launch
 if busy:
     st.info("A training job is running (above). Only one job runs at a time; this form is ready for the next one.")
-if st.button("Start training", type="primary", disabled=bool(errors) or busy is not None, key="train_launch"):
+if st.button("Start training", type="primary", disabled=bool(errors) or blocked or busy is not None,
+             key="train_launch"):
     try:
         with st.spinner("Starting the training process…"):
             jobs.launch(configs)
