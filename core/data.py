@@ -152,9 +152,6 @@ def _decode(raw: bytes, name: str) -> tuple[str, str]:
     return text, encoding
 
 
-TEXT_COLUMNS = ("text", "message", "sms", "body", "v2")
-
-
 def read_unlabelled(raw: bytes, name: str = "upload") -> tuple[list[str], int]:
     """Messages to score from a file without labels, and the count of rows left out (see _split_table): a
     .csv/.tsv file's text column (by name, else the column with the longest values); any other file holds one
@@ -167,12 +164,16 @@ def read_unlabelled(raw: bytes, name: str = "upload") -> tuple[list[str], int]:
     sep = next((s for s in ("\t", ",", ";") if s in lines[0]), None)
     if sep is None:  # one column: still CSV, so quotes (and messages quoted across lines) are undone
         rows = [row[0] for row in csv.reader(io.StringIO(text), delimiter="\x1f") if row and row[0].strip()]
-        return (rows[1:] if rows and rows[0].strip().lower() in TEXT_COLUMNS else rows), 0
+        return (rows[1:] if rows and rows[0].strip().lower() in _TEXT_HINTS else rows), 0
     table, left_out = _split_table(text, sep, name)
-    column = next((c for c in table.columns if str(c).strip().lower() in TEXT_COLUMNS), None)
-    if column is None:
-        column = max(table.columns, key=lambda c: table[c].str.len().mean())
+    column = _text_column(table, list(table.columns))
     return [t for t in table[column].tolist() if isinstance(t, str) and t.strip()], left_out
+
+
+def _text_column(table: pd.DataFrame, candidates: list[str]) -> str:
+    """The message column: one named like it, else the one with the longest values."""
+    named = next((c for c in candidates if str(c).strip().lower() in _TEXT_HINTS), None)
+    return named if named is not None else max(candidates, key=lambda c: table[c].astype(str).str.len().mean())
 
 
 def _uci_row(line: str) -> bool:
@@ -240,9 +241,7 @@ def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
                             f"columns are {', '.join(columns)}")
         label_col = best
     others = [c for c in columns if c != label_col]
-    text_col = next((c for c in others if c.strip().lower() in _TEXT_HINTS), None)
-    if text_col is None:
-        text_col = max(others, key=lambda c: table[c].astype(str).str.len().mean())
+    text_col = _text_column(table, others)
     return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()}), bad_lines
 
 
