@@ -1,6 +1,7 @@
-"""Command line: python -m core {train,predict,runs,evaluate,export} ...
+"""Command line: python -m core {train,finish,predict,runs,evaluate,export} ...
 
     python -m core train --mode frozen --data ../shared/data/SMSSpamCollection   # last stdout line: run folder
+    python -m core finish --run checkpoints/<run>                                # end it, keep its best weights
     python -m core predict --run checkpoints/<run> "WIN a free phone now!"       # one JSON line per text
     python -m core runs                                                          # table of runs
     python -m core evaluate --run checkpoints/<run> --data my_messages.csv       # metrics on another file
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "the other (flags given here override every entry)")
     _add_config_flags(train)
 
+    finish = sub.add_parser("finish", help="end a run and keep its best weights: a running one stops at its next "
+                            "step; one that stopped before its end (killed, crashed, Ctrl-C) has its last "
+                            "checkpoint tested, and completes. Prints the run folder last")
+    finish.add_argument("--run", required=True, help="run folder or run id")
+    finish.add_argument("--runs-dir", default="checkpoints")
+
     predict = sub.add_parser("predict", help="spam probability of messages (arguments or stdin, one per line)")
     predict.add_argument("--run", required=True, help="run folder or run id")
     predict.add_argument("--runs-dir", default="checkpoints")
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected, not news
         transformers.logging.disable_progress_bar()  # weight-loading bars would drown the training bar
     try:
-        return {"train": _train, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
+        return {"train": _train, "finish": _finish, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
                 "export": _export}[args.command](args)
     except (ValueError, OSError) as exc:  # user errors: one clear line, no traceback
         if args.debug:
@@ -126,6 +133,28 @@ def _train(args) -> int:
     return status
 
 
+def _finish(args) -> int:
+    from .runs import finishable, read_status, request_finish, resolve_run
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    if read_status(run_dir).get("status") == "running":  # the training process does the rest
+        request_finish(run_dir)
+        print(f"asked {run_dir.name} to finish: it stops at its next step, then tests and saves its best weights",
+              file=sys.stderr)
+        return 0
+    finishable(run_dir)  # a run that cannot be finished is refused before torch loads
+    from .runs import load_run
+    from .train import finish_stopped
+
+    run = load_run(finish_stopped(run_dir))
+    t, stopped = run.metrics["test"], run.metrics["stopped"]
+    log.info("%s completed from the weights of step %s (it stopped after step %s of %s): accuracy %.4f f1 %.4f "
+             "auroc %.4f", run.mode, stopped["weights_from_step"], stopped["after_step"], stopped["total_steps"],
+             t["accuracy"], t["f1"], t["auroc"] or float("nan"))
+    print(run_dir, flush=True)
+    return 0
+
+
 def _predict(args) -> int:
     from .runs import resolve_run
 
@@ -142,7 +171,7 @@ def _predict(args) -> int:
 
 
 def _runs(args) -> int:
-    from .runs import list_runs
+    from .runs import list_runs, stopped_note
 
     runs = list_runs(args.runs_dir)
     if not runs:
@@ -161,6 +190,8 @@ def _runs(args) -> int:
                   f"{num('auroc'):>6}  {run.model or '?'}")
             if run.error:  # why a run failed or is broken, under it
                 print(f"{'':40} {run.error}")
+            elif stopped := (run.metrics or {}).get("stopped"):
+                print(f"{'':40} {stopped_note(stopped)}")
     return 0
 
 

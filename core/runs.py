@@ -4,8 +4,11 @@
         config.json     every hyperparameter, the resolved model, data summary, package versions
         status.json     running | completed | failed | cancelled (+ pid, error); a dead pid reads as interrupted
         history.jsonl   one event per line, flushed as training goes
+        checkpoint-<step>/  while training: the best weights so far, replaced at each better validation
         model/          weights in safetensors (save_pretrained layout for finetune, head for frozen)
         metrics.json    test/validation metrics, curves, every test message's probability
+
+A run killed mid-training keeps its last checkpoint: `python -m core finish` tests it and completes the run.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 LOCK_NAME = ".training.lock"
 CANCEL_FILE = "cancel"  # stop and discard the run
 FINISH_FILE = "finish"  # stop training now, keep the best weights so far, test them: the run completes
+CHECKPOINT_INFO = "checkpoint.json"  # in a checkpoint folder: the step, epoch and validation of its weights
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 class RunError(ValueError):
@@ -89,6 +94,50 @@ def save_folder_atomic(target: Path, write) -> None:
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+
+
+def save_checkpoint(run_dir: Path, step: int, write) -> Path:
+    """write(folder) as checkpoint-<step>, then remove the older ones: from the first validation on, a complete
+    checkpoint is on disk at every moment, so a crash or kill -9 loses only the steps since it."""
+    target = Path(run_dir) / f"checkpoint-{step}"
+    save_folder_atomic(target, write)
+    for old in checkpoints(run_dir):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoint folders, oldest step first (a .tmp folder being written is not one)."""
+    try:
+        found = [(int(m[1]), p) for p in Path(run_dir).iterdir() if (m := _CHECKPOINT_RE.match(p.name)) and p.is_dir()]
+    except OSError:
+        return []
+    return [p for _, p in sorted(found)]
+
+
+def drop_checkpoints(run_dir: Path) -> None:
+    for path in checkpoints(run_dir):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def saved_weights(run_dir: Path, mode: str | None) -> Path | None:
+    """The weights an unfinished run left: its newest checkpoint, or model/ when it stopped after moving the
+    best one there but before writing its metrics. None when it left none."""
+    run_dir = Path(run_dir)
+    if weights_present(run_dir, mode):
+        return run_dir / "model"
+    found = [p for p in checkpoints(run_dir) if weights_present(p, mode, folder=".")]
+    return found[-1] if found else None
+
+
+def checkpoint_info(weights: Path) -> dict:
+    """checkpoint.json of a weights folder ({} when absent or damaged, as in runs saved before checkpoints)."""
+    try:
+        info = read_json(Path(weights) / CHECKPOINT_INFO)
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def read_json(path: Path):
@@ -268,9 +317,9 @@ class RunInfo:
         return self.status == "completed" and self.metrics is not None and weights_present(self.path, self.mode)
 
 
-def weights_present(run_dir: Path, mode: str | None) -> bool:
+def weights_present(run_dir: Path, mode: str | None, folder: str = "model") -> bool:
     name = {"finetune": "model.safetensors", "frozen": "head.safetensors", "baseline": "baseline.json"}.get(mode)
-    return bool(name) and (Path(run_dir) / "model" / name).is_file()
+    return bool(name) and (Path(run_dir) / folder / name).is_file()
 
 
 def saved_run_config(run_dir: Path) -> dict:
@@ -282,6 +331,33 @@ def saved_run_config(run_dir: Path) -> dict:
     if not weights_present(run_dir, config.get("mode")):
         raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
     return config
+
+
+FINISHABLE = ("interrupted", "failed", "cancelled")  # stopped before their end; they may have left a checkpoint
+
+
+def finishable(run_dir: Path) -> tuple[dict, Path, dict]:
+    """(config, weights folder, status) of a run that stopped before its end and left weights to finish it from
+    (core.train.finish_stopped); RunError saying why not otherwise. Reads files only: no torch."""
+    run = load_run(run_dir)
+    if run.status not in FINISHABLE:
+        why = {"completed": "it has already completed", "running": "it is still training: ask it to finish instead",
+               "broken": f"it is broken ({run.error})"}.get(run.status, f"its status is {run.status}")
+        raise RunError(f"{run.id} cannot be finished from saved weights: {why}")
+    if run.mode == "baseline":
+        raise RunError(f"{run.id} is a baseline run, which keeps no checkpoint: train it again (it takes seconds)")
+    weights = saved_weights(run.path, run.mode)
+    if weights is None or not isinstance(run.config.get("model"), dict):
+        raise RunError(f"{run.id} saved no weights before it stopped (it ended before its first validation, or "
+                       "was cancelled, which discards them): train it again")
+    return run.config, weights, read_status(run.path)
+
+
+def stopped_note(stopped: dict) -> str:
+    """One line on a run completed from a checkpoint after it stopped (metrics.json "stopped")."""
+    total = f" of {stopped['total_steps']}" if stopped.get("total_steps") else ""
+    return (f"stopped after step {stopped.get('after_step')}{total} ({stopped.get('reason') or stopped.get('status')}); "
+            f"completed from the best weights saved by then, from step {stopped.get('weights_from_step')}")
 
 
 def load_run(run_dir: Path) -> RunInfo:
@@ -300,7 +376,9 @@ def load_run(run_dir: Path) -> RunInfo:
     if state == "interrupted" and status.get("host") == _process_space():
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save
-        shutil.rmtree(run_dir / "model.tmp", ignore_errors=True)
+        for partial in run_dir.glob("*.tmp"):
+            if partial.is_dir() and (partial.name == "model.tmp" or _CHECKPOINT_RE.match(partial.name[:-4])):
+                shutil.rmtree(partial, ignore_errors=True)
     metrics = None
     if not config_ok:  # nothing else about the run can be trusted
         state = "broken"

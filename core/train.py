@@ -4,8 +4,11 @@
     python -m core train --mode frozen   --pooling cls --head-hidden 512
 
 Phases: lock -> data -> model -> run folder -> (frozen: cached features) -> optimiser -> loop with
-periodic validation, keeping the best weights -> test evaluation -> save. Every phase writes an event
-to <run>/history.jsonl, which the dashboard follows live.
+periodic validation, saving each better model as a checkpoint -> test evaluation -> the best checkpoint
+becomes model/. Every phase writes an event to <run>/history.jsonl, which the dashboard follows live.
+
+A run that stopped before its end (kill -9, a crash, Ctrl-C) keeps its last checkpoint; finish_stopped
+tests it and completes the run (`python -m core finish --run DIR`).
 """
 from __future__ import annotations
 
@@ -37,10 +40,11 @@ from .config import TrainConfig
 from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode
 from .metrics import classification_metrics, curves
-from .modeling import MLPHead, ModelError, count_parameters, resolve_model
-from .runs import (CANCEL_FILE, FINISH_FILE, FORMAT_VERSION, EventLog, cancel_requested, finish_requested,
-                   new_run_dir, read_status, request_cancel, save_folder_atomic, set_lock_holder, set_status,
-                   training_lock, write_json_atomic)
+from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, resolve_model
+from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, EventLog, RunError, cancel_requested,
+                   checkpoint_info, checkpoints, drop_checkpoints, finish_requested, finishable, new_run_dir,
+                   read_history, read_status, request_cancel, save_checkpoint, save_folder_atomic, saved_weights,
+                   set_lock_holder, set_status, training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +128,11 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
         set_status(run_dir, "cancelled", ended_at=time.time())
         events.emit("end", status="cancelled")
         if isinstance(exc, KeyboardInterrupt):
+            if cfg.mode != "baseline" and (weights := saved_weights(run_dir, cfg.mode)):  # hours of training may sit in it: keep it, say how
+                log.warning("the best weights so far are kept in %s; `python -m core finish --run %s` tests them "
+                            "and completes the run", weights, run_dir)
             raise
+        drop_checkpoints(run_dir)  # Cancel means discard
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         set_status(run_dir, "failed", ended_at=time.time(), error=reason)
@@ -181,7 +189,6 @@ def _install_sigterm():
 
 def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventLog, stop: dict,
            writes: bool = True) -> None:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     t_start = time.time()
@@ -208,19 +215,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
         _finish(cfg, run_dir, config, events, splits, result["probabilities"], result, t_start)
         return
 
-    # Accelerate keeps one process-wide state and refuses a second Accelerator with another precision; a
-    # sequence of runs (--config plan.json) or a Trainer earlier in this process would otherwise fail here
-    from accelerate.state import AcceleratorState
-    AcceleratorState._reset_state()  # the PartialState stays: it holds the process group under accelerate launch
-    # bf16 autocast for the encoder's matmuls (fine-tuning; frozen feature extraction sets its own). Frozen
-    # mode's head stays fp32: its matmuls are tiny, and casting each step cost more than it saved
-    precision = cfg.precision if cfg.precision == "fp32" or _bf16_native() else "fp32"
-    if precision != cfg.precision:
-        log.warning("this device has no native bf16: training in fp32 (emulated bf16 is slower than fp32)")
-        cfg = dataclasses.replace(cfg, precision=precision)
-    mixed = "bf16" if precision == "bf16" and cfg.mode == "finetune" else "no"
-    accelerator = Accelerator(mixed_precision=mixed)
-    config["precision"] = precision  # what ran; the Predictor applies the same precision
+    accelerator, cfg = _accelerator(cfg)
+    config["precision"] = cfg.precision  # what ran; the Predictor applies the same precision
     events.emit("model", device=str(accelerator.device), **model_info.to_dict())
     setup = (_setup_frozen if cfg.mode == "frozen" else _setup_finetune)(
         cfg, model_info, splits, messages, accelerator, events, check_stop)
@@ -247,11 +243,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     from transformers import get_linear_schedule_with_warmup
     # stepped by hand, not prepared: accelerate would step it once per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    labels = np.asarray(splits["train"]["label"].tolist())
-    weight = None
-    if cfg.class_weight == "balanced":  # n / (2 * n_c): each class contributes equally to the loss
-        weight = torch.tensor(len(labels) / (2 * np.bincount(labels, minlength=2)), dtype=torch.float32,
-                              device=accelerator.device)
+    weight = _class_weight(cfg, splits, accelerator.device)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     log_every = max(1, total_steps // MAX_LOGGED_STEPS)
     events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
@@ -302,6 +294,12 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                     best = {"loss": val["loss"], "step": step, "validation": val["metrics"],
                             "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
                     evals_since_best = 0
+                    if writes:  # and on disk, so a crash or kill -9 loses only the steps since
+                        info = {"step": step, "epoch": step / steps_per_epoch, "validation_loss": val["loss"],
+                                "validation": val["metrics"], "train_seconds": time.time() - t_train}
+                        save_checkpoint(run_dir, step, lambda d: _save_checkpoint(setup, accelerator.unwrap_model(model),
+                                                                                  d, info))
+                        events.emit("checkpoint", step=step, validation_loss=val["loss"])
                 else:
                     evals_since_best += 1
                 model.train()
@@ -327,8 +325,91 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
               "validation": validation, "probabilities": test["probabilities"],
               "trainable_parameters": setup.trainable, "total_parameters": setup.total}
     if writes:
-        save_folder_atomic(run_dir / "model", lambda d: setup.save(final, d))
+        saved = checkpoints(run_dir)
+        if saved:  # the best weights are on disk already: the newest checkpoint is the best one
+            saved[-1].rename(run_dir / "model")
+        else:  # no validation loss was finite: nothing was kept, so the last weights are the run's
+            save_folder_atomic(run_dir / "model", lambda d: setup.save(final, d))
         _finish(cfg, run_dir, config, events, splits, test["probabilities"], result, t_start)
+
+
+def _save_checkpoint(setup: Setup, model, folder: Path, info: dict) -> None:
+    setup.save(model, folder)
+    write_json_atomic(Path(folder) / CHECKPOINT_INFO, info)
+
+
+def finish_stopped(run_dir: Path) -> Path:
+    """Complete a run that stopped before its end (kill -9, a crash, Ctrl-C) from the last checkpoint it saved:
+    test those weights and write the metrics, as "Finish this run now" would have at that validation. The run
+    records where it stopped. Raises RunError (or DataError, ModelError) when it cannot be done."""
+    run_dir = Path(run_dir)
+    config, weights, _ = finishable(run_dir)
+    data_info = config.get("data_info") or {}
+    messages = load_messages(data_info.get("source"))  # the file it trained on, found again
+    if messages.fingerprint != data_info.get("fingerprint"):
+        raise RunError(f"{run_dir.name}: {data_info.get('source')} is not the data this run trained on any more (its "
+                       "fingerprint changed), so its test split cannot be rebuilt")
+    cfg = TrainConfig.from_dict({**config, "model": config.get("requested_model") or config["model"]["name"],
+                                 "runs_dir": str(run_dir.parent)})
+    model_info = ResolvedModel(**{f.name: config["model"][f.name] for f in dataclasses.fields(ResolvedModel)
+                                  if f.name in config["model"]})
+    threads = torch.get_num_threads()
+    with training_lock(run_dir.parent) as lock:
+        config, weights, status = finishable(run_dir)  # again, under the lock: another finish may have run
+        info = checkpoint_info(weights)
+        # how the training ended, kept through a failed attempt at finishing it
+        stopped = status.get("stopped") or {k: status.get(k) for k in ("status", "error", "ended_at")}
+        set_status(run_dir, "running", error=None, ended_at=None, stopped=stopped)
+        set_lock_holder(lock, run_dir.name)
+        history = read_history(run_dir)
+        history = history[:next((i for i, e in enumerate(history) if e.get("event") == "finish_saved"), None)]
+        events = EventLog(run_dir / "history.jsonl")
+        try:
+            events.emit("finish_saved", weights=weights.name, step=info.get("step"))
+            t0 = time.time()
+            splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            accelerator, cfg = _accelerator(cfg)
+            if cfg.mode == "finetune":  # a save_pretrained folder: load it as the model itself
+                setup = _setup_finetune(cfg, dataclasses.replace(model_info, path=str(weights)), splits, messages,
+                                        accelerator, events, lambda: None)
+            else:  # the encoder's features (cached, or encoded again), and the saved head on them
+                from safetensors.torch import load_file
+                setup = _setup_frozen(cfg, model_info, splits, messages, accelerator, events, lambda: None)
+                setup.model.load_state_dict(load_file(str(weights / "head.safetensors")))
+            model = setup.model.to(accelerator.device)
+            weight = _class_weight(cfg, splits, accelerator.device)
+            test = _evaluate(model, setup.loaders["test"], accelerator, weight)
+            validation = info.get("validation") or _evaluate(model, setup.loaders["validation"], accelerator,
+                                                             weight)["metrics"]
+            start = next((e for e in history if e.get("event") == "start"), {})
+            trained = [e for e in history if e.get("event") == "train"]
+            steps = max([int(e.get("step", 0)) for e in trained] + [int(info.get("step") or 0)])
+            result = {
+                "train_seconds": trained[-1]["time"] - start["time"] if trained and start else info.get("train_seconds"),
+                "steps": steps, "best_step": info.get("step"),
+                "train_messages_per_second": info["step"] * cfg.batch_size / info["train_seconds"]
+                if info.get("step") and info.get("train_seconds") else None,
+                "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
+                "total_parameters": config.get("total_parameters"),
+                "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
+                            "total_steps": start.get("total_steps"), "weights_from_step": info.get("step")}}
+            if weights.name != "model":
+                weights.rename(run_dir / "model")
+            drop_checkpoints(run_dir)
+            # total time: the run until it stopped, plus this test (not the hours it may have sat stopped)
+            ran = max((e.get("time", 0) for e in history), default=t0) - float(config.get("created") or t0)
+            _finish(cfg, run_dir, config, events, splits, test["probabilities"], result, t0 - max(ran, 0.0))
+            set_status(run_dir, "completed", ended_at=time.time(), error=None)
+            events.emit("end", status="completed")
+        except Exception as exc:  # the weights stay where they were, so it can be tried again
+            reason = f"finishing from the saved weights failed: {exc or type(exc).__name__}"
+            set_status(run_dir, "failed", ended_at=time.time(), error=reason)
+            events.emit("end", status="failed", error=reason)
+            raise
+        finally:
+            events.close()
+            torch.set_num_threads(threads)
+    return run_dir
 
 
 def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabilities, result: dict, t_start) -> None:
@@ -348,6 +429,8 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
         "steps": result.get("steps"), "best_step": result.get("best_step"),
         "trainable_parameters": result["trainable_parameters"], "total_parameters": result["total_parameters"],
     }
+    if result.get("stopped"):  # completed from a checkpoint after it stopped: say so beside its numbers
+        metrics["stopped"] = result["stopped"]
     events.emit("test", **{k: v for k, v in test_metrics.items() if k != "ci95"})
     write_json_atomic(run_dir / "metrics.json", metrics)
 
@@ -460,6 +543,32 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
     total = trainable + int(encoder_parameters)
     del encoder
     return Setup(head, loaders, save, trainable, total)
+
+
+def _accelerator(cfg: TrainConfig):
+    """An Accelerator for this run, and cfg with the precision that will really run."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # Accelerate keeps one process-wide state and refuses a second Accelerator with another precision; a
+    # sequence of runs (--config plan.json) or a Trainer earlier in this process would otherwise fail here
+    AcceleratorState._reset_state()  # the PartialState stays: it holds the process group under accelerate launch
+    # bf16 autocast for the encoder's matmuls (fine-tuning; frozen feature extraction sets its own). Frozen
+    # mode's head stays fp32: its matmuls are tiny, and casting each step cost more than it saved
+    precision = cfg.precision if cfg.precision == "fp32" or _bf16_native() else "fp32"
+    if precision != cfg.precision:
+        log.warning("this device has no native bf16: training in fp32 (emulated bf16 is slower than fp32)")
+        cfg = dataclasses.replace(cfg, precision=precision)
+    mixed = "bf16" if precision == "bf16" and cfg.mode == "finetune" else "no"
+    return Accelerator(mixed_precision=mixed), cfg
+
+
+def _class_weight(cfg: TrainConfig, splits, device):
+    """balanced: n / (2 * n_c), so each class contributes equally to the loss; None: unweighted."""
+    if cfg.class_weight != "balanced":
+        return None
+    labels = np.asarray(splits["train"]["label"].tolist())
+    return torch.tensor(len(labels) / (2 * np.bincount(labels, minlength=2)), dtype=torch.float32, device=device)
 
 
 def _bf16_native() -> bool:

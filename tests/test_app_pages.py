@@ -322,7 +322,7 @@ def troubled(tmp_path, tiny_bert, sms_data, trained, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr("core.train.save_folder_atomic", disk_full)
+        m.setattr("core.train.save_checkpoint", disk_full)
         with pytest.raises(OSError):
             train(_config("finetune", root, tiny_bert, sms_data, epochs=1))
     broken = runs_dir / "20000101-000000-finetune-dead"

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from core.config import TrainConfig
-from core.runs import (RunError, delete_run, list_runs, read_history, read_status, running_job, save_folder_atomic,
-                       set_status, training_lock, validate_run_id, write_json_atomic, EventLog)
+from core.runs import (RunError, checkpoints, delete_run, list_runs, read_history, read_status, running_job,
+                       save_checkpoint, save_folder_atomic, saved_weights, set_status, training_lock, validate_run_id,
+                       write_json_atomic, EventLog)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -56,6 +57,37 @@ def test_a_run_killed_mid_save_loses_its_partial_weights_folder(tmp_path):
     set_status(run, "running", pid=proc.pid, pid_started=0.0)  # the writer is gone (kill -9)
     [info] = list_runs(tmp_path)
     assert info.status == "interrupted" and not (run / "model.tmp").exists()
+
+
+def test_one_complete_checkpoint_is_kept_and_a_partial_one_is_never_taken_for_it(tmp_path):
+    def weights(content):
+        return lambda folder: (folder / "model.safetensors").write_bytes(content)
+    run = tmp_path / "r1"
+    run.mkdir()
+    assert saved_weights(run, "finetune") is None
+    save_checkpoint(run, 4, weights(b"step 4"))
+    save_checkpoint(run, 12, weights(b"step 12"))
+    assert [p.name for p in checkpoints(run)] == ["checkpoint-12"]  # the older one goes once the new one is complete
+
+    def fail_midway(folder):  # a better model that never finished saving (an error here; kill -9 is the same)
+        weights(b"half")(folder)
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        save_checkpoint(run, 16, fail_midway)
+    assert saved_weights(run, "finetune") == run / "checkpoint-12"
+    assert (run / "checkpoint-12" / "model.safetensors").read_bytes() == b"step 12"
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    (run / "checkpoint-20.tmp").mkdir()  # what kill -9 mid-save leaves
+    write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0})
+    set_status(run, "running")  # records this machine as the writer's
+    set_status(run, "running", pid=proc.pid, pid_started=0.0)  # the writer is gone
+    assert list_runs(tmp_path)[0].status == "interrupted" and not (run / "checkpoint-20.tmp").exists()
+    assert saved_weights(run, "finetune") == run / "checkpoint-12"
+    (run / "model").mkdir()  # moved into place, but the run stopped before its metrics: that is what it left
+    (run / "model" / "model.safetensors").write_bytes(b"best")
+    assert saved_weights(run, "finetune") == run / "model"
 
 
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):

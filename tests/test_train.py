@@ -14,9 +14,9 @@ import torch
 from core.config import TrainConfig
 from core.modeling import ModelError, resolve_model
 from core.predict import Predictor
-from core.runs import (RunError, list_runs, load_run, read_history, read_status, request_cancel, request_finish,
-                       running_job)
-from core.train import train, train_sequence
+from core.runs import (RunError, checkpoints, finishable, list_runs, load_run, read_history, read_status,
+                       request_cancel, request_finish, running_job)
+from core.train import finish_stopped, train, train_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"frozen": {"epochs": 8}, "finetune": {"epochs": 2, "lr": 1e-3}, "baseline": {}}
@@ -199,11 +199,15 @@ def test_cancel_from_outside(tmp_path, sms_file, tiny_bert):
     proc = _start_cli(tmp_path, sms_file, tiny_bert)
     run_dir = _wait_for_training(tmp_path / "runs")
     assert running_job(tmp_path / "runs") == run_dir.name
+    _wait_for(lambda: checkpoints(run_dir))  # so there is something for the cancel to discard
     request_cancel(run_dir)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and out.strip().splitlines()[-1] == str(run_dir)
     assert read_status(run_dir)["status"] == "cancelled"
     assert read_history(run_dir)[-1] == {**read_history(run_dir)[-1], "event": "end", "status": "cancelled"}
+    assert not checkpoints(run_dir)  # Cancel discards: nothing is left to finish it from
+    with pytest.raises(RunError, match="saved no weights"):
+        finishable(run_dir)
     assert running_job(tmp_path / "runs") is None
 
 
@@ -244,6 +248,9 @@ def test_kill_9_mid_epoch_leaves_an_interrupted_run_and_a_free_lock(tmp_path, sm
     assert not (run_dir / "model").exists()  # weights are only ever renamed into place when complete
     with pytest.raises(RunError, match="no saved weights"):
         Predictor.load(run_dir)
+    if not checkpoints(run_dir):  # killed before its first validation: nothing to finish it from
+        with pytest.raises(RunError, match="saved no weights before it stopped"):
+            finishable(run_dir)
     assert running_job(tmp_path / "runs") is None
     # and a new job can start at once
     done = train(TrainConfig(mode="frozen", data=str(sms_file), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
@@ -273,12 +280,12 @@ def test_a_cancel_during_the_baseline_fit_stops_the_whole_plan(tmp_path, sms_fil
 
 def test_a_cancel_while_a_run_saves_keeps_that_run_and_stops_the_plan(tmp_path, sms_file, tiny_bert, monkeypatch):
     import core.train
-    real_save = core.train.save_folder_atomic
+    real_finish = core.train._finish
 
-    def save_then_cancel(target, write):  # too late to stop this run: its weights are already being written
-        real_save(target, write)
-        request_cancel(target.parent)
-    monkeypatch.setattr(core.train, "save_folder_atomic", save_then_cancel)
+    def cancel_then_save(cfg, run_dir, *args):  # too late to stop this run: its weights are already being written
+        request_cancel(run_dir)
+        real_finish(cfg, run_dir, *args)
+    monkeypatch.setattr(core.train, "_finish", cancel_then_save)
     plan = [quick_config(m, sms_file, tiny_bert, tmp_path, epochs=1) for m in ("frozen", "finetune")]
     done = train_sequence(plan)
     [run] = [load_run(d) for d in done]
@@ -286,17 +293,96 @@ def test_a_cancel_while_a_run_saves_keeps_that_run_and_stops_the_plan(tmp_path, 
     assert not (done[0] / "cancel").exists()  # consumed: it must not look like a pending request later
 
 
-def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled(tmp_path, sms_file, tiny_bert, monkeypatch):
+def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled_but_keeps_its_weights(tmp_path, sms_file, tiny_bert,
+                                                                                monkeypatch, caplog):
     import core.train
 
     def interrupted(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(core.train, "save_folder_atomic", interrupted)
+    monkeypatch.setattr(core.train, "_finish", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1))
     run_dir = _newest_run(tmp_path)
     assert read_status(run_dir)["status"] == "cancelled"
     assert read_history(run_dir)[-1]["event"] == "end" and read_history(run_dir)[-1]["status"] == "cancelled"
+    # unlike the app's Cancel, which discards: the user is told how to finish it, and can
+    assert f"python -m core finish --run {run_dir}" in caplog.text
+    monkeypatch.undo()
+    run = load_run(finish_stopped(run_dir))
+    assert run.usable and run.metrics["stopped"]["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_a_run_that_failed_after_training_finishes_from_its_saved_weights_with_the_same_results(
+        mode, tmp_path, sms_file, tiny_bert, monkeypatch):
+    import core.train
+
+    clean = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path / "clean")))
+
+    def disk_trouble(*args):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(core.train, "_finish", disk_trouble)
+    with pytest.raises(OSError):
+        train(quick_config(mode, sms_file, tiny_bert, tmp_path))
+    monkeypatch.undo()
+    run_dir = _newest_run(tmp_path)
+    assert load_run(run_dir).status == "failed" and (run_dir / "model").is_dir() and not checkpoints(run_dir)
+
+    sms_file.write_text(sms_file.read_text() + "ham\tone more message\n")  # not the data it trained on
+    with pytest.raises(RunError, match="not the data this run trained on"):
+        finish_stopped(run_dir)
+    sms_file.write_text(sms_file.read_text().removesuffix("ham\tone more message\n"))
+    monkeypatch.setattr(core.train, "_evaluate", disk_trouble)  # a first attempt at finishing fails too
+    with pytest.raises(OSError):
+        finish_stopped(run_dir)
+    monkeypatch.undo()
+    assert "finishing from the saved weights failed" in load_run(run_dir).error
+    run = load_run(finish_stopped(run_dir))  # the second attempt works, and keeps the first reason
+    assert run.status == "completed" and run.usable and run.error is None
+    # the same weights on the same split: the clean run's numbers, to the last digit
+    assert run.metrics["test"] == clean.metrics["test"] and run.metrics["best_step"] == clean.metrics["best_step"]
+    assert run.metrics["stopped"]["reason"] == "No space left on device"
+    with pytest.raises(RunError, match="already completed"):
+        finishable(run_dir)
+
+
+def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from_it(tmp_path, sms_file, tiny_bert):
+    proc = _start_cli(tmp_path, sms_file, tiny_bert)  # 300 epochs: it is killed long before the end
+    run_dir = _wait_for_training(tmp_path / "runs")
+    _wait_for(lambda: len([e for e in read_history(run_dir) if e["event"] == "checkpoint"]) >= 2)
+    proc.kill()
+    proc.wait()
+    saved = [e for e in read_history(run_dir) if e["event"] == "checkpoint"][-1]
+    [checkpoint] = checkpoints(run_dir)  # older ones are removed once a better one is complete
+    assert load_run(run_dir).status == "interrupted" and checkpoint.name == f"checkpoint-{saved['step']}"
+    assert json.loads((checkpoint / "checkpoint.json").read_text())["validation_loss"] == saved["validation_loss"]
+
+    cli = [sys.executable, "-m", "core", "finish", "--run", str(run_dir)]
+    done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == str(run_dir), done.stderr[-2000:]
+    run = load_run(run_dir)
+    assert run.status == "completed" and run.usable and not checkpoints(run_dir)
+    stopped = run.metrics["stopped"]
+    assert stopped["status"] == "interrupted" and stopped["weights_from_step"] == run.metrics["best_step"] == saved["step"]
+    assert stopped["after_step"] >= saved["step"] and stopped["total_steps"] == 300 * 12
+    predictions = run.metrics["predictions"]  # the tested weights are the ones now in model/
+    assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),
+                       [p["spam_probability"] for p in predictions], atol=2e-2)
+    listing = subprocess.run([sys.executable, "-m", "core", "runs", "--runs-dir", str(tmp_path / "runs")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120).stdout
+    assert f"completed from the best weights saved by then, from step {saved['step']}" in listing
+    again = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and again.stderr.strip() == \
+        f"error: {run_dir.name} cannot be finished from saved weights: it has already completed"
+
+
+def _wait_for(predicate, timeout=60):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
 
 
 def test_second_job_is_refused_while_one_runs(tmp_path, sms_file, tiny_bert):
