@@ -27,8 +27,8 @@ import numpy as np
 import psutil
 
 from .config import TrainConfig
-from .runs import LOCK_NAME, load_run, read_history, read_json, read_status, request_cancel, request_finish, \
-    run_path, running_job, write_json_atomic
+from .runs import LOCK_NAME, finishable, load_run, read_history, read_json, read_status, request_cancel, \
+    request_finish, run_path, running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -57,7 +57,7 @@ class Job:
     started: float
     modes: list[str]
     log: Path
-    plan: Path
+    plan: Path | None  # None for a `finish` job
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Progress:
     """What a page shows about the running job, computed from the run's history.jsonl."""
     run_id: str | None  # None while the process is loading data and model, before its run folder exists
     mode: str | None
-    phase: str  # starting | preparing | features | training | evaluating | finishing
+    phase: str  # starting | preparing | features | training | evaluating | finishing | testing saved weights
     fraction: float  # 0..1 of this run
     eta_seconds: float | None  # of this run; None until there is a rate to extrapolate from
     step: int = 0
@@ -129,14 +129,31 @@ def launch(configs: list[TrainConfig], runs_dir: str | os.PathLike | None = None
             entry["model"] = str(Path(entry["model"]).expanduser().resolve())
         plan.append(TrainConfig.from_dict(entry).to_dict())  # validated again, exactly as the child will
 
+    return _start([c["mode"] for c in plan], runs_dir, start_timeout, plan=plan)
+
+
+def launch_finish(runs_dir: str | os.PathLike, run_id: str, start_timeout: float = START_TIMEOUT_S) -> Job:
+    """Start `python -m core finish --run <run>`: test the last checkpoint of a run that stopped before its end,
+    and complete it. Raises JobBusy when a job already runs, JobError when the run cannot be finished."""
+    runs_dir = Path(runs_dir).resolve()
     try:
-        return _start(plan, runs_dir, start_timeout)
+        config, _, _ = finishable(run_path(runs_dir, run_id))
+    except ValueError as exc:  # RunError: completed, never checkpointed, cancelled...
+        raise JobError(str(exc)) from None
+    return _start([config["mode"]], runs_dir, start_timeout, finish=runs_dir / run_id)
+
+
+def _start(modes: list[str], runs_dir: Path, start_timeout: float, plan: list[dict] | None = None,
+           finish: Path | None = None) -> Job:
+    """`python -m core train --config <plan>`, or `python -m core finish --run <finish>`, as a detached job."""
+    try:
+        return _start_locked(modes, runs_dir, start_timeout, plan, finish)
     except OSError as exc:  # an unwritable or full runs folder: say so on the page, not as a traceback
         raise JobError(f"cannot start training in {runs_dir} ({exc.strerror or exc}); choose another runs "
                        f"folder (SPAM_RUNS_DIR)") from None
 
 
-def _start(plan: list[dict], runs_dir: Path, start_timeout: float) -> Job:
+def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, finish) -> Job:
     with _launch_lock(runs_dir):
         holder = running_job(runs_dir)
         if holder:
@@ -148,18 +165,22 @@ def _start(plan: list[dict], runs_dir: Path, start_timeout: float) -> Job:
         jobs = runs_dir / JOBS_DIR
         jobs.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-        plan_path, log_path = jobs / f"plan-{stamp}.json", jobs / f"train-{stamp}.log"
-        write_json_atomic(plan_path, plan)
+        command = "train" if plan is not None else "finish"
+        plan_path, log_path = jobs / f"plan-{stamp}.json", jobs / f"{command}-{stamp}.log"
+        if plan is not None:
+            write_json_atomic(plan_path, plan)
+        args = ["train", "--config", str(plan_path)] if plan is not None else ["finish", "--run", str(finish)]
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "core", "train", "--config", str(plan_path)],
+                [sys.executable, "-m", "core", *args],
                 cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a Streamlit restart or Ctrl-C does not kill it
                 env={**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"})
-        job = Job(pid=proc.pid, started=time.time(), modes=[c["mode"] for c in plan], log=log_path, plan=plan_path)
+        job = Job(pid=proc.pid, started=time.time(), modes=modes, log=log_path,
+                  plan=plan_path if plan is not None else None)
         write_json_atomic(jobs / LAST_JOB, {"pid": job.pid, "pid_started": _create_time(job.pid),
                                             "started": job.started, "modes": job.modes, "log": str(log_path),
-                                            "plan": str(plan_path)})
+                                            "plan": str(job.plan) if job.plan else None})
         # keep the launch lock until the child holds the training lock, so no second launch slips in, and
         # until it has made its first run folder: bad data or a bad model fail before that, and are reported here
         deadline = time.time() + start_timeout
@@ -169,7 +190,8 @@ def _start(plan: list[dict], runs_dir: Path, start_timeout: float) -> Job:
             code = proc.poll()
             if code is not None:
                 if code != 0:
-                    raise JobError(f"training did not start: {_last_error(log_path)}")
+                    raise JobError(f"{'training' if plan is not None else 'finishing'} did not start: "
+                                   f"{_last_error(log_path)}")
                 return job  # finished already (a tiny baseline can), and reaped by poll()
             time.sleep(0.1)
         # still running (or still importing: the training lock refuses a second job). Wait for it in the
@@ -259,6 +281,14 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
     for e in events:
         last[e.get("event")] = e
     mode = None
+    resumed = [i for i, e in enumerate(events) if e.get("event") == "finish_saved"]
+    if resumed:  # `core finish` on a run that stopped: only what happened since counts
+        since = {e.get("event"): e for e in events[resumed[-1]:]}
+        if "test" in since or "end" in since:
+            return Progress(None, mode, "finishing", 1.0, 0.0)
+        step = since["finish_saved"].get("step")
+        return Progress(None, mode, "testing saved weights", 0.0, None,
+                        detail=f"the best weights it saved, from step {step}" if step else "")
     frozen = "features" in last or "features_ready" in last
     if "test" in last or "end" in last:
         return Progress(None, mode, "finishing", 1.0, 0.0)

@@ -357,7 +357,7 @@ def stopped_note(stopped: dict) -> str:
     """One line on a run completed from a checkpoint after it stopped (metrics.json "stopped")."""
     total = f" of {stopped['total_steps']}" if stopped.get("total_steps") else ""
     return (f"stopped after step {stopped.get('after_step')}{total} ({stopped.get('reason') or stopped.get('status')}); "
-            f"completed from the best weights saved by then, from step {stopped.get('weights_from_step')}")
+            f"tested with the best weights saved by then, from step {stopped.get('weights_from_step')}")
 
 
 def load_run(run_dir: Path) -> RunInfo:

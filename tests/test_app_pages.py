@@ -342,6 +342,31 @@ def troubled(tmp_path, tiny_bert, sms_data, trained, monkeypatch):
         _wait(lambda: running_job(runs_dir) is None)
 
 
+def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tmp_path, tiny_bert, sms_data):
+    import core.train
+
+    def disk_trouble(*args):  # the run fails after training, as on a full disk
+        raise OSError("No space left on device")
+    monkeypatch.setattr(core.train, "_finish", disk_trouble)
+    with pytest.raises(OSError):
+        train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=2))
+    monkeypatch.undo()
+    [stopped] = list_runs(tmp_path / "runs")
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
+    at.query_params["run"] = stopped.id
+    _page(at, "views/runs.py")
+    assert "It saved its best weights before it stopped" in _texts(at)
+    at.button(key="runs_finish").click().run()
+    assert not at.exception and not at.error
+    _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
+    at.run()
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]
+    assert at.selectbox(key="runs_one").value.id == stopped.id and at.selectbox(key="runs_one").value.usable
+    assert "This run did not train to its end" in _texts(at) and "runs_finish" not in [b.key for b in at.button]
+    note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
+    assert "No space left on device" in note and "tested with the best weights saved by then" in note
+
+
 def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monkeypatch, tmp_path, tiny_bert,
                                                                            sms_data, troubled):
     runs_dir, live = troubled
@@ -363,7 +388,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert load_run(runs_dir / live).status == "cancelled"
 
     _page(at, "views/runs.py")
-    problems = dict(zip(at.dataframe[0].value["status"], at.dataframe[0].value["problem"]))
+    problems = dict(zip(at.dataframe[0].value["status"], at.dataframe[0].value["note"]))
     assert "No space left on device" in problems["failed"]
     assert "stopped without finishing" in problems["interrupted"]
     assert "metrics.json" in problems["broken"]

@@ -162,3 +162,34 @@ def test_finish_asks_only_the_run_the_page_showed(tmp_path):
             jobs.finish(tmp_path, shown.name)
         assert not (now / "finish").exists()
         assert jobs.finish(tmp_path, now.name) == now.name and (now / "finish").exists()
+
+
+def test_a_finish_job_completes_a_stopped_run_and_progress_shows_it_testing(tiny_bert, sms_file, tmp_path,
+                                                                             monkeypatch):
+    import core.train
+    from core.runs import finishable
+
+    def disk_trouble(*args):  # the run fails after training, as on a full disk
+        raise OSError("No space left on device")
+    monkeypatch.setattr(core.train, "_finish", disk_trouble)
+    with pytest.raises(OSError):
+        core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=3))
+    monkeypatch.undo()
+    [stopped] = list_runs(tmp_path / "runs")
+    assert stopped.status == "failed"
+
+    job = jobs.launch_finish(tmp_path / "runs", stopped.id)
+    assert job.modes == ["frozen"] and job.plan is None
+    _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
+    run = load_run(stopped.path)
+    assert run.usable and run.metrics["stopped"]["reason"] == "No space left on device"
+    with pytest.raises(jobs.JobError, match="already completed"):
+        jobs.launch_finish(tmp_path / "runs", stopped.id)
+    with pytest.raises(ValueError):
+        finishable(stopped.path)
+
+    events = read_history(run.path)
+    resumed = next(i for i, e in enumerate(events) if e["event"] == "finish_saved")
+    testing = jobs.progress_from_history(events[:resumed + 1])
+    assert testing.phase == "testing saved weights" and testing.eta_seconds is None
+    assert jobs.progress_from_history(events).fraction == 1.0

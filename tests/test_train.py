@@ -371,7 +371,7 @@ def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from
                        [p["spam_probability"] for p in predictions], atol=2e-2)
     listing = subprocess.run([sys.executable, "-m", "core", "runs", "--runs-dir", str(tmp_path / "runs")], cwd=ROOT,
                              capture_output=True, text=True, timeout=120).stdout
-    assert f"completed from the best weights saved by then, from step {saved['step']}" in listing
+    assert f"tested with the best weights saved by then, from step {saved['step']}" in listing
     again = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and again.stderr.strip() == \
         f"error: {run_dir.name} cannot be finished from saved weights: it has already completed"

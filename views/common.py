@@ -201,7 +201,9 @@ def job_panel(key: str) -> None:
                 st.rerun(scope="app")
             _last_outcome()
             return
-        st.progress(min(max(progress.fraction, 0.0), 1.0), text=f"Training {progress.label}")
+        finishing_saved = progress.phase == "testing saved weights"  # a `core finish` job, seconds long
+        st.progress(min(max(progress.fraction, 0.0), 1.0),
+                    text=f"{'Finishing' if finishing_saved else 'Training'} {progress.label}")
         if progress.run_id:
             st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
             events = read_history(run_path(runs_dir(), progress.run_id))
@@ -216,6 +218,13 @@ def job_panel(key: str) -> None:
                 e = evals[-1]
                 st.caption(f"Latest validation: loss {_fmt(e.get('loss'))}, accuracy {_fmt(e.get('accuracy'))}, "
                            f"F1 {_fmt(e.get('f1'))}, AUROC {_fmt(e.get('auroc'))}")
+            saved = [e for e in events if e.get("event") == "checkpoint"]
+            if saved and not finishing_saved:
+                st.caption(f"Best weights so far saved to disk at step {saved[-1].get('step')} (validation loss "
+                           f"{_fmt(saved[-1].get('validation_loss'))}): if this process dies, the run can be "
+                           "finished from them on the Runs page.")
+        if finishing_saved:
+            return
         finish_col, cancel_col = st.columns(2)
         if progress.mode != "baseline" and finish_col.button(
                 "Finish this run now", key=f"{key}-finish", type="primary",
@@ -239,14 +248,20 @@ def job_panel(key: str) -> None:
     panel()
 
 
+def _same_process(status: dict, job: dict) -> bool:
+    started = status.get("pid_started")
+    return status.get("pid") == job.get("pid") and (started is None or job.get("pid_started") is None
+                                                    or abs(started - job["pid_started"]) < 1)
+
+
 def _last_outcome() -> None:
     """After a job: say how its runs ended, with the reason and the log tail when one failed."""
     info = jobs.last_job(runs_dir())
     if not info:
         return
-    # the job's own runs: their status names its process (a CLI job since then is not the app's to report)
-    finished = [r for r in runs() if r.created >= info.get("started", 0) - 1
-                and read_status(r.path).get("pid") == info.get("pid")]
+    # the job's own runs: their status names its process (a CLI job since then is not the app's to report). By
+    # process, not by creation time: a `finish` job completes a run created long before it
+    finished = [r for r in runs() if _same_process(read_status(r.path), info)]
     done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}" for r in reversed(finished) if r.status == "completed"]
     if done:
         st.success("  \n".join(done))

@@ -1,15 +1,20 @@
-"""Runs: every run with its settings and results; loss curves overlaid; delete (confirmed) or download."""
+"""Runs: every run with its settings and results; loss curves overlaid; finish a run that stopped from its saved
+weights; delete (confirmed) or download."""
 import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core.runs import RunError, delete_run, read_history, validate_run_id
+from core import jobs
+from core.runs import (FINISHABLE, RunError, checkpoint_info, delete_run, read_history, saved_weights, stopped_note,
+                       validate_run_id)
 
 from views import common
 
 st.title("Runs")
+if st.session_state.get("runs_finishing"):  # a finish started here: its progress, then how it ended
+    common.job_panel("runs")
 all_runs = common.runs()
 if not all_runs:
     st.info(f"No runs yet in {common.runs_dir()}. Start one on the Train page.")
@@ -33,8 +38,9 @@ def duration(run) -> float | None:
     m = run.metrics or {}
     if m.get("total_seconds") is not None:
         return m["total_seconds"]
-    events = read_history(run.path)
-    return events[-1]["elapsed"] if events else None
+    events = read_history(run.path)  # until it stopped (an event's "elapsed" restarts when a run is finished)
+    last = events[-1].get("time") if events else None
+    return last - run.created if isinstance(last, (int, float)) else None
 
 
 rows = []
@@ -47,7 +53,9 @@ for run in all_runs:
                  **{column: cfg.get(key) if neural else None for column, key in
                     (("epochs", "epochs"), ("lr", "lr"), ("batch", "batch_size"), ("max len", "max_length"))},
                  "seed": cfg.get("seed"),
-                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)), "problem": run.error})
+                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
+                 "note": run.error or (stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped")
+                                       else None)})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "duration (s)": st.column_config.NumberColumn(format="%.0f"), "lr": st.column_config.NumberColumn(format="%.0e"),
@@ -75,10 +83,29 @@ st.subheader("One run")
 newest_usable = next((i for i, r in enumerate(all_runs) if r.usable), 0)  # not a cancelled or failed one
 run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids else newest_usable, key="runs_one",
                    format_func=lambda r: f"{r.id} · {r.status}")
+if st.session_state.get("runs_finishing") not in (None, run.id):  # the user moved on to another run
+    st.session_state.pop("runs_finishing")
 left, right = st.columns(2)
 with left:
     if run.error:
         st.error(f"{run.status}: {common.plain(run.error)}")
+    if (run.metrics or {}).get("stopped"):
+        st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
+    weights = saved_weights(run.path, run.mode) if run.status in FINISHABLE and run.mode != "baseline" else None
+    if weights is not None:
+        step = checkpoint_info(weights).get("step")
+        st.info(f"It saved its best weights before it stopped{f', from step {step}' if step else ''}. Testing them "
+                "completes the run, as **Finish this run now** would have then; the run records where it stopped.")
+        busy = jobs.current_job(common.runs_dir()) is not None
+        if st.button("Test the saved weights and complete the run", key="runs_finish", type="primary", disabled=busy,
+                     help="Wait for the running job to end first." if busy else None):
+            try:
+                jobs.launch_finish(common.runs_dir(), run.id)
+                st.session_state["runs_finishing"] = run.id
+                st.query_params["run"] = run.id  # stay on this run when the page redraws
+                st.rerun()
+            except jobs.JobError as exc:
+                st.error(common.plain(exc))
     with st.expander("Configuration"):
         st.json(run.config or {})
     if run.metrics:
