@@ -289,8 +289,11 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at.query_params["run"] = "20990101-000000-frozen-none"
     _page(at, "views/runs.py")
     assert any("is not in" in w.value and "showing the newest run" in w.value for w in at.warning)
-    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
-    assert len(names) == 4  # train and validation loss of the two neural runs
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert len(traces) == 4  # train and validation loss of the two neural runs
+    # each mode on its own epoch axis (60 frozen epochs would squash 3 fine-tuning ones), one loss axis
+    axes = {t["name"].split(" · ")[1].split("-")[2]: t.get("xaxis", "x") for t in traces}
+    assert axes == {"frozen": "x", "finetune": "x2"} and {t.get("yaxis", "y") for t in traces} == {"y", "y2"}
 
     at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
     assert not at.exception

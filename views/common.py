@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import streamlit as st
 
 from core import jobs
@@ -285,24 +286,36 @@ def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def loss_figure(histories: dict[str, list[dict]]) -> go.Figure | None:
-    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run, in order."""
-    fig = go.Figure()
+def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None) -> go.Figure | None:
+    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run, in order.
+
+    Runs of different modes (`modes`: run -> mode) get a panel each, side by side with one loss axis: a frozen
+    head's 60 epochs on the same epoch axis as a fine-tune's 3 would squash the fine-tune into a corner."""
     palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
-    for i, (name, events) in enumerate(histories.items()):
-        color = palette[i % len(palette)]
-        curves = jobs.loss_curves(events)
-        if curves["train"]:
-            epochs, losses = zip(*curves["train"])
-            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}", line=dict(color=color))
-        if curves["validation"]:
-            epochs, losses = zip(*curves["validation"])
-            fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}",
-                            line=dict(color=color, dash="dash"))
-    if not fig.data:
+    curves = {name: jobs.loss_curves(events) for name, events in histories.items()}
+    drawn = [name for name, c in curves.items() if c["train"] or c["validation"]]  # the baseline has no loss
+    panels = list(dict.fromkeys((modes or {}).get(name) for name in drawn))
+    if not drawn:
         return None
-    fig.update_layout(xaxis_title="epoch", yaxis_title="loss (cross-entropy)", height=360,
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[MODE_LABELS.get(m, m) for m in panels] if len(panels) > 1 else None)
+    for i, name in enumerate(histories):
+        if name not in drawn:
+            continue
+        color, col = palette[i % len(palette)], panels.index((modes or {}).get(name)) + 1
+        if curves[name]["train"]:
+            epochs, losses = zip(*curves[name]["train"])
+            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}", line=dict(color=color),
+                            row=1, col=col)
+        if curves[name]["validation"]:
+            epochs, losses = zip(*curves[name]["validation"])
+            fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}",
+                            line=dict(color=color, dash="dash"), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="loss (cross-entropy)", col=1)
+    # panel titles need room below the chart's toolbar, which would cover the right-hand one
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=55 if len(panels) > 1 else 30, b=10),
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 

@@ -72,7 +72,8 @@ default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "b
 chosen = st.multiselect("Runs to overlay", ids, default=default, key="runs_overlay")
 # oldest chosen run first: a run keeps its colour when a newer one is added, and no two chosen runs share one
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id))
-                             for run_id in sorted(chosen, key=ids.index, reverse=True)})
+                             for run_id in sorted(chosen, key=ids.index, reverse=True)},
+                            modes={r.id: r.mode for r in all_runs})
 if figure is not None:
     st.plotly_chart(figure, key="runs-loss")
 elif chosen:
