@@ -88,6 +88,14 @@ def _errors(where) -> list[str]:
     return [_unescape(e.value) for e in where.error]
 
 
+def _errors_beside(at: AppTest, key: str) -> list[str]:
+    """The errors in the innermost column that holds the widget `key`: the ones shown right under it."""
+    def keys(block):
+        return [w.key for kind in ("number_input", "text_input", "selectbox") for w in getattr(block, kind)]
+    holding = [col for col in at.columns if key in keys(col)]
+    return _errors(min(holding, key=lambda col: len(keys(col))))
+
+
 # ---------------------------------------------------------------------------- no runs yet
 
 def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_result(
@@ -408,28 +416,44 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     assert not at.button(key="train_launch").disabled and not at.error
 
-    cases = [
-        (lambda: at.number_input(key="train_finetune_epochs").set_value(0), "epochs: expected a value in [1, 1000], got 0"),
-        (lambda: at.number_input(key="train_shared_batch_size").set_value(0), "batch_size: expected a value"),
-        (lambda: at.number_input(key="train_shared_max_length").set_value(4096), "max_length: expected at most 128"),
-        (lambda: at.text_input(key="train_lr_Learning rate (finetune)").input("-1"), "lr: expected a value"),
-        (lambda: at.text_input(key="train_lr_Learning rate (frozen)").input("fast"), "expected a number such as 5e-5"),
-        (lambda: at.text_input(key="train_model").input(str(tmp_path)), "not a model directory"),
-        # offline, only the default model falls back to the bundled one; a typo is not silently replaced
-        (lambda: at.text_input(key="train_model").input("bert-base-uncasd"), "not in the local Hugging Face cache"),
-        (lambda: at.text_input(key="train_model").input("my model!!"), "nor a valid hub id"),
+    fields = [  # (widget key, bad value, message): each shown under its own field
+        ("train_finetune_epochs", 0, "epochs: expected a value in [1, 1000], got 0"),
+        ("train_shared_batch_size", 0, "batch_size: expected a value"),
+        ("train_shared_max_length", 4096, "max_length: expected at most 128"),
+        ("train_lr_Learning rate (finetune)", "-1", "lr: expected a value"),
+        ("train_lr_Learning rate (frozen)", "fast", "lr: expected a number such as 5e-5"),
     ]
-    for change, message in cases:
+    for key, value, message in fields:
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
-        change().run()
+        (at.number_input(key=key).set_value(value) if isinstance(value, int) else at.text_input(key=key).input(value)).run()
+        assert [e for e in _errors_beside(at, key) if message in e] == [e for e in _errors(at)], (message, _errors(at))
+        assert _errors(at) and at.button(key="train_launch").disabled
+    models = [
+        (str(tmp_path), "not a model directory"),
+        # offline, only the default model falls back to the bundled one; a typo is not silently replaced
+        ("bert-base-uncasd", "not in the local Hugging Face cache"),
+        ("my model!!", "nor a valid hub id"),
+    ]
+    for name, message in models:
+        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        at.text_input(key="train_model").input(name).run()
         assert any(message in e for e in _errors(at)), (message, _errors(at))
         assert at.button(key="train_launch").disabled
     # two wrong fields: both are named, not only the first
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     at.number_input(key="train_shared_batch_size").set_value(0).run()
     at.number_input(key="train_finetune_epochs").set_value(0).run()
-    assert [e for e in _errors(at) if "batch_size" in e] == ["batch_size: expected a value in [1, 4096], got 0"]
-    assert "Fine-tuned BERT: epochs: expected a value in [1, 1000], got 0" in _errors(at)  # shared once, per mode
+    # each under its own field: a shared one once, a mode's in that mode's column
+    assert _errors_beside(at, "train_shared_batch_size") == ["batch_size: expected a value in [1, 4096], got 0"]
+    assert _errors_beside(at, "train_finetune_epochs") == ["epochs: expected a value in [1, 1000], got 0"]
+    assert sorted(_errors(at)) == ["batch_size: expected a value in [1, 4096], got 0",
+                                   "epochs: expected a value in [1, 1000], got 0"]
+    # a combination of valid fields is the one error left for the foot of the form
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.number_input(key="train_shared_val_fraction").set_value(0.4).run()
+    at.number_input(key="train_shared_test_fraction").set_value(0.4).run()
+    assert _errors(at) == ["val_fraction + test_fraction: expected < 0.8 so some data is left to train on, got 0.8"]
+    assert at.button(key="train_launch").disabled
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
     # no model name: one error on this page, none for the baseline (it uses no encoder), none in the sidebar
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

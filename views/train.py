@@ -48,24 +48,40 @@ if neural:
         st.info(f"{common.plain(model_name)} is not available offline ({model_info['fallback_reason']}): training uses the "
                 f"bundled {model_info['name']}.", icon=":material/cloud_off:")
 
-values, errors = {}, []
+values, errors = {}, []  # errors: what no single field shows (the data, a combination of fields)
+wrong_fields = []  # each shows its error under itself; any one keeps Start disabled
 
 
 def number(label, name, col, kind=int, default=None, fmt=None, scope="shared"):
     """A number field without min/max: TrainConfig's validation gives the message for a bad value."""
     value = getattr(DEFAULTS, name) if default is None else default
-    return col.number_input(label, value=kind(value), step=kind(1) if kind is int else None, format=fmt,
-                            help=HELP[name], key=f"train_{scope}_{name}", persist_state=common.KEEP)
+    entered = col.number_input(label, value=kind(value), step=kind(1) if kind is int else None, format=fmt,
+                               help=HELP[name], key=f"train_{scope}_{name}", persist_state=common.KEEP)
+    return checked(name, entered, col, scope)
 
 
-def rate(label, name, col, default):
+def rate(label, name, col, default, scope):
     text = col.text_input(label, value=f"{default:g}", help=HELP[name], key=f"train_{name}_{label}",
                           persist_state=common.KEEP)
     try:
-        return float(text)
+        return checked(name, float(text), col, scope)
     except ValueError:
-        errors.append(f"{label}: expected a number such as 5e-5, got {text!r}")
-        return None
+        return field_error(col, name, f"expected a number such as 5e-5, got {text!r}")
+
+
+def checked(name, value, col, scope):
+    """`value` if TrainConfig accepts it for this field (its bounds are the same in every mode), else None with
+    TrainConfig's message under the field."""
+    try:
+        TrainConfig(mode=scope if scope in MODE_DEFAULTS else "finetune", **{name: value})
+        return value
+    except (ValueError, TypeError) as exc:
+        return field_error(col, name, str(exc).removeprefix(f"{name}: "))
+
+
+def field_error(col, name, message):
+    col.error(common.plain(f"{name}: {message}"))
+    wrong_fields.append(name)
 
 
 if neural:
@@ -73,6 +89,9 @@ if neural:
     c = st.columns(5)
     values["batch_size"] = number("Batch size", "batch_size", c[0])
     values["max_length"] = number("Max length (tokens)", "max_length", c[1])
+    if values["max_length"] and "error" not in model_info and values["max_length"] > model_info["max_positions"]:
+        values["max_length"] = field_error(c[1], "max_length", f"expected at most {model_info['max_positions']} "
+                                           f"for {model_info['name']}, got {values['max_length']}")
     values["seed"] = number("Seed", "seed", c[2])
     values["warmup_ratio"] = number("Warmup ratio", "warmup_ratio", c[3], float, fmt="%.2f")
     values["patience"] = number("Early-stopping patience", "patience", c[4])
@@ -85,7 +104,7 @@ for col, mode in zip(columns, neural):
         c = st.columns(2)
         per_mode[mode]["epochs"] = number("Epochs", "epochs", c[0], default=MODE_DEFAULTS[mode]["epochs"],
                                          scope=mode)
-        per_mode[mode]["lr"] = rate(f"Learning rate ({mode})", "lr", c[1], MODE_DEFAULTS[mode]["lr"])
+        per_mode[mode]["lr"] = rate(f"Learning rate ({mode})", "lr", c[1], MODE_DEFAULTS[mode]["lr"], scope=mode)
         if mode == "frozen":
             c = st.columns(3)
             per_mode[mode]["pooling"] = c[0].selectbox("Pooling", ["mean", "cls"], help=HELP["pooling"],
@@ -108,31 +127,18 @@ with st.expander("More settings"):
 data_path, data_summary, data_error = common.data_source()
 if data_error:
     errors.append(f"data: {data_error}")
-blocked = neural and "error" in model_info  # shown under the Model field; Start stays disabled
+# a bad model name or field shows its error under itself, and keeps Start disabled
+blocked = bool(wrong_fields) or (neural and "error" in model_info)
 configs = []
-for mode in modes:
+for mode in modes if not blocked else []:
+    settings = {**values, **per_mode[mode]} if mode != "baseline" else \
+        {k: values[k] for k in ("seed", "val_fraction", "test_fraction", "class_weight") if k in values}
     try:
-        settings = {**values, **per_mode[mode]} if mode != "baseline" else \
-            {k: values[k] for k in ("seed", "val_fraction", "test_fraction", "class_weight") if k in values}
-        # a bad model name is reported once, above; the baseline uses no encoder at all
-        cfg = TrainConfig(mode=mode, data=data_path, model=model_name.strip() if mode != "baseline" and
-                          "error" not in model_info else common.default_model(), runs_dir=str(common.runs_dir()),
-                          cache_dir=common.cache_dir(), **settings)
-        if mode != "baseline" and "error" not in model_info and cfg.max_length > model_info["max_positions"]:
-            raise ValueError(f"max_length: expected at most {model_info['max_positions']} for "
-                             f"{model_info['name']}, got {cfg.max_length}")
-        configs.append(cfg)
-    except (ValueError, TypeError) as exc:
-        # TrainConfig stops at the first bad value; check each alone so every wrong field is named at once
-        each = []
-        for name, value in settings.items():
-            try:
-                TrainConfig(mode=mode, **{name: value})
-            except (ValueError, TypeError) as field_exc:
-                # a shared field is named once, not once per mode that uses it
-                each.append(str(field_exc) if name not in per_mode.get(mode, {}) else
-                            f"{common.MODE_LABELS[mode]}: {field_exc}")
-        errors.extend(each or [f"{common.MODE_LABELS[mode]}: {exc}"])
+        configs.append(TrainConfig(mode=mode, data=data_path, model=model_name.strip() if mode != "baseline" else
+                                   common.default_model(), runs_dir=str(common.runs_dir()),
+                                   cache_dir=common.cache_dir(), **settings))
+    except (ValueError, TypeError) as exc:  # every field is valid alone: a combination is not (shared fields)
+        errors.append(str(exc))
 for message in dict.fromkeys(errors):
     st.error(common.plain(message))
 
