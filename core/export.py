@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .runs import CANCEL_FILE, FINISH_FILE, read_json, saved_run_config
+from .runs import CANCEL_FILE, FINISH_FILE, read_json, saved_run_config, stopped_note
 
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json")
@@ -104,6 +104,8 @@ def readme(config: dict, metrics: dict | None) -> str:
                                    for k in ("accuracy", "precision", "recall", "f1", "auroc")) + " |", "",
                   "`metrics.json` holds every metric, curve and test message's probability; `config.json` every "
                   "hyperparameter; `history.jsonl` the training events.", ""]
+        if metrics.get("stopped"):  # fewer steps than config.json says: whoever loads it should know
+            lines += [f"This run did not train to its end: {stopped_note(metrics['stopped'])}.", ""]
     return "\n".join(lines)
 
 

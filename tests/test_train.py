@@ -342,6 +342,8 @@ def test_a_run_that_failed_after_training_finishes_from_its_saved_weights_with_t
     # the same weights on the same split: the clean run's numbers, to the last digit
     assert run.metrics["test"] == clean.metrics["test"] and run.metrics["best_step"] == clean.metrics["best_step"]
     assert run.metrics["stopped"]["reason"] == "No space left on device"
+    from core.export import readme  # the README of its zip says so too
+    assert "did not train to its end" in readme(run.config, run.metrics)
     with pytest.raises(RunError, match="already completed"):
         finishable(run_dir)
 
