@@ -134,10 +134,13 @@ def _train(args) -> int:
 
 
 def _finish(args) -> int:
-    from .runs import finishable, read_status, request_finish, resolve_run
+    from .runs import RunError, finishable, read_status, request_finish, resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)
-    if read_status(run_dir).get("status") == "running":  # the training process does the rest
+    status = read_status(run_dir)
+    if status.get("status") == "running" and status.get("stopped"):  # a `core finish` is testing it right now
+        raise RunError(f"{run_dir.name} is being finished from its saved weights already")
+    if status.get("status") == "running":  # the training process does the rest
         request_finish(run_dir)
         print(f"asked {run_dir.name} to finish: it stops at its next step, then tests and saves its best weights",
               file=sys.stderr)

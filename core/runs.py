@@ -346,11 +346,16 @@ def finishable(run_dir: Path) -> tuple[dict, Path, dict]:
         raise RunError(f"{run.id} cannot be finished from saved weights: {why}")
     if run.mode == "baseline":
         raise RunError(f"{run.id} is a baseline run, which keeps no checkpoint: train it again (it takes seconds)")
+    status = read_status(run.path)
+    if run.status == "interrupted" and status.get("host") != _process_space():
+        # its process was looked for among this machine's: on a runs folder shared with another machine it may
+        # still be training there
+        raise RunError(f"{run.id} was training on another machine ({status.get('host') or 'unknown'}): finish it there")
     weights = saved_weights(run.path, run.mode)
     if weights is None or not isinstance(run.config.get("model"), dict):
         raise RunError(f"{run.id} saved no weights before it stopped (it ended before its first validation, or "
                        "was cancelled, which discards them): train it again")
-    return run.config, weights, read_status(run.path)
+    return run.config, weights, status
 
 
 def stopped_note(stopped: dict) -> str:

@@ -40,7 +40,7 @@ from .config import TrainConfig
 from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode
 from .metrics import classification_metrics, curves
-from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, resolve_model
+from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
 from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, EventLog, RunError, cancel_requested,
                    checkpoint_info, checkpoints, drop_checkpoints, finish_requested, finishable, new_run_dir,
                    read_history, read_status, request_cancel, save_checkpoint, save_folder_atomic, saved_weights,
@@ -127,12 +127,14 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
     except (Cancelled, KeyboardInterrupt) as exc:  # Ctrl-C on the terminal is a cancel too
         set_status(run_dir, "cancelled", ended_at=time.time())
         events.emit("end", status="cancelled")
+        if cancel_requested(run_dir):  # the app's Cancel (or a cancel file): discard
+            drop_checkpoints(run_dir)
+        elif cfg.mode != "baseline" and (weights := saved_weights(run_dir, cfg.mode)):
+            # Ctrl-C or SIGTERM (timeout, docker stop, a scheduler's preemption): hours of training may sit in it
+            log.warning("the best weights so far are kept in %s; `python -m core finish --run %s` tests them "
+                        "and completes the run", weights, run_dir)
         if isinstance(exc, KeyboardInterrupt):
-            if cfg.mode != "baseline" and (weights := saved_weights(run_dir, cfg.mode)):  # hours of training may sit in it: keep it, say how
-                log.warning("the best weights so far are kept in %s; `python -m core finish --run %s` tests them "
-                            "and completes the run", weights, run_dir)
             raise
-        drop_checkpoints(run_dir)  # Cancel means discard
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         set_status(run_dir, "failed", ended_at=time.time(), error=reason)
@@ -194,7 +196,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     t_start = time.time()
     set_seed(cfg.seed)
     splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    data_info = {"source": messages.source, **messages.summary, "splits": split_summary(splits)}
+    # absolute, so `core finish` can find the file again from any working directory
+    data_info = {"source": str(Path(messages.source).resolve()), **messages.summary, "splits": split_summary(splits)}
     events.emit("data", **data_info)
     if writes:
         log.info("data %s: %s", messages.source, describe(data_info))
@@ -345,14 +348,18 @@ def finish_stopped(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     config, weights, _ = finishable(run_dir)
     data_info = config.get("data_info") or {}
-    messages = load_messages(data_info.get("source"))  # the file it trained on, found again
+    source = data_info.get("source")
+    if source and not Path(source).is_absolute() and not Path(source).exists():  # recorded relative (older runs)
+        source = str(Path(__file__).resolve().parents[1] / source)  # the app trains from the project folder
+    messages = load_messages(source)  # the file it trained on, found again
     if messages.fingerprint != data_info.get("fingerprint"):
         raise RunError(f"{run_dir.name}: {data_info.get('source')} is not the data this run trained on any more (its "
                        "fingerprint changed), so its test split cannot be rebuilt")
     cfg = TrainConfig.from_dict({**config, "model": config.get("requested_model") or config["model"]["name"],
                                  "runs_dir": str(run_dir.parent)})
-    model_info = ResolvedModel(**{f.name: config["model"][f.name] for f in dataclasses.fields(ResolvedModel)
-                                  if f.name in config["model"]})
+    # frozen mode needs the very encoder it trained on, checked by its digest (the bundled one moves with the venv);
+    # a fine-tune's checkpoint is a whole model with its tokenizer
+    model_info = reresolve(config["model"]) if cfg.mode == "frozen" else ResolvedModel(**config["model"])
     threads = torch.get_num_threads()
     with training_lock(run_dir.parent) as lock:
         config, weights, status = finishable(run_dir)  # again, under the lock: another finish may have run
@@ -382,13 +389,14 @@ def finish_stopped(run_dir: Path) -> Path:
             validation = info.get("validation") or _evaluate(model, setup.loaders["validation"], accelerator,
                                                              weight)["metrics"]
             start = next((e for e in history if e.get("event") == "start"), {})
-            trained = [e for e in history if e.get("event") == "train"]
-            steps = max([int(e.get("step", 0)) for e in trained] + [int(info.get("step") or 0)])
+            # the last step any event recorded (train losses are logged every few steps, validations at theirs)
+            stepped = [e for e in history if isinstance(e.get("step"), int) and isinstance(e.get("time"), (int, float))]
+            steps = max([e["step"] for e in stepped] + [int(info.get("step") or 0)])
+            train_seconds = stepped[-1]["time"] - start["time"] if stepped and start.get("time") else \
+                info.get("train_seconds")
             result = {
-                "train_seconds": trained[-1]["time"] - start["time"] if trained and start else info.get("train_seconds"),
-                "steps": steps, "best_step": info.get("step"),
-                "train_messages_per_second": info["step"] * cfg.batch_size / info["train_seconds"]
-                if info.get("step") and info.get("train_seconds") else None,
+                "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
+                "train_messages_per_second": steps * cfg.batch_size / train_seconds if train_seconds else None,
                 "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
                 "total_parameters": config.get("total_parameters"),
                 "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
@@ -586,6 +594,7 @@ def _bf16_native() -> bool:
 
 def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:
     return {"format_version": FORMAT_VERSION, "created": created, **cfg.to_dict(),
+            "cache_dir": str(Path(cfg.cache_dir).resolve()),  # found again by `core finish` from anywhere
             "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
             "labels": list(LABELS), "versions": _versions(), "allocator": _allocator()}
 

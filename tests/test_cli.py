@@ -67,13 +67,30 @@ def test_usage_errors_are_one_line_too(capsys, argv, message):
 
 
 @pytest.mark.parametrize("argv", [["train", "--lr", "0"], ["train", "--bogus"], ["predict", "--run", "nope", "hi"],
-                                  ["evaluate", "--run", "nope", "--data", "x.csv"], ["export", "--run", "nope"]])
+                                  ["evaluate", "--run", "nope", "--data", "x.csv"], ["export", "--run", "nope"],
+                                  ["finish", "--run", "nope"]])
 def test_bad_settings_and_unknown_runs_are_refused_before_torch_loads(tmp_path, argv):
     code = (f"import sys\nfrom core.cli import main\ntry:\n    status = main({argv!r} + ['--runs-dir', {str(tmp_path)!r}])\n"
             "except SystemExit as exc:  # argparse's usage errors\n    status = exc.code\n"
             "print(status, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stderr
+
+
+def test_finish_refuses_a_completed_run_and_one_being_finished_before_torch_loads(tmp_path, frozen_run):
+    import shutil
+
+    from core.runs import set_status
+    being = Path(shutil.copytree(frozen_run, tmp_path / frozen_run.name))
+    set_status(being, "running", stopped={"status": "interrupted"})  # what `core finish` writes; this process: alive
+    for run, message in ((frozen_run, f"error: {frozen_run.name} cannot be finished from saved weights: it has "
+                                      "already completed"),
+                         (being, f"error: {being.name} is being finished from its saved weights already")):
+        code = (f"import sys\nfrom core.cli import main\nstatus = main(['finish', '--run', {str(run)!r}])\n"
+                "print(status, 'torch' in sys.modules)")
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["2", "False"] and done.stderr.strip() == message, done.stderr
+    assert not (being / "finish").exists()  # no request left behind for a process that never reads it
 
 
 def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):

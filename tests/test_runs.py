@@ -90,6 +90,20 @@ def test_one_complete_checkpoint_is_kept_and_a_partial_one_is_never_taken_for_it
     assert saved_weights(run, "finetune") == run / "model"
 
 
+def test_a_run_interrupted_on_another_machine_is_not_finished_here(tmp_path):
+    from core.runs import finishable
+    run = tmp_path / "20260101-000000-finetune-aaaa"
+    save_checkpoint(run, 8, lambda folder: (folder / "model.safetensors").write_bytes(b"w"))
+    write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0, "model": {"name": "m"}})
+    # a runs folder shared with another machine: its pid means nothing here, so it reads as interrupted
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host="another-machine pid:[1]")
+    with pytest.raises(RunError, match="was training on another machine"):
+        finishable(run)
+    set_status(run, "running")  # this machine's process...
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0)  # ...now gone: finishable here
+    assert finishable(run)[1] == run / "checkpoint-8"
+
+
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
     def fail_midway(folder):
         (folder / "model.safetensors").write_bytes(b"half")

@@ -36,6 +36,8 @@ def test_mode_end_to_end(mode, sms_file, tiny_bert, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["format_version"] == 1 and config["seed"] == 42
     assert config["data_info"]["fingerprint"] and config["data_info"]["splits"]["test"]["rows"] == 26
+    # absolute, so the run can be finished (core finish) from any working directory
+    assert Path(config["data_info"]["source"]).is_absolute() and Path(config["cache_dir"]).is_absolute()
     assert "torch" in config["versions"]
     if mode != "baseline":
         assert config["model"]["source"] == "local" and config["trainable_parameters"] > 0
@@ -230,12 +232,14 @@ def test_finish_now_keeps_the_best_weights_so_far_and_completes_the_run(tmp_path
                        [p["spam_probability"] for p in predictions], atol=2e-2)
 
 
-def test_sigterm_cancels_cleanly(tmp_path, sms_file, tiny_bert):
+def test_sigterm_cancels_cleanly_and_keeps_the_checkpoint(tmp_path, sms_file, tiny_bert):
     proc = _start_cli(tmp_path, sms_file, tiny_bert)
     run_dir = _wait_for_training(tmp_path / "runs")
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
+    _wait_for(lambda: checkpoints(run_dir))
+    proc.send_signal(signal.SIGTERM)  # timeout, docker stop, a scheduler's preemption: not the app's Cancel
+    out, err = proc.communicate(timeout=60)
     assert read_status(run_dir)["status"] == "cancelled"
+    assert f"python -m core finish --run {run_dir}" in err and finishable(run_dir)
 
 
 def test_kill_9_mid_epoch_leaves_an_interrupted_run_and_a_free_lock(tmp_path, sms_file, tiny_bert):
@@ -348,32 +352,61 @@ def test_a_run_that_failed_after_training_finishes_from_its_saved_weights_with_t
         finishable(run_dir)
 
 
+def test_a_frozen_run_is_not_finished_with_an_encoder_that_changed_since(tmp_path, sms_file, tiny_bert, monkeypatch):
+    import shutil
+
+    import core.train
+    from transformers import BertConfig, BertModel
+
+    encoder = Path(shutil.copytree(tiny_bert, tmp_path / "encoder"))
+
+    def disk_trouble(*args):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(core.train, "_finish", disk_trouble)
+    with pytest.raises(OSError):
+        train(quick_config("frozen", sms_file, str(encoder), tmp_path))
+    monkeypatch.undo()
+    BertModel(BertConfig.from_pretrained(encoder)).save_pretrained(encoder)  # new weights under the same name
+    run_dir = _newest_run(tmp_path)
+    with pytest.raises(ModelError, match="has changed since the run was trained"):
+        finish_stopped(run_dir)
+    assert load_run(run_dir).status == "failed" and not (run_dir / "metrics.json").exists()
+
+
 def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from_it(tmp_path, sms_file, tiny_bert):
-    proc = _start_cli(tmp_path, sms_file, tiny_bert)  # 300 epochs: it is killed long before the end
+    # trained from the data's folder with a relative path; finished below from another working directory
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--mode", "finetune", "--data", sms_file.name,
+                             "--model", tiny_bert, "--runs-dir", str(tmp_path / "runs"), "--epochs", "300",
+                             "--batch-size", "8"], cwd=sms_file.parent, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # 300 epochs: it is killed long before the end
     run_dir = _wait_for_training(tmp_path / "runs")
     _wait_for(lambda: len([e for e in read_history(run_dir) if e["event"] == "checkpoint"]) >= 2)
     proc.kill()
     proc.wait()
     saved = [e for e in read_history(run_dir) if e["event"] == "checkpoint"][-1]
-    [checkpoint] = checkpoints(run_dir)  # older ones are removed once a better one is complete
-    assert load_run(run_dir).status == "interrupted" and checkpoint.name == f"checkpoint-{saved['step']}"
-    assert json.loads((checkpoint / "checkpoint.json").read_text())["validation_loss"] == saved["validation_loss"]
+    # the newest complete checkpoint: the last one announced, or one the kill caught between its save and its event
+    checkpoint = checkpoints(run_dir)[-1]
+    step = int(checkpoint.name.removeprefix("checkpoint-"))
+    assert load_run(run_dir).status == "interrupted" and step >= saved["step"]
+    [at_step] = [e for e in read_history(run_dir) if e["event"] == "eval" and e["step"] == step]
+    assert json.loads((checkpoint / "checkpoint.json").read_text())["validation_loss"] == at_step["loss"]
 
     cli = [sys.executable, "-m", "core", "finish", "--run", str(run_dir)]
-    done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == str(run_dir), done.stderr[-2000:]
     run = load_run(run_dir)
     assert run.status == "completed" and run.usable and not checkpoints(run_dir)
     stopped = run.metrics["stopped"]
-    assert stopped["status"] == "interrupted" and stopped["weights_from_step"] == run.metrics["best_step"] == saved["step"]
-    assert stopped["after_step"] >= saved["step"] and stopped["total_steps"] == 300 * 12
+    assert stopped["status"] == "interrupted" and stopped["weights_from_step"] == run.metrics["best_step"] == step
+    last_step = max(e["step"] for e in read_history(run_dir) if e["event"] in ("train", "eval", "checkpoint"))
+    assert stopped["after_step"] == run.metrics["steps"] == last_step and stopped["total_steps"] == 300 * 12
     predictions = run.metrics["predictions"]  # the tested weights are the ones now in model/
     assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),
                        [p["spam_probability"] for p in predictions], atol=2e-2)
     listing = subprocess.run([sys.executable, "-m", "core", "runs", "--runs-dir", str(tmp_path / "runs")], cwd=ROOT,
                              capture_output=True, text=True, timeout=120).stdout
-    assert f"tested with the best weights saved by then, from step {saved['step']}" in listing
+    assert f"tested with the best weights saved by then, from step {step}" in listing
     again = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and again.stderr.strip() == \
         f"error: {run_dir.name} cannot be finished from saved weights: it has already completed"
