@@ -27,8 +27,8 @@ import numpy as np
 import psutil
 
 from .config import TrainConfig
-from .runs import LOCK_NAME, finishable, load_run, read_history, read_json, read_status, request_cancel, \
-    request_finish, run_path, running_job, write_json_atomic
+from .runs import LOCK_NAME, finish_requested, finishable, load_run, read_history, read_json, read_status, \
+    request_cancel, request_finish, run_path, running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -261,6 +261,9 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
         progress.mode = load_run(run_dir).mode
     if progress.mode == "baseline" and progress.phase == "preparing":  # one solver fit, no steps to count
         progress.phase, progress.detail = "training", "fitting TF-IDF + logistic regression, takes seconds"
+    if progress.phase in ("training", "evaluating") and finish_requested(run_dir):  # the request is not yet read
+        progress.phase, progress.eta_seconds = "finishing", None
+        progress.detail = "asked to finish: it validates at its next step, then tests its best weights"
     return progress
 
 

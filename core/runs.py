@@ -359,7 +359,8 @@ def finishable(run_dir: Path) -> tuple[dict, Path, dict]:
 
 
 def stopped_note(stopped: dict) -> str:
-    """One line on a run completed from a checkpoint after it stopped (metrics.json "stopped")."""
+    """One line on a run that did not train to its end: finished on request, or from a checkpoint after it stopped
+    (metrics.json "stopped")."""
     total = f" of {stopped['total_steps']}" if stopped.get("total_steps") else ""
     return (f"stopped after step {stopped.get('after_step')}{total} ({stopped.get('reason') or stopped.get('status')}); "
             f"tested with the best weights saved by then, from step {stopped.get('weights_from_step')}")

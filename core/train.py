@@ -254,7 +254,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
 
     # ------------------------------------------------------------------ loop
     best = {"loss": float("inf"), "step": 0, "state": None}
-    evals_since_best, step, running = 0, 0, []
+    evals_since_best, step, running, stopped = 0, 0, [], None
     t_train = time.time()
     bar = tqdm(total=total_steps, desc=f"{cfg.mode}", unit="step", disable=None)
     for _ in range(cfg.epochs):
@@ -309,6 +309,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                 if finish_votes or (cfg.patience and evals_since_best >= cfg.patience):
                     events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"],
                                 reason="asked" if finish_votes else "patience")
+                    if finish_votes:  # patience is a setting; a request cuts the run short, and it should say so
+                        stopped = {"status": "asked", "reason": "finished early on request", "after_step": step,
+                                   "total_steps": total_steps, "weights_from_step": best["step"]}
                     break
         else:
             continue
@@ -325,7 +328,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     validation = best.get("validation") or _evaluate(final, setup.loaders["validation"], accelerator, weight)["metrics"]
     result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"],
               "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
-              "validation": validation, "probabilities": test["probabilities"],
+              "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
               "trainable_parameters": setup.trainable, "total_parameters": setup.total}
     if writes:
         saved = checkpoints(run_dir)

@@ -376,6 +376,25 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     assert "This run did not train to its end" in _texts(at) and "runs_finish" not in [b.key for b in at.button]
     note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
     assert "No space left on device" in note and "tested with the best weights saved by then" in note
+    _page(at, "views/overview.py")  # shown as a fine-tuned run, and said to be cut short
+    assert f"Fine-tuned BERT ({stopped.id}) did not train to its end" in _texts(at)
+    _page(at, "views/compare.py")
+    picker = at.selectbox(key="compare_finetune")  # its label says so too
+    assert picker.value == stopped.id and picker.options[picker.index].endswith("· stopped early"), picker.options
+
+
+def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    job = jobs.launch([_config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8)])
+    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.run_id)
+    _wait(lambda: any(e["event"] == "checkpoint" for e in read_history(runs_dir / live)))
+    os.kill(job.pid, signal.SIGKILL)
+    _wait(lambda: running_job(runs_dir) is None)
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    assert f"{live} ended as interrupted" in _errors(at)[0]
+    [link] = at.get("page_link")
+    assert "test them and complete the run on the Runs page" in link.proto.label
+    assert link.proto.page == "runs" and link.proto.query_string == f"run={live}"
 
 
 def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monkeypatch, tmp_path, tiny_bert,
@@ -454,6 +473,9 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     at.number_input(key="train_shared_test_fraction").set_value(0.4).run()
     assert _errors(at) == ["val_fraction + test_fraction: expected < 0.8 so some data is left to train on, got 0.8"]
     assert at.button(key="train_launch").disabled
+    at.number_input(key="train_shared_batch_size").set_value(0).run()  # shown together, not one round at a time
+    assert sorted(_errors(at)) == ["batch_size: expected a value in [1, 4096], got 0",
+                                   "val_fraction + test_fraction: expected < 0.8 so some data is left to train on, got 0.8"]
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
     # no model name: one error on this page, none for the baseline (it uses no encoder), none in the sidebar
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

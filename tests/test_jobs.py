@@ -150,7 +150,7 @@ def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):
 
 
 def test_finish_asks_only_the_run_the_page_showed(tmp_path):
-    from core.runs import set_lock_holder, set_status, training_lock, write_json_atomic
+    from core.runs import EventLog, set_lock_holder, set_status, training_lock, write_json_atomic
     shown, now = tmp_path / "20260101-000000-frozen-aaaa", tmp_path / "20260101-000100-finetune-bbbb"
     for run in (shown, now):
         run.mkdir()
@@ -161,7 +161,13 @@ def test_finish_asks_only_the_run_the_page_showed(tmp_path):
         with pytest.raises(jobs.JobError, match="has already ended; the job is now training"):
             jobs.finish(tmp_path, shown.name)
         assert not (now / "finish").exists()
+        EventLog(now / "history.jsonl").emit("start", total_steps=100)
+        EventLog(now / "history.jsonl").emit("train", step=10, loss=0.5)
+        assert jobs.current_job(tmp_path).phase == "training"
         assert jobs.finish(tmp_path, now.name) == now.name and (now / "finish").exists()
+        # until the process reads the request, the page says it is finishing, not training on with an ETA
+        progress = jobs.current_job(tmp_path)
+        assert progress.phase == "finishing" and progress.eta_seconds is None and "asked to finish" in progress.label
 
 
 def test_a_finish_job_completes_a_stopped_run_and_progress_shows_it_testing(tiny_bert, sms_file, tmp_path,

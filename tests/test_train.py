@@ -226,6 +226,8 @@ def test_finish_now_keeps_the_best_weights_so_far_and_completes_the_run(tmp_path
     start = next(e for e in events if e["event"] == "start")
     assert stop["reason"] == "asked" and stop["step"] < start["total_steps"]
     assert run.metrics["best_step"] == stop["best_step"] and run.metrics["steps"] == stop["step"]
+    assert run.metrics["stopped"] == {"status": "asked", "reason": "finished early on request", "after_step": stop["step"],
+                                      "total_steps": start["total_steps"], "weights_from_step": stop["best_step"]}
     # the saved weights are the ones that were tested
     predictions = run.metrics["predictions"]
     assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),

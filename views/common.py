@@ -21,7 +21,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
-from core.runs import RunError, list_runs, read_history, read_status, run_path
+from core.runs import FINISHABLE, RunError, list_runs, read_history, read_status, run_path, saved_weights
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -93,7 +93,8 @@ def run_label(run) -> str:
     label off in a third of a laptop screen."""
     t = (run.metrics or {}).get("test", {})
     f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
-    return f"{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}"
+    short = " · stopped early" if (run.metrics or {}).get("stopped") else ""  # fewer steps than it was set to
+    return f"{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}{short}"
 
 
 # Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value
@@ -227,7 +228,7 @@ def job_panel(key: str) -> None:
         if finishing_saved:
             return
         finish_col, cancel_col = st.columns(2)
-        if progress.mode != "baseline" and finish_col.button(
+        if progress.mode != "baseline" and progress.phase != "finishing" and finish_col.button(
                 "Finish this run now", key=f"{key}-finish", type="primary",
                 help="Stop training at the next step and keep the best weights so far: they are validated, tested "
                      "and saved, and the run completes. The rest of the job's plan goes on."):
@@ -273,6 +274,9 @@ def _last_outcome() -> None:
             st.info(f"{run.id} was cancelled.")
         else:
             st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
+        if run.status in FINISHABLE and run.mode != "baseline" and saved_weights(run.path, run.mode):
+            st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
+                         label="Its best weights so far were saved: test them and complete the run on the Runs page")
     if len(finished) < len(info.get("modes") or []) and not any(r.status == "cancelled" for r in finished):
         tail = jobs.log_tail(runs_dir(), 8)
         if tail and "error" in tail.lower():

@@ -20,7 +20,7 @@ c = st.columns(3)
 picked = {}
 for col, mode in zip(c, ("frozen", "finetune", "baseline")):
     if not choices[mode] and mode != "baseline":
-        col.warning(f"No completed {common.MODE_LABELS[mode].lower()} run yet.")
+        col.warning(f"No completed run of {common.MODE_LABELS[mode]} yet.")
         continue
     picked[mode] = common.run_picker(col, common.MODE_LABELS[mode], choices[mode], f"compare_{mode}",
                                      none_label="none" if mode == "baseline" else None)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import jobs
 from core.config import TrainConfig
+from core.runs import stopped_note
 
 from views import common
 
@@ -73,6 +74,9 @@ if shown:
     for mode, run in shown.items():
         if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
             st.warning(warning)
+        if run.metrics.get("stopped"):
+            st.info(f"{common.MODE_LABELS[mode]} ({run.id}) did not train to its end: "
+                    f"{common.plain(stopped_note(run.metrics['stopped']))}.")
 
     fig = go.Figure()
     for mode, run in shown.items():

@@ -31,7 +31,7 @@ cols = st.columns(3)
 for col, mode in zip(cols, ("frozen", "finetune", "baseline")):
     options = common.usable_runs(mode)
     if not options:
-        col.warning(f"No {common.MODE_LABELS[mode].lower()} yet: train one on the Train page.")
+        col.warning(f"No {common.MODE_LABELS[mode]} run yet: train one on the Train page.")
         continue
     run = common.run_picker(col, common.MODE_LABELS[mode], options, f"play_{mode}", none_label="not used")
     if run is not None:

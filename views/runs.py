@@ -38,7 +38,9 @@ def duration(run) -> float | None:
     m = run.metrics or {}
     if m.get("total_seconds") is not None:
         return m["total_seconds"]
-    events = read_history(run.path)  # until it stopped (an event's "elapsed" restarts when a run is finished)
+    events = read_history(run.path)
+    # until it stopped: a finish from its checkpoint may come hours later
+    events = events[:next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)]
     last = events[-1].get("time") if events else None
     return last - run.created if isinstance(last, (int, float)) else None
 

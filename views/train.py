@@ -94,7 +94,7 @@ if neural:
                                            f"for {model_info['name']}, got {values['max_length']}")
     values["seed"] = number("Seed", "seed", c[2])
     values["warmup_ratio"] = number("Warmup ratio", "warmup_ratio", c[3], float, fmt="%.2f")
-    values["patience"] = number("Early-stopping patience", "patience", c[4])
+    values["patience"] = number("Patience", "patience", c[4])  # a longer label wraps out of line
 
 per_mode = {m: {} for m in modes}
 columns = st.columns(len(neural)) if neural else []
@@ -130,13 +130,16 @@ if data_error:
 # a bad model name or field shows its error under itself, and keeps Start disabled
 blocked = bool(wrong_fields) or (neural and "error" in model_info)
 configs = []
-for mode in modes if not blocked else []:
+for mode in modes:
     settings = {**values, **per_mode[mode]} if mode != "baseline" else \
         {k: values[k] for k in ("seed", "val_fraction", "test_fraction", "class_weight") if k in values}
+    settings = {k: v for k, v in settings.items() if v is not None}  # a wrong field (None) is named under itself
     try:
-        configs.append(TrainConfig(mode=mode, data=data_path, model=model_name.strip() if mode != "baseline" else
-                                   common.default_model(), runs_dir=str(common.runs_dir()),
-                                   cache_dir=common.cache_dir(), **settings))
+        cfg = TrainConfig(mode=mode, data=data_path, model=model_name.strip() if mode != "baseline" and
+                          "error" not in model_info else common.default_model(), runs_dir=str(common.runs_dir()),
+                          cache_dir=common.cache_dir(), **settings)
+        if not blocked:
+            configs.append(cfg)
     except (ValueError, TypeError) as exc:  # every field is valid alone: a combination is not (shared fields)
         errors.append(str(exc))
 for message in dict.fromkeys(errors):
