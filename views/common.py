@@ -309,8 +309,9 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
         color, col = palette[i % len(palette)], panels.index((modes or {}).get(name)) + 1
         if curves[name]["train"]:
             epochs, losses = zip(*curves[name]["train"])
-            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}", line=dict(color=color),
-                            row=1, col=col)
+            # thin and faded: per-step losses are noisy, and would hide the validation points drawn over them
+            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}", line=dict(color=color, width=1),
+                            opacity=0.5, row=1, col=col)
         if curves[name]["validation"]:
             epochs, losses = zip(*curves[name]["validation"])
             fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}",
