@@ -74,13 +74,16 @@ class Progress:
     count: int = 1  # runs in the plan
     detail: str = ""
 
-    @property
-    def label(self) -> str:
+    def describe(self, names: dict[str, str] | None = None) -> str:
+        """One line on the job; `names` gives the modes' display names (the app's), else the CLI's mode names."""
         where = f"run {self.index} of {self.count}, " if self.count > 1 else ""
         eta = ""
         if self.eta_seconds is not None:
             eta = f", about {format_seconds(self.eta_seconds)} left" + (" in this run" if self.index < self.count else "")
-        return f"{self.mode or 'training'} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
+        what = (names or {}).get(self.mode, self.mode) or "training"
+        return f"{what} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
+
+    label = property(describe)
 
 
 def format_seconds(seconds: float | None) -> str:

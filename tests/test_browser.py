@@ -23,6 +23,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
+TRAINING_FINETUNE = re.compile(r"^Fine-tuned BERT \((run \d of \d, )?(preparing|training|evaluating)")  # job progress
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -144,7 +145,7 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         page.get_by_role("spinbutton", name="Epochs").nth(1).press("Enter")
         _settle(page)
         page.get_by_role("button", name="Start training").click()
-        page.get_by_text("Training finetune").wait_for(timeout=120_000)  # baseline and frozen come first
+        page.get_by_text(TRAINING_FINETUNE).first.wait_for(timeout=120_000)  # baseline and frozen come first
         page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.data && g.data.length && g.data[0].x.length > 0)",
                                timeout=60_000)
         samples = []  # the chart may still show the frozen run for a moment: sample, then look for growth
@@ -158,7 +159,7 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert grew, samples  # the live loss curve gained points between two reads
         other = browser.new_page(viewport={"width": 1400, "height": 1000})  # a second tab sees the same job
         other.goto(f"{url}/train")
-        other.get_by_text("Training finetune").wait_for(timeout=60_000)
+        other.get_by_text(TRAINING_FINETUNE).first.wait_for(timeout=60_000)
         assert other.get_by_role("button", name="Start training").is_disabled()
         other.close()
         page.get_by_text("Fine-tuned BERT finished").wait_for(timeout=240_000)
@@ -246,7 +247,7 @@ def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path,
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/train")
-            page.get_by_text("Training finetune").wait_for(timeout=60_000)  # the restarted app follows the job
+            page.get_by_text(TRAINING_FINETUNE).first.wait_for(timeout=60_000)  # the restarted app follows the job
             page.get_by_text(f"Run {running}").wait_for(timeout=30_000)
 
             # the completed runs are listed and load: the Playground scores with both

@@ -204,8 +204,7 @@ def job_panel(key: str) -> None:
             _last_outcome()
             return
         finishing_saved = progress.phase == "testing saved weights"  # a `core finish` job, seconds long
-        st.progress(min(max(progress.fraction, 0.0), 1.0),
-                    text=f"{'Finishing' if finishing_saved else 'Training'} {progress.label}")
+        st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(MODE_LABELS))
         if progress.run_id:
             st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
             events = read_history(run_path(runs_dir(), progress.run_id))

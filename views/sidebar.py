@@ -84,7 +84,7 @@ def _job_status() -> None:
     progress = jobs.current_job(folder)
     busy = progress is not None
     if busy:
-        st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.label)
+        st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(common.MODE_LABELS))
         st.page_link("views/train.py", label="Watch it on Train", icon=":material/monitoring:")
     else:
         st.caption("No job running.")
