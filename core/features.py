@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -35,25 +36,61 @@ def feature_file(cache_dir: str | os.PathLike, key: str) -> Path:
     return Path(cache_dir) / "features" / f"{key}.safetensors"
 
 
+def partial_file(cache_dir: str | os.PathLike, key: str) -> Path:
+    """Where an encoding in progress keeps what it has done, so a killed or cancelled one resumes there."""
+    return Path(cache_dir) / "features" / f"{key}.partial.safetensors"
+
+
 @torch.inference_mode()
 def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, device, autocast=contextlib.nullcontext,
-           on_progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """texts -> (N, H) float32 pooled features, in the order of `texts`."""
+           on_progress: Callable[[int, int], None] | None = None, resume: Path | None = None,
+           save_every: float = 10.0) -> torch.Tensor:
+    """texts -> (N, H) float32 pooled features, in the order of `texts`.
+
+    With `resume`, the rows done so far are saved there every `save_every` seconds, and rows found there are not
+    encoded again: the batches are the same every time (length-sorted, not shuffled), so the result is too."""
     encoder.eval()
     tokens = tokenizer(texts, truncation=True, max_length=max_length)
     lengths = [len(ids) for ids in tokens["input_ids"]]
     out = torch.empty(len(texts), encoder.config.hidden_size)
-    done = 0
+    finished = torch.zeros(len(texts), dtype=torch.bool)
+    if resume is not None and resume.is_file():
+        try:
+            with safe_open(str(resume), "pt") as f:
+                saved, saved_done = f.get_tensor("features"), f.get_tensor("done")
+            if saved.shape == out.shape and saved_done.shape == finished.shape:
+                out, finished = saved, saved_done
+        except Exception as exc:  # a damaged partial file only costs the rows it held
+            log.warning("ignoring unreadable partial features %s: %s", resume, exc)
+    done, last_save = int(finished.sum()), time.monotonic()
     for batch_idx in LengthBucketSampler(lengths, EXTRACT_BATCH, shuffle=False):
+        if finished[batch_idx].all():
+            continue
         batch = tokenizer.pad({k: [tokens[k][i] for i in batch_idx] for k in tokens.keys()}, return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast():
             hidden = encoder(**batch).last_hidden_state  # (B, T, H)
         out[batch_idx] = pool(hidden.float(), batch["attention_mask"], pooling).cpu()
+        finished[batch_idx] = True
         done += len(batch_idx)
+        if resume is not None and time.monotonic() - last_save >= save_every:
+            _save_atomic({"features": out, "done": finished}, resume)
+            last_save = time.monotonic()
         if on_progress:
             on_progress(done, len(texts))
     return out
+
+
+def _save_atomic(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[], tuple[torch.Tensor, dict]]
@@ -73,11 +110,8 @@ def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[]
     features, info = compute()
     info = {k: str(v) for k, v in info.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        save_file({"features": features.contiguous()}, tmp, metadata=info)
-        os.replace(tmp, path)
+        _save_atomic({"features": features}, path, metadata=info)
+        partial_file(cache_dir, key).unlink(missing_ok=True)  # superseded
     except OSError as exc:  # a cache that cannot be written only costs time next run
         log.warning("could not cache features at %s: %s", path, exc)
     return features, False, info

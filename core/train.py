@@ -38,7 +38,7 @@ from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
 from .config import TrainConfig
 from .data import LABELS, describe, load_messages, split_messages, split_summary
-from .features import cache_key, cached_features, encode
+from .features import cache_key, cached_features, encode, partial_file
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
 from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, EventLog, RunError, cancel_requested,
@@ -523,7 +523,8 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
                                           enabled=cfg.precision == "bf16")
         with bar:
             features = encode(encoder, tokenizer, messages.frame["text"].tolist(), cfg.max_length, cfg.pooling,
-                              accelerator.device, autocast, on_progress=progress)
+                              accelerator.device, autocast, on_progress=progress,
+                              resume=partial_file(cfg.cache_dir, key))  # a killed or cancelled encoding goes on there
         return features, {"encoder_parameters": sum(p.numel() for p in encoder.parameters())}
 
     t0 = time.time()

@@ -91,6 +91,32 @@ def test_frozen_features_are_computed_once(sms_file, tiny_bert, tmp_path):
     assert [e for e in read_history(third) if e["event"] == "features_ready"][0]["cached"] is False
 
 
+def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from core.features import cached_features, encode, partial_file
+    texts = [f"message {i} " + "word " * (i % 17) for i in range(300)]  # 5 batches of 64
+    tokenizer, encoder = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert)
+    whole = encode(encoder, tokenizer, texts, 32, "mean", "cpu")
+    partial = partial_file(tmp_path, "key")
+    first = []
+
+    def killed_after_two_batches(done, total):
+        first.append(done)
+        if len(first) == 2:
+            raise KeyboardInterrupt  # a cancel or Ctrl-C arrives here, after the second batch was saved
+    with pytest.raises(KeyboardInterrupt):
+        encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=killed_after_two_batches, resume=partial,
+               save_every=0)
+    again = []
+    resumed = encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=lambda done, total: again.append(done),
+                     resume=partial, save_every=0)
+    assert len(again) == 3 and again[0] > first[1] and again[-1] == 300  # only the three batches left were encoded
+    assert torch.equal(resumed, whole)  # the same batches as an encoding from scratch: the same features
+    cached_features(tmp_path, "key", lambda: (resumed, {}))
+    assert not partial.exists()  # the complete features replace it
+
+
 def test_an_overwritten_encoder_directory_is_neither_reused_from_cache_nor_trusted_by_old_runs(
         sms_file, tiny_bert, tmp_path):
     import shutil
