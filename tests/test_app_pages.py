@@ -302,6 +302,12 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     # each mode on its own epoch axis (60 frozen epochs would squash 3 fine-tuning ones), one loss axis
     axes = {t["name"].split(" · ")[1].split("-")[2]: t.get("xaxis", "x") for t in traces}
     assert axes == {"frozen": "x", "finetune": "x2"} and {t.get("yaxis", "y") for t in traces} == {"y", "y2"}
+    colours = {t["name"]: t["line"]["color"] for t in traces}
+    assert len(set(colours.values())) == 2  # one per run, its train and validation curves alike
+    for alone in ({"frozen"}, {"finetune"}):  # a run keeps its colour whatever else is chosen
+        at.multiselect(key="runs_overlay").set_value([r.id for r in list_runs(runs_dir) if r.mode in alone]).run()
+        shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+        assert {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()
 
     at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
     assert not at.exception

@@ -289,11 +289,14 @@ def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None) -> go.Figure | None:
-    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run, in order.
+def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None,
+                slots: dict[str, int] | None = None) -> go.Figure | None:
+    """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run.
 
-    Runs of different modes (`modes`: run -> mode) get a panel each, side by side with one loss axis: a frozen
-    head's 60 epochs on the same epoch axis as a fine-tune's 3 would squash the fine-tune into a corner."""
+    A run's colour follows its slot (`slots`: run -> a number that does not change, such as its age), so it keeps
+    its colour whatever else is chosen; two runs never share one. Runs of different modes (`modes`: run -> mode) get
+    a panel each, side by side with one loss axis: a frozen head's 60 epochs on the same epoch axis as a fine-tune's
+    3 would squash the fine-tune into a corner."""
     palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
     curves = {name: jobs.loss_curves(events) for name, events in histories.items()}
     drawn = [name for name, c in curves.items() if c["train"] or c["validation"]]  # the baseline has no loss
@@ -302,10 +305,16 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
         return None
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[MODE_LABELS.get(m, m) for m in panels] if len(panels) > 1 else None)
+    used = set()
     for i, name in enumerate(histories):
         if name not in drawn:
             continue
-        color, col = palette[i % len(palette)], panels.index((modes or {}).get(name)) + 1
+        slot = (slots or {}).get(name, i)
+        # the slot's colour, or the next free one (more than 8 runs: colours repeat)
+        color = next((c for k in range(len(palette)) if (c := palette[(slot + k) % len(palette)]) not in used),
+                     palette[slot % len(palette)])
+        used.add(color)
+        col = panels.index((modes or {}).get(name)) + 1
         if curves[name]["train"]:
             epochs, losses = zip(*curves[name]["train"])
             # thin and faded: per-step losses are noisy, and would hide the validation points drawn over them

@@ -72,10 +72,11 @@ st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
 default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline" and r.usable][:2]
 chosen = st.multiselect("Runs to overlay", ids, default=default, key="runs_overlay")
-# oldest chosen run first: a run keeps its colour when a newer one is added, and no two chosen runs share one
+# oldest chosen run first; each keeps the colour of its age among all runs, whatever else is chosen
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id))
                              for run_id in sorted(chosen, key=ids.index, reverse=True)},
-                            modes={r.id: r.mode for r in all_runs})
+                            modes={r.id: r.mode for r in all_runs},
+                            slots={run_id: len(ids) - 1 - i for i, run_id in enumerate(ids)})
 if figure is not None:
     st.plotly_chart(figure, key="runs-loss")
 elif chosen:
