@@ -47,22 +47,34 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
            save_every: float = 10.0) -> torch.Tensor:
     """texts -> (N, H) float32 pooled features, in the order of `texts`.
 
-    With `resume`, the rows done so far are saved there every `save_every` seconds, and rows found there are not
-    encoded again: the batches are the same every time (length-sorted, not shuffled), so the result is too."""
+    With `resume`, the rows done so far are saved there every `save_every` seconds (longer if saving is slow) and
+    when the encoding is stopped, and rows found there are not encoded again: the batches are the same every time
+    (length-sorted, not shuffled), so the result is too. A file from other tokens or batches is ignored."""
     encoder.eval()
     tokens = tokenizer(texts, truncation=True, max_length=max_length)
     lengths = [len(ids) for ids in tokens["input_ids"]]
     out = torch.empty(len(texts), encoder.config.hidden_size)
     finished = torch.zeros(len(texts), dtype=torch.bool)
+    # the work itself: a tokenizer changed under the same model name gives other tokens, hence another layout
+    layout = hashlib.sha256(json.dumps([EXTRACT_BATCH, tokens["input_ids"]]).encode()).hexdigest()
     if resume is not None and resume.is_file():
         try:
             with safe_open(str(resume), "pt") as f:
-                saved, saved_done = f.get_tensor("features"), f.get_tensor("done")
-            if saved.shape == out.shape and saved_done.shape == finished.shape:
-                out, finished = saved, saved_done
+                if (f.metadata() or {}).get("layout") == layout:
+                    saved, saved_done = f.get_tensor("features"), f.get_tensor("done")
+                    if saved.shape == out.shape and saved_done.shape == finished.shape:
+                        out, finished = saved, saved_done
         except Exception as exc:  # a damaged partial file only costs the rows it held
             log.warning("ignoring unreadable partial features %s: %s", resume, exc)
-    done, last_save = int(finished.sum()), time.monotonic()
+    done, last_save, interval = int(finished.sum()), time.monotonic(), save_every
+
+    def save():
+        nonlocal last_save, interval
+        started = time.monotonic()
+        _save_atomic({"features": out, "done": finished}, resume, metadata={"layout": layout})
+        last_save = time.monotonic()
+        interval = max(save_every, 20 * (last_save - started))  # saving takes at most about 5 % of the time
+
     for batch_idx in LengthBucketSampler(lengths, EXTRACT_BATCH, shuffle=False):
         if finished[batch_idx].all():
             continue
@@ -73,11 +85,15 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
         out[batch_idx] = pool(hidden.float(), batch["attention_mask"], pooling).cpu()
         finished[batch_idx] = True
         done += len(batch_idx)
-        if resume is not None and time.monotonic() - last_save >= save_every:
-            _save_atomic({"features": out, "done": finished}, resume)
-            last_save = time.monotonic()
+        if resume is not None and time.monotonic() - last_save >= interval:
+            save()
         if on_progress:
-            on_progress(done, len(texts))
+            try:
+                on_progress(done, len(texts))
+            except BaseException:  # a cancel or Ctrl-C stops the encoding here: keep everything done so far
+                if resume is not None:
+                    save()
+                raise
     return out
 
 
@@ -102,6 +118,8 @@ def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[]
     """
     path = feature_file(cache_dir, key)
     if path.is_file():
+        with contextlib.suppress(OSError):  # e.g. left by a second process that encoded too
+            partial_file(cache_dir, key).unlink(missing_ok=True)
         try:
             with safe_open(str(path), "pt") as f:
                 return f.get_tensor("features"), True, dict(f.metadata() or {})

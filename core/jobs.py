@@ -83,8 +83,6 @@ class Progress:
         what = (names or {}).get(self.mode, self.mode) or "training"
         return f"{what} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
 
-    label = property(describe)
-
 
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
@@ -258,15 +256,19 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
         since = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
                  and _created(p) >= info["started"] - 1]
         index = max(1, min(count, len(since)))
-    progress = progress_from_history(read_history(run_dir))
+    events = read_history(run_dir)
+    progress = progress_from_history(events)
     progress.run_id, progress.index, progress.count = holder, index, count
     if progress.mode is None:
         progress.mode = load_run(run_dir).mode
     if progress.mode == "baseline" and progress.phase == "preparing":  # one solver fit, no steps to count
         progress.phase, progress.detail = "training", "fitting TF-IDF + logistic regression, takes seconds"
-    if progress.phase in ("training", "evaluating") and finish_requested(run_dir):  # the request is not yet read
+    if progress.phase in ("features", "training", "evaluating") and finish_requested(run_dir):  # asked to finish
+        progress.detail = ("testing its best weights" if any(e.get("event") == "early_stop" for e in events) else
+                           "asked to finish: it ends its encoding, validates at its first step, then tests"
+                           if progress.phase == "features" else
+                           "asked to finish: it validates at its next step, then tests its best weights")
         progress.phase, progress.eta_seconds = "finishing", None
-        progress.detail = "asked to finish: it validates at its next step, then tests its best weights"
     return progress
 
 

@@ -358,6 +358,14 @@ def finishable(run_dir: Path) -> tuple[dict, Path, dict]:
     return run.config, weights, status
 
 
+def finishable_weights(run_dir: Path) -> Path | None:
+    """The weights `core finish` would complete this run from, or None when it would refuse (for the pages)."""
+    try:
+        return finishable(run_dir)[1]
+    except RunError:
+        return None
+
+
 def stopped_note(stopped: dict) -> str:
     """One line on a run that did not train to its end: finished on request, or from a checkpoint after it stopped
     (metrics.json "stopped")."""

@@ -309,7 +309,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                 if finish_votes or (cfg.patience and evals_since_best >= cfg.patience):
                     events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"],
                                 reason="asked" if finish_votes else "patience")
-                    if finish_votes:  # patience is a setting; a request cuts the run short, and it should say so
+                    if finish_votes and step < total_steps:  # patience is a setting; a request cuts the run short
                         stopped = {"status": "asked", "reason": "finished early on request", "after_step": step,
                                    "total_steps": total_steps, "weights_from_step": best["step"]}
                     break
@@ -524,7 +524,8 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
         with bar:
             features = encode(encoder, tokenizer, messages.frame["text"].tolist(), cfg.max_length, cfg.pooling,
                               accelerator.device, autocast, on_progress=progress,
-                              resume=partial_file(cfg.cache_dir, key))  # a killed or cancelled encoding goes on there
+                              # a killed or cancelled encoding goes on from there; one process keeps it
+                              resume=partial_file(cfg.cache_dir, key) if accelerator.is_main_process else None)
         return features, {"encoder_parameters": sum(p.numel() for p in encoder.parameters())}
 
     t0 = time.time()

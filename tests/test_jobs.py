@@ -133,7 +133,7 @@ def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
               {"event": "features", "done": 250, "total": 1000, "time": 110.0}]
     progress = jobs.progress_from_history(events, now=110.0)
     assert progress.eta_seconds is None  # the head and the test come after: no honest ETA for the run yet
-    assert progress.label == "frozen (features: encoding messages 250/1000, done in about 30 s)"
+    assert progress.describe() == "frozen (features: encoding messages 250/1000, done in about 30 s)"
 
 
 def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):
@@ -146,7 +146,7 @@ def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):
     with training_lock(tmp_path) as lock:
         set_lock_holder(lock, run.name)
         progress = jobs.current_job(tmp_path)
-    assert progress.label == "baseline (training: fitting TF-IDF + logistic regression, takes seconds)"
+    assert progress.describe() == "baseline (training: fitting TF-IDF + logistic regression, takes seconds)"
 
 
 def test_finish_asks_only_the_run_the_page_showed(tmp_path):
@@ -167,7 +167,9 @@ def test_finish_asks_only_the_run_the_page_showed(tmp_path):
         assert jobs.finish(tmp_path, now.name) == now.name and (now / "finish").exists()
         # until the process reads the request, the page says it is finishing, not training on with an ETA
         progress = jobs.current_job(tmp_path)
-        assert progress.phase == "finishing" and progress.eta_seconds is None and "asked to finish" in progress.label
+        assert progress.phase == "finishing" and progress.eta_seconds is None and "asked to finish" in progress.describe()
+        EventLog(now / "history.jsonl").emit("early_stop", step=11, reason="asked")  # read: now it tests
+        assert jobs.current_job(tmp_path).describe() == "finetune (finishing: testing its best weights)"
 
 
 def test_a_finish_job_completes_a_stopped_run_and_progress_shows_it_testing(tiny_bert, sms_file, tmp_path,

@@ -105,9 +105,13 @@ def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path
         first.append(done)
         if len(first) == 2:
             raise KeyboardInterrupt  # a cancel or Ctrl-C arrives here, after the second batch was saved
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # no timed save: what it keeps, it saved as it stopped
         encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=killed_after_two_batches, resume=partial,
-               save_every=0)
+               save_every=1e9)
+    other = []  # other tokens (here a shorter max length) are other work: the saved rows are not taken
+    encode(encoder, tokenizer, texts, 8, "mean", "cpu", on_progress=lambda done, total: other.append(done),
+           resume=partial, save_every=1e9)
+    assert len(other) == 5
     again = []
     resumed = encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=lambda done, total: again.append(done),
                      resume=partial, save_every=0)

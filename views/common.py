@@ -21,7 +21,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
-from core.runs import FINISHABLE, RunError, list_runs, read_history, read_status, run_path, saved_weights
+from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, run_path
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -273,7 +273,7 @@ def _last_outcome() -> None:
             st.info(f"{run.id} was cancelled.")
         else:
             st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
-        if run.status in FINISHABLE and run.mode != "baseline" and saved_weights(run.path, run.mode):
+        if run.status in FINISHABLE and finishable_weights(run.path):
             st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its best weights so far were saved: test them and complete the run on the Runs page")
     if len(finished) < len(info.get("modes") or []) and not any(r.status == "cancelled" for r in finished):

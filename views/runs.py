@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.runs import (FINISHABLE, RunError, checkpoint_info, delete_run, read_history, saved_weights, stopped_note,
-                       validate_run_id)
+from core.runs import (FINISHABLE, RunError, checkpoint_info, delete_run, finishable_weights, read_history,
+                       stopped_note, validate_run_id)
 
 from views import common
 
@@ -95,7 +95,7 @@ with left:
         st.error(f"{run.status}: {common.plain(run.error)}")
     if (run.metrics or {}).get("stopped"):
         st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
-    weights = saved_weights(run.path, run.mode) if run.status in FINISHABLE and run.mode != "baseline" else None
+    weights = finishable_weights(run.path) if run.status in FINISHABLE else None
     if weights is not None:
         step = checkpoint_info(weights).get("step")
         st.info(f"It saved its best weights before it stopped{f', from step {step}' if step else ''}. Testing them "
