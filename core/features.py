@@ -24,12 +24,26 @@ log = logging.getLogger(__name__)
 EXTRACT_BATCH = 64  # forward-only batches can be larger than training ones
 
 
-def cache_key(model_name: str, weights_digest: str, max_length: int, pooling: str, precision: str,
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def cache_key(model_name: str, weights_digest: str, tokenizer: str, max_length: int, pooling: str, precision: str,
               data_fingerprint: str) -> str:
-    # the weights' digest, not the model's name or path: a directory can be overwritten under the same name
-    ident = {"model": model_name, "weights": weights_digest, "max_length": max_length,
-             "pooling": pooling, "precision": precision, "data": data_fingerprint, "version": 2}
+    # digests, not the model's name or path: a directory can be overwritten under the same name
+    ident = {"model": model_name, "weights": weights_digest, "tokenizer": tokenizer, "max_length": max_length,
+             "pooling": pooling, "precision": precision, "data": data_fingerprint, "version": 3}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def tokenizer_digest(model_dir: str | os.PathLike) -> str:
+    """sha256 of a model directory's tokenizer files: the same weights with another tokenizer are other features."""
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        path = Path(model_dir) / name
+        if path.is_file():
+            with open(path, "rb") as f:
+                digest.update(name.encode() + hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
 
 
 def feature_file(cache_dir: str | os.PathLike, key: str) -> Path:

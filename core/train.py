@@ -38,7 +38,7 @@ from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
 from .config import TrainConfig
 from .data import LABELS, describe, load_messages, split_messages, split_summary
-from .features import cache_key, cached_features, encode, partial_file
+from .features import cache_key, cached_features, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
 from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, EventLog, RunError, cancel_requested,
@@ -501,8 +501,8 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
     from safetensors.torch import save_file
     from transformers import AutoModel, AutoTokenizer
 
-    key = cache_key(model_info.name, model_info.digest, cfg.max_length, cfg.pooling, cfg.precision,
-                    messages.fingerprint)
+    key = cache_key(model_info.name, model_info.digest, tokenizer_digest(model_info.path), cfg.max_length, cfg.pooling,
+                    cfg.precision, messages.fingerprint)
     encoder = None
 
     def compute():

@@ -91,6 +91,16 @@ def test_frozen_features_are_computed_once(sms_file, tiny_bert, tmp_path):
     assert [e for e in read_history(third) if e["event"] == "features_ready"][0]["cached"] is False
 
 
+def test_an_edited_tokenizer_under_the_same_model_folder_gets_new_features(sms_file, tiny_bert, tmp_path):
+    import shutil
+    encoder = Path(shutil.copytree(tiny_bert, tmp_path / "encoder"))
+    train(quick_config("frozen", sms_file, str(encoder), tmp_path, epochs=1))
+    config = json.loads((encoder / "tokenizer_config.json").read_text())
+    (encoder / "tokenizer_config.json").write_text(json.dumps({**config, "do_lower_case": False}))  # same weights
+    again = train(quick_config("frozen", sms_file, str(encoder), tmp_path, epochs=1))
+    assert [e for e in read_history(again) if e["event"] == "features_ready"][0]["cached"] is False
+
+
 def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
