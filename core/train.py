@@ -440,7 +440,7 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
         "steps": result.get("steps"), "best_step": result.get("best_step"),
         "trainable_parameters": result["trainable_parameters"], "total_parameters": result["total_parameters"],
     }
-    if result.get("stopped"):  # completed from a checkpoint after it stopped: say so beside its numbers
+    if result.get("stopped"):  # finished on request, or from a checkpoint after it stopped: say so beside its numbers
         metrics["stopped"] = result["stopped"]
     events.emit("test", **{k: v for k, v in test_metrics.items() if k != "ci95"})
     write_json_atomic(run_dir / "metrics.json", metrics)
