@@ -59,7 +59,8 @@ def sweep(args) -> tuple[dict, dict]:
 
     def matching(run, cfg) -> bool:  # every hyperparameter but the paths equal, and the same data
         # (the run records the precision that ran: fp32 where the CPU has no native bf16, so it is not compared)
-        skip = ("data", "runs_dir", "cache_dir", "model", "precision")
+        # save_state_every: when the training state is saved for a resume, which does not move a result
+        skip = ("data", "runs_dir", "cache_dir", "model", "precision", "save_state_every")
         mine = {k: v for k, v in cfg.to_dict().items() if k not in skip}
         return (run.usable and run.config.get("data_info", {}).get("fingerprint") == fingerprint
                 and run.config.get("requested_model") == cfg.model and all(run.config.get(k) == v for k, v in mine.items()))

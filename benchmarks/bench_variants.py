@@ -65,7 +65,7 @@ def mean_pooling():
         def save(m, directory):
             save_file({k: v.contiguous() for k, v in m.state_dict().items()}, f"{directory}/model.safetensors")
 
-        return T.Setup(model, loaders, save, *count_parameters(model))
+        return T.Setup(model, loaders, save, "model.safetensors", *count_parameters(model))
 
     T._setup_finetune = setup
     try:

@@ -1,7 +1,8 @@
-"""Command line: python -m core {train,finish,predict,runs,evaluate,export} ...
+"""Command line: python -m core {train,finish,resume,predict,runs,evaluate,export} ...
 
     python -m core train --mode frozen --data ../shared/data/SMSSpamCollection   # last stdout line: run folder
     python -m core finish --run checkpoints/<run>                                # end it, keep its best weights
+    python -m core resume --run checkpoints/<run>                                # killed? train on from its state
     python -m core predict --run checkpoints/<run> "WIN a free phone now!"       # one JSON line per text
     python -m core runs                                                          # table of runs
     python -m core evaluate --run checkpoints/<run> --data my_messages.csv       # metrics on another file
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     finish.add_argument("--run", required=True, help="run folder or run id")
     finish.add_argument("--runs-dir", default="checkpoints")
 
+    resume = sub.add_parser("resume", help="go on training a run that stopped before its end (killed, crashed, "
+                            "Ctrl-C, SIGTERM) from its last saved training state, to the end it was set for. Prints "
+                            "the run folder last")
+    resume.add_argument("--run", required=True, help="run folder or run id")
+    resume.add_argument("--runs-dir", default="checkpoints")
+
     predict = sub.add_parser("predict", help="spam probability of messages (arguments or stdin, one per line)")
     predict.add_argument("--run", required=True, help="run folder or run id")
     predict.add_argument("--runs-dir", default="checkpoints")
@@ -90,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         import transformers
         transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected, not news
         transformers.logging.disable_progress_bar()  # weight-loading bars would drown the training bar
+        logging.getLogger("accelerate").setLevel(logging.WARNING)  # a line per file of each saved training state
     try:
-        return {"train": _train, "finish": _finish, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
+        return {"train": _train, "finish": _finish, "resume": _resume, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
                 "export": _export}[args.command](args)
     except (ValueError, OSError) as exc:  # user errors: one clear line, no traceback
         if args.debug:
@@ -156,6 +164,26 @@ def _finish(args) -> int:
              t["accuracy"], t["f1"], t["auroc"] or float("nan"))
     print(run_dir, flush=True)
     return 0
+
+
+def _resume(args) -> int:
+    from .runs import resolve_run, resumable
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    _, state, _ = resumable(run_dir)  # a run that cannot be resumed is refused before torch loads
+    log.info("%s: going on from step %s", run_dir.name, state["step"])
+    from .runs import load_run
+    from .train import resume_stopped
+
+    run = load_run(resume_stopped(run_dir))
+    if run.metrics:
+        t = run.metrics["test"]
+        log.info("%s completed: accuracy %.4f f1 %.4f auroc %.4f", run.mode, t["accuracy"], t["f1"],
+                 t["auroc"] or float("nan"))
+    else:
+        log.info("run %s ended: %s", run.id, run.status)
+    print(run_dir, flush=True)
+    return 0 if run.status == "completed" else 1
 
 
 def _predict(args) -> int:

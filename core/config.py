@@ -63,6 +63,9 @@ class TrainConfig:
                           "fp32 elsewhere); on the full data it gave the same test metrics as fp32", choices=("fp32", "bf16"))
     threshold: float = _opt(0.5, "spam probability at or above which a message is called spam (0.001 to 0.999: "
                             "at 0 or 1 the verdict would hinge on float rounding, as probabilities saturate)")
+    save_state_every: float = _opt(60.0, "seconds between saves of the whole training state (weights, optimiser, "
+                                   "random state) that `python -m core resume` goes on from after a crash; a save "
+                                   "waits at least 20 times what the last one took, and comes after a validation")
     runs_dir: str = _opt("checkpoints", "where run folders are written")
     cache_dir: str = _opt("data/cache", "where frozen-mode features are cached")
 
@@ -86,6 +89,7 @@ class TrainConfig:
         self._check("test_fraction", self.test_fraction, 0.01, 0.5, float)
         self._check("threshold", self.threshold, 0.001, 0.999, float)
         self._check("max_grad_norm", self.max_grad_norm, 0.0, 1e6, float)
+        self._check("save_state_every", self.save_state_every, 0.0, 1e6, float)
         if self.val_fraction + self.test_fraction >= 0.8:
             raise ValueError("val_fraction + test_fraction: expected < 0.8 so some data is left to train on, "
                              f"got {self.val_fraction + self.test_fraction:g}")

@@ -28,7 +28,7 @@ import psutil
 
 from .config import TrainConfig
 from .runs import LOCK_NAME, finish_requested, finishable, load_run, read_history, read_json, read_status, \
-    request_cancel, request_finish, run_path, running_job, write_json_atomic
+    request_cancel, request_finish, resumable, run_path, running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -57,7 +57,7 @@ class Job:
     started: float
     modes: list[str]
     log: Path
-    plan: Path | None  # None for a `finish` job
+    plan: Path | None  # None for a `finish` or `resume` job
 
 
 @dataclass
@@ -141,20 +141,32 @@ def launch_finish(runs_dir: str | os.PathLike, run_id: str, start_timeout: float
         config, _, _ = finishable(run_path(runs_dir, run_id))
     except ValueError as exc:  # RunError: completed, never checkpointed, cancelled...
         raise JobError(str(exc)) from None
-    return _start([config["mode"]], runs_dir, start_timeout, finish=runs_dir / run_id)
+    return _start([config["mode"]], runs_dir, start_timeout, stopped=("finish", runs_dir / run_id))
+
+
+def launch_resume(runs_dir: str | os.PathLike, run_id: str, start_timeout: float = START_TIMEOUT_S) -> Job:
+    """Start `python -m core resume --run <run>`: go on training a run that stopped before its end from its last
+    saved training state. Raises JobBusy when a job already runs, JobError when the run cannot be resumed."""
+    runs_dir = Path(runs_dir).resolve()
+    try:
+        config, _, _ = resumable(run_path(runs_dir, run_id))
+    except ValueError as exc:  # RunError: completed, no state saved, cancelled...
+        raise JobError(str(exc)) from None
+    return _start([config["mode"]], runs_dir, start_timeout, stopped=("resume", runs_dir / run_id))
 
 
 def _start(modes: list[str], runs_dir: Path, start_timeout: float, plan: list[dict] | None = None,
-           finish: Path | None = None) -> Job:
-    """`python -m core train --config <plan>`, or `python -m core finish --run <finish>`, as a detached job."""
+           stopped: tuple[str, Path] | None = None) -> Job:
+    """`python -m core train --config <plan>`, or `python -m core {finish,resume} --run <run>` for a run that
+    stopped (stopped: the command and the run), as a detached job."""
     try:
-        return _start_locked(modes, runs_dir, start_timeout, plan, finish)
+        return _start_locked(modes, runs_dir, start_timeout, plan, stopped)
     except OSError as exc:  # an unwritable or full runs folder: say so on the page, not as a traceback
         raise JobError(f"cannot start training in {runs_dir} ({exc.strerror or exc}); choose another runs "
                        f"folder (SPAM_RUNS_DIR)") from None
 
 
-def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, finish) -> Job:
+def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, stopped) -> Job:
     with _launch_lock(runs_dir):
         holder = running_job(runs_dir)
         if holder:
@@ -166,11 +178,11 @@ def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, finish) -> 
         jobs = runs_dir / JOBS_DIR
         jobs.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-        command = "train" if plan is not None else "finish"
+        command = "train" if plan is not None else stopped[0]
         plan_path, log_path = jobs / f"plan-{stamp}.json", jobs / f"{command}-{stamp}.log"
         if plan is not None:
             write_json_atomic(plan_path, plan)
-        args = ["train", "--config", str(plan_path)] if plan is not None else ["finish", "--run", str(finish)]
+        args = ["train", "--config", str(plan_path)] if plan is not None else [stopped[0], "--run", str(stopped[1])]
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "core", *args],
@@ -191,8 +203,8 @@ def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, finish) -> 
             code = proc.poll()
             if code is not None:
                 if code != 0:
-                    raise JobError(f"{'training' if plan is not None else 'finishing'} did not start: "
-                                   f"{_last_error(log_path)}")
+                    doing = {"train": "training", "finish": "finishing", "resume": "resuming"}[command]
+                    raise JobError(f"{doing} did not start: {_last_error(log_path)}")
                 return job  # finished already (a tiny baseline can), and reaped by poll()
             time.sleep(0.1)
         # still running (or still importing: the training lock refuses a second job). Wait for it in the
@@ -285,13 +297,16 @@ FEATURES_SHARE = 0.9  # frozen mode: extracting features is most of the work; th
 def progress_from_history(events: list[dict], now: float | None = None) -> Progress:
     """Phase, fraction done and ETA of one run from its history events (pure, for tests)."""
     now = time.time() if now is None else now
+    resumed = [i for i, e in enumerate(events) if e.get("event") == "resumed"]
+    if resumed:  # `core resume`: the run loads its data and model again, then goes on from its saved step
+        events = events[resumed[-1]:]
     last = {}
     for e in events:
         last[e.get("event")] = e
     mode = None
-    resumed = [i for i, e in enumerate(events) if e.get("event") == "finish_saved"]
-    if resumed:  # `core finish` on a run that stopped: only what happened since counts
-        since = {e.get("event"): e for e in events[resumed[-1]:]}
+    finishing = [i for i, e in enumerate(events) if e.get("event") == "finish_saved"]
+    if finishing:  # `core finish` on a run that stopped: only what happened since counts
+        since = {e.get("event"): e for e in events[finishing[-1]:]}
         if "test" in since or "end" in since:
             return Progress(None, mode, "finishing", 1.0, 0.0)
         step = since["finish_saved"].get("step")
@@ -303,14 +318,15 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
     if "start" in last:
         total = int(last["start"].get("total_steps") or 0)
         train = last.get("train")
-        step = int(train["step"]) if train else 0
+        first = int(last["start"].get("resumed_from") or 0)  # a resumed run goes on from there
+        step = int(train["step"]) if train and train["step"] > first else first
         base = FEATURES_SHARE if frozen else 0.0
         if not total:
             return Progress(None, mode, "training", base, None)
         share = step / total
         eta = None
-        if step:
-            rate = (train["time"] - last["start"]["time"]) / step  # seconds per step, evaluations included
+        if step > first:
+            rate = (train["time"] - last["start"]["time"]) / (step - first)  # seconds per step, evaluations included
             eta = max(0.0, rate * (total - step) - (now - train["time"]))
         phase = "evaluating" if step >= total else "training"
         return Progress(None, mode, phase, base + (1 - base) * share, eta, step=step, total_steps=total,
@@ -327,7 +343,8 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         return Progress(None, "frozen", "features", FEATURES_SHARE * done / total, None, detail=detail)
     if "features_ready" in last:
         return Progress(None, "frozen", "training", FEATURES_SHARE, None)
-    return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model")
+    return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model" + (
+        f" to go on from step {last['resumed'].get('step')}" if "resumed" in last else ""))
 
 
 def loss_curves(events: list[dict]) -> dict[str, list]:

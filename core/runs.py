@@ -5,10 +5,13 @@
         status.json     running | completed | failed | cancelled (+ pid, error); a dead pid reads as interrupted
         history.jsonl   one event per line, flushed as training goes
         checkpoint-<step>/  while training: the best weights so far, replaced at each better validation
+        resume/         while training: the whole training state (weights, optimiser, random state, step) every
+                        minute or so, for `python -m core resume`; best/ in it links the best weights at that step
         model/          weights in safetensors (save_pretrained layout for finetune, head for frozen)
         metrics.json    test/validation metrics, curves, every test message's probability
 
-A run killed mid-training keeps its last checkpoint: `python -m core finish` tests it and completes the run.
+A run killed mid-training keeps its last checkpoint: `python -m core finish` tests it and completes the run;
+`python -m core resume` goes on training from its last saved state instead.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ LOCK_NAME = ".training.lock"
 CANCEL_FILE = "cancel"  # stop and discard the run
 FINISH_FILE = "finish"  # stop training now, keep the best weights so far, test them: the run completes
 CHECKPOINT_INFO = "checkpoint.json"  # in a checkpoint folder: the step, epoch and validation of its weights
+STATE_DIR = "resume"  # the last saved training state of an unfinished run
+STATE_INFO = "state.json"  # in it: the step, the best validation so far, the time trained
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -117,8 +122,29 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 
 def drop_checkpoints(run_dir: Path) -> None:
+    """Remove the checkpoints and the saved training state: the run completed, or was cancelled (discarded)."""
+    shutil.rmtree(Path(run_dir) / STATE_DIR, ignore_errors=True)
     for path in checkpoints(run_dir):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """A hard link costs no time or space and keeps the file alive when its first name is removed; a file system
+    without hard links gets a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def saved_state(run_dir: Path) -> dict | None:
+    """state.json of the run's saved training state (with "folder" added), or None when it has none."""
+    folder = Path(run_dir) / STATE_DIR
+    try:
+        info = read_json(folder / STATE_INFO)
+    except (OSError, ValueError):
+        return None
+    return {**info, "folder": folder} if isinstance(info, dict) and isinstance(info.get("step"), int) else None
 
 
 def saved_weights(run_dir: Path, mode: str | None) -> Path | None:
@@ -336,26 +362,48 @@ def saved_run_config(run_dir: Path) -> dict:
 FINISHABLE = ("interrupted", "failed", "cancelled")  # stopped before their end; they may have left a checkpoint
 
 
-def finishable(run_dir: Path) -> tuple[dict, Path, dict]:
-    """(config, weights folder, status) of a run that stopped before its end and left weights to finish it from
-    (core.train.finish_stopped); RunError saying why not otherwise. Reads files only: no torch."""
+def _stopped_run(run_dir: Path, doing: str) -> tuple:
+    """(run, status) of a run that stopped before its end, on this machine; RunError saying why not otherwise."""
     run = load_run(run_dir)
     if run.status not in FINISHABLE:
         why = {"completed": "it has already completed", "running": "it is still training: ask it to finish instead",
                "broken": f"it is broken ({run.error})"}.get(run.status, f"its status is {run.status}")
-        raise RunError(f"{run.id} cannot be finished from saved weights: {why}")
+        raise RunError(f"{run.id} cannot be {doing}: {why}")
     if run.mode == "baseline":
         raise RunError(f"{run.id} is a baseline run, which keeps no checkpoint: train it again (it takes seconds)")
     status = read_status(run.path)
     if run.status == "interrupted" and status.get("host") != _process_space():
         # its process was looked for among this machine's: on a runs folder shared with another machine it may
         # still be training there
-        raise RunError(f"{run.id} was training on another machine ({status.get('host') or 'unknown'}): finish it there")
+        raise RunError(f"{run.id} was training on another machine ({status.get('host') or 'unknown'}): "
+                       "finish or resume it there")
+    if not isinstance(run.config.get("model"), dict):
+        raise RunError(f"{run.id}: config.json does not name the model it trained")
+    return run, status
+
+
+def finishable(run_dir: Path) -> tuple[dict, Path, dict]:
+    """(config, weights folder, status) of a run that stopped before its end and left weights to finish it from
+    (core.train.finish_stopped); RunError saying why not otherwise. Reads files only: no torch."""
+    run, status = _stopped_run(run_dir, "finished from saved weights")
     weights = saved_weights(run.path, run.mode)
-    if weights is None or not isinstance(run.config.get("model"), dict):
+    if weights is None:
         raise RunError(f"{run.id} saved no weights before it stopped (it ended before its first validation, or "
                        "was cancelled, which discards them): train it again")
     return run.config, weights, status
+
+
+def resumable(run_dir: Path) -> tuple[dict, dict, dict]:
+    """(config, saved state, status) of a run that stopped before its end and saved its training state
+    (core.train.resume_stopped); RunError saying why not otherwise. Reads files only: no torch."""
+    run, status = _stopped_run(run_dir, "resumed")
+    state = saved_state(run.path)
+    if state is None:
+        raise RunError(f"{run.id} saved no training state to resume from (it stopped within its first minute of "
+                       "training, after its training had ended, or was cancelled, which discards it)"
+                       + ("; `finish` can still test its best weights" if saved_weights(run.path, run.mode) else
+                          ": train it again"))
+    return run.config, state, status
 
 
 def finishable_weights(run_dir: Path) -> Path | None:
@@ -364,6 +412,19 @@ def finishable_weights(run_dir: Path) -> Path | None:
         return finishable(run_dir)[1]
     except RunError:
         return None
+
+
+def resumable_state(run_dir: Path) -> dict | None:
+    """The saved training state `core resume` would go on from, or None when it would refuse (for the pages)."""
+    try:
+        return resumable(run_dir)[1]
+    except RunError:
+        return None
+
+
+def resumed_note(resumed: list[dict]) -> str:
+    """One line on a run that stopped and went on training from its saved state (metrics.json "resumed")."""
+    return "; ".join(f"resumed at step {r.get('from_step')} after it was {r.get('after')}" for r in resumed)
 
 
 def stopped_note(stopped: dict) -> str:
@@ -391,7 +452,8 @@ def load_run(run_dir: Path) -> RunInfo:
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save
         for partial in run_dir.glob("*.tmp"):
-            if partial.is_dir() and (partial.name == "model.tmp" or _CHECKPOINT_RE.match(partial.name[:-4])):
+            if partial.is_dir() and (partial.name in ("model.tmp", STATE_DIR + ".tmp")
+                                     or _CHECKPOINT_RE.match(partial.name[:-4])):
                 shutil.rmtree(partial, ignore_errors=True)
     metrics = None
     if not config_ok:  # nothing else about the run can be trusted

@@ -4,20 +4,24 @@
     python -m core train --mode frozen   --pooling cls --head-hidden 512
 
 Phases: lock -> data -> model -> run folder -> (frozen: cached features) -> optimiser -> loop with
-periodic validation, saving each better model as a checkpoint -> test evaluation -> the best checkpoint
-becomes model/. Every phase writes an event to <run>/history.jsonl, which the dashboard follows live.
+periodic validation, saving each better model as a checkpoint (and, every minute or so, the whole training
+state) -> test evaluation -> the best checkpoint becomes model/. Every phase writes an event to
+<run>/history.jsonl, which the dashboard follows live.
 
-A run that stopped before its end (kill -9, a crash, Ctrl-C) keeps its last checkpoint; finish_stopped
-tests it and completes the run (`python -m core finish --run DIR`).
+A run that stopped before its end (kill -9, a crash, Ctrl-C, SIGTERM) keeps its last checkpoint and its last
+training state: finish_stopped tests the checkpoint and completes the run (`python -m core finish --run DIR`);
+resume_stopped goes on training from the state to the run's planned end (`python -m core resume --run DIR`).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import logging
 import os
 import platform
+import shutil
 import signal
 import threading
 import time
@@ -41,14 +45,16 @@ from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
-from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, EventLog, RunError, cancel_requested,
-                   checkpoint_info, checkpoints, drop_checkpoints, finish_requested, finishable, new_run_dir,
-                   read_history, read_status, request_cancel, save_checkpoint, save_folder_atomic, saved_weights,
-                   set_lock_holder, set_status, training_lock, write_json_atomic)
+from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, STATE_DIR, STATE_INFO, EventLog, RunError,
+                   cancel_requested, checkpoint_info, checkpoints, drop_checkpoints, finish_requested, finishable,
+                   link_or_copy, new_run_dir, read_history, read_status, request_cancel, resumable, save_checkpoint,
+                   save_folder_atomic, saved_state, saved_weights, set_lock_holder, set_status, training_lock,
+                   write_json_atomic)
 
 log = logging.getLogger(__name__)
 
 MAX_LOGGED_STEPS = 500  # train-loss events per run; more would only bloat history.jsonl
+STATE_SAVE_COST_SHARE = 20  # the training state is saved at most once per 20 times what a save takes (<= 5 %)
 
 
 class Cancelled(Exception):
@@ -65,6 +71,7 @@ class Setup:
     model: torch.nn.Module  # called as model(**inputs) -> logits (or an output with .logits)
     loaders: dict  # train / validation / test DataLoaders of dicts with "labels"
     save: callable  # save(model, directory) writes the weights in safetensors
+    weights_file: str  # the file save() writes the state dict to
     trainable: int
     total: int
 
@@ -95,8 +102,7 @@ def train_sequence(configs: list[TrainConfig]) -> list[Path]:
             stop = None
             if state.is_main_process:
                 stop = read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1])
-                for name in (FINISH_FILE, CANCEL_FILE):  # requests that applied to that run only, or came too late
-                    Path(done[-1], name).unlink(missing_ok=True)
+                _drop_requests(done[-1])  # requests that applied to that run only, or came too late
             stop = _from_main(stop, state)
             state.wait_for_everyone()  # end on a barrier: a process leaving mid-broadcast aborts gloo at exit
             if stop:
@@ -119,9 +125,19 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
     set_status(run_dir, "running", started_at=time.time())
     set_lock_holder(lock, run_dir.name)  # named only once its status can be read
     events = EventLog(run_dir / "history.jsonl")
+    try:
+        _record(cfg, run_dir, events, stop, lambda: _train(cfg, run_dir, messages, model_info, events, stop))
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    return run_dir
+
+
+def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work) -> None:
+    """work(), then the run's status says how it ended: completed, cancelled (Ctrl-C too) or failed, and why."""
     threads = torch.get_num_threads()  # frozen mode lowers it for the head; restored for whatever runs next
     try:
-        _train(cfg, run_dir, messages, model_info, events, stop)
+        work()
         set_status(run_dir, "completed", ended_at=time.time())
         events.emit("end", status="completed")
     except (Cancelled, KeyboardInterrupt) as exc:  # Ctrl-C on the terminal is a cancel too
@@ -133,6 +149,9 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
             # Ctrl-C or SIGTERM (timeout, docker stop, a scheduler's preemption): hours of training may sit in it
             log.warning("the best weights so far are kept in %s; `python -m core finish --run %s` tests them "
                         "and completes the run", weights, run_dir)
+            if state := saved_state(run_dir):
+                log.warning("the training state of step %s is kept too; `python -m core resume --run %s` goes on "
+                            "training from there", state["step"], run_dir)
         if isinstance(exc, KeyboardInterrupt):
             raise
     except Exception as exc:
@@ -142,12 +161,9 @@ def _train_one(cfg: TrainConfig, lock, state) -> Path:
         raise
     finally:
         events.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
         if stop["requested"]:  # a SIGTERM that came while the run was saving must still stop the sequence
             request_cancel(run_dir)
         torch.set_num_threads(threads)
-    return run_dir
 
 
 def _from_main(value, state):
@@ -190,10 +206,12 @@ def _install_sigterm():
 
 
 def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventLog, stop: dict,
-           writes: bool = True) -> None:
+           writes: bool = True, resume: dict | None = None) -> None:
+    """Train and test one model into run_dir. resume: a saved training state (core.runs.saved_state) to go on
+    from, with the run's "created" time (resume_stopped)."""
     from accelerate.utils import set_seed
 
-    t_start = time.time()
+    t_start = time.time() - (resume["elapsed"] if resume else 0.0)  # a resumed run counts its time before it stopped
     set_seed(cfg.seed)
     splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     # absolute, so `core finish` can find the file again from any working directory
@@ -201,7 +219,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     events.emit("data", **data_info)
     if writes:
         log.info("data %s: %s", messages.source, describe(data_info))
-    config = {**_run_config(cfg, model_info, t_start), "data_info": data_info}
+    config = {**_run_config(cfg, model_info, resume["created"] if resume else t_start), "data_info": data_info}
     if writes:
         write_json_atomic(run_dir / "config.json", config)
 
@@ -246,20 +264,64 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     from transformers import get_linear_schedule_with_warmup
     # stepped by hand, not prepared: accelerate would step it once per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    accelerator.register_for_checkpointing(scheduler)  # so save_state / load_state include it
     weight = _class_weight(cfg, splits, accelerator.device)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     log_every = max(1, total_steps // MAX_LOGGED_STEPS)
-    events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
-                eval_every=eval_every, trainable_parameters=setup.trainable)
 
     # ------------------------------------------------------------------ loop
     best = {"loss": float("inf"), "step": 0, "state": None}
-    evals_since_best, step, running, stopped = 0, 0, [], None
+    evals_since_best, step, running, stopped, resumes, rng = 0, 0, [], None, [], None
     t_train = time.time()
-    bar = tqdm(total=total_steps, desc=f"{cfg.mode}", unit="step", disable=None)
+    if resume:  # weights, optimiser, scheduler and random state as they were at the saved step
+        accelerator.load_state(str(resume["folder"]))
+        rng = torch.get_rng_state()  # replaying the data order below draws from it: set again where training goes on
+        step, evals_since_best, running = resume["step"], resume["evals_since_best"], resume["running"]
+        best = {**resume["best"], "loss": resume["best"]["loss"] if resume["best"]["loss"] is not None else math.inf,
+                "state": None}
+        if best["step"]:  # the best weights at the saved step, put back as its checkpoint by resume_stopped
+            from safetensors.torch import load_file
+            best["state"] = load_file(str(run_dir / f"checkpoint-{best['step']}" / setup.weights_file))
+        resumes = resume.get("resumes", []) + [{"from_step": step, "after": resume["after"]}]
+        t_train -= resume["train_seconds"]
+    events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
+    saves = {"at": time.time(), "seconds": 0.0}  # the last training-state save, and what it took
+
+    def save_state():
+        """Everything `core resume` needs to go on from this step as if the run had never stopped."""
+        t0 = time.time()
+        info = {"step": step, "epoch": step / steps_per_epoch, "evals_since_best": evals_since_best,
+                "running": running, "best": {k: best.get(k) for k in ("loss", "step", "validation")},
+                "train_seconds": t0 - t_train, "elapsed": t0 - t_start, "resumes": resumes}
+
+        def write(folder):
+            accelerator.save_state(folder)
+            if saved := checkpoints(run_dir):  # the best weights at this step, linked: a later best replaces them
+                shutil.copytree(saved[-1], Path(folder) / "best", copy_function=link_or_copy)
+            write_json_atomic(Path(folder) / STATE_INFO, info)
+        save_folder_atomic(run_dir / STATE_DIR, write)
+        saves.update(at=time.time(), seconds=time.time() - t0)
+        events.emit("state_saved", step=step, seconds=saves["seconds"])
+
+    # the state is one process's (its random state, its share of the batches): multi-process runs save none
+    saves_state = writes and accelerator.num_processes == 1
+    bar = tqdm(total=total_steps, initial=step, desc=f"{cfg.mode}", unit="step", disable=None)
+    replayed = 0  # batches drawn; a resumed run draws those it trained on before it stopped, keeping the data order
     for _ in range(cfg.epochs):
         model.train()
+        # a resumed run takes up its saved random state where it was saved: before this epoch's loader draws from
+        # it when the state was saved at an epoch's end, else right before the next batch
+        if rng is not None and replayed == step:
+            torch.set_rng_state(rng)
+            rng = None
         for batch in train_loader:
+            if rng is not None and replayed == step:
+                torch.set_rng_state(rng)
+                rng = None
+            replayed += 1
+            if replayed <= step:
+                continue
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             targets = batch.pop("labels")
             out = model(**batch)
@@ -285,10 +347,13 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                 events.emit("train", step=step, epoch=step / steps_per_epoch, loss=float(np.mean(running)),
                             lr=scheduler.get_last_lr()[0], total_steps=total_steps)
                 running = []
-            if stop_votes:
-                raise Cancelled
             # "finish now" validates at this step too, so even a run stopped before its first validation keeps weights
-            if step % eval_every == 0 or step == total_steps or finish_votes:
+            validate = step % eval_every == 0 or step == total_steps or finish_votes
+            if stop_votes:
+                if saves_state and stop["requested"] and not cancel_requested(run_dir) and not validate:
+                    save_state()  # SIGTERM (a timeout, docker stop, preemption): resume goes on from this very step
+                raise Cancelled
+            if validate:
                 val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight)
                 events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
                             **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
@@ -313,6 +378,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                         stopped = {"status": "asked", "reason": "finished early on request", "after_step": step,
                                    "total_steps": total_steps, "weights_from_step": best["step"]}
                     break
+                if saves_state and step < total_steps and \
+                        time.time() - saves["at"] >= max(cfg.save_state_every, STATE_SAVE_COST_SHARE * saves["seconds"]):
+                    save_state()
         else:
             continue
         break
@@ -329,8 +397,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"],
               "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
-              "trainable_parameters": setup.trainable, "total_parameters": setup.total}
+              "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total}
     if writes:
+        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # trained to its end: nothing left to resume
         saved = checkpoints(run_dir)
         if saved:  # the best weights are on disk already: the newest checkpoint is the best one
             saved[-1].rename(run_dir / "model")
@@ -350,16 +419,7 @@ def finish_stopped(run_dir: Path) -> Path:
     records where it stopped. Raises RunError (or DataError, ModelError) when it cannot be done."""
     run_dir = Path(run_dir)
     config, weights, _ = finishable(run_dir)
-    data_info = config.get("data_info") or {}
-    source = data_info.get("source")
-    if source and not Path(source).is_absolute() and not Path(source).exists():  # recorded relative (older runs)
-        source = str(Path(__file__).resolve().parents[1] / source)  # the app trains from the project folder
-    messages = load_messages(source)  # the file it trained on, found again
-    if messages.fingerprint != data_info.get("fingerprint"):
-        raise RunError(f"{run_dir.name}: {data_info.get('source')} is not the data this run trained on any more (its "
-                       "fingerprint changed), so its test split cannot be rebuilt")
-    cfg = TrainConfig.from_dict({**config, "model": config.get("requested_model") or config["model"]["name"],
-                                 "runs_dir": str(run_dir.parent)})
+    messages, cfg = _stopped_run_inputs(run_dir, config)
     # frozen mode needs the very encoder it trained on, checked by its digest (the bundled one moves with the venv);
     # a fine-tune's checkpoint is a whole model with its tokenizer
     model_info = reresolve(config["model"]) if cfg.mode == "frozen" else ResolvedModel(**config["model"])
@@ -423,6 +483,78 @@ def finish_stopped(run_dir: Path) -> Path:
     return run_dir
 
 
+def _stopped_run_inputs(run_dir: Path, config: dict):
+    """The data (the very file it trained on, found again) and the settings of a run that stopped."""
+    data_info = config.get("data_info") or {}
+    source = data_info.get("source")
+    if source and not Path(source).is_absolute() and not Path(source).exists():  # recorded relative (older runs)
+        source = str(Path(__file__).resolve().parents[1] / source)  # the app trains from the project folder
+    messages = load_messages(source)
+    if messages.fingerprint != data_info.get("fingerprint"):
+        raise RunError(f"{run_dir.name}: {data_info.get('source')} is not the data this run trained on any more (its "
+                       "fingerprint changed), so its splits cannot be rebuilt")
+    cfg = TrainConfig.from_dict({**config, "model": config.get("requested_model") or config["model"]["name"],
+                                 "runs_dir": str(run_dir.parent)})
+    return messages, cfg
+
+
+def resume_stopped(run_dir: Path) -> Path:
+    """Go on training a run that stopped before its end (kill -9, a crash, Ctrl-C, SIGTERM) from its last saved
+    training state to the end it was set for. The same batches follow in the same order with the same random
+    state, so on the same machine it ends as the run would have had it never stopped. Raises RunError (or
+    DataError, ModelError) when it cannot be done."""
+    run_dir = Path(run_dir)
+    config, _, _ = resumable(run_dir)
+    messages, cfg = _stopped_run_inputs(run_dir, config)
+    model_info = reresolve(config["model"])  # the state holds weights for this very model (checked by its digest)
+    stop, previous_handler = _install_sigterm()
+    try:
+        with training_lock(run_dir.parent) as lock:
+            config, state, status = resumable(run_dir)  # again, under the lock: another job may have taken it
+            _roll_back(run_dir, state)
+            _drop_requests(run_dir)  # a Cancel or Finish left for the process that died was not meant for this one
+            set_status(run_dir, "running", error=None, ended_at=None)
+            set_lock_holder(lock, run_dir.name)
+            events = EventLog(run_dir / "history.jsonl")
+            events.emit("resumed", step=state["step"], after=status.get("status"), reason=status.get("error"))
+            resume = {**state, "created": config.get("created") or time.time(), "after": status.get("status")}
+            try:
+                _record(cfg, run_dir, events, stop, lambda: _train(cfg, run_dir, messages, model_info, events, stop,
+                                                                    resume=resume))
+            finally:
+                _drop_requests(run_dir)  # those that came too late to be read
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    return run_dir
+
+
+def _drop_requests(run_dir: Path) -> None:
+    for name in (FINISH_FILE, CANCEL_FILE):
+        Path(run_dir, name).unlink(missing_ok=True)
+
+
+def _roll_back(run_dir: Path, state: dict) -> None:
+    """Take a stopped run back to its saved training state: checkpoints and events from after it belong to
+    training that is done again."""
+    for path in checkpoints(run_dir):
+        shutil.rmtree(path)
+    best = Path(state["folder"]) / "best"
+    if best.is_dir():  # linked, so the state keeps its copy should this resume stop too
+        shutil.copytree(best, run_dir / f"checkpoint-{state['best']['step']}", copy_function=link_or_copy)
+    history = read_history(run_dir)
+    saved_at = [i for i, e in enumerate(history) if e.get("event") == "state_saved" and e.get("step") == state["step"]]
+    if saved_at:
+        history = history[:saved_at[-1] + 1]
+    else:  # killed between saving the state and logging it: cut at the first later step
+        history = history[:next((i for i, e in enumerate(history)
+                                 if isinstance(e.get("step"), int) and e["step"] > state["step"]), len(history))]
+    path = run_dir / "history.jsonl"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in history), encoding="utf-8")
+    os.replace(tmp, path)  # a page reading it sees the old lines or the new ones
+
+
 def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabilities, result: dict, t_start) -> None:
     """Test metrics, curves and every test message's probability into metrics.json."""
     y_test = np.asarray(splits["test"]["label"].tolist())
@@ -442,6 +574,8 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
     }
     if result.get("stopped"):  # finished on request, or from a checkpoint after it stopped: say so beside its numbers
         metrics["stopped"] = result["stopped"]
+    if result.get("resumed"):  # stopped, and went on training from its saved state
+        metrics["resumed"] = result["resumed"]
     events.emit("test", **{k: v for k, v in test_metrics.items() if k != "ci95"})
     write_json_atomic(run_dir / "metrics.json", metrics)
 
@@ -493,7 +627,7 @@ def _setup_finetune(cfg, model_info, splits, messages, accelerator, events, chec
         tokenizer.save_pretrained(directory)
 
     trainable, total = count_parameters(model)
-    return Setup(model, loaders, save, trainable, total)
+    return Setup(model, loaders, save, "model.safetensors", trainable, total)
 
 
 def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_stop) -> Setup:
@@ -555,7 +689,7 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
     trainable, _ = count_parameters(head)
     total = trainable + int(encoder_parameters)
     del encoder
-    return Setup(head, loaders, save, trainable, total)
+    return Setup(head, loaders, save, "head.safetensors", trainable, total)
 
 
 def _accelerator(cfg: TrainConfig):

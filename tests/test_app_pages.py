@@ -20,7 +20,7 @@ from conftest import make_messages, write_uci
 from core import jobs
 from core.config import TrainConfig
 from core.predict import Predictor
-from core.runs import list_runs, load_run, read_history, running_job
+from core.runs import list_runs, load_run, read_history, running_job, saved_state
 from core.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -387,6 +387,40 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     _page(at, "views/compare.py")
     picker = at.selectbox(key="compare_finetune")  # its label says so too
     assert picker.value == stopped.id and picker.options[picker.index].endswith("· stopped early"), picker.options
+
+
+def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tmp_path, tiny_bert, sms_data):
+    import core.train
+    evaluate, calls = core.train._evaluate, []
+
+    def ctrl_c_at_the_fourth_validation(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_the_fourth_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=3, batch_size=8, save_state_every=0))
+    monkeypatch.undo()
+    [stopped] = list_runs(tmp_path / "runs")
+    step = saved_state(stopped.path)["step"]
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
+    at.query_params["run"] = stopped.id
+    _page(at, "views/runs.py")
+    assert f"It saved its whole training state at step {step} of " in _texts(at)
+    resume = at.button(key="runs_resume")
+    assert resume.label == f"Resume training from step {step}" and at.button(key="runs_finish")  # both offered
+    resume.click().run()
+    assert not at.exception and not at.error
+    _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
+    at.run()
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]
+    assert f"resumed at step {step} after it was cancelled" in _texts(at)
+    assert "runs_resume" not in [b.key for b in at.button] and "did not train to its end" not in _texts(at)
+    note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
+    assert note == f"resumed at step {step} after it was cancelled"
+    assert load_run(stopped.path).metrics["steps"] == next(
+        e["total_steps"] for e in read_history(stopped.path) if e["event"] == "start")  # trained to its end
 
 
 def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkeypatch, tmp_path, tiny_bert, sms_data):

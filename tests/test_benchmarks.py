@@ -72,6 +72,15 @@ def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, t
     assert "training 2 runs (0 reused" in out and "validation, head_hidden=16" in out
 
 
+def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys):
+    assert bench("bench_resume").main(["--data", str(sms_file), "--model", tiny_bert, "--kill-after", "4",
+                                       *[f"--set={s}" for s in ("save-state-every=0", "epochs=20", "batch-size=8",
+                                                                "evals-per-epoch=1")]]) == 0
+    out = capsys.readouterr().out
+    assert "| uninterrupted |" in out and "| resumed from step " in out
+    assert "same test probabilities: True (largest difference 0.00e+00)" in out
+
+
 def test_gpu_check_says_so_without_a_gpu(bench):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

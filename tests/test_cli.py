@@ -68,7 +68,7 @@ def test_usage_errors_are_one_line_too(capsys, argv, message):
 
 @pytest.mark.parametrize("argv", [["train", "--lr", "0"], ["train", "--bogus"], ["predict", "--run", "nope", "hi"],
                                   ["evaluate", "--run", "nope", "--data", "x.csv"], ["export", "--run", "nope"],
-                                  ["finish", "--run", "nope"]])
+                                  ["finish", "--run", "nope"], ["resume", "--run", "nope"]])
 def test_bad_settings_and_unknown_runs_are_refused_before_torch_loads(tmp_path, argv):
     code = (f"import sys\nfrom core.cli import main\ntry:\n    status = main({argv!r} + ['--runs-dir', {str(tmp_path)!r}])\n"
             "except SystemExit as exc:  # argparse's usage errors\n    status = exc.code\n"
@@ -91,6 +91,14 @@ def test_finish_refuses_a_completed_run_and_one_being_finished_before_torch_load
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.stdout.split() == ["2", "False"] and done.stderr.strip() == message, done.stderr
     assert not (being / "finish").exists()  # no request left behind for a process that never reads it
+
+
+def test_resume_refuses_a_completed_run_before_torch_loads(frozen_run):
+    code = (f"import sys\nfrom core.cli import main\nstatus = main(['resume', '--run', {str(frozen_run)!r}])\n"
+            "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.strip() == f"error: {frozen_run.name} cannot be resumed: it has already completed"
 
 
 def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):

@@ -201,3 +201,43 @@ def test_a_finish_job_completes_a_stopped_run_and_progress_shows_it_testing(tiny
     testing = jobs.progress_from_history(events[:resumed + 1])
     assert testing.phase == "testing saved weights" and testing.eta_seconds is None
     assert jobs.progress_from_history(events).fraction == 1.0
+
+
+def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_there(tiny_bert, sms_file, tmp_path,
+                                                                                    monkeypatch):
+    import core.train
+    from core.runs import saved_state
+
+    evaluate, calls = core.train._evaluate, []
+
+    def ctrl_c_at_the_fifth_validation(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_the_fifth_validation)
+    with pytest.raises(KeyboardInterrupt):
+        core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=8, save_state_every=0))
+    monkeypatch.undo()
+    [stopped] = list_runs(tmp_path / "runs")
+    step = saved_state(stopped.path)["step"]
+
+    job = jobs.launch_resume(tmp_path / "runs", stopped.id)
+    assert job.modes == ["frozen"] and job.plan is None and job.log.name.startswith("resume-")
+    _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
+    assert load_run(stopped.path).metrics["resumed"] == [{"from_step": step, "after": "cancelled"}]
+    with pytest.raises(jobs.JobError, match="cannot be resumed: it has already completed"):
+        jobs.launch_resume(tmp_path / "runs", stopped.id)
+
+    events = read_history(stopped.path)
+    at = next(i for i, e in enumerate(events) if e["event"] == "resumed")
+    loading = jobs.progress_from_history(events[:at + 1])
+    assert loading.phase == "preparing" and loading.detail == f"loading data and model to go on from step {step}"
+    start = next(i for i, e in enumerate(events) if e["event"] == "start" and i > at)
+    assert events[start]["resumed_from"] == step
+    first = next(i for i, e in enumerate(events) if e["event"] == "train" and i > start)
+    going = jobs.progress_from_history(events[:first + 1], now=events[first]["time"])
+    total = events[start]["total_steps"]
+    # the rate counts only the steps trained since the resume, over the time since
+    rate = (events[first]["time"] - events[start]["time"]) / (events[first]["step"] - step)
+    assert going.step == events[first]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))

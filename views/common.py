@@ -21,7 +21,8 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
-from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, run_path
+from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, resumable_state, \
+    run_path
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -221,9 +222,13 @@ def job_panel(key: str) -> None:
                            f"F1 {_fmt(e.get('f1'))}, AUROC {_fmt(e.get('auroc'))}")
             saved = [e for e in events if e.get("event") == "checkpoint"]
             if saved and not finishing_saved:
+                state = [e for e in events if e.get("event") == "state_saved"]
                 st.caption(f"Best weights so far saved to disk at step {saved[-1].get('step')} (validation loss "
-                           f"{_fmt(saved[-1].get('validation_loss'))}): if this process dies, the run can be "
-                           "finished from them on the Runs page.")
+                           f"{_fmt(saved[-1].get('validation_loss'))})" + (
+                               f", the whole training state at step {state[-1].get('step')}: if this process dies, "
+                               "the run can be resumed from there, or finished from its best weights, on the Runs "
+                               "page." if state else ": if this process dies, the run can be finished from them on "
+                               "the Runs page."))
         if finishing_saved:
             return
         finish_col, cancel_col = st.columns(2)
@@ -273,7 +278,10 @@ def _last_outcome() -> None:
             st.info(f"{run.id} was cancelled.")
         else:
             st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
-        if run.status in FINISHABLE and finishable_weights(run.path):
+        if run.status in FINISHABLE and resumable_state(run.path):
+            st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
+                         label="Its training state was saved: resume it, or test its best weights, on the Runs page")
+        elif run.status in FINISHABLE and finishable_weights(run.path):
             st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its best weights so far were saved: test them and complete the run on the Runs page")
     if len(finished) < len(info.get("modes") or []) and not any(r.status == "cancelled" for r in finished):

@@ -1,5 +1,5 @@
-"""Runs: every run with its settings and results; loss curves overlaid; finish a run that stopped from its saved
-weights; delete (confirmed) or download."""
+"""Runs: every run with its settings and results; loss curves overlaid; resume a run that stopped from its saved
+training state, or finish it from its saved weights; delete (confirmed) or download."""
 import time
 from pathlib import Path
 
@@ -8,12 +8,12 @@ import streamlit as st
 
 from core import jobs
 from core.runs import (FINISHABLE, RunError, checkpoint_info, delete_run, finishable_weights, read_history,
-                       stopped_note, validate_run_id)
+                       resumable_state, resumed_note, stopped_note, validate_run_id)
 
 from views import common
 
 st.title("Runs")
-if st.session_state.get("runs_finishing"):  # a finish started here: its progress, then how it ended
+if st.session_state.get("runs_job"):  # a finish or resume started here: its progress, then how it ended
     common.job_panel("runs")
 all_runs = common.runs()
 if not all_runs:
@@ -56,8 +56,10 @@ for run in all_runs:
                     (("epochs", "epochs"), ("lr", "lr"), ("batch", "batch_size"), ("max len", "max_length"))},
                  "seed": cfg.get("seed"),
                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
-                 "note": run.error or (stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped")
-                                       else None)})
+                 "note": run.error or "; ".join(note for note in (
+                     stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None,
+                     resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None) if note)
+                 or None})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "duration (s)": st.column_config.NumberColumn(format="%.0f"), "lr": st.column_config.NumberColumn(format="%.0e"),
@@ -87,29 +89,42 @@ st.subheader("One run")
 newest_usable = next((i for i, r in enumerate(all_runs) if r.usable), 0)  # not a cancelled or failed one
 run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids else newest_usable, key="runs_one",
                    format_func=lambda r: f"{r.id} · {r.status}")
-if st.session_state.get("runs_finishing") not in (None, run.id):  # the user moved on to another run
-    st.session_state.pop("runs_finishing")
+if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on to another run
+    st.session_state.pop("runs_job")
 left, right = st.columns(2)
 with left:
     if run.error:
         st.error(f"{run.status}: {common.plain(run.error)}")
     if (run.metrics or {}).get("stopped"):
         st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
+    if (run.metrics or {}).get("resumed"):
+        st.info(f"This run stopped and went on training from its saved state: "
+                f"{common.plain(resumed_note(run.metrics['resumed']))}.")
     weights = finishable_weights(run.path) if run.status in FINISHABLE else None
+    state = resumable_state(run.path) if weights is not None else None
     if weights is not None:
         step = checkpoint_info(weights).get("step")
+        if state:
+            total = next((e.get("total_steps") for e in read_history(run.path) if e.get("event") == "start"), None)
+            st.info(f"It saved its whole training state at step {state['step']}{f' of {total}' if total else ''}. "
+                    "**Resume training** goes on from there to the end it was set for, with the same batches and "
+                    "random state, so it ends as it would have had it never stopped.")
         st.info(f"It saved its best weights before it stopped{f', from step {step}' if step else ''}. Testing them "
-                "completes the run, as **Finish this run now** would have then; the run records where it stopped.")
+                "completes the run now, as **Finish this run now** would have then; the run records where it stopped.")
         busy = jobs.current_job(common.runs_dir()) is not None
-        if st.button("Test the saved weights and complete the run", key="runs_finish", type="primary", disabled=busy,
-                     help="Wait for the running job to end first." if busy else None):
-            try:
-                jobs.launch_finish(common.runs_dir(), run.id)
-                st.session_state["runs_finishing"] = run.id
-                st.query_params["run"] = run.id  # stay on this run when the page redraws
-                st.rerun()
-            except jobs.JobError as exc:
-                st.error(common.plain(exc))
+        wait = "Wait for the running job to end first." if busy else None
+        actions = [("Test the saved weights and complete the run", "runs_finish", jobs.launch_finish)]
+        if state:  # going on keeps the work: it comes first
+            actions.insert(0, (f"Resume training from step {state['step']}", "runs_resume", jobs.launch_resume))
+        for i, (column, (label, key, launch)) in enumerate(zip(st.columns(len(actions)), actions)):
+            if column.button(label, key=key, type="primary" if i == 0 else "secondary", disabled=busy, help=wait):
+                try:
+                    launch(common.runs_dir(), run.id)
+                    st.session_state["runs_job"] = run.id
+                    st.query_params["run"] = run.id  # stay on this run when the page redraws
+                    st.rerun()
+                except jobs.JobError as exc:
+                    st.error(common.plain(exc))
     with st.expander("Configuration"):
         st.json(run.config or {})
     if run.metrics:

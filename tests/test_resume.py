@@ -1,0 +1,173 @@
+"""`core resume`: a run that stopped goes on from its saved training state and ends exactly as it would have."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_messages, write_uci
+from core.config import TrainConfig
+from core.predict import Predictor
+from core.runs import (STATE_DIR, RunError, checkpoints, list_runs, load_run, read_history, request_cancel,
+                       resumable, saved_state)
+from core.train import resume_stopped, train
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+# one validation per epoch (12 steps of 8 messages), so the periodic saves fall at epochs' ends; SIGTERM saves
+# mid-epoch: between them both ways of taking up the data order and random state are covered
+SETTINGS = {"mode": "finetune", "epochs": 20, "batch_size": 8, "evals_per_epoch": 1, "save_state_every": 0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_uci(tmp_path_factory.mktemp("resume") / "sms.txt", make_messages())
+
+
+def _config(runs_dir: Path, data: Path, tiny_bert: str) -> TrainConfig:
+    return TrainConfig(data=str(data), model=tiny_bert, runs_dir=str(runs_dir), **SETTINGS)
+
+
+def _train_cli(runs_dir: Path, data: Path, tiny_bert: str) -> subprocess.Popen:
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]
+    return subprocess.Popen([sys.executable, "-m", "core", "train", *flags, "--data", str(data), "--model", tiny_bert,
+                             "--runs-dir", str(runs_dir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data, tiny_bert) -> Path:
+    """The same run trained to its end without a stop: what every resumed run must reproduce."""
+    return train(_config(tmp_path_factory.mktemp("whole") / "runs", data, tiny_bert))
+
+
+def _stop_when(runs_dir: Path, proc: subprocess.Popen, signum, ready) -> Path:
+    """Send `signum` once the run's history satisfies `ready`; the run folder."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = list_runs(runs_dir)
+        if runs and ready(read_history(runs[0].path)):
+            proc.send_signal(signum)
+            proc.communicate(timeout=120)
+            return runs[0].path
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.02)
+    raise AssertionError("the run never got there")
+
+
+def _resume_cli(run_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", "resume", "--run", str(run_dir)], cwd=ROOT,
+                          capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def _losses(run_dir: Path) -> list:
+    return [(e["event"], e["step"], e["loss"]) for e in read_history(run_dir) if e["event"] in ("train", "eval")]
+
+
+def _assert_same_run(resumed: Path, whole: Path) -> None:
+    a, b = load_run(resumed).metrics, load_run(whole).metrics
+    assert [p["spam_probability"] for p in a["predictions"]] == [p["spam_probability"] for p in b["predictions"]]
+    assert a["test"] == b["test"] and a["validation"] == b["validation"]
+    assert (a["best_step"], a["steps"]) == (b["best_step"], b["steps"]) and "stopped" not in a
+    assert _losses(resumed) == _losses(whole)  # every training and validation loss, step for step, none twice
+
+
+def test_a_killed_run_resumes_to_exactly_the_result_it_would_have_had(tmp_path, data, tiny_bert, uninterrupted):
+    runs_dir = tmp_path / "runs"
+    proc = _train_cli(runs_dir, data, tiny_bert)
+
+    def some_steps_after_a_saved_state(events):  # so there is training to lose, and to do again
+        saved = [e["step"] for e in events if e["event"] == "state_saved" and e["step"] >= 36]
+        return bool(saved) and max(e["step"] for e in events if e["event"] == "train") >= saved[-1] + 4
+    run_dir = _stop_when(runs_dir, proc, signal.SIGKILL, some_steps_after_a_saved_state)
+    state = saved_state(run_dir)
+    assert load_run(run_dir).status == "interrupted" and state["step"] % 12 == 0  # at an epoch's end
+    assert max(s for _, s, _ in _losses(run_dir)) > state["step"]
+
+    done = _resume_cli(run_dir)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == str(run_dir), done.stderr[-2000:]
+    run = load_run(run_dir)
+    assert run.status == "completed" and run.usable
+    assert run.metrics["resumed"] == [{"from_step": state["step"], "after": "interrupted"}]
+    assert not (run_dir / STATE_DIR).exists() and not checkpoints(run_dir)  # nothing left to resume or finish
+    _assert_same_run(run_dir, uninterrupted)
+    [resumed] = [e for e in read_history(run_dir) if e["event"] == "resumed"]
+    assert resumed["step"] == state["step"]
+    # the weights saved are the ones tested
+    predictions = run.metrics["predictions"]
+    assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),
+                       [p["spam_probability"] for p in predictions], atol=2e-2)
+    with pytest.raises(RunError, match="cannot be resumed: it has already completed"):
+        resumable(run_dir)
+
+
+def test_sigterm_saves_the_state_at_its_very_step_and_a_resume_ends_the_same(tmp_path, data, tiny_bert, uninterrupted,
+                                                                            monkeypatch):
+    import core.train
+    cancel_requested, checks = core.train.cancel_requested, []
+
+    def sigterm_during_step_41(run_dir):  # read once per step: the signal is real, this only picks its moment
+        checks.append(1)
+        if len(checks) == 41:
+            os.kill(os.getpid(), signal.SIGTERM)  # a timeout, docker stop, a scheduler's preemption
+        return cancel_requested(run_dir)
+    monkeypatch.setattr(core.train, "cancel_requested", sigterm_during_step_41)
+    run_dir = train(_config(tmp_path / "runs", data, tiny_bert))
+    monkeypatch.setattr(core.train, "cancel_requested", cancel_requested)
+    state = saved_state(run_dir)
+    assert load_run(run_dir).status == "cancelled"
+    assert not (run_dir / "cancel").exists()  # else the resume would stop at once, and discard the state
+    # saved at the step it stopped at, mid-epoch: the data order and random state are taken up inside an epoch
+    assert state["step"] == max(s for _, s, _ in _losses(run_dir)) == 42
+
+    (run_dir / "finish").touch()  # a request the stopped process never read: not meant for the resumed one
+    done = _resume_cli(run_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_run(run_dir).metrics["resumed"] == [{"from_step": 42, "after": "cancelled"}]
+    _assert_same_run(run_dir, uninterrupted)
+
+
+def test_a_frozen_run_resumes_after_ctrl_c_to_the_same_result(tmp_path, data, tiny_bert, monkeypatch):
+    import core.train
+
+    cfg = TrainConfig(mode="frozen", data=str(data), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
+                      cache_dir=str(tmp_path / "cache"), epochs=12, batch_size=8, save_state_every=0)
+    whole = train(cfg)
+    evaluate, calls = core.train._evaluate, []
+
+    def interrupted_at_the_seventh_validation(*args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt  # Ctrl-C on the terminal
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", interrupted_at_the_seventh_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(core.train, "_evaluate", evaluate)
+    [run_dir] = [r.path for r in list_runs(tmp_path / "runs") if r.path != whole]
+    assert load_run(run_dir).status == "cancelled" and saved_state(run_dir)["step"] < 7 * 12
+
+    resume_stopped(run_dir)
+    assert load_run(run_dir).status == "completed"
+    _assert_same_run(run_dir, whole)
+
+
+def test_a_run_cancelled_from_the_app_cannot_be_resumed(tmp_path, data, tiny_bert):
+    runs_dir = tmp_path / "runs"
+    proc = _train_cli(runs_dir, data, tiny_bert)
+    deadline = time.time() + 120
+    while not (runs := list_runs(runs_dir)) or not saved_state(runs[0].path):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    request_cancel(runs[0].path)  # the app's Cancel discards the run's weights and its training state
+    proc.communicate(timeout=120)
+    with pytest.raises(RunError, match="saved no training state"):
+        resumable(runs[0].path)
+    done = _resume_cli(runs[0].path)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {runs[0].id} saved no training state")
+    assert json.loads((runs[0].path / "status.json").read_text())["status"] == "cancelled"
