@@ -9,7 +9,6 @@ that run. The cost of each save is read from the `state_saved` events the traini
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
