@@ -202,7 +202,7 @@ def _predict(args) -> int:
 
 
 def _runs(args) -> int:
-    from .runs import list_runs, stopped_note
+    from .runs import list_runs, resumed_note, stopped_note
 
     runs = list_runs(args.runs_dir)
     if not runs:
@@ -221,7 +221,9 @@ def _runs(args) -> int:
                   f"{num('auroc'):>6}  {run.model or '?'}")
             if run.error:  # why a run failed or is broken, under it
                 print(f"{'':40} {run.error}")
-            elif stopped := (run.metrics or {}).get("stopped"):
+            if resumed := (run.metrics or {}).get("resumed"):
+                print(f"{'':40} {resumed_note(resumed)}")
+            if not run.error and (stopped := (run.metrics or {}).get("stopped")):
                 print(f"{'':40} {stopped_note(stopped)}")
     return 0
 

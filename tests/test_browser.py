@@ -230,7 +230,8 @@ def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path,
     completed = [train(TrainConfig(mode="baseline", **common)).name,
                  train(TrainConfig(mode="frozen", epochs=2, **common)).name]
     proc, url = _start_streamlit(env, tmp_path / "streamlit.log")
-    job = jobs.launch([TrainConfig(mode="finetune", epochs=500, **common)])  # what the Train button does
+    # what the Train button does, saving the training state each second rather than each minute
+    job = jobs.launch([TrainConfig(mode="finetune", epochs=500, save_state_every=1, **common)])
     try:
         deadline = time.time() + 60
         while running_job(runs_dir) in (None, "starting") and time.time() < deadline:
@@ -262,9 +263,9 @@ def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path,
             assert "Frozen BERT + MLP head" in shown and "TF-IDF" in shown and shown.count("% spam") >= 2, shown
 
             # the machine goes down with the job: after kill -9 the run reads as interrupted, never "running"
-            deadline = time.time() + 60  # once it has saved a checkpoint, to finish it from below
-            while not any(e["event"] == "checkpoint" for e in read_history(runs_dir / running)):
-                assert time.time() < deadline, "no checkpoint saved"
+            deadline = time.time() + 60  # once it has saved its training state, to resume it from below
+            while not any(e["event"] == "state_saved" for e in read_history(runs_dir / running)):
+                assert time.time() < deadline, "no training state saved"
                 time.sleep(0.2)
             os.kill(job.pid, signal.SIGKILL)
             deadline = time.time() + 30
@@ -288,14 +289,25 @@ def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path,
             listed = " ".join(options.nth(i).inner_text() for i in range(options.count()))
             assert f"{running} · interrupted" in listed
             assert all(f"{run_id} · completed" in listed for run_id in completed), listed
-            # it kept its last checkpoint: one click tests it and completes the run
+            # it kept its training state and its best weights: resume it, watch it train on, then finish it now
             options.filter(has_text=f"{running} · interrupted").click()
-            page.get_by_role("button", name="Test the saved weights and complete the run").click()
-            page.get_by_text(f"Fine-tuned BERT finished: {running}").wait_for(timeout=120_000)
-            page.get_by_text("This run did not train to its end").wait_for(timeout=30_000)
+            resume = page.get_by_role("button", name=re.compile(r"^Resume training from step \d+$"))
+            step = int(resume.inner_text(timeout=30_000).rsplit(" ", 1)[1])
+            assert page.get_by_role("button", name="Test the saved weights and complete the run").is_visible()
+            resume.click()
+            live = page.get_by_test_id("stMain").get_by_text(re.compile(r"Fine-tuned BERT \(training: step \d+/"))
+            live.wait_for(timeout=120_000)  # the Runs page follows the job it started
+            live.scroll_into_view_if_needed()
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "browser-8-finished-from-checkpoint.png"))
-            assert load_run(runs_dir / running).usable
+            page.screenshot(path=str(ARTIFACTS / "browser-8-resumed.png"))
+            page.get_by_role("button", name="Finish this run now").click()
+            page.get_by_text(f"Fine-tuned BERT finished: {running}").wait_for(timeout=120_000)
+            page.get_by_text(f"resumed at step {step} after it was interrupted").first.wait_for(timeout=30_000)
+            page.get_by_text("This run did not train to its end").wait_for(timeout=30_000)  # finished on request
+            page.screenshot(path=str(ARTIFACTS / "browser-8b-resumed-then-finished.png"))
+            run = load_run(runs_dir / running)
+            assert run.usable and run.metrics["resumed"] == [{"from_step": step, "after": "interrupted"}]
+            assert run.metrics["stopped"]["after_step"] > step
 
             # an upload above server.maxUploadSize (50 MB) is refused by the uploader with the limit named
             page.get_by_text("Use another dataset").click()

@@ -98,6 +98,9 @@ def test_a_killed_run_resumes_to_exactly_the_result_it_would_have_had(tmp_path, 
     _assert_same_run(run_dir, uninterrupted)
     [resumed] = [e for e in read_history(run_dir) if e["event"] == "resumed"]
     assert resumed["step"] == state["step"]
+    listed = subprocess.run([sys.executable, "-m", "core", "runs", "--runs-dir", str(runs_dir)], cwd=ROOT,
+                            capture_output=True, text=True, env=ENV, timeout=60).stdout
+    assert f"resumed at step {state['step']} after it was interrupted" in listed
     # the weights saved are the ones tested
     predictions = run.metrics["predictions"]
     assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),

@@ -95,11 +95,11 @@ left, right = st.columns(2)
 with left:
     if run.error:
         st.error(f"{run.status}: {common.plain(run.error)}")
-    if (run.metrics or {}).get("stopped"):
-        st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
     if (run.metrics or {}).get("resumed"):
         st.info(f"This run stopped and went on training from its saved state: "
                 f"{common.plain(resumed_note(run.metrics['resumed']))}.")
+    if (run.metrics or {}).get("stopped"):
+        st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
     weights = finishable_weights(run.path) if run.status in FINISHABLE else None
     state = resumable_state(run.path) if weights is not None else None
     if weights is not None:
