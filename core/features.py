@@ -123,6 +123,18 @@ def _save_atomic(tensors: dict, path: Path, metadata: dict | None = None) -> Non
         raise
 
 
+STALE_TEMP_S = 3600  # a save takes seconds: a temp file untouched this long was left by a killed process
+
+
+def _drop_stale_temp_files(folder: Path) -> None:
+    """Temp files of saves cut short by kill -9 (nothing else can remove them). Only old ones: the cache folder may
+    be shared with a training job of another runs folder that is saving right now."""
+    for tmp in folder.glob("*.tmp") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > STALE_TEMP_S:
+                tmp.unlink()
+
+
 def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[], tuple[torch.Tensor, dict]]
                     ) -> tuple[torch.Tensor, bool, dict]:
     """Load features for `key`, or compute and store them (atomically). Returns (features, was_cached, info).
@@ -131,6 +143,7 @@ def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[]
     later hits, so facts learnt while computing (the encoder's size) need no model loading then.
     """
     path = feature_file(cache_dir, key)
+    _drop_stale_temp_files(path.parent)
     if path.is_file():
         with contextlib.suppress(OSError):  # e.g. left by a second process that encoded too
             partial_file(cache_dir, key).unlink(missing_ok=True)

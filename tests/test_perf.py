@@ -40,6 +40,21 @@ def test_feature_cache_returns_what_compute_stored(tmp_path):
     assert torch.equal(first[0], second[0]) and second[2] == {"encoder_parameters": "123"}
 
 
+def test_temp_files_left_by_a_killed_save_are_removed_once_stale(tmp_path):
+    import os
+    import time
+
+    from core.features import STALE_TEMP_S, feature_file
+    folder = feature_file(tmp_path, "k").parent
+    folder.mkdir(parents=True)
+    stale, fresh = folder / "tmpkilled.tmp", folder / "tmpsaving.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a safetensors file")
+    os.utime(stale, (time.time() - STALE_TEMP_S - 60,) * 2)  # kill -9 mid-save, over an hour ago
+    cached_features(tmp_path, "k", lambda: (torch.ones(2, 2), {}))
+    assert not stale.exists() and fresh.exists()  # a save of another job sharing the cache may be under way
+
+
 def test_second_frozen_run_uses_the_cache_and_restores_threads(tmp_path, tiny_bert, sms_file):
     threads = torch.get_num_threads()
     first = train(_cfg("frozen", tmp_path, tiny_bert, sms_file, epochs=2))
