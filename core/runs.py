@@ -5,7 +5,7 @@
         status.json     running | completed | failed | cancelled (+ pid, error); a dead pid reads as interrupted
         history.jsonl   one event per line, flushed as training goes
         checkpoint-<step>/  while training: the best weights so far, replaced at each better validation
-        resume/         while training: the whole training state (weights, optimiser, random state, step) every
+        resume-<step>/  while training: the whole training state (weights, optimiser, random state, step) every
                         minute or so, for `python -m core resume`; best/ in it links the best weights at that step
         model/          weights in safetensors (save_pretrained layout for finetune, head for frozen)
         metrics.json    test/validation metrics, curves, every test message's probability
@@ -36,9 +36,9 @@ LOCK_NAME = ".training.lock"
 CANCEL_FILE = "cancel"  # stop and discard the run
 FINISH_FILE = "finish"  # stop training now, keep the best weights so far, test them: the run completes
 CHECKPOINT_INFO = "checkpoint.json"  # in a checkpoint folder: the step, epoch and validation of its weights
-STATE_DIR = "resume"  # the last saved training state of an unfinished run
-STATE_INFO = "state.json"  # in it: the step, the best validation so far, the time trained
+STATE_INFO = "state.json"  # in a resume-<step> folder: written last, removed first, so it marks a complete state
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_STATE_RE = re.compile(r"^resume-(\d+)$")
 
 
 class RunError(ValueError):
@@ -112,20 +112,40 @@ def save_checkpoint(run_dir: Path, step: int, write) -> Path:
     return target
 
 
-def checkpoints(run_dir: Path) -> list[Path]:
-    """The run's complete checkpoint folders, oldest step first (a .tmp folder being written is not one)."""
+def _numbered(run_dir: Path, pattern: re.Pattern) -> list[Path]:
     try:
-        found = [(int(m[1]), p) for p in Path(run_dir).iterdir() if (m := _CHECKPOINT_RE.match(p.name)) and p.is_dir()]
+        found = [(int(m[1]), p) for p in Path(run_dir).iterdir() if (m := pattern.match(p.name)) and p.is_dir()]
     except OSError:
         return []
     return [p for _, p in sorted(found)]
 
 
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoint folders, oldest step first (a .tmp folder being written is not one)."""
+    return _numbered(run_dir, _CHECKPOINT_RE)
+
+
 def drop_checkpoints(run_dir: Path) -> None:
-    """Remove the checkpoints and the saved training state: the run completed, or was cancelled (discarded)."""
-    shutil.rmtree(Path(run_dir) / STATE_DIR, ignore_errors=True)
+    """Remove the checkpoints and the saved training states: the run completed, or was cancelled (discarded)."""
+    drop_training_states(run_dir)
     for path in checkpoints(run_dir):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def save_training_state(run_dir: Path, step: int, write) -> Path:
+    """write(folder) as resume-<step>, with state.json last, then remove the older states: as with checkpoints, a
+    complete state is on disk at every moment from the first save on, whenever the process is killed."""
+    target = Path(run_dir) / f"resume-{step}"
+    save_folder_atomic(target, write)
+    drop_training_states(run_dir, keep=target)
+    return target
+
+
+def drop_training_states(run_dir: Path, keep: Path | None = None) -> None:
+    for path in _numbered(run_dir, _STATE_RE):
+        if path != keep:
+            (path / STATE_INFO).unlink(missing_ok=True)  # first: a half-removed state is never taken for a whole one
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def link_or_copy(src: str, dst: str) -> None:
@@ -138,13 +158,15 @@ def link_or_copy(src: str, dst: str) -> None:
 
 
 def saved_state(run_dir: Path) -> dict | None:
-    """state.json of the run's saved training state (with "folder" added), or None when it has none."""
-    folder = Path(run_dir) / STATE_DIR
-    try:
-        info = read_json(folder / STATE_INFO)
-    except (OSError, ValueError):
-        return None
-    return {**info, "folder": folder} if isinstance(info, dict) and isinstance(info.get("step"), int) else None
+    """state.json of the run's newest complete training state (with "folder" added), or None when it has none."""
+    for folder in reversed(_numbered(run_dir, _STATE_RE)):
+        try:
+            info = read_json(folder / STATE_INFO)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("step"), int):
+            return {**info, "folder": folder}
+    return None
 
 
 def saved_weights(run_dir: Path, mode: str | None) -> Path | None:
@@ -397,6 +419,9 @@ def resumable(run_dir: Path) -> tuple[dict, dict, dict]:
     """(config, saved state, status) of a run that stopped before its end and saved its training state
     (core.train.resume_stopped); RunError saying why not otherwise. Reads files only: no torch."""
     run, status = _stopped_run(run_dir, "resumed")
+    if weights_present(run.path, run.mode):  # the best weights moved to model/: training had ended, or a finish began
+        raise RunError(f"{run.id} cannot be resumed: its best weights were moved to model/ already (its training had "
+                       "ended, or a `finish` began); `finish` tests them and completes the run")
     state = saved_state(run.path)
     if state is None:
         raise RunError(f"{run.id} saved no training state to resume from (it stopped within its first minute of "
@@ -452,8 +477,8 @@ def load_run(run_dir: Path) -> RunInfo:
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save
         for partial in run_dir.glob("*.tmp"):
-            if partial.is_dir() and (partial.name in ("model.tmp", STATE_DIR + ".tmp")
-                                     or _CHECKPOINT_RE.match(partial.name[:-4])):
+            if partial.is_dir() and (partial.name == "model.tmp" or _CHECKPOINT_RE.match(partial.name[:-4])
+                                     or _STATE_RE.match(partial.name[:-4])):
                 shutil.rmtree(partial, ignore_errors=True)
     metrics = None
     if not config_ok:  # nothing else about the run can be trusted

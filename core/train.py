@@ -45,11 +45,11 @@ from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
-from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, STATE_DIR, STATE_INFO, EventLog, RunError,
-                   cancel_requested, checkpoint_info, checkpoints, drop_checkpoints, finish_requested, finishable,
-                   link_or_copy, new_run_dir, read_history, read_status, request_cancel, resumable, save_checkpoint,
-                   save_folder_atomic, saved_state, saved_weights, set_lock_holder, set_status, training_lock,
-                   write_json_atomic)
+from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, STATE_INFO, EventLog, RunError,
+                   cancel_requested, checkpoint_info, checkpoints, drop_checkpoints, drop_training_states,
+                   finish_requested, finishable, link_or_copy, new_run_dir, read_history, read_status, request_cancel,
+                   resumable, save_checkpoint, save_folder_atomic, save_training_state, saved_state, saved_weights,
+                   set_lock_holder, set_status, training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +145,13 @@ def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work)
         events.emit("end", status="cancelled")
         if cancel_requested(run_dir):  # the app's Cancel (or a cancel file): discard
             drop_checkpoints(run_dir)
-        elif cfg.mode != "baseline" and (weights := saved_weights(run_dir, cfg.mode)):
+        elif cfg.mode != "baseline":
             # Ctrl-C or SIGTERM (timeout, docker stop, a scheduler's preemption): hours of training may sit in it
-            log.warning("the best weights so far are kept in %s; `python -m core finish --run %s` tests them "
-                        "and completes the run", weights, run_dir)
+            if weights := saved_weights(run_dir, cfg.mode):
+                log.warning("the best weights so far are kept in %s; `python -m core finish --run %s` tests them "
+                            "and completes the run", weights, run_dir)
             if state := saved_state(run_dir):
-                log.warning("the training state of step %s is kept too; `python -m core resume --run %s` goes on "
+                log.warning("the training state of step %s is kept; `python -m core resume --run %s` goes on "
                             "training from there", state["step"], run_dir)
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -299,8 +300,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
             accelerator.save_state(folder)
             if saved := checkpoints(run_dir):  # the best weights at this step, linked: a later best replaces them
                 shutil.copytree(saved[-1], Path(folder) / "best", copy_function=link_or_copy)
-            write_json_atomic(Path(folder) / STATE_INFO, info)
-        save_folder_atomic(run_dir / STATE_DIR, write)
+            write_json_atomic(Path(folder) / STATE_INFO, info)  # last: it marks the state complete
+        save_training_state(run_dir, step, write)
         saves.update(at=time.time(), seconds=time.time() - t0)
         events.emit("state_saved", step=step, seconds=saves["seconds"])
 
@@ -399,7 +400,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
               "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total}
     if writes:
-        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # trained to its end: nothing left to resume
+        drop_training_states(run_dir)  # trained to its end: nothing left to resume (first: see finish_stopped)
         saved = checkpoints(run_dir)
         if saved:  # the best weights are on disk already: the newest checkpoint is the best one
             saved[-1].rename(run_dir / "model")
@@ -455,20 +456,23 @@ def finish_stopped(run_dir: Path) -> Path:
             # the last step any event recorded (train losses are logged every few steps, validations at theirs)
             stepped = [e for e in history if isinstance(e.get("step"), int) and isinstance(e.get("time"), (int, float))]
             steps = max([e["step"] for e in stepped] + [int(info.get("step") or 0)])
-            train_seconds = stepped[-1]["time"] - start["time"] if stepped and start.get("time") else \
-                info.get("train_seconds")
+            train_seconds, ran = _time_spent(history, float(config.get("created") or t0))
+            train_seconds = train_seconds or info.get("train_seconds")
             result = {
                 "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
                 "train_messages_per_second": steps * cfg.batch_size / train_seconds if train_seconds else None,
                 "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
                 "total_parameters": config.get("total_parameters"),
                 "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
-                            "total_steps": start.get("total_steps"), "weights_from_step": info.get("step")}}
+                            "total_steps": start.get("total_steps"), "weights_from_step": info.get("step")},
+                "resumed": [{"from_step": e.get("step"), "after": e.get("after")} for e in history
+                            if e.get("event") == "resumed"]}
+            # the states first: a run killed between the two renames must not be resumed with a stale model/
+            drop_training_states(run_dir)
             if weights.name != "model":
                 weights.rename(run_dir / "model")
             drop_checkpoints(run_dir)
             # total time: the run until it stopped, plus this test (not the hours it may have sat stopped)
-            ran = max((e.get("time", 0) for e in history), default=t0) - float(config.get("created") or t0)
             _finish(cfg, run_dir, config, events, splits, test["probabilities"], result, t0 - max(ran, 0.0))
             set_status(run_dir, "completed", ended_at=time.time(), error=None)
             events.emit("end", status="completed")
@@ -481,6 +485,24 @@ def finish_stopped(run_dir: Path) -> Path:
             events.close()
             torch.set_num_threads(threads)
     return run_dir
+
+
+def _time_spent(history: list[dict], created: float) -> tuple[float, float]:
+    """(seconds training, seconds in all) of a run that stopped, from its events: summed over the stretches it ran,
+    so the time it sat stopped before each resume is not counted."""
+    cuts = [0] + [i for i, e in enumerate(history) if e.get("event") == "resumed"] + [len(history)]
+    training = total = 0.0
+    for a, b in zip(cuts, cuts[1:]):
+        timed = [e for e in history[a:b] if isinstance(e.get("time"), (int, float))]
+        if not timed:
+            continue
+        # the first stretch from the run's creation, a resumed one from its "resumed" event
+        total += timed[-1]["time"] - (created if a == 0 else timed[0]["time"])
+        start = next((e for e in timed if e.get("event") == "start"), None)
+        stepped = [e for e in timed if isinstance(e.get("step"), int) and e.get("event") != "resumed"]
+        if start and stepped and stepped[-1]["time"] > start["time"]:
+            training += stepped[-1]["time"] - start["time"]
+    return training, max(total, 0.0)
 
 
 def _stopped_run_inputs(run_dir: Path, config: dict):
@@ -513,7 +535,7 @@ def resume_stopped(run_dir: Path) -> Path:
             config, state, status = resumable(run_dir)  # again, under the lock: another job may have taken it
             _roll_back(run_dir, state)
             _drop_requests(run_dir)  # a Cancel or Finish left for the process that died was not meant for this one
-            set_status(run_dir, "running", error=None, ended_at=None)
+            set_status(run_dir, "running", error=None, ended_at=None, stopped=None)  # `stopped`: a failed finish's
             set_lock_holder(lock, run_dir.name)
             events = EventLog(run_dir / "history.jsonl")
             events.emit("resumed", step=state["step"], after=status.get("status"), reason=status.get("error"))
@@ -537,11 +559,17 @@ def _drop_requests(run_dir: Path) -> None:
 def _roll_back(run_dir: Path, state: dict) -> None:
     """Take a stopped run back to its saved training state: checkpoints and events from after it belong to
     training that is done again."""
+    best, kept = Path(state["folder"]) / "best", None
+    if state["best"]["step"]:  # put back first: killed at any point here, the run still has weights to finish from
+        if not best.is_dir():
+            raise RunError(f"{run_dir.name}: its saved training state lacks the best weights it names; "
+                           "`finish` can still test its last checkpoint")
+        kept = run_dir / f"checkpoint-{state['best']['step']}"
+        if not kept.is_dir():  # linked, so the state keeps its copy should this resume stop too
+            shutil.copytree(best, kept, copy_function=link_or_copy)
     for path in checkpoints(run_dir):
-        shutil.rmtree(path)
-    best = Path(state["folder"]) / "best"
-    if best.is_dir():  # linked, so the state keeps its copy should this resume stop too
-        shutil.copytree(best, run_dir / f"checkpoint-{state['best']['step']}", copy_function=link_or_copy)
+        if path != kept:
+            shutil.rmtree(path)
     history = read_history(run_dir)
     saved_at = [i for i, e in enumerate(history) if e.get("event") == "state_saved" and e.get("step") == state["step"]]
     if saved_at:

@@ -423,6 +423,31 @@ def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tm
         e["total_steps"] for e in read_history(stopped.path) if e["event"] == "start")  # trained to its end
 
 
+def test_runs_page_offers_resume_alone_for_a_run_stopped_before_its_first_validation(monkeypatch, tmp_path, tiny_bert,
+                                                                                     sms_data):
+    import signal
+
+    import core.train
+    cancel_requested, checks = core.train.cancel_requested, []
+
+    def sigterm_during_step_3(run_dir):  # read once per step: the signal is real, this only picks its moment
+        checks.append(1)
+        if len(checks) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return cancel_requested(run_dir)
+    monkeypatch.setattr(core.train, "cancel_requested", sigterm_during_step_3)
+    train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=3, batch_size=8, evals_per_epoch=1))
+    monkeypatch.undo()
+    [stopped] = list_runs(tmp_path / "runs")
+    assert saved_state(stopped.path)["step"] == 4 and not list(stopped.path.glob("checkpoint-*"))
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
+    at.query_params["run"] = stopped.id
+    _page(at, "views/runs.py")
+    keys = [b.key for b in at.button]
+    assert "runs_resume" in keys and "runs_finish" not in keys  # no weights to test yet, but training to go on with
+    assert at.button(key="runs_resume").label == "Resume training from step 4"
+
+
 def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
     job = jobs.launch([_config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8)])

@@ -13,8 +13,8 @@ import pytest
 from conftest import make_messages, write_uci
 from core.config import TrainConfig
 from core.predict import Predictor
-from core.runs import (STATE_DIR, RunError, checkpoints, list_runs, load_run, read_history, request_cancel,
-                       resumable, saved_state)
+from core.runs import (RunError, checkpoints, list_runs, load_run, read_history, request_cancel, resumable,
+                       saved_state)
 from core.train import resume_stopped, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_a_killed_run_resumes_to_exactly_the_result_it_would_have_had(tmp_path, 
     run = load_run(run_dir)
     assert run.status == "completed" and run.usable
     assert run.metrics["resumed"] == [{"from_step": state["step"], "after": "interrupted"}]
-    assert not (run_dir / STATE_DIR).exists() and not checkpoints(run_dir)  # nothing left to resume or finish
+    assert not list(run_dir.glob("resume-*")) and not checkpoints(run_dir)  # nothing left to resume or finish
     _assert_same_run(run_dir, uninterrupted)
     [resumed] = [e for e in read_history(run_dir) if e["event"] == "resumed"]
     assert resumed["step"] == state["step"]
@@ -174,3 +174,147 @@ def test_a_run_cancelled_from_the_app_cannot_be_resumed(tmp_path, data, tiny_ber
     done = _resume_cli(runs[0].path)
     assert done.returncode == 2 and done.stderr.startswith(f"error: {runs[0].id} saved no training state")
     assert json.loads((runs[0].path / "status.json").read_text())["status"] == "cancelled"
+
+
+# a `python -m core` process that kills itself (SIGKILL: the machine goes down) at an awkward moment
+KILLER = """
+import os, re, shutil, signal, sys
+from pathlib import Path
+when, pattern, nth = sys.argv[1], re.compile(sys.argv[2]), int(sys.argv[3])
+rmtree, rename, seen = shutil.rmtree, Path.rename, []
+
+def die_on_the_nth(path):
+    if pattern.match(Path(path).name):
+        seen.append(path)
+        if len(seen) == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+def killing_rmtree(path, *args, **kwargs):  # killed before this folder is removed
+    if when == "rmtree":
+        die_on_the_nth(path)
+    return rmtree(path, *args, **kwargs)
+
+def killing_rename(self, target):  # killed right after this rename
+    renamed = rename(self, target)
+    if when == "rename":
+        die_on_the_nth(target)
+    return renamed
+shutil.rmtree, Path.rename = killing_rmtree, killing_rename
+from core.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _killed(when: str, pattern: str, nth: int, *argv) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", KILLER, when, pattern, str(nth), *argv], cwd=ROOT,
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    return done
+
+
+def _train_argv(runs_dir: Path, data: Path, tiny_bert: str) -> list:
+    return ["train", *[f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()], "--data", str(data),
+            "--model", tiny_bert, "--runs-dir", str(runs_dir)]
+
+
+def test_killed_while_an_older_state_is_removed_the_newer_one_resumes(tmp_path, data, tiny_bert, uninterrupted):
+    # the second save removes the first state: killed there, the first is half gone and the second complete
+    _killed("rmtree", r"resume-\d+$", 1, *_train_argv(tmp_path / "runs", data, tiny_bert))
+    [run] = list_runs(tmp_path / "runs")
+    states = sorted(run.path.glob("resume-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(states) == 2 and not (states[0] / "state.json").exists()  # its completeness mark goes first
+    assert saved_state(run.path)["folder"] == states[1]
+    done = _resume_cli(run.path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _assert_same_run(run.path, uninterrupted)
+
+
+def test_killed_as_training_ends_or_as_a_finish_saves_the_run_is_finished_not_resumed(tmp_path, data, tiny_bert,
+                                                                                     uninterrupted):
+    # the best checkpoint has just become model/, the metrics are not written yet
+    _killed("rename", r"model$", 1, *_train_argv(tmp_path / "runs", data, tiny_bert))
+    [run] = list_runs(tmp_path / "runs")
+    assert run.status == "interrupted" and saved_state(run.path) is None  # the states went before the rename
+    with pytest.raises(RunError, match="its best weights were moved to model/ already"):
+        resumable(run.path)
+    done = subprocess.run([sys.executable, "-m", "core", "finish", "--run", str(run.path)], cwd=ROOT,
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    finished, whole = load_run(run.path).metrics, load_run(uninterrupted).metrics
+    assert finished["test"] == whole["test"] and finished["best_step"] == whole["best_step"]
+
+
+def test_a_finish_killed_after_its_rename_leaves_no_state_to_resume_with_stale_weights(tmp_path, data, tiny_bert):
+    runs_dir = tmp_path / "runs"
+    proc = _train_cli(runs_dir, data, tiny_bert)
+    run_dir = _stop_when(runs_dir, proc, signal.SIGKILL, lambda events: any(
+        e["event"] == "state_saved" and e["step"] >= 36 for e in events))
+    assert saved_state(run_dir)
+    _killed("rename", r"model$", 1, "finish", "--run", str(run_dir))
+    assert (run_dir / "model").is_dir() and saved_state(run_dir) is None
+    with pytest.raises(RunError, match="its best weights were moved to model/ already"):
+        resumable(run_dir)
+    done = subprocess.run([sys.executable, "-m", "core", "finish", "--run", str(run_dir)], cwd=ROOT,
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0 and load_run(run_dir).usable, done.stderr[-2000:]
+
+
+def test_a_run_stopped_twice_and_then_finished_counts_only_the_time_it_ran(tmp_path, data, tiny_bert, monkeypatch):
+    import core.train
+    evaluate, calls = core.train._evaluate, []
+
+    def ctrl_c_at_validations_4_and_8(*args):
+        calls.append(1)
+        if len(calls) in (4, 8):
+            raise KeyboardInterrupt
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_validations_4_and_8)
+    cfg = _config(tmp_path / "runs", data, tiny_bert)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    [run_dir] = [r.path for r in list_runs(tmp_path / "runs")]
+    first = saved_state(run_dir)["step"]
+    time.sleep(3)  # it sits stopped
+    with pytest.raises(KeyboardInterrupt):
+        resume_stopped(run_dir)
+    time.sleep(3)
+    monkeypatch.undo()
+    core.train.finish_stopped(run_dir)
+    metrics = load_run(run_dir).metrics
+    assert metrics["resumed"] == [{"from_step": first, "after": "cancelled"}]
+    events = read_history(run_dir)
+    ran = events[-1]["time"] - json.loads((run_dir / "config.json").read_text())["created"]
+    assert metrics["total_seconds"] < ran - 5.5  # the 6 s it sat stopped are not counted
+    assert 0 < metrics["train_seconds"] < metrics["total_seconds"]
+
+
+def test_after_a_failed_finish_a_resumed_run_can_still_be_asked_to_finish(tmp_path, data, tiny_bert, monkeypatch):
+    import core.train
+    from core.cli import main
+    from core.runs import set_status
+
+    evaluate, calls = core.train._evaluate, []
+
+    def ctrl_c_at_the_third_validation(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_the_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path / "runs", data, tiny_bert))
+    [run_dir] = [r.path for r in list_runs(tmp_path / "runs")]
+    # what a `core finish` that failed leaves in status.json (it marks the run as being finished while it runs)
+    set_status(run_dir, "failed", error="finishing from the saved weights failed: disk full",
+               stopped={"status": "cancelled"})
+    answers = []
+
+    def finish_from_the_cli_while_it_trains(*args):
+        if not answers:
+            answers.append(main(["finish", "--run", str(run_dir)]))
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", finish_from_the_cli_while_it_trains)
+    resume_stopped(run_dir)
+    metrics = load_run(run_dir).metrics
+    assert answers == [0] and metrics["stopped"]["status"] == "asked"  # asked to finish, not refused
+    assert metrics["resumed"][0]["after"] == "failed"

@@ -101,19 +101,20 @@ with left:
     if (run.metrics or {}).get("stopped"):
         st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
     weights = finishable_weights(run.path) if run.status in FINISHABLE else None
-    state = resumable_state(run.path) if weights is not None else None
+    state = resumable_state(run.path) if run.status in FINISHABLE else None
+    if state:
+        total = next((e.get("total_steps") for e in read_history(run.path) if e.get("event") == "start"), None)
+        st.info(f"It saved its whole training state at step {state['step']}{f' of {total}' if total else ''}. "
+                "**Resume training** goes on from there to the end it was set for, with the same batches and "
+                "random state, so it ends as it would have had it never stopped.")
     if weights is not None:
         step = checkpoint_info(weights).get("step")
-        if state:
-            total = next((e.get("total_steps") for e in read_history(run.path) if e.get("event") == "start"), None)
-            st.info(f"It saved its whole training state at step {state['step']}{f' of {total}' if total else ''}. "
-                    "**Resume training** goes on from there to the end it was set for, with the same batches and "
-                    "random state, so it ends as it would have had it never stopped.")
         st.info(f"It saved its best weights before it stopped{f', from step {step}' if step else ''}. Testing them "
                 "completes the run now, as **Finish this run now** would have then; the run records where it stopped.")
+    if state or weights is not None:
         busy = jobs.current_job(common.runs_dir()) is not None
         wait = "Wait for the running job to end first." if busy else None
-        actions = [("Test the saved weights and complete the run", "runs_finish", jobs.launch_finish)]
+        actions = [("Test the saved weights and complete the run", "runs_finish", jobs.launch_finish)] if weights else []
         if state:  # going on keeps the work: it comes first
             actions.insert(0, (f"Resume training from step {state['step']}", "runs_resume", jobs.launch_resume))
         for i, (column, (label, key, launch)) in enumerate(zip(st.columns(len(actions)), actions)):
