@@ -24,6 +24,21 @@ def make_messages(n_ham=90, n_spam=40, seed=0):
     return rows
 
 
+def ctrl_c_at_evaluations(monkeypatch, *numbers):
+    """Ctrl-C (KeyboardInterrupt) in core.train at these calls of its evaluation (validations, then the test, counted
+    from 1), so a run is interrupted at a known point. Returns the real evaluation function."""
+    import core.train
+    evaluate, calls = core.train._evaluate, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) in numbers:
+            raise KeyboardInterrupt
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", interrupted)
+    return evaluate
+
+
 def write_uci(path: Path, rows) -> Path:
     path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
     return path

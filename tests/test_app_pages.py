@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import make_messages, write_uci
+from conftest import ctrl_c_at_evaluations, make_messages, write_uci
 from core import jobs
 from core.config import TrainConfig
 from core.predict import Predictor
@@ -390,15 +390,7 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
 
 
 def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tmp_path, tiny_bert, sms_data):
-    import core.train
-    evaluate, calls = core.train._evaluate, []
-
-    def ctrl_c_at_the_fourth_validation(*args):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return evaluate(*args)
-    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_the_fourth_validation)
+    ctrl_c_at_evaluations(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=3, batch_size=8, save_state_every=0))
     monkeypatch.undo()

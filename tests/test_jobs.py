@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from conftest import ctrl_c_at_evaluations
 from core import jobs
 from core.config import TrainConfig
 from core.runs import list_runs, load_run, read_history, running_job
@@ -208,14 +209,7 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     import core.train
     from core.runs import saved_state
 
-    evaluate, calls = core.train._evaluate, []
-
-    def ctrl_c_at_the_fifth_validation(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return evaluate(*args)
-    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_the_fifth_validation)
+    ctrl_c_at_evaluations(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=8, save_state_every=0))
     monkeypatch.undo()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_messages, write_uci
+from conftest import ctrl_c_at_evaluations, make_messages, write_uci
 from core.config import TrainConfig
 from core.predict import Predictor
 from core.runs import (RunError, checkpoints, list_runs, load_run, read_history, request_cancel, resumable,
@@ -141,14 +141,7 @@ def test_a_frozen_run_resumes_after_ctrl_c_to_the_same_result(tmp_path, data, ti
     cfg = TrainConfig(mode="frozen", data=str(data), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
                       cache_dir=str(tmp_path / "cache"), epochs=12, batch_size=8, save_state_every=0)
     whole = train(cfg)
-    evaluate, calls = core.train._evaluate, []
-
-    def interrupted_at_the_seventh_validation(*args):
-        calls.append(1)
-        if len(calls) == 7:
-            raise KeyboardInterrupt  # Ctrl-C on the terminal
-        return evaluate(*args)
-    monkeypatch.setattr(core.train, "_evaluate", interrupted_at_the_seventh_validation)
+    evaluate = ctrl_c_at_evaluations(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.setattr(core.train, "_evaluate", evaluate)
@@ -261,14 +254,7 @@ def test_a_finish_killed_after_its_rename_leaves_no_state_to_resume_with_stale_w
 
 def test_a_run_stopped_twice_and_then_finished_counts_only_the_time_it_ran(tmp_path, data, tiny_bert, monkeypatch):
     import core.train
-    evaluate, calls = core.train._evaluate, []
-
-    def ctrl_c_at_validations_4_and_8(*args):
-        calls.append(1)
-        if len(calls) in (4, 8):
-            raise KeyboardInterrupt
-        return evaluate(*args)
-    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_validations_4_and_8)
+    ctrl_c_at_evaluations(monkeypatch, 4, 8)
     cfg = _config(tmp_path / "runs", data, tiny_bert)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
@@ -293,14 +279,7 @@ def test_after_a_failed_finish_a_resumed_run_can_still_be_asked_to_finish(tmp_pa
     from core.cli import main
     from core.runs import set_status
 
-    evaluate, calls = core.train._evaluate, []
-
-    def ctrl_c_at_the_third_validation(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return evaluate(*args)
-    monkeypatch.setattr(core.train, "_evaluate", ctrl_c_at_the_third_validation)
+    evaluate = ctrl_c_at_evaluations(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(_config(tmp_path / "runs", data, tiny_bert))
     [run_dir] = [r.path for r in list_runs(tmp_path / "runs")]

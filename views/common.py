@@ -280,7 +280,7 @@ def _last_outcome() -> None:
             st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
         if run.status in FINISHABLE and resumable_state(run.path):
             st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
-                         label="Its training state was saved: resume it, or test its best weights, on the Runs page")
+                         label="Its training state was saved: resume it on the Runs page")
         elif run.status in FINISHABLE and finishable_weights(run.path):
             st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its best weights so far were saved: test them and complete the run on the Runs page")

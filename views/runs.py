@@ -56,9 +56,9 @@ for run in all_runs:
                     (("epochs", "epochs"), ("lr", "lr"), ("batch", "batch_size"), ("max len", "max_length"))},
                  "seed": cfg.get("seed"),
                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
-                 "note": run.error or "; ".join(note for note in (
-                     stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None,
-                     resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None) if note)
+                 "note": run.error or "; ".join(note for note in (  # in the order they happened
+                     resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
+                     stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
                  or None})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
