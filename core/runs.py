@@ -84,13 +84,14 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def save_folder_atomic(target: Path, write) -> None:
-    """write(folder) into a folder next to `target`, then rename it into place: a run killed at any moment
-    never leaves half a checkpoint where a loader would look."""
+    """write(folder) into a folder next to `target`, flush it to disk, then rename it into place: a run killed at
+    any moment (or a power cut) never leaves half a checkpoint where a loader would look."""
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         write(tmp)
+        _flush_to_disk(tmp)
     except BaseException as exc:  # an error or a cancel mid-save: leave no partial folder behind
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, Exception) and not isinstance(exc, OSError):  # e.g. tokenizers' bare Exception
@@ -99,6 +100,18 @@ def save_folder_atomic(target: Path, write) -> None:
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+    _flush_to_disk(target.parent, recursive=False)  # the rename itself
+
+
+def _flush_to_disk(folder: Path, recursive: bool = True) -> None:
+    """fsync what a folder holds, then the folder itself: after a power cut, a renamed folder could otherwise hold
+    empty files (the rename can reach the disk before the data does)."""
+    for path in [*sorted(folder.rglob("*")), folder] if recursive else [folder]:
+        fd = os.open(path, os.O_RDONLY)  # a folder too: its fsync makes the names in it durable
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def save_checkpoint(run_dir: Path, step: int, write) -> Path:
