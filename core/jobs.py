@@ -297,6 +297,7 @@ FEATURES_SHARE = 0.9  # frozen mode: extracting features is most of the work; th
 def progress_from_history(events: list[dict], now: float | None = None) -> Progress:
     """Phase, fraction done and ETA of one run from its history events (pure, for tests)."""
     now = time.time() if now is None else now
+    frozen = any(e.get("event") in ("features", "features_ready") for e in events)
     resumed = [i for i, e in enumerate(events) if e.get("event") == "resumed"]
     if resumed:  # `core resume`: the run loads its data and model again, then goes on from its saved step
         events = events[resumed[-1]:]
@@ -312,7 +313,6 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         step = since["finish_saved"].get("step")
         return Progress(None, mode, "testing saved weights", 0.0, None,
                         detail=f"the best weights it saved, from step {step}" if step else "")
-    frozen = "features" in last or "features_ready" in last
     if "test" in last or "end" in last:
         return Progress(None, mode, "finishing", 1.0, 0.0)
     if "start" in last:
@@ -343,8 +343,12 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         return Progress(None, "frozen", "features", FEATURES_SHARE * done / total, None, detail=detail)
     if "features_ready" in last:
         return Progress(None, "frozen", "training", FEATURES_SHARE, None)
-    return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model" + (
-        f" to go on from step {last['resumed'].get('step')}" if "resumed" in last else ""))
+    if "resumed" in last:  # as far as it had got: it goes on from there
+        step, total = int(last["resumed"].get("step") or 0), int(last["resumed"].get("total_steps") or 0)
+        base = FEATURES_SHARE if frozen else 0.0
+        return Progress(None, mode, "preparing", base + (1 - base) * step / total if total else 0.0, None,
+                        detail=f"loading data and model to go on from step {step}")
+    return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model")
 
 
 def loss_curves(events: list[dict]) -> dict[str, list]:

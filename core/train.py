@@ -538,7 +538,9 @@ def resume_stopped(run_dir: Path) -> Path:
             set_status(run_dir, "running", error=None, ended_at=None, stopped=None)  # `stopped`: a failed finish's
             set_lock_holder(lock, run_dir.name)
             events = EventLog(run_dir / "history.jsonl")
-            events.emit("resumed", step=state["step"], after=status.get("status"), reason=status.get("error"))
+            planned = next((e.get("total_steps") for e in read_history(run_dir) if e.get("event") == "start"), None)
+            events.emit("resumed", step=state["step"], total_steps=planned, after=status.get("status"),
+                        reason=status.get("error"))
             resume = {**state, "created": config.get("created") or time.time(), "after": status.get("status")}
             try:
                 _record(cfg, run_dir, events, stop, lambda: _train(cfg, run_dir, messages, model_info, events, stop,

@@ -229,9 +229,11 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     assert loading.phase == "preparing" and loading.detail == f"loading data and model to go on from step {step}"
     start = next(i for i, e in enumerate(events) if e["event"] == "start" and i > at)
     assert events[start]["resumed_from"] == step
+    total = events[start]["total_steps"]
+    # the bar stays where the run had got to (a frozen run's encoding, then its share of the head's steps)
+    assert loading.fraction == pytest.approx(jobs.FEATURES_SHARE + (1 - jobs.FEATURES_SHARE) * step / total)
     first = next(i for i, e in enumerate(events) if e["event"] == "train" and i > start)
     going = jobs.progress_from_history(events[:first + 1], now=events[first]["time"])
-    total = events[start]["total_steps"]
     # the rate counts only the steps trained since the resume, over the time since
     rate = (events[first]["time"] - events[start]["time"]) / (events[first]["step"] - step)
     assert going.step == events[first]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))
