@@ -311,8 +311,12 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         if "test" in since or "end" in since:
             return Progress(None, mode, "finishing", 1.0, 0.0)
         step = since["finish_saved"].get("step")
-        return Progress(None, mode, "testing saved weights", 0.0, None,
-                        detail=f"the best weights it saved, from step {step}" if step else "")
+        # the bar stays where the run had got to when it stopped: it trains no further
+        got = max((e["step"] for e in events[:finishing[-1]] if isinstance(e.get("step"), int)), default=0)
+        total = int((last.get("start") or {}).get("total_steps") or 0)
+        base = FEATURES_SHARE if frozen else 0.0
+        return Progress(None, mode, "testing saved weights", base + (1 - base) * min(got / total, 1.0) if total else
+                        base, None, detail=f"the best weights it saved, from step {step}" if step else "")
     if "test" in last or "end" in last:
         return Progress(None, mode, "finishing", 1.0, 0.0)
     if "start" in last:

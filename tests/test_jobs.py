@@ -201,6 +201,7 @@ def test_a_finish_job_completes_a_stopped_run_and_progress_shows_it_testing(tiny
     resumed = next(i for i, e in enumerate(events) if e["event"] == "finish_saved")
     testing = jobs.progress_from_history(events[:resumed + 1])
     assert testing.phase == "testing saved weights" and testing.eta_seconds is None
+    assert testing.fraction == 1.0  # it failed after training to its end: the bar stays full while it tests
     assert jobs.progress_from_history(events).fraction == 1.0
 
 
@@ -237,3 +238,11 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     # the rate counts only the steps trained since the resume, over the time since
     rate = (events[first]["time"] - events[start]["time"]) / (events[first]["step"] - step)
     assert going.step == events[first]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))
+
+
+def test_while_a_stopped_run_is_tested_the_bar_stays_where_its_training_stopped():
+    events = [{"event": "start", "total_steps": 100, "time": 0.0}, {"event": "train", "step": 40, "time": 9.0},
+              {"event": "checkpoint", "step": 30, "time": 7.0}, {"event": "finish_saved", "step": 30, "time": 50.0}]
+    testing = jobs.progress_from_history(events, now=51.0)
+    assert (testing.phase, testing.fraction) == ("testing saved weights", 0.4)
+    assert testing.detail == "the best weights it saved, from step 30"
