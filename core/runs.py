@@ -360,6 +360,24 @@ def read_history(run_dir: Path) -> list[dict]:
     return events
 
 
+def time_spent(history: list[dict], created: float) -> tuple[float, float]:
+    """(seconds training, seconds in all) of a run that stopped, from its events: summed over the stretches it ran,
+    so the time it sat stopped before each resume is not counted."""
+    cuts = [0] + [i for i, e in enumerate(history) if e.get("event") == "resumed"] + [len(history)]
+    training = total = 0.0
+    for a, b in zip(cuts, cuts[1:]):
+        timed = [e for e in history[a:b] if isinstance(e.get("time"), (int, float))]
+        if not timed:
+            continue
+        # the first stretch from the run's creation, a resumed one from its "resumed" event
+        total += timed[-1]["time"] - (created if a == 0 else timed[0]["time"])
+        start = next((e for e in timed if e.get("event") == "start"), None)
+        stepped = [e for e in timed if isinstance(e.get("step"), int) and e.get("event") != "resumed"]
+        if start and stepped and stepped[-1]["time"] > start["time"]:
+            training += stepped[-1]["time"] - start["time"]
+    return training, max(total, 0.0)
+
+
 @dataclass
 class RunInfo:
     id: str

@@ -49,7 +49,7 @@ from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, ST
                    cancel_requested, checkpoint_info, checkpoints, drop_checkpoints, drop_training_states,
                    finish_requested, finishable, link_or_copy, new_run_dir, read_history, read_status, request_cancel,
                    resumable, save_checkpoint, save_folder_atomic, save_training_state, saved_state, saved_weights,
-                   set_lock_holder, set_status, training_lock, write_json_atomic)
+                   set_lock_holder, set_status, time_spent, training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ def finish_stopped(run_dir: Path) -> Path:
             # the last step any event recorded (train losses are logged every few steps, validations at theirs)
             stepped = [e for e in history if isinstance(e.get("step"), int) and isinstance(e.get("time"), (int, float))]
             steps = max([e["step"] for e in stepped] + [int(info.get("step") or 0)])
-            train_seconds, ran = _time_spent(history, float(config.get("created") or t0))
+            train_seconds, ran = time_spent(history, float(config.get("created") or t0))
             train_seconds = train_seconds or info.get("train_seconds")
             result = {
                 "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
@@ -485,24 +485,6 @@ def finish_stopped(run_dir: Path) -> Path:
             events.close()
             torch.set_num_threads(threads)
     return run_dir
-
-
-def _time_spent(history: list[dict], created: float) -> tuple[float, float]:
-    """(seconds training, seconds in all) of a run that stopped, from its events: summed over the stretches it ran,
-    so the time it sat stopped before each resume is not counted."""
-    cuts = [0] + [i for i, e in enumerate(history) if e.get("event") == "resumed"] + [len(history)]
-    training = total = 0.0
-    for a, b in zip(cuts, cuts[1:]):
-        timed = [e for e in history[a:b] if isinstance(e.get("time"), (int, float))]
-        if not timed:
-            continue
-        # the first stretch from the run's creation, a resumed one from its "resumed" event
-        total += timed[-1]["time"] - (created if a == 0 else timed[0]["time"])
-        start = next((e for e in timed if e.get("event") == "start"), None)
-        stepped = [e for e in timed if isinstance(e.get("step"), int) and e.get("event") != "resumed"]
-        if start and stepped and stepped[-1]["time"] > start["time"]:
-            training += stepped[-1]["time"] - start["time"]
-    return training, max(total, 0.0)
 
 
 def _stopped_run_inputs(run_dir: Path, config: dict):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import jobs
 from core.runs import (FINISHABLE, RunError, checkpoint_info, delete_run, finishable_weights, read_history,
-                       resumable_state, resumed_note, stopped_note, validate_run_id)
+                       resumable_state, resumed_note, stopped_note, time_spent, validate_run_id)
 
 from views import common
 
@@ -39,10 +39,9 @@ def duration(run) -> float | None:
     if m.get("total_seconds") is not None:
         return m["total_seconds"]
     events = read_history(run.path)
-    # until it stopped: a finish from its checkpoint may come hours later
+    # until it stopped: a finish from its checkpoint may come hours later, as may each resume
     events = events[:next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)]
-    last = events[-1].get("time") if events else None
-    return last - run.created if isinstance(last, (int, float)) else None
+    return time_spent(events, run.created)[1] if events else None
 
 
 rows = []
