@@ -98,14 +98,15 @@ def bootstrap_intervals(y_true, p_spam, threshold: float = 0.5, n_resamples: int
     return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in values.items()}
 
 
-def mcnemar_test(y_true, p_a, p_b, threshold: float = 0.5) -> dict:
-    """Exact McNemar test on the messages where exactly one of two models is right (same test messages)."""
+def mcnemar_test(y_true, p_a, p_b, threshold: float = 0.5, threshold_b: float | None = None) -> dict:
+    """Exact McNemar test on the messages where exactly one of two models is right (same test messages).
+    threshold_b: model b's own threshold, when it differs from a's."""
     from scipy.stats import binomtest
 
     y, pa = _as_arrays(y_true, p_a)
     _, pb = _as_arrays(y_true, p_b)
     right_a = (pa >= threshold).astype(int) == y
-    right_b = (pb >= threshold).astype(int) == y
+    right_b = (pb >= (threshold if threshold_b is None else threshold_b)).astype(int) == y
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
     p_value = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
     return {"only_a_right": only_a, "only_b_right": only_b, "p_value": p_value}

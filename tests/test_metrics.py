@@ -79,6 +79,9 @@ def test_mcnemar_counts_discordant_pairs():
     assert (r["only_a_right"], r["only_b_right"]) == (3, 0)
     assert r["p_value"] == pytest.approx(0.25)  # exact binomial, two-sided: 2 * 0.5**3
     assert mcnemar_test(y, a, a)["p_value"] == 1.0
+    # each model at its own threshold: at 0.05, b calls every message spam (4 right, both hams wrong)
+    r = mcnemar_test(y, a, b, 0.5, threshold_b=0.05)
+    assert (r["only_a_right"], r["only_b_right"]) == (2, 0)
 
 
 def test_calibration_of_a_calibrated_and_an_overconfident_model():

@@ -98,6 +98,13 @@ def run_label(run) -> str:
     return f"{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}{short}"
 
 
+def same_test_messages(a, b) -> bool:
+    """Whether two runs were tested on the same messages, in the same order: only then can they be compared
+    message by message (McNemar, the table of errors)."""
+    texts = [[p["text"] for p in run.metrics.get("predictions") or []] for run in (a, b)]
+    return bool(texts[0]) and texts[0] == texts[1]
+
+
 # Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value
 # when its page is not shown, unless told otherwise).
 KEEP = "session"

@@ -90,12 +90,8 @@ for warning in table_warnings:
     st.warning(warning)
 
 
-def same_test_set(a, b) -> bool:
-    return [p["text"] for p in a.metrics.get("predictions", [])] == [p["text"] for p in b.metrics.get("predictions", [])]
-
-
 a, b = picked.get("frozen"), picked.get("finetune")
-paired = a is not None and b is not None and bool(a.metrics.get("predictions")) and same_test_set(a, b)
+paired = a is not None and b is not None and common.same_test_messages(a, b)
 
 # ---------------------------------------------------------------------------- one threshold, both matrices
 st.subheader("Confusion matrices at one threshold")
@@ -145,7 +141,7 @@ if paired:
     truth = y == 1
     frame["frozen wrong"] = (pa >= threshold) != truth
     frame["fine-tuned wrong"] = (pb >= threshold) != truth
-    if "baseline" in picked and same_test_set(a, picked["baseline"]):
+    if "baseline" in picked and common.same_test_messages(a, picked["baseline"]):
         pc = np.array([p["spam_probability"] for p in picked["baseline"].metrics["predictions"]])
         frame.insert(4, "baseline p(spam)", pc)
         frame["baseline wrong"] = (pc >= threshold) != truth
