@@ -772,3 +772,6 @@ def test_comparison_report_is_self_contained_and_escapes_text():
     assert "<script src=" not in html and len(html) > 1_000_000  # plotly.js (~4 MB) inlined: opens offline
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert "p = 0.5 &lt;b&gt;" in html and "run-1" in html
+    # the verdict's **bold** becomes <b>, anything else in it stays text
+    html = comparison_report({}, pd.DataFrame(), [], [], verdict="It makes **2 fewer errors** <i>than</i> that.")
+    assert "<h2>What fine-tuning bought</h2><p>It makes <b>2 fewer errors</b> &lt;i&gt;than&lt;/i&gt; that.</p>" in html

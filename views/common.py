@@ -21,6 +21,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
+from core.metrics import mcnemar_test
 from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, resumable_state, \
     run_path
 
@@ -367,6 +368,59 @@ def one_class_warning(metrics: dict, label: str, messages: str = "test message")
     return text
 
 
+# ---------------------------------------------------------------------------- the headline, in words
+
+def _test_errors(run) -> tuple[int, int]:
+    """(spam missed, false alarms) on the run's test split, at its own threshold."""
+    (_, false_alarms), (missed, _) = run.metrics["test"]["confusion_matrix"]
+    return missed, false_alarms
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else str(n)
+
+
+def finetuning_verdict(frozen, finetune, baseline) -> str:
+    """What fine-tuning bought over the frozen encoder, in words and counted in messages, with the paired test
+    that says whether the difference is more than chance, and what it cost."""
+    (f_missed, f_alarms), (t_missed, t_alarms) = _test_errors(frozen), _test_errors(finetune)
+    f_errors, t_errors = f_missed + f_alarms, t_missed + t_alarms
+    n = finetune.metrics["test"]["n"]
+    change = ("as many errors as" if t_errors == f_errors else
+              f"{abs(t_errors - f_errors)} {'fewer' if t_errors < f_errors else 'more'} errors than")
+    thresholds = [float(run.metrics.get("threshold", 0.5)) for run in (frozen, finetune)]
+    lines = []
+    if same_test_messages(frozen, finetune):
+        lines.append(f"On the same {n:,} test messages, the fine-tuned model makes **{change} the frozen one**: "
+                     f"{t_errors} against {f_errors}. It misses {t_missed} spam (frozen: {f_missed}) and raises "
+                     f"{t_alarms} false alarm{'s' * (t_alarms != 1)} (frozen: {f_alarms}).")
+        y = [p["label"] for p in frozen.metrics["predictions"]]
+        p_frozen, p_finetune = ([p["spam_probability"] for p in run.metrics["predictions"]] for run in (frozen, finetune))
+        test = mcnemar_test(y, p_frozen, p_finetune, *thresholds)
+        verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
+        lines.append(f"Only the fine-tuned model is right on {test['only_b_right']} messages, only the frozen one on "
+                     f"{test['only_a_right']}: McNemar p = {test['p_value']:.3g}, **{verdict}** at the 5 % level.")
+    else:
+        lines.append(f"The fine-tuned model makes {t_errors} errors in its {n:,} test messages, the frozen one "
+                     f"{f_errors} in its {frozen.metrics['test']['n']:,}. They were tested on different messages "
+                     "(other data, seed or split), so they cannot be compared message by message: train both on one "
+                     "split for a paired test.")
+    if thresholds[0] != thresholds[1]:
+        lines.append(f"Each is counted at its own threshold: {thresholds[0]:g} frozen, {thresholds[1]:g} fine-tuned.")
+    params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
+    seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
+    if all(params) and all(seconds):
+        lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters ({_count(params[0])} against "
+                     f"{_count(params[1])}), and its run took {seconds[0] / seconds[1]:.1f} times as long "
+                     f"({seconds[0]:.0f} s against {seconds[1]:.0f} s on this machine).")
+    if baseline is not None:
+        b_missed, b_alarms = _test_errors(baseline)
+        elsewhere = "" if same_test_messages(finetune, baseline) else ", on other test messages"
+        lines.append(f"For scale, the TF-IDF baseline makes {b_missed + b_alarms} errors "
+                     f"({b_missed} spam missed, {b_alarms} false alarm{'s' * (b_alarms != 1)}{elsewhere}).")
+    return " ".join(lines)
+
+
 def confusion_figure(matrix, title: str) -> go.Figure:
     (tn, fp), (fn, tp) = matrix
     z = [[tn, fp], [fn, tp]]
@@ -378,9 +432,10 @@ def confusion_figure(matrix, title: str) -> go.Figure:
 
 
 def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[go.Figure], notes: list[str],
-                      extra_tables: dict[str, tuple[pd.DataFrame, list[str]]] | None = None) -> str:
+                      extra_tables: dict[str, tuple[pd.DataFrame, list[str]]] | None = None,
+                      verdict: str | None = None) -> str:
     """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline.
-    extra_tables: title -> (table, the warnings that go under it)."""
+    extra_tables: title -> (table, the warnings that go under it). verdict: finetuning_verdict's paragraph."""
     import html
     import time
 
@@ -390,6 +445,9 @@ def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[g
     figures = [go.Figure(fig).update_layout(margin=dict(l=70, r=30, t=60, b=60)).update_xaxes(automargin=True)
                .update_yaxes(automargin=True) for fig in figures]
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+    # the verdict's only markdown is **bold**, around counts and fixed words: escaped first, then made <b>
+    bold = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(verdict or ""))
+    headline = f"<h2>What fine-tuning bought</h2><p>{bold}</p>" if verdict else ""
     listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code></li>" for label, run_id in runs.items())
     noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     noted += "".join(f"<h2>{html.escape(title)}</h2>{frame.to_html(index=False, escape=True)}"
@@ -400,5 +458,5 @@ def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[g
             f" td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>"
             f"<h1>SMS spam: frozen vs fine-tuned BERT</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}. "
             f"Test split messages were never seen in training; spam is the positive class; brackets are 95 % "
-            f"bootstrap intervals.</p><ul>{listed}</ul>{table.to_html(index=False, escape=True)}{noted}"
+            f"bootstrap intervals.</p><ul>{listed}</ul>{headline}{table.to_html(index=False, escape=True)}{noted}"
             f"{''.join(charts)}</body></html>")

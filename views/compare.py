@@ -201,7 +201,8 @@ report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB
     runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
     figures=[roc, pr, reliability, *matrices.values()], notes=notes,
     extra_tables={f"Your own messages ({own.name}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)}
-    if own_rows else None)
+    if own_rows else None,
+    verdict=common.finetuning_verdict(a, b, picked.get("baseline")) if a is not None and b is not None else None)
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")

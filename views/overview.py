@@ -7,7 +7,6 @@ import streamlit as st
 
 from core import jobs
 from core.config import TrainConfig
-from core.metrics import mcnemar_test
 from core.runs import stopped_note
 
 from views import common
@@ -53,62 +52,11 @@ elif not (latest["frozen"] or latest["finetune"]):
                "busy. Progress and live loss curves appear on this page.")
     common.job_panel("overview-idle")  # how the last job ended, if one failed
 
-def _errors(run) -> tuple[int, int]:
-    """(spam missed, false alarms) on the run's test split, at its own threshold."""
-    (_, false_alarms), (missed, _) = run.metrics["test"]["confusion_matrix"]
-    return missed, false_alarms
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else str(n)
-
-
-def finetuning_verdict(frozen, finetune, baseline) -> str:
-    """What fine-tuning bought over the frozen encoder, in words and counted in messages, with the paired test
-    that says whether the difference is more than chance, and what it cost."""
-    (f_missed, f_alarms), (t_missed, t_alarms) = _errors(frozen), _errors(finetune)
-    f_errors, t_errors = f_missed + f_alarms, t_missed + t_alarms
-    n = finetune.metrics["test"]["n"]
-    change = ("as many errors as" if t_errors == f_errors else
-              f"{abs(t_errors - f_errors)} {'fewer' if t_errors < f_errors else 'more'} errors than")
-    thresholds = [float(run.metrics.get("threshold", 0.5)) for run in (frozen, finetune)]
-    lines = []
-    if common.same_test_messages(frozen, finetune):
-        lines.append(f"On the same {n:,} test messages, the fine-tuned model makes **{change} the frozen one**: "
-                     f"{t_errors} against {f_errors}. It misses {t_missed} spam (frozen: {f_missed}) and raises "
-                     f"{t_alarms} false alarm{'s' * (t_alarms != 1)} (frozen: {f_alarms}).")
-        y = [p["label"] for p in frozen.metrics["predictions"]]
-        p_frozen, p_finetune = ([p["spam_probability"] for p in run.metrics["predictions"]] for run in (frozen, finetune))
-        test = mcnemar_test(y, p_frozen, p_finetune, *thresholds)
-        verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
-        lines.append(f"Only the fine-tuned model is right on {test['only_b_right']} messages, only the frozen one on "
-                     f"{test['only_a_right']}: McNemar p = {test['p_value']:.2g}, **{verdict}** at the 5 % level.")
-    else:
-        lines.append(f"The fine-tuned model makes {t_errors} errors in its {n:,} test messages, the frozen one "
-                     f"{f_errors} in its {frozen.metrics['test']['n']:,}. They were tested on different messages "
-                     "(other data, seed or split), so they cannot be compared message by message: train both on one "
-                     "split for a paired test.")
-    if thresholds[0] != thresholds[1]:
-        lines.append(f"Each is counted at its own threshold: {thresholds[0]:g} frozen, {thresholds[1]:g} fine-tuned.")
-    params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
-    seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
-    if all(params) and all(seconds):
-        lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters ({_count(params[0])} against "
-                     f"{_count(params[1])}), and its run took {seconds[0] / seconds[1]:.1f} times as long "
-                     f"({seconds[0]:.0f} s against {seconds[1]:.0f} s on this machine).")
-    if baseline is not None:
-        b_missed, b_alarms = _errors(baseline)
-        elsewhere = "" if common.same_test_messages(finetune, baseline) else ", on other test messages"
-        lines.append(f"For scale, the TF-IDF baseline makes {b_missed + b_alarms} errors "
-                     f"({b_missed} spam missed, {b_alarms} false alarm{'s' * (b_alarms != 1)}{elsewhere}).")
-    return " ".join(lines)
-
-
 shown = {mode: run for mode, run in latest.items() if run is not None}
 if shown:
     if "frozen" in shown and "finetune" in shown:
         st.subheader("What fine-tuning bought")
-        st.markdown(finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline")))
+        st.markdown(common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline")))
     rows = []
     for mode, run in shown.items():
         m = run.metrics
