@@ -161,33 +161,44 @@ def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert
     assert len(at.dataframe[0].value) == 3
 
 
+def _expected_verdict(runs: dict, threshold: float) -> list[str]:
+    """The phrases "What fine-tuning bought" must hold, counted here from the stored per-message probabilities."""
+    y = np.array([p["label"] for p in runs["frozen"].metrics["predictions"]])
+    called = {m: np.array([p["spam_probability"] for p in run.metrics["predictions"]]) >= threshold
+              for m, run in runs.items()}
+    missed = {m: int((~c & (y == 1)).sum()) for m, c in called.items()}
+    alarms = {m: int((c & (y == 0)).sum()) for m, c in called.items()}
+    t, f = missed["finetune"] + alarms["finetune"], missed["frozen"] + alarms["frozen"]
+    change = "as many errors as" if t == f else \
+        f"{abs(t - f)} {'fewer' if t < f else 'more'} error{'s' * (abs(t - f) != 1)} than"
+    right = {m: called[m] == (y == 1) for m in ("frozen", "finetune")}
+    params = runs["finetune"].metrics["trainable_parameters"] / runs["frozen"].metrics["trainable_parameters"]
+    return [f"At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model makes **{change} "
+            f"the frozen one**: {t} against {f}. It misses {missed['finetune']} spam (frozen: {missed['frozen']}) and "
+            f"raises {alarms['finetune']} false alarm",
+            f" (frozen: {alarms['frozen']}).",
+            f"Only the fine-tuned model is right on {int((right['finetune'] & ~right['frozen']).sum())} messages, only "
+            f"the frozen one on {int((right['frozen'] & ~right['finetune']).sum())}: McNemar p = ",
+            f"fine-tuning trains {params:.0f} times as many parameters",
+            f"the TF-IDF baseline makes {missed['baseline'] + alarms['baseline']} errors ({missed['baseline']} spam "
+            f"missed"]
+
+
 def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs = {r.mode: r for r in list_runs(trained)}
-    errors = {}
-    for mode, run in runs.items():
-        (_, false_alarms), (missed, _) = run.metrics["test"]["confusion_matrix"]
-        errors[mode] = (missed + false_alarms, missed, false_alarms)
-    # who is right where, counted from the stored per-message probabilities at 0.5
-    y = np.array([p["label"] for p in runs["frozen"].metrics["predictions"]])
-    right = {m: (np.array([p["spam_probability"] for p in runs[m].metrics["predictions"]]) >= 0.5) == y
-             for m in ("frozen", "finetune")}
-    assert sum(~right["frozen"]) == errors["frozen"][0] and sum(~right["finetune"]) == errors["finetune"][0]
-    only_finetune = int((right["finetune"] & ~right["frozen"]).sum())
-    only_frozen = int((right["frozen"] & ~right["finetune"]).sum())
-
+    for run in runs.values():  # the page's default: each run at its own threshold, 0.5 here
+        assert run.metrics["threshold"] == 0.5
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/overview.py")
     assert "What fine-tuning bought" in [h.value for h in at.subheader]
     [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
-    (t, t_missed, t_alarms), (f, f_missed, f_alarms) = errors["finetune"], errors["frozen"]
-    change = "as many errors as" if t == f else f"{abs(t - f)} {'fewer' if t < f else 'more'} errors than"
-    assert f"On the same {len(y):,} test messages, the fine-tuned model makes **{change} the frozen one**: " \
-           f"{t} against {f}. It misses {t_missed} spam (frozen: {f_missed}) and raises {t_alarms} false alarm" in verdict
-    assert f" (frozen: {f_alarms})." in verdict
-    assert f"Only the fine-tuned model is right on {only_finetune} messages, only the frozen one on {only_frozen}: " \
-           f"McNemar p = " in verdict
-    params = runs["finetune"].metrics["trainable_parameters"] / runs["frozen"].metrics["trainable_parameters"]
-    assert f"fine-tuning trains {params:.0f} times as many parameters" in verdict
-    assert f"the TF-IDF baseline makes {errors['baseline'][0]} errors ({errors['baseline'][1]} spam missed" in verdict
+    for phrase in _expected_verdict(runs, 0.5):
+        assert phrase in verdict
+    # Compare's HTML report counts at the slider's threshold, as its confusion matrices do
+    from views.common import finetuning_verdict
+    for threshold in (0.3, 0.7):
+        verdict = finetuning_verdict(runs["frozen"], runs["finetune"], runs["baseline"], threshold)
+        for phrase in _expected_verdict(runs, threshold):
+            assert phrase in verdict
 
     # a frozen run on another split: no message-by-message test, and the page says why
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, seed=7))

@@ -21,7 +21,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
-from core.metrics import mcnemar_test
+from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, resumable_state, \
     run_path
 
@@ -370,51 +370,58 @@ def one_class_warning(metrics: dict, label: str, messages: str = "test message")
 
 # ---------------------------------------------------------------------------- the headline, in words
 
-def _test_errors(run) -> tuple[int, int]:
-    """(spam missed, false alarms) on the run's test split, at its own threshold."""
-    (_, false_alarms), (missed, _) = run.metrics["test"]["confusion_matrix"]
-    return missed, false_alarms
+def _errors_at(run, threshold: float) -> tuple[int, int]:
+    """(spam missed, false alarms) among the run's test messages, calling spam at `threshold`."""
+    predictions = run.metrics["predictions"]
+    matrix = classification_metrics([p["label"] for p in predictions], [p["spam_probability"] for p in predictions],
+                                    threshold)["confusion_matrix"]
+    return matrix[1][0], matrix[0][1]
 
 
 def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else str(n)
 
 
-def finetuning_verdict(frozen, finetune, baseline) -> str:
+def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = None) -> str:
     """What fine-tuning bought over the frozen encoder, in words and counted in messages, with the paired test
-    that says whether the difference is more than chance, and what it cost."""
-    (f_missed, f_alarms), (t_missed, t_alarms) = _test_errors(frozen), _test_errors(finetune)
+    that says whether the difference is more than chance, and what it cost. threshold: one for every run (the
+    Compare page's slider); by default each run's own."""
+    def at(run) -> float:
+        return float(run.metrics.get("threshold", 0.5)) if threshold is None else threshold
+
+    (f_missed, f_alarms), (t_missed, t_alarms) = _errors_at(frozen, at(frozen)), _errors_at(finetune, at(finetune))
     f_errors, t_errors = f_missed + f_alarms, t_missed + t_alarms
-    n = finetune.metrics["test"]["n"]
+    n = len(finetune.metrics["predictions"])
     change = ("as many errors as" if t_errors == f_errors else
-              f"{abs(t_errors - f_errors)} {'fewer' if t_errors < f_errors else 'more'} errors than")
-    thresholds = [float(run.metrics.get("threshold", 0.5)) for run in (frozen, finetune)]
+              f"{abs(t_errors - f_errors)} {'fewer' if t_errors < f_errors else 'more'} "
+              f"error{'s' * (abs(t_errors - f_errors) != 1)} than")
+    where = f"At threshold {at(finetune):g}" if at(frozen) == at(finetune) else \
+        f"Each at its own threshold ({at(frozen):g} frozen, {at(finetune):g} fine-tuned)"
     lines = []
     if same_test_messages(frozen, finetune):
-        lines.append(f"On the same {n:,} test messages, the fine-tuned model makes **{change} the frozen one**: "
-                     f"{t_errors} against {f_errors}. It misses {t_missed} spam (frozen: {f_missed}) and raises "
+        lines.append(f"{where}, on the same {n:,} test messages, the fine-tuned model makes **{change} the frozen "
+                     f"one**: {t_errors} against {f_errors}. It misses {t_missed} spam (frozen: {f_missed}) and raises "
                      f"{t_alarms} false alarm{'s' * (t_alarms != 1)} (frozen: {f_alarms}).")
         y = [p["label"] for p in frozen.metrics["predictions"]]
         p_frozen, p_finetune = ([p["spam_probability"] for p in run.metrics["predictions"]] for run in (frozen, finetune))
-        test = mcnemar_test(y, p_frozen, p_finetune, *thresholds)
+        test = mcnemar_test(y, p_frozen, p_finetune, at(frozen), at(finetune))
         verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
         lines.append(f"Only the fine-tuned model is right on {test['only_b_right']} messages, only the frozen one on "
                      f"{test['only_a_right']}: McNemar p = {test['p_value']:.3g}, **{verdict}** at the 5 % level.")
     else:
-        lines.append(f"The fine-tuned model makes {t_errors} errors in its {n:,} test messages, the frozen one "
-                     f"{f_errors} in its {frozen.metrics['test']['n']:,}. They were tested on different messages "
-                     "(other data, seed or split), so they cannot be compared message by message: train both on one "
-                     "split for a paired test.")
-    if thresholds[0] != thresholds[1]:
-        lines.append(f"Each is counted at its own threshold: {thresholds[0]:g} frozen, {thresholds[1]:g} fine-tuned.")
+        lines.append(f"{where}, the fine-tuned model makes {t_errors} errors in its {n:,} test messages, the frozen "
+                     f"one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on different "
+                     "messages (other data, seed or split), so they cannot be compared message by message: train "
+                     "both on one split for a paired test.")
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
     if all(params) and all(seconds):
-        lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters ({_count(params[0])} against "
-                     f"{_count(params[1])}), and its run took {seconds[0] / seconds[1]:.1f} times as long "
-                     f"({seconds[0]:.0f} s against {seconds[1]:.0f} s on this machine).")
+        lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters "
+                     f"({_count(params[0])} against {_count(params[1])}), and its run took "
+                     f"{seconds[0] / seconds[1]:.1f} times as long ({seconds[0]:.0f} s against {seconds[1]:.0f} s on "
+                     "this machine).")
     if baseline is not None:
-        b_missed, b_alarms = _test_errors(baseline)
+        b_missed, b_alarms = _errors_at(baseline, at(baseline))
         elsewhere = "" if same_test_messages(finetune, baseline) else ", on other test messages"
         lines.append(f"For scale, the TF-IDF baseline makes {b_missed + b_alarms} errors "
                      f"({b_missed} spam missed, {b_alarms} false alarm{'s' * (b_alarms != 1)}{elsewhere}).")

@@ -107,7 +107,7 @@ for col, (mode, run) in zip(cols, picked.items()):
     y = np.array([p["label"] for p in preds])
     p = np.array([p["spam_probability"] for p in preds])
     m = classification_metrics(y, p, threshold)
-    matrices[mode] = common.confusion_figure(m["confusion_matrix"], common.MODE_LABELS[mode])
+    matrices[mode] = common.confusion_figure(m["confusion_matrix"], f"{common.MODE_LABELS[mode]}, threshold {threshold:g}")
     col.plotly_chart(matrices[mode], key=f"compare-cm-{mode}")
     no_spam_called = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][1] == 0
     # one line, not three st.metric: those cut "0.945" to "0…" in a third of a laptop screen
@@ -195,14 +195,16 @@ if own is not None:
             st.warning(warning)
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
-notes = [table_note.format(" and the McNemar test" if mcnemar else "", threshold), *table_warnings] + \
-    [n for n in (mcnemar,) if n]
+# the verdict, at the slider's threshold like the matrices, says what the McNemar line says and more
+headline = common.finetuning_verdict(a, b, picked.get("baseline"), threshold) if a is not None and b is not None else None
+also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
+notes = [table_note.format(also, threshold), *table_warnings] + \
+    [n for n in (mcnemar,) if n and not headline]
 report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB of HTML is not for every rerun
     runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
     figures=[roc, pr, reliability, *matrices.values()], notes=notes,
     extra_tables={f"Your own messages ({own.name}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)}
-    if own_rows else None,
-    verdict=common.finetuning_verdict(a, b, picked.get("baseline")) if a is not None and b is not None else None)
+    if own_rows else None, verdict=headline)
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")

@@ -72,7 +72,7 @@ if shown:
         "run time (s)": st.column_config.NumberColumn(
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
-    st.caption(f"Test split: {n_test} messages never seen in training. Spam is the positive class. Bars show "
+    st.caption(f"Test split: {n_test:,} messages never seen in training. Spam is the positive class. Bars show "
                "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
     for mode, run in shown.items():
         if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
