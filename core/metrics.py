@@ -113,13 +113,19 @@ def mcnemar_test(y_true, p_a, p_b, threshold: float = 0.5, threshold_b: float | 
 
 
 def calibration(y_true, p_spam, n_bins: int = 10) -> dict:
-    """Reliability diagram points (sklearn's calibration_curve, equal-width bins) and the Brier score:
-    does "80 % spam" mean spam 80 % of the time?"""
+    """Reliability diagram points (sklearn's calibration_curve, equal-width bins), each with the 95 % Wilson
+    interval of its observed share, and the Brier score: does "80 % spam" mean spam 80 % of the time? A bin of
+    one message says little, and its interval, near [0, 1], shows that."""
+    from scipy.stats import binomtest
     from sklearn.calibration import calibration_curve
 
     y, p = _as_arrays(y_true, p_spam)
     observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
     # messages per bin, binned exactly as calibration_curve bins them (np.histogram puts edge values one bin higher)
-    counts = np.bincount(np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p), minlength=n_bins)
-    return {"predicted": predicted.tolist(), "observed": observed.tolist(), "counts": counts[counts > 0].tolist(),
+    bins = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p)
+    counts, spam = np.bincount(bins, minlength=n_bins), np.bincount(bins, weights=y, minlength=n_bins)
+    kept = counts > 0
+    intervals = [binomtest(int(k), int(n)).proportion_ci(method="wilson") for k, n in zip(spam[kept], counts[kept])]
+    return {"predicted": predicted.tolist(), "observed": observed.tolist(), "counts": counts[kept].tolist(),
+            "observed_ci95": [[float(ci.low), float(ci.high)] for ci in intervals],
             "brier": float(skm.brier_score_loss(y, p))}

@@ -103,6 +103,9 @@ def test_calibration_counts_follow_the_bins_of_its_points():
     assert cal["counts"] == [3, 1, 1, 1]  # [0, 0.1], (0.2, 0.3], (0.4, 0.5], (0.9, 1]
     assert cal["predicted"] == pytest.approx([0.25 / 3, 0.3, 0.5, 0.95])
     assert cal["observed"] == pytest.approx([0, 1, 1, 1])
+    # Wilson 95 % intervals: 0 of 3 spam reaches up to 0.56; 1 of 1 spans almost everything
+    assert cal["observed_ci95"][0] == pytest.approx([0, 0.5615], abs=1e-4)
+    assert cal["observed_ci95"][1] == pytest.approx([0.2065, 1], abs=1e-4)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.95])  # 0.95: some resamples have no predicted spam at all

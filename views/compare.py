@@ -56,16 +56,21 @@ for mode, run in picked.items():
     if not predictions:
         continue
     cal = calibration([p["label"] for p in predictions], [p["spam_probability"] for p in predictions])
-    reliability.add_scatter(x=cal["predicted"], y=cal["observed"], mode="lines+markers",
+    low, high = np.array(cal["observed_ci95"]).T
+    # points without lines: a line drawn through bins of one message each made a calibrated model look erratic
+    reliability.add_scatter(x=cal["predicted"], y=cal["observed"], mode="markers",
                             name=f"{common.MODE_LABELS[mode]} (Brier {cal['brier']:.4f})",
-                            line=dict(color=common.MODE_COLORS[mode]),
+                            marker_color=common.MODE_COLORS[mode],
+                            error_y=dict(type="data", array=high - cal["observed"], arrayminus=cal["observed"] - low,
+                                         thickness=1, width=3),
                             # area ~ messages in the bin: a jump made of one message should look like one
                             marker=dict(size=[min(22, 5 + 1.5 * n ** 0.5) for n in cal["counts"]]),
                             customdata=cal["counts"], hovertemplate="predicted %{x:.2f}, observed %{y:.2f}, "
                                                                     "%{customdata} messages<extra></extra>")
 reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="lightgray"),
                         name="perfectly calibrated", showlegend=False)
-reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time? (point size: messages)",
+reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time? (point size: messages; "
+                                "bars: 95 % intervals)",
                           height=380,
                           xaxis_title="predicted spam probability (10 bins)", yaxis_title="share that is spam",
                           margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
