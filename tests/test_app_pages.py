@@ -161,6 +161,18 @@ def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert
     assert len(at.dataframe[0].value) == 3
 
 
+def test_runs_page_keeps_its_picks_across_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    runs = {r.mode: r for r in list_runs(trained)}
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/runs.py")
+    at.multiselect(key="runs_overlay").set_value([runs["baseline"].id, runs["frozen"].id]).run()
+    at.selectbox(key="runs_one").set_value(runs["frozen"].id).run()
+    assert at.selectbox(key="runs_one").value != list_runs(trained)[0].id  # not what the page would pick itself
+    _page(at, "views/overview.py")
+    _page(at, "views/runs.py")
+    assert at.multiselect(key="runs_overlay").value == [runs["baseline"].id, runs["frozen"].id]
+    assert at.selectbox(key="runs_one").value == runs["frozen"].id
+
+
 def _expected_verdict(runs: dict, threshold: float) -> list[str]:
     """The phrases "What fine-tuning bought" must hold, counted here from the stored per-message probabilities."""
     y = np.array([p["label"] for p in runs["frozen"].metrics["predictions"]])
@@ -223,6 +235,28 @@ def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeyp
     assert ("the threshold (0.999) is what fails" in warning) == (run.metrics["test"]["auroc"] >= 0.9)
     _page(at, "views/playground.py")  # where its 'ham' verdicts would otherwise look like a model's judgement
     assert [_unescape(w.value) for w in at.warning if "collapsed to 'always ham'" in w.value] == [warning]
+
+
+def test_compare_keeps_your_file_across_a_page_switch_until_you_forget_it(
+        monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    def yours(at):
+        return [d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns]
+
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
+    own = pd.DataFrame(make_messages(30, 12, seed=9), columns=["label", "text"]).to_csv(index=False)
+    at.file_uploader(key="compare_own").set_value(("mine.csv", own.encode(), "text/csv")).run()
+    [before] = yours(at)
+    _page(at, "views/overview.py")
+    _page(at, "views/compare.py")  # the uploader is empty again; the file and its results are not gone
+    [after] = yours(at)
+    pd.testing.assert_frame_equal(after, before)
+    assert "Scoring mine.csv, uploaded earlier in this session" in _texts(at)
+    at.button(key="compare_own_forget").click().run()
+    assert not yours(at) and "uploaded earlier" not in _texts(at)
+    # removing the file from the uploader forgets it too
+    at.file_uploader(key="compare_own").set_value(("mine.csv", own.encode(), "text/csv")).run()
+    at.file_uploader(key="compare_own").set_value(None).run()
+    assert not yours(at)
 
 
 def saved_evaluation_time(run) -> float:
@@ -358,7 +392,7 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
         shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
         assert {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()
 
-    at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
+    at.selectbox(key="runs_one").set_value(victim.id).run()
     assert not at.exception
     from views.common import zip_run  # what the download button sends when clicked (made lazily)
     with zipfile.ZipFile(io.BytesIO(zip_run(victim.id))) as zf:  # stand-alone: the encoder travels with the head
@@ -367,7 +401,7 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert any("for good" in w.value for w in at.warning) and victim.path.is_dir()  # asks first
     at.button(key="runs_delete_no").click().run()
     assert victim.path.is_dir()
-    at.selectbox(key="runs_one").set_value(load_run(victim.path)).run()
+    at.selectbox(key="runs_one").set_value(victim.id).run()
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_yes").click().run()
     assert not at.exception and not victim.path.exists()
@@ -427,7 +461,7 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
     assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]
-    assert at.selectbox(key="runs_one").value.id == stopped.id and at.selectbox(key="runs_one").value.usable
+    assert at.selectbox(key="runs_one").value == stopped.id and load_run(stopped.path).usable
     assert "This run did not train to its end" in _texts(at) and "runs_finish" not in [b.key for b in at.button]
     note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
     assert "No space left on device" in note and "tested with the best weights saved by then" in note
@@ -528,7 +562,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert "No space left on device" in problems["failed"]
     assert "stopped without finishing" in problems["interrupted"]
     assert "metrics.json" in problems["broken"]
-    at.selectbox(key="runs_one").set_value(next(r for r in list_runs(runs_dir) if r.status == "broken")).run()
+    at.selectbox(key="runs_one").set_value(next(r.id for r in list_runs(runs_dir) if r.status == "broken")).run()
     assert not at.exception and any("metrics.json" in e for e in _errors(at))
     _page(at, "views/overview.py")
     assert len(at.dataframe[0].value) == 3  # broken and failed runs never reach the headline

@@ -166,12 +166,31 @@ st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank
            "looks different. Upload labelled messages from your own traffic (UCI format, or CSV/TSV with a label "
            "and a text column) to see how each model holds up, next to its own test split. Results are saved "
            "in each run's evaluations/ folder.")
-own = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="compare_own")
+
+
+def _forget_own_file():
+    if st.session_state.get("compare_own") is None:  # the user removed the file from the uploader
+        st.session_state.pop("compare_own_file", None)
+
+
+uploaded = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="compare_own",
+                            on_change=_forget_own_file)
+# an uploader forgets its file on a page switch (it has no persist_state): the session keeps it, so the results
+# and the report still hold it when the user comes back
+if uploaded is not None:
+    st.session_state["compare_own_file"] = (uploaded.name, uploaded.getvalue())
+own = st.session_state.get("compare_own_file")
+if own is not None and uploaded is None:
+    kept, forget = st.columns([4, 1], vertical_alignment="center")
+    kept.caption(f"Scoring {common.plain(own[0])}, uploaded earlier in this session. Upload a file to replace it.")
+    if forget.button("Forget this file", key="compare_own_forget"):
+        st.session_state.pop("compare_own_file")
+        st.rerun()
 own_rows, own_warnings = [], []
 if own is not None:
     for mode, run in picked.items():
         try:
-            result = common.evaluate_upload(str(run.path), run.created, own.name, own.getvalue())
+            result = common.evaluate_upload(str(run.path), run.created, *own)
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
             st.error(common.plain(exc))  # DataError names the file already
             break
@@ -208,7 +227,7 @@ notes = [table_note.format(also, threshold), *table_warnings] + \
 report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB of HTML is not for every rerun
     runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
     figures=[roc, pr, reliability, *matrices.values()], notes=notes,
-    extra_tables={f"Your own messages ({own.name}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)}
+    extra_tables={f"Your own messages ({own[0]}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)}
     if own_rows else None, verdict=headline)
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",

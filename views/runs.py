@@ -72,7 +72,12 @@ if broken:
 st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
 default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline" and r.usable][:2]
-chosen = st.multiselect("Runs to overlay", ids, default=default, key="runs_overlay")
+# kept across page switches (persist_state); a kept run that was deleted since drops out
+if "runs_overlay" in st.session_state:
+    st.session_state["runs_overlay"] = [i for i in st.session_state["runs_overlay"] if i in ids]
+else:
+    st.session_state["runs_overlay"] = default
+chosen = st.multiselect("Runs to overlay", ids, key="runs_overlay", persist_state=common.KEEP)
 # oldest chosen run first; each keeps the colour of its age among all runs, whatever else is chosen
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id))
                              for run_id in sorted(chosen, key=ids.index, reverse=True)},
@@ -85,9 +90,16 @@ elif chosen:
 
 # ---------------------------------------------------------------------------- one run: details, download, delete
 st.subheader("One run")
-newest_usable = next((i for i, r in enumerate(all_runs) if r.usable), 0)  # not a cancelled or failed one
-run = st.selectbox("Run", all_runs, index=ids.index(wanted) if wanted in ids else newest_usable, key="runs_one",
-                   format_func=lambda r: f"{r.id} · {r.status}")
+by_id = {r.id: r for r in all_runs}
+# a link's run is shown once; after that the user's pick stays, across page switches too
+if wanted is None:
+    st.session_state.pop("runs_one:link", None)
+elif st.session_state.get("runs_one:link") != wanted:
+    st.session_state["runs_one"] = st.session_state["runs_one:link"] = wanted
+if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked run was deleted
+    st.session_state["runs_one"] = next((r.id for r in all_runs if r.usable), ids[0])  # not a cancelled or failed one
+run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
+                         format_func=lambda i: f"{i} · {by_id[i].status}")]
 if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on to another run
     st.session_state.pop("runs_job")
 left, right = st.columns(2)
