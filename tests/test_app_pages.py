@@ -387,6 +387,8 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert axes == {"frozen": "x", "finetune": "x2"} and {t.get("yaxis", "y") for t in traces} == {"y", "y2"}
     colours = {t["name"]: t["line"]["color"] for t in traces}
     assert len(set(colours.values())) == 2  # one per run, its train and validation curves alike
+    from views.common import RUN_SHADES  # each in a shade of its mode's colour on every other page
+    assert all(c in RUN_SHADES[name.split(" · ")[1].split("-")[2]] for name, c in colours.items())
     for alone in ({"frozen"}, {"finetune"}):  # a run keeps its colour whatever else is chosen
         at.multiselect(key="runs_overlay").set_value([r.id for r in list_runs(runs_dir) if r.mode in alone]).run()
         shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
@@ -406,6 +408,8 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at.button(key="runs_delete_yes").click().run()
     assert not at.exception and not victim.path.exists()
     assert len(at.dataframe[0].value) == 2
+    shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the fine-tune, chosen last above
+    assert shown and {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()  # colour kept
 
 
 # ---------------------------------------------------------------------------- running, failed, interrupted, broken

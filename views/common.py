@@ -54,6 +54,10 @@ LIVE_REFRESH_S = 2.0  # how often the live training panel re-reads history.jsonl
 
 MODE_LABELS = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}
 MODE_COLORS = {"frozen": "#636EFA", "finetune": "#EF553B", "baseline": "#7F7F7F"}
+# loss curves of several runs of one mode: shades of its colour, far enough apart to tell apart
+RUN_SHADES = {"frozen": ["#636EFA", "#1B2A9C", "#19D3F3", "#8E6BE8", "#0B7FAB"],
+              "finetune": ["#EF553B", "#A3200B", "#FFA15A", "#FF6692", "#C2185B"],
+              None: ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]}
 HEADLINE = ["accuracy", "precision", "recall", "f1", "auroc", "auprc"]
 METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC",
                 "auprc": "AUPRC", "mcc": "MCC"}
@@ -217,7 +221,7 @@ def job_panel(key: str) -> None:
         if progress.run_id:
             st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
             events = read_history(run_path(runs_dir(), progress.run_id))
-            figure = loss_figure({progress.run_id: events})
+            figure = loss_figure({progress.run_id: events}, modes={progress.run_id: progress.mode})
             if figure is not None:
                 st.plotly_chart(figure, key=f"{key}-live-loss")
             elif progress.phase == "features":
@@ -305,15 +309,14 @@ def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None,
-                slots: dict[str, int] | None = None) -> go.Figure | None:
+def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None) -> go.Figure | None:
     """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run.
 
-    A run's colour follows its slot (`slots`: run -> a number that does not change, such as its age), so it keeps
-    its colour whatever else is chosen; two runs never share one. Runs of different modes (`modes`: run -> mode) get
-    a panel each, side by side with one loss axis: a frozen head's 60 epochs on the same epoch axis as a fine-tune's
-    3 would squash the fine-tune into a corner."""
-    palette = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]
+    A run is drawn in a shade of its mode's colour (blue frozen, red fine-tuned, as on every page), picked from its
+    id, so deleting other runs never changes it; two runs on one chart never share one (the second of two ids that
+    pick the same shade takes the next free one). Runs of
+    different modes (`modes`: run -> mode) get a panel each, side by side with one loss axis: a frozen head's 60
+    epochs on the same epoch axis as a fine-tune's 3 would squash the fine-tune into a corner."""
     curves = {name: jobs.loss_curves(events) for name, events in histories.items()}
     drawn = [name for name, c in curves.items() if c["train"] or c["validation"]]  # the baseline has no loss
     panels = list(dict.fromkeys((modes or {}).get(name) for name in drawn))
@@ -322,13 +325,14 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[MODE_LABELS.get(m, m) for m in panels] if len(panels) > 1 else None)
     used = set()
-    for i, name in enumerate(histories):
+    for name in histories:
         if name not in drawn:
             continue
-        slot = (slots or {}).get(name, i)
-        # the slot's colour, or the next free one (more than 8 runs: colours repeat)
-        color = next((c for k in range(len(palette)) if (c := palette[(slot + k) % len(palette)]) not in used),
-                     palette[slot % len(palette)])
+        shades = RUN_SHADES.get((modes or {}).get(name), RUN_SHADES[None])
+        first = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(shades)
+        # the id's shade, or the next free one (more runs of a mode than shades: colours repeat)
+        color = next((c for k in range(len(shades)) if (c := shades[(first + k) % len(shades)]) not in used),
+                     shades[first])
         used.add(color)
         col = panels.index((modes or {}).get(name)) + 1
         if curves[name]["train"]:

@@ -78,11 +78,10 @@ if "runs_overlay" in st.session_state:
 else:
     st.session_state["runs_overlay"] = default
 chosen = st.multiselect("Runs to overlay", ids, key="runs_overlay", persist_state=common.KEEP)
-# oldest chosen run first; each keeps the colour of its age among all runs, whatever else is chosen
+# oldest chosen run first
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id))
                              for run_id in sorted(chosen, key=ids.index, reverse=True)},
-                            modes={r.id: r.mode for r in all_runs},
-                            slots={run_id: len(ids) - 1 - i for i, run_id in enumerate(ids)})
+                            modes={r.id: r.mode for r in all_runs})
 if figure is not None:
     st.plotly_chart(figure, key="runs-loss")
 elif chosen:
