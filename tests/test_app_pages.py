@@ -389,6 +389,8 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert len(set(colours.values())) == 2  # one per run, its train and validation curves alike
     from views.common import RUN_SHADES  # each in a shade of its mode's colour on every other page
     assert all(c in RUN_SHADES[name.split(" · ")[1].split("-")[2]] for name, c in colours.items())
+    at.multiselect(key="runs_overlay").set_value([r.id for r in list_runs(runs_dir) if r.mode == "baseline"]).run()
+    assert not at.get("plotly_chart") and "The TF-IDF baseline has no loss curve" in _texts(at)
     for alone in ({"frozen"}, {"finetune"}):  # a run keeps its colour whatever else is chosen
         at.multiselect(key="runs_overlay").set_value([r.id for r in list_runs(runs_dir) if r.mode in alone]).run()
         shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]

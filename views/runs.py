@@ -71,6 +71,7 @@ if broken:
 # ---------------------------------------------------------------------------- loss curves
 st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
+by_id = {r.id: r for r in all_runs}
 default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline" and r.usable][:2]
 # kept across page switches (persist_state); a kept run that was deleted since drops out
 if "runs_overlay" in st.session_state:
@@ -84,12 +85,13 @@ figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_di
                             modes={r.id: r.mode for r in all_runs})
 if figure is not None:
     st.plotly_chart(figure, key="runs-loss")
-elif chosen:
-    st.caption("No loss recorded for these runs (the baseline has none; a run that failed early may have none).")
+if any(by_id[i].mode == "baseline" for i in chosen):
+    st.caption("The TF-IDF baseline has no loss curve: it is fitted in one go, not trained step by step.")
+elif chosen and figure is None:
+    st.caption("No loss recorded for these runs (a run that failed early may have none).")
 
 # ---------------------------------------------------------------------------- one run: details, download, delete
 st.subheader("One run")
-by_id = {r.id: r for r in all_runs}
 # a link's run is shown once; after that the user's pick stays, across page switches too
 if wanted is None:
     st.session_state.pop("runs_one:link", None)
