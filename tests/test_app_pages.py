@@ -353,6 +353,7 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     at.button(key="play_score").click().run()
     table = at.dataframe[0].value
     assert list(table["message"]) == ["see you at 6", "WINNER call 09061 now"]
+    assert "2 messages from the pasted lines, scored by" in _texts(at)
     assert {"frozen p(spam)", "finetune p(spam)", "baseline p(spam)"} <= set(table.columns)
     assert table["finetune p(spam)"].between(0, 1).all()
     # a file that cannot be scored replaces the last batch's table with its error, not under it
@@ -363,6 +364,9 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
                                                    "text/plain")).run()
     at.button(key="play_score").click().run()
     assert list(at.dataframe[0].value["message"]) == ["Hi, how are you", "WIN a prize, call now"]  # commas kept
+    # the pasted lines are still there: the page says which of the two it scored
+    assert "2 messages from the file mine.txt, scored by" in _texts(at)
+    assert any("The file was scored, not the pasted lines" in i.value for i in at.info)
     # scores from other models are not shown under the ones now picked
     at.selectbox(key="play_baseline").set_value(None).run()
     assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)

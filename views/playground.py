@@ -63,7 +63,8 @@ def highlight(word: str, delta: float) -> str:
     if abs(delta) < 0.01:
         return safe
     colour = "red" if delta > 0 else "blue"
-    return f":{colour}-background[{safe} {delta:+.2f}]" if abs(delta) >= 0.1 else f":{colour}-background[{safe}]"
+    # markdown has one shade per colour: a large effect is told apart by bold and its number
+    return f":{colour}-background[**{safe} {delta:+.2f}**]" if abs(delta) >= 0.1 else f":{colour}-background[{safe}]"
 
 
 def threshold(run) -> float:
@@ -131,8 +132,8 @@ with single:
         if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
                      persist_state=common.KEEP):
             st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
-                       "toward spam, blue toward ham, stronger colour = larger effect (first "
-                       f"{MAX_WORDS} words).")
+                       "toward spam, blue toward ham. Words that move it by 0.10 or more are bold, with the change; "
+                       f"words that move it by less than 0.01 are not coloured (first {MAX_WORDS} words).")
             for col, (mode, (_, predictor)) in zip(st.columns(len(models)), models.items()):
                 col.markdown(f"**{common.MODE_LABELS[mode]}**")
                 weights = explain_words(predictor, CONTROL.sub(" ", text))
@@ -161,8 +162,10 @@ with batch:
                     texts, left_out = read_unlabelled(raw, name=upload.name)
                 except DataError as exc:  # empty or binary
                     problem = str(exc)
+            source = f"the file {upload.name}"
         else:
             texts = [l for l in lines.splitlines() if l.strip()]
+            source = "the pasted lines"
         texts = [t for t in texts if str(t).strip()]
         if problem or not texts:
             st.session_state.pop("play_batch", None)  # the last batch's table would read as this file's result
@@ -186,14 +189,17 @@ with batch:
             for mode, (run, _) in models.items():
                 out[f"{mode} p(spam)"] = np.round(probabilities[mode].astype(float), 6)  # one precision for all
                 out[f"{mode} verdict"] = [verdict(run, p) for p in probabilities[mode]]
-            st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out}
+            st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out,
+                                              "source": source, "lines_unused": upload is not None and bool(lines.strip())}
     scored = st.session_state.get("play_batch")
     if scored and scored["runs"] != {m: run.id for m, (run, _) in models.items()}:
         st.info("The models above changed since this batch was scored: press Score to score it with them.")
     elif scored:
         out = scored["table"]
-        st.caption("Scored by " + " · ".join(f"{common.MODE_LABELS[m]} {run.id} (spam at ≥ {threshold(run):g})"
-                                             for m, (run, _) in models.items()))
+        st.caption(f"{len(out):,} messages from {common.plain(scored.get('source', 'the batch'))}, scored by " + " · ".join(
+            f"{common.MODE_LABELS[m]} {run.id} (spam at ≥ {threshold(run):g})" for m, (run, _) in models.items()))
+        if scored.get("lines_unused"):
+            st.info("The file was scored, not the pasted lines: remove the file to score the lines.")
         if "label" in out:
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
                                   for m in models if f"{m} verdict" in out))
@@ -202,5 +208,6 @@ with batch:
             for c in out.columns if c.endswith("p(spam)")})
         # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '
         safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
-        st.download_button("Download CSV", safe.to_csv(index=False).encode("utf-8"), "predictions.csv",
+        # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
+        st.download_button("Download CSV", safe.to_csv(index=False).encode("utf-8-sig"), "predictions.csv",
                            "text/csv", key="play_download")
