@@ -157,6 +157,8 @@ def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert
         _page(at, page)
     _page(at, "views/overview.py")
     assert len(at.dataframe[0].value) == 3 and "Test split" in _texts(at)
+    # one threshold for all: named once under the table, not a column of 0.5s
+    assert "threshold" not in at.dataframe[0].value.columns and "called spam at probability ≥ 0.5" in _texts(at)
     _page(at, "views/runs.py")
     assert len(at.dataframe[0].value) == 3
 

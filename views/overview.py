@@ -57,22 +57,25 @@ if shown:
     if "frozen" in shown and "finetune" in shown:
         st.subheader("What fine-tuning bought")
         st.markdown(common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline")))
+    thresholds = {float(run.metrics.get("threshold", 0.5)) for run in shown.values()}
     rows = []
     for mode, run in shown.items():
         m = run.metrics
         rows.append({"model": common.MODE_LABELS[mode], "encoder": Path(run.model or "?").name,
-                     "threshold": m.get("threshold", 0.5),
+                     # a column only when the runs differ: at 1280 px the cost columns were cut off
+                     **({"threshold": m.get("threshold", 0.5)} if len(thresholds) > 1 else {}),
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
-                     "trainable parameters": m.get("trainable_parameters"),
+                     "trainable params": m.get("trainable_parameters"),
                      "run time (s)": m.get("total_seconds")})
     st.subheader("Test-set results (latest completed run of each kind)")
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
-        "trainable parameters": st.column_config.NumberColumn(format="localized"),
+        "trainable params": st.column_config.NumberColumn(format="compact", help="Parameters that training updates"),
         "run time (s)": st.column_config.NumberColumn(
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
-    st.caption(f"Test split: {n_test:,} messages never seen in training. Spam is the positive class. Bars show "
+    at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else ""
+    st.caption(f"Test split: {n_test:,} messages never seen in training. Spam is the positive class.{at} Bars show "
                "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
     for mode, run in shown.items():
         if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
