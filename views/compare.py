@@ -157,8 +157,8 @@ if paired:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
     st.caption(f"{len(wrong)} message(s). Click a column header to sort.")
     st.dataframe(wrong, hide_index=True, placeholder="—", column_config={
-        c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
-        for c in frame.columns if c.endswith("p(spam)")} | {"message": st.column_config.TextColumn(width="large")})
+        c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0, width="small")
+        for c in frame.columns if c.endswith("p(spam)")} | {"message": st.column_config.TextColumn(width="medium")})
 
 # ---------------------------------------------------------------------------- your own messages
 st.subheader("Evaluate on your own messages")
@@ -210,7 +210,9 @@ if own is not None:
                             for k in ("accuracy", "f1")}})
     if own_rows:
         st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here.")
-        st.dataframe(pd.DataFrame(own_rows), hide_index=True, placeholder="—")
+        own_frame = pd.DataFrame(own_rows)
+        st.dataframe(own_frame, hide_index=True, placeholder="—", column_config={  # narrow: 14 columns on a laptop
+            c: st.column_config.Column(width="small") for c in own_frame.columns if c != "model"})
         if any(row["seen in training"] for row in own_rows):
             own_warnings.append("Some of these messages were in a model's training or validation data (column "
                                 "'seen in training'): its scores on them say little about new messages. Remove them "

@@ -203,9 +203,12 @@ with batch:
         if "label" in out:
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
                                   for m in models if f"{m} verdict" in out))
+        # narrow columns, so every model's verdict fits a laptop screen beside the message (hover shows it whole)
         st.dataframe(out, hide_index=True, placeholder="—", column_config={
-            c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0)
-            for c in out.columns if c.endswith("p(spam)")})
+            c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0, width="small")
+            for c in out.columns if c.endswith("p(spam)")} | {
+            c: st.column_config.TextColumn(c, width="small") for c in out.columns if c.endswith("verdict")} | {
+            "message": st.column_config.TextColumn("message", width="medium")})
         # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '
         safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
         # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
