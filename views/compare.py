@@ -151,7 +151,7 @@ if paired:
         frame.insert(4, "baseline p(spam)", pc)
         frame["baseline wrong"] = (pc >= threshold) != truth
     wrong = frame[frame.filter(like=" wrong").any(axis=1)]
-    query = st.text_input("Search the messages", key="compare_search", placeholder="e.g. prize, call, £",
+    query = st.text_input("Search the messages", key="compare_search", placeholder="a word or part of one, e.g. call",
                           persist_state=common.KEEP)
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
