@@ -119,17 +119,22 @@ def export_run(run_dir: str | Path, target) -> None:
     except (OSError, ValueError):
         metrics = None
     root = Path(run_dir.name)
+
+    def add(path: Path, name: Path) -> None:
+        # weights stored as they are: deflating float tensors saved 8 % of a fine-tune's zip and took 2.5 s of 2.6
+        zf.write(path, name, compress_type=zipfile.ZIP_STORED if path.suffix == ".safetensors" else None)
+
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(run_dir.rglob("*")):
             if path.is_file() and not path.is_symlink() and path.name not in (CANCEL_FILE, FINISH_FILE):
-                zf.write(path, root / path.relative_to(run_dir))
+                add(path, root / path.relative_to(run_dir))
         if mode == "frozen":
             from .modeling import reresolve
             head_config = json.loads((run_dir / "model" / "head_config.json").read_text())
             encoder = Path(reresolve(head_config["encoder"]).path)
             for name in ENCODER_FILES:
                 if (encoder / name).is_file():
-                    zf.write(encoder / name, root / "model" / "encoder" / name)
+                    add(encoder / name, root / "model" / "encoder" / name)
         elif mode == "baseline":
             import skops.io as sio
             from .baseline import Baseline
