@@ -776,7 +776,12 @@ def test_user_text_in_messages_stays_text():
     shown = plain("root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)")
     assert ":x:" not in shown and ":material/home:" not in shown  # no emoji, no icon
     assert "**" not in shown and "[link]" not in shown  # no markdown
-    assert _unescape(shown).replace("\u200b", "") == "root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)"
+    assert _unescape(shown).replace("\u200b", "").replace("\u2060", "") == "root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)"
+    # bare URLs, www. names and e-mail addresses would be autolinked: a phishing link one click away
+    for text, live in (("http://evil.example/win", "http://"), ("HTTPS://evil.example", "HTTPS://"),
+                       ("www.evil.example", "www."), ("win@evil.example", "n@")):
+        shown = plain(f"claim at {text} now")
+        assert live not in shown and shown.replace("\u2060", "") == f"claim at {text} now"
 
 
 def test_server_config_keeps_the_app_local_and_caps_uploads():

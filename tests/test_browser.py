@@ -170,6 +170,12 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         # ---------------------------------------------------------------- Overview, Compare
         _goto(page, "Overview")
         page.get_by_text("Test-set results").wait_for(timeout=30_000)
+        # the headline a stakeholder reads first, counted from the runs' own test errors
+        runs = {r.mode: r for r in list_runs(runs_dir)}
+        errors = {m: runs[m].metrics["test"]["confusion_matrix"][0][1] + runs[m].metrics["test"]["confusion_matrix"][1][0]
+                  for m in ("frozen", "finetune")}
+        headline = page.get_by_text(re.compile(r"the fine-tuned model makes .* the frozen one")).first.inner_text()
+        assert f": {errors['finetune']} against {errors['frozen']}." in headline, headline
         _settle(page)
         shot(page, "4-overview")
         _goto(page, "Compare")
@@ -182,7 +188,8 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
 
         # ---------------------------------------------------------------- Playground: two probabilities, text stays text
         _goto(page, "Playground")
-        message = "<script>window.__pwned = 1; alert('x')</script> <b>WIN</b> a FREE prize, call 09061 now"
+        message = ("<script>window.__pwned = 1; alert('x')</script> <b>WIN</b> a FREE prize, call 09061 now "
+                   "http://evil.example/claim or www.evil.example or win@evil.example")
         box = page.get_by_role("textbox", name="Message")
         box.fill(message)
         box.press("Control+Enter")
@@ -198,6 +205,12 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert page.get_by_test_id("stText").get_by_text(message, exact=True).is_visible()  # shown as text, tags and all
         assert page.evaluate("() => window.__pwned") is None and not dialogs  # never run
         assert page.locator("b", has_text="WIN").count() == 0  # never rendered as HTML
+        page.get_by_text("Why this verdict").click()  # each word of the message shown, coloured, in markdown
+        page.get_by_text("Each word is left out in turn").wait_for(timeout=60_000)
+        page.get_by_text("Fine-tuned BERT", exact=True).last.wait_for(timeout=60_000)
+        _settle(page)
+        assert page.locator("main").get_by_text("evil.example/claim").count() > 0  # the words are shown...
+        assert page.locator('a[href*="evil"]').count() == 0  # ...but no URL, www. name or address is a live link
         shot(page, "6-playground")
 
         _goto(page, "Runs")

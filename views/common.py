@@ -69,9 +69,17 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")  # links, images, emphasi
 _SHORTCODE = re.compile(r":(?=[\w+/-]+:)")  # ":x:" would show as an emoji, ":material/...:" as an icon
 
 
+# markdown makes bare URLs, www. names and e-mail addresses live links (GFM autolinks): in a spam message, a phishing
+# link one click away. A word joiner (zero-width, and no line break there, unlike a zero-width space) where the
+# autolink needs "://", "www." or "@" keeps them text.
+_AUTOLINK = re.compile(r"(?<=[A-Za-z])(?=://)|(?i:(?<=\bwww))(?=\.)|(?=@)")
+
+
 def plain(text) -> str:
-    """User-derived text (file names, column names, paths) made inert for st.error/st.caption markdown."""
-    return _SHORTCODE.sub(":\u200b", _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)))  # a zero-width space breaks it
+    """User-derived text (messages, file names, column names, paths) made inert for markdown: no formatting, no
+    links, no emoji or icons. A zero-width character is what breaks a shortcode or an autolink."""
+    text = _SHORTCODE.sub(":\u200b", _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)))
+    return _AUTOLINK.sub("\u2060", text)
 
 
 # ---------------------------------------------------------------------------- runs
