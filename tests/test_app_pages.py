@@ -454,7 +454,8 @@ def troubled(tmp_path, tiny_bert, sms_data, trained, monkeypatch):
         _wait(lambda: running_job(runs_dir) is None)
 
 
-def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tmp_path, tiny_bert, sms_data):
+def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                  trained):
     import core.train
 
     def disk_trouble(*args):  # the run fails after training, as on a full disk
@@ -472,16 +473,34 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     assert not at.exception and not at.error
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
-    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]
+    [done] = [s.value for s in at.success]  # and it says the run was cut short
+    assert done.startswith(f"Fine-tuned BERT finished: {stopped.id} (stopped after step "), done
     assert at.selectbox(key="runs_one").value == stopped.id and load_run(stopped.path).usable
     assert "This run did not train to its end" in _texts(at) and "runs_finish" not in [b.key for b in at.button]
     note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
     assert "No space left on device" in note and "tested with the best weights saved by then" in note
+    assert dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"]))[stopped.id] == \
+        "completed, stopped early"
     _page(at, "views/overview.py")  # shown as a fine-tuned run, and said to be cut short
     assert f"Fine-tuned BERT ({stopped.id}) did not train to its end" in _texts(at)
+    from views.common import finetuning_verdict  # and in the headline, beside a frozen run
+    [frozen] = [r for r in list_runs(trained) if r.mode == "frozen"]
+    assert "The fine-tuned run did not train to its end: stopped after step" in \
+        finetuning_verdict(frozen, load_run(stopped.path), None)
     _page(at, "views/compare.py")
-    picker = at.selectbox(key="compare_finetune")  # its label says so too
-    assert picker.value == stopped.id and picker.options[picker.index].endswith("· stopped early"), picker.options
+    picker = at.selectbox(key="compare_finetune")  # its label says so too, first, where a narrow picker keeps it
+    assert picker.value == stopped.id and picker.options[picker.index].startswith("stopped early · "), picker.options
+
+    # an older fine-tune that trained to its end is the headline and every picker's default, not the newer stopped one
+    [complete] = [r for r in list_runs(trained) if r.mode == "finetune"]
+    shutil.copytree(complete.path, tmp_path / "runs" / complete.id)
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
+    assert f"The newest Fine-tuned BERT run, {stopped.id}, was stopped early" in _texts(at)
+    assert f"shown here is {complete.id}" in _texts(at) and "did not train to its end" not in _texts(at)
+    for page, key in (("views/compare.py", "compare_finetune"), ("views/playground.py", "play_finetune")):
+        _page(at, page)
+        picker = at.selectbox(key=key)
+        assert picker.value == complete.id and any(o.startswith("stopped early · ") for o in picker.options)
 
 
 def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -501,7 +520,7 @@ def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tm
     assert not at.exception and not at.error
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
-    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]  # to its end: no note
     assert f"resumed at step {step} after it was cancelled" in _texts(at)
     assert "runs_resume" not in [b.key for b in at.button] and "did not train to its end" not in _texts(at)
     note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]

@@ -23,7 +23,7 @@ from core.data import DataError, check_classes, deduplicate, find_data_source, l
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, resumable_state, \
-    run_path
+    run_path, stopped_note
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -97,18 +97,26 @@ def usable_runs(mode: str | None = None) -> list:
     return [r for r in runs() if r.usable and (mode is None or r.mode == mode)]
 
 
+def trained_to_end(run) -> bool:
+    """False for a run that stopped before the steps it was set for (finished early on request, or from a
+    checkpoint after a kill)."""
+    return not (run.metrics or {}).get("stopped")
+
+
 def latest(mode: str):
+    """The newest run of a mode that trained to its end; a newer one that was stopped early says less about what
+    the mode can do and must not become the headline by being newer. A stopped run only when there is no other."""
     found = usable_runs(mode)
-    return found[0] if found else None
+    return next((r for r in found if trained_to_end(r)), found[0] if found else None)
 
 
 def run_label(run) -> str:
-    """F1 first and the run id's last part: a picker's column already names the mode, and a full id cuts the
-    label off in a third of a laptop screen."""
+    """F1 and the run id's last part: a picker's column already names the mode, and a full id cuts the label off
+    in a third of a laptop screen. "stopped early" comes first, where a narrow picker cannot cut it off."""
     t = (run.metrics or {}).get("test", {})
     f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
-    short = " · stopped early" if (run.metrics or {}).get("stopped") else ""  # fewer steps than it was set to
-    return f"{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}{short}"
+    stopped = "" if trained_to_end(run) else "stopped early · "  # fewer steps than it was set to
+    return f"{stopped}{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}"
 
 
 def same_test_messages(a, b) -> bool:
@@ -124,14 +132,15 @@ KEEP = "session"
 
 
 def run_picker(col, label: str, runs: list, key: str, none_label: str | None = None):
-    """A run selectbox that follows the newest run until the user picks one, then keeps that pick across page
-    switches (and falls back to the newest when the picked run is deleted). Returns the Run or None."""
+    """A run selectbox that follows the newest run that trained to its end (see latest) until the user picks one,
+    then keeps that pick across page switches (and falls back when the picked run is deleted). Returns the Run or
+    None."""
     by_id = {run.id: run for run in runs}
     options = ([None] if none_label else []) + list(by_id)
     chosen = key + ":chosen"  # plain session state, which Streamlit never drops
     if not st.session_state.get(chosen) or st.session_state.get(key) not in options:
         st.session_state.pop(chosen, None)
-        st.session_state[key] = next(iter(by_id), None)
+        st.session_state[key] = next((i for i, run in by_id.items() if trained_to_end(run)), next(iter(by_id), None))
     picked = col.selectbox(label, options, key=key, on_change=lambda: st.session_state.update({chosen: True}),
                            persist_state=KEEP, format_func=lambda i: none_label if i is None else run_label(by_id[i]))
     return by_id.get(picked)
@@ -288,7 +297,9 @@ def _last_outcome() -> None:
     # the job's own runs: their status names its process (a CLI job since then is not the app's to report). By
     # process, not by creation time: a `finish` job completes a run created long before it
     finished = [r for r in runs() if _same_process(read_status(r.path), info)]
-    done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}" for r in reversed(finished) if r.status == "completed"]
+    done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}"
+            + ("" if trained_to_end(r) else f" ({plain(stopped_note(r.metrics['stopped']))})")
+            for r in reversed(finished) if r.status == "completed"]
     if done:
         st.success("  \n".join(done))
     for run in reversed(finished):
@@ -425,6 +436,9 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
                      f"one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on different "
                      "messages (other data, seed or split), so they cannot be compared message by message: train "
                      "both on one split for a paired test.")
+    for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")):
+        if not trained_to_end(run):  # its numbers are not what training as set up gives
+            lines.append(f"The {which} run did not train to its end: {stopped_note(run.metrics['stopped'])}.")
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
     if all(params) and all(seconds):

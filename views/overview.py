@@ -83,6 +83,11 @@ if shown:
         if run.metrics.get("stopped"):
             st.info(f"{common.MODE_LABELS[mode]} ({run.id}) did not train to its end: "
                     f"{common.plain(stopped_note(run.metrics['stopped']))}.")
+        newest = common.usable_runs(mode)[0]
+        if newest.id != run.id:  # passed over by common.latest: say so, or a user looks for their newest run here
+            st.info(f"The newest {common.MODE_LABELS[mode]} run, {newest.id}, was stopped early "
+                    f"({common.plain(stopped_note(newest.metrics['stopped']))}); shown here is {run.id}, the newest "
+                    "that trained to its end. Compare and Playground can show either.")
 
     fig = go.Figure()
     for mode, run in shown.items():

@@ -48,7 +48,8 @@ rows = []
 for run in all_runs:
     cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
     neural = run.mode != "baseline"  # epochs, learning rate, batch and length do not apply to the linear model
-    rows.append({"run": run.id, "mode": run.mode, "status": run.status,
+    rows.append({"run": run.id, "mode": run.mode,
+                 "status": run.status if common.trained_to_end(run) else f"{run.status}, stopped early",
                  **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "threshold": cfg.get("threshold"),
                  "duration (s)": duration(run), "model": Path(run.model or "?").name,
                  **{column: cfg.get(key) if neural else None for column, key in
@@ -100,7 +101,8 @@ elif st.session_state.get("runs_one:link") != wanted:
 if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked run was deleted
     st.session_state["runs_one"] = next((r.id for r in all_runs if r.usable), ids[0])  # not a cancelled or failed one
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
-                         format_func=lambda i: f"{i} · {by_id[i].status}")]
+                         format_func=lambda i: f"{i} · {by_id[i].status}"
+                                               + ("" if common.trained_to_end(by_id[i]) else ", stopped early"))]
 if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on to another run
     st.session_state.pop("runs_job")
 left, right = st.columns(2)
