@@ -460,7 +460,7 @@ def confusion_figure(matrix, title: str) -> go.Figure:
     text = [[f"TN {tn}", f"FP {fp}"], [f"FN {fn}", f"TP {tp}"]]
     fig = go.Figure(go.Heatmap(z=z, x=["predicted ham", "predicted spam"], y=["actual ham", "actual spam"],
                                text=text, texttemplate="%{text}", colorscale="Blues", showscale=False))
-    fig.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), yaxis_autorange="reversed")
+    fig.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=55, b=10), yaxis_autorange="reversed")
     return fig
 
 

@@ -112,7 +112,9 @@ for col, (mode, run) in zip(cols, picked.items()):
     y = np.array([p["label"] for p in preds])
     p = np.array([p["spam_probability"] for p in preds])
     m = classification_metrics(y, p, threshold)
-    matrices[mode] = common.confusion_figure(m["confusion_matrix"], f"{common.MODE_LABELS[mode]}, threshold {threshold:g}")
+    # the threshold on a line of its own: after the label, a third of a laptop screen cut it to "threshold 0"
+    matrices[mode] = common.confusion_figure(m["confusion_matrix"],
+                                             f"{common.MODE_LABELS[mode]}<br><sup>at threshold {threshold:g}</sup>")
     col.plotly_chart(matrices[mode], key=f"compare-cm-{mode}")
     no_spam_called = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][1] == 0
     # one line, not three st.metric: those cut "0.945" to "0…" in a third of a laptop screen
