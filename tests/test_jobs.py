@@ -106,6 +106,23 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     assert jobs.estimate_from_runs(done, "finetune", "another-model", n_train=1000) is None
 
 
+def test_a_frozen_run_bar_gives_encoding_its_share_only_when_it_encodes(tiny_bert, sms_file, tmp_path):
+    import core.train
+    encoding, cached = (core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=4))
+                        for _ in range(2))  # the second reads the first one's features from the cache
+    for run_dir, base in ((encoding, jobs.FEATURES_SHARE), (cached, 0.0)):
+        events = read_history(run_dir)
+        fractions = [jobs.progress_from_history(events[:i], now=events[i - 1]["time"]).fraction
+                     for i in range(1, len(events) + 1)]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        ready = next(i for i, e in enumerate(events) if e["event"] == "features_ready")
+        assert events[ready]["cached"] is (base == 0.0)
+        assert fractions[ready] == base  # from the cache, the head's steps are the whole bar
+        half = next(i for i, e in enumerate(events) if e["event"] == "train" and e["step"] >= e["total_steps"] / 2)
+        share = events[half]["step"] / events[half]["total_steps"]
+        assert fractions[half] == pytest.approx(base + (1 - base) * share)
+
+
 @pytest.mark.parametrize("mode, key", [("finetune", "epoch_seconds"), ("frozen", "features_seconds")])
 def test_timing_a_few_steps_scales_to_an_epoch(tiny_bert, mode, key, monkeypatch):
     ticks = iter(range(1000))  # a clock on which every timed step takes exactly 0.25 s; the steps themselves run
