@@ -607,11 +607,12 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     assert not at.button(key="train_launch").disabled and not at.error
 
     fields = [  # (widget key, bad value, message): each shown under its own field
-        ("train_finetune_epochs", 0, "epochs: expected a value in [1, 1000], got 0"),
-        ("train_shared_batch_size", 0, "batch_size: expected a value"),
-        ("train_shared_max_length", 4096, "max_length: expected at most 128"),
-        ("train_lr_Learning rate (finetune)", "-1", "lr: expected a value"),
-        ("train_lr_Learning rate (frozen)", "fast", "lr: expected a number such as 5e-5"),
+        ("train_finetune_epochs", 0, "Expected a value in [1, 1000], got 0"),
+        ("train_shared_batch_size", 0, "Expected a value in [1, 4096]"),
+        ("train_shared_max_length", 4096, "Expected at most 128 for "),
+        ("train_shared_max_length", 100_000, "Expected at most 128 for "),  # the model's bound, not TrainConfig's 8192
+        ("train_lr_Learning rate (finetune)", "-1", "Expected a value in [1e-08, 1]"),
+        ("train_lr_Learning rate (frozen)", "fast", "Expected a number such as 5e-5"),
     ]
     for key, value, message in fields:
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
@@ -634,19 +635,19 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     at.number_input(key="train_shared_batch_size").set_value(0).run()
     at.number_input(key="train_finetune_epochs").set_value(0).run()
     # each under its own field: a shared one once, a mode's in that mode's column
-    assert _errors_beside(at, "train_shared_batch_size") == ["batch_size: expected a value in [1, 4096], got 0"]
-    assert _errors_beside(at, "train_finetune_epochs") == ["epochs: expected a value in [1, 1000], got 0"]
-    assert sorted(_errors(at)) == ["batch_size: expected a value in [1, 4096], got 0",
-                                   "epochs: expected a value in [1, 1000], got 0"]
+    assert _errors_beside(at, "train_shared_batch_size") == ["Expected a value in [1, 4096], got 0"]
+    assert _errors_beside(at, "train_finetune_epochs") == ["Expected a value in [1, 1000], got 0"]
+    assert sorted(_errors(at)) == ["Expected a value in [1, 1000], got 0", "Expected a value in [1, 4096], got 0"]
     # a combination of valid fields is the one error left for the foot of the form
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     at.number_input(key="train_shared_val_fraction").set_value(0.4).run()
     at.number_input(key="train_shared_test_fraction").set_value(0.4).run()
-    assert _errors(at) == ["val_fraction + test_fraction: expected < 0.8 so some data is left to train on, got 0.8"]
+    # in the form's words, not TrainConfig's field names
+    assert _errors(at) == ["Validation share + Test share: expected < 0.8 so some data is left to train on, got 0.8"]
     assert at.button(key="train_launch").disabled
     at.number_input(key="train_shared_batch_size").set_value(0).run()  # shown together, not one round at a time
-    assert sorted(_errors(at)) == ["batch_size: expected a value in [1, 4096], got 0",
-                                   "val_fraction + test_fraction: expected < 0.8 so some data is left to train on, got 0.8"]
+    assert sorted(_errors(at)) == ["Expected a value in [1, 4096], got 0",
+                                   "Validation share + Test share: expected < 0.8 so some data is left to train on, got 0.8"]
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
     # no model name: one error on this page, none for the baseline (it uses no encoder), none in the sidebar
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

@@ -1,4 +1,6 @@
 """Train: the hyperparameters that matter, validated before launch; the live job with Cancel."""
+import re
+
 import streamlit as st
 
 from core import jobs
@@ -52,11 +54,18 @@ values, errors = {}, []  # errors: what no single field shows (the data, a combi
 wrong_fields = []  # each shows its error under itself; any one keeps Start disabled
 
 
-def number(label, name, col, kind=int, default=None, fmt=None, scope="shared"):
-    """A number field without min/max: TrainConfig's validation gives the message for a bad value."""
+LABELS = {}  # field name -> its label on this form, for the messages about a combination of fields
+
+
+def number(label, name, col, kind=int, default=None, fmt=None, scope="shared", limit=None):
+    """A number field without min/max: TrainConfig's validation gives the message for a bad value. limit: (the
+    most, and why), a tighter bound than TrainConfig's, checked first so the message gives the bound that applies."""
+    LABELS[name] = label
     value = getattr(DEFAULTS, name) if default is None else default
     entered = col.number_input(label, value=kind(value), step=kind(1) if kind is int else None, format=fmt,
                                help=HELP[name], key=f"train_{scope}_{name}", persist_state=common.KEEP)
+    if limit and entered > limit[0]:
+        return field_error(col, name, f"expected at most {limit[0]} {limit[1]}, got {entered}")
     return checked(name, entered, col, scope)
 
 
@@ -80,18 +89,22 @@ def checked(name, value, col, scope):
 
 
 def field_error(col, name, message):
-    col.error(common.plain(f"{name}: {message}"))
+    """The message under its field, whose label says what it is about: no internal name in front."""
+    col.error(common.plain(message[:1].upper() + message[1:]))
     wrong_fields.append(name)
+
+
+def in_labels(message: str) -> str:
+    """TrainConfig's message with its field names (val_fraction) as this form labels them (Validation share)."""
+    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b|\blr\b", lambda m: LABELS.get(m.group(), m.group()), message)
 
 
 if neural:
     st.subheader("Shared settings")
     c = st.columns(5)
     values["batch_size"] = number("Batch size", "batch_size", c[0])
-    values["max_length"] = number("Max length (tokens)", "max_length", c[1])
-    if values["max_length"] and "error" not in model_info and values["max_length"] > model_info["max_positions"]:
-        values["max_length"] = field_error(c[1], "max_length", f"expected at most {model_info['max_positions']} "
-                                           f"for {model_info['name']}, got {values['max_length']}")
+    values["max_length"] = number("Max length (tokens)", "max_length", c[1], limit=None if "error" in model_info else
+                                  (model_info["max_positions"], f"for {model_info['name']}"))
     values["seed"] = number("Seed", "seed", c[2])
     values["warmup_ratio"] = number("Warmup ratio", "warmup_ratio", c[3], float, fmt="%.2f")
     values["patience"] = number("Patience", "patience", c[4])  # a longer label wraps out of line
@@ -141,7 +154,7 @@ for mode in modes:
         if not blocked:
             configs.append(cfg)
     except (ValueError, TypeError) as exc:  # every field is valid alone: a combination is not (shared fields)
-        errors.append(str(exc))
+        errors.append(in_labels(str(exc)))
 for message in dict.fromkeys(errors):
     st.error(common.plain(message))
 
