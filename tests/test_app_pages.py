@@ -110,7 +110,7 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
 
     _page(at, "views/overview.py")
     assert "fine-tuned" in _texts(at)  # the two-sentence explanation
-    preset = next(b for b in at.button if b.label == "Train both with the quick preset")
+    preset = next(b for b in at.button if b.label == "Train all three with the quick preset")
     preset.click().run()
     assert not at.exception, [e.value for e in at.exception]
     _wait(lambda: running_job(runs_dir) is None and len(list_runs(runs_dir)) == 3)
@@ -125,14 +125,14 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
     assert list(table["model"]) == ["Frozen BERT + MLP head", "Fine-tuned BERT", "TF-IDF baseline"]
     assert np.allclose(table["F1"], [next(r for r in runs if r.mode == m).metrics["test"]["f1"]
                                      for m in ("frozen", "finetune", "baseline")])
-    assert not any(b.label == "Train both with the quick preset" for b in at.button)
+    assert not any(b.label == "Train all three with the quick preset" for b in at.button)
 
 
 def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch, tmp_path, tiny_bert):
     monkeypatch.chdir(tmp_path)  # no data/SMSSpamCollection here, and HF_HUB_OFFLINE=1
     at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, None)
     assert any("no SMS Spam Collection found" in e for e in _errors(at.sidebar))
-    preset = next(b for b in at.button if b.label == "Train both with the quick preset")
+    preset = next(b for b in at.button if b.label == "Train all three with the quick preset")
     assert preset.disabled
 
     upload = at.sidebar.file_uploader[0]
@@ -146,7 +146,7 @@ def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch,
     saved = list((tmp_path / "uploads").iterdir())
     assert len(saved) == 1 and saved[0].name.startswith("mine-")
     assert any("mine-" in _unescape(c.value) and "60 messages" in c.value for c in at.sidebar.caption)
-    assert not next(b for b in at.button if b.label == "Train both with the quick preset").disabled
+    assert not next(b for b in at.button if b.label == "Train all three with the quick preset").disabled
 
 
 # ---------------------------------------------------------------------------- completed runs

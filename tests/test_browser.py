@@ -133,7 +133,7 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         dialogs = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(url)
-        page.get_by_role("button", name="Train both with the quick preset").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Train all three with the quick preset").wait_for(timeout=60_000)
         shot(page, "1-overview-empty")
 
         # ---------------------------------------------------------------- Train: both modes, live curve

@@ -37,7 +37,7 @@ elif not (latest["frozen"] or latest["finetune"]):
     data_path, _, data_error = common.data_source()
     if data_error:
         st.warning("Add a dataset in the sidebar first (upload a file or give a path).")
-    if st.button("Train both with the quick preset", type="primary", disabled=data_path is None,
+    if st.button("Train all three with the quick preset", type="primary", disabled=data_path is None,
                  help="TF-IDF baseline, frozen encoder + head, and one fine-tuning epoch at 64 tokens. "
                       "A few minutes on a laptop CPU; the Train page has every setting."):
         try:
