@@ -124,7 +124,8 @@ with single:
                         mode="markers", marker=dict(symbol="line-ns-open", size=34, color="black", line_width=2),
                         name="each model's threshold", hovertemplate="threshold %{x}<extra></extra>")
         fig.update_layout(xaxis=dict(range=[0, 1], title="spam probability"), yaxis=dict(autorange="reversed"),
-                          legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),
+                          # left: the chart toolbar appears at the top right on hover
+                          legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0, xanchor="left"),
                           height=110 + 45 * len(models), margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
