@@ -338,6 +338,11 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         phase = "evaluating" if step >= total else "training"
         return Progress(None, mode, phase, base + (1 - base) * share, eta, step=step, total_steps=total,
                         detail=f"step {step}/{total}")
+    # a resumed run reloading its features starts where it had got to, not back at the encoding
+    floor = 0.0
+    if "resumed" in last:
+        step, total = int(last["resumed"].get("step") or 0), int(last["resumed"].get("total_steps") or 0)
+        floor = base + (1 - base) * step / total if total else 0.0
     if "features" in last:
         feats = last["features"]
         done, total = int(feats.get("done", 0)), max(1, int(feats.get("total", 1)))
@@ -347,13 +352,12 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
             rate = (feats["time"] - first["time"]) / (done - int(first.get("done", 0)))
             detail += f", done in about {format_seconds(max(0.0, rate * (total - done) - (now - feats['time'])))}"
         # no ETA for the run: the head's epochs and the test come after, and their time is not known yet
-        return Progress(None, "frozen", "features", FEATURES_SHARE * done / total, None, detail=detail)
+        return Progress(None, "frozen", "features", max(floor, FEATURES_SHARE * done / total), None, detail=detail)
     if "features_ready" in last:
-        return Progress(None, "frozen", "training", base, None)
+        return Progress(None, "frozen", "training", max(floor, base), None)
     if "resumed" in last:  # as far as it had got: it goes on from there
-        step, total = int(last["resumed"].get("step") or 0), int(last["resumed"].get("total_steps") or 0)
-        return Progress(None, mode, "preparing", base + (1 - base) * step / total if total else 0.0, None,
-                        detail=f"loading data and model to go on from step {step}")
+        return Progress(None, mode, "preparing", floor, None,
+                        detail=f"loading data and model to go on from step {last['resumed'].get('step') or 0}")
     return Progress(None, mode, "preparing", 0.0, None, detail="loading data and model")
 
 

@@ -173,6 +173,14 @@ def test_runs_page_keeps_its_picks_across_a_page_switch(monkeypatch, tmp_path, t
     _page(at, "views/runs.py")
     assert at.multiselect(key="runs_overlay").value == [runs["baseline"].id, runs["frozen"].id]
     assert at.selectbox(key="runs_one").value == runs["frozen"].id
+    # a link to a run (as after a killed job) shows that run, each time it is followed, and adds it to the overlay
+    for _ in range(2):
+        at.query_params["run"] = runs["finetune"].id
+        _page(at, "views/runs.py")
+        assert at.selectbox(key="runs_one").value == runs["finetune"].id and "run" not in at.query_params
+        assert runs["finetune"].id in at.multiselect(key="runs_overlay").value
+        at.selectbox(key="runs_one").set_value(runs["baseline"].id).run()
+        _page(at, "views/overview.py")
 
 
 def _expected_verdict(runs: dict, threshold: float) -> list[str]:
@@ -191,11 +199,15 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
             f"the frozen one**: {t} against {f}. It misses {missed['finetune']} spam (frozen: {missed['frozen']}) and "
             f"raises {alarms['finetune']} false alarm",
             f" (frozen: {alarms['frozen']}).",
-            f"Only the fine-tuned model is right on {int((right['finetune'] & ~right['frozen']).sum())} messages, only "
-            f"the frozen one on {int((right['frozen'] & ~right['finetune']).sum())}: McNemar p = ",
+            f"Only the fine-tuned model is right on {plural(int((right['finetune'] & ~right['frozen']).sum()), 'message')}, "
+            f"only the frozen one on {int((right['frozen'] & ~right['finetune']).sum())}: McNemar p = ",
             f"fine-tuning trains {params:.0f} times as many parameters",
-            f"the TF-IDF baseline makes {missed['baseline'] + alarms['baseline']} errors ({missed['baseline']} spam "
-            f"missed"]
+            f"the TF-IDF baseline makes {plural(missed['baseline'] + alarms['baseline'], 'error')} "
+            f"({missed['baseline']} spam missed"]
+
+
+def plural(count: int, thing: str) -> str:
+    return f"{count} {thing}" + ("s" if count != 1 else "")
 
 
 def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
@@ -208,11 +220,20 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     for phrase in _expected_verdict(runs, 0.5):
         assert phrase in verdict
     # Compare's HTML report counts at the slider's threshold, as its confusion matrices do
+    import dataclasses
     from views.common import finetuning_verdict
     for threshold in (0.3, 0.7):
         verdict = finetuning_verdict(runs["frozen"], runs["finetune"], runs["baseline"], threshold)
         for phrase in _expected_verdict(runs, threshold):
             assert phrase in verdict
+    # runs scored at thresholds of their own: the paragraph counts each at its own and says so
+    thresholds = {"frozen": 0.3, "finetune": 0.5, "baseline": 0.7}
+    own = {m: dataclasses.replace(r, metrics={**r.metrics, "threshold": thresholds[m]}) for m, r in runs.items()}
+    verdict = finetuning_verdict(own["frozen"], own["finetune"], own["baseline"])
+    frozen_missed = _expected_verdict(runs, 0.3)[0].split("(frozen: ")[1].split(")")[0]
+    assert verdict.startswith("Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same ")
+    assert f"(frozen: {frozen_missed})" in verdict
+    assert verdict.endswith(", at threshold 0.7).")  # the baseline's threshold is named when it differs
 
     # a frozen run on another split: no message-by-message test, and the page says why
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, seed=7))
@@ -799,9 +820,9 @@ def test_user_text_in_messages_stays_text():
     assert _unescape(shown).replace("\u200b", "").replace("\u2060", "") == "root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)"
     # bare URLs, www. names and e-mail addresses would be autolinked: a phishing link one click away
     for text, live in (("http://evil.example/win", "http://"), ("HTTPS://evil.example", "HTTPS://"),
-                       ("www.evil.example", "www."), ("win@evil.example", "n@")):
+                       ("www.evil.example", "www."), ("win@evil.example", "n@"), ("visit_www.evil.example", "www.")):
         shown = plain(f"claim at {text} now")
-        assert live not in shown and shown.replace("\u2060", "") == f"claim at {text} now"
+        assert live not in shown and _unescape(shown).replace("\u2060", "") == f"claim at {text} now"
 
 
 def test_server_config_keeps_the_app_local_and_caps_uploads():

@@ -250,6 +250,10 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     total = events[start]["total_steps"]
     # the bar stays where the run had got to (a frozen run's encoding, then its share of the head's steps)
     assert loading.fraction == pytest.approx(jobs.FEATURES_SHARE + (1 - jobs.FEATURES_SHARE) * step / total)
+    # and never falls back while the resumed run reloads its features (from the cache) and goes on to its end
+    going_on = [jobs.progress_from_history(events[:i], now=events[i - 1]["time"]).fraction
+                for i in range(at + 1, len(events) + 1)]
+    assert going_on == sorted(going_on) and going_on[-1] == 1.0
     first = next(i for i, e in enumerate(events) if e["event"] == "train" and i > start)
     going = jobs.progress_from_history(events[:first + 1], now=events[first]["time"])
     # the rate counts only the steps trained since the resume, over the time since

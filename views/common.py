@@ -72,7 +72,7 @@ _SHORTCODE = re.compile(r":(?=[\w+/-]+:)")  # ":x:" would show as an emoji, ":ma
 # markdown makes bare URLs, www. names and e-mail addresses live links (GFM autolinks): in a spam message, a phishing
 # link one click away. A word joiner (zero-width, and no line break there, unlike a zero-width space) where the
 # autolink needs "://", "www." or "@" keeps them text.
-_AUTOLINK = re.compile(r"(?<=[A-Za-z])(?=://)|(?i:(?<=\bwww))(?=\.)|(?=@)")
+_AUTOLINK = re.compile(r"(?<=[A-Za-z])(?=://)|(?i:(?<=(?<![a-z0-9])www))(?=\.)|(?=@)")  # www. may follow _
 
 
 def plain(text) -> str:
@@ -405,52 +405,68 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else str(n)
 
 
-def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = None) -> str:
+def _n(count: int, thing: str) -> str:
+    """'1 error', '2 errors'."""
+    return f"{count:,} {thing}{'s' * (count != 1)}"
+
+
+def _encoded_from_cache(run) -> bool:
+    """Whether a frozen run read its features from the cache: its run time then leaves encoding out."""
+    return any(e.get("event") == "features_ready" and e.get("cached") for e in read_history(run.path))
+
+
+def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = None) -> str | None:
     """What fine-tuning bought over the frozen encoder, in words and counted in messages, with the paired test
     that says whether the difference is more than chance, and what it cost. threshold: one for every run (the
-    Compare page's slider); by default each run's own."""
+    Compare page's slider); by default each run's own. None when a run has no per-message results to count."""
     def at(run) -> float:
         return float(run.metrics.get("threshold", 0.5)) if threshold is None else threshold
 
+    if not (frozen.metrics.get("predictions") and finetune.metrics.get("predictions")):
+        return None
     (f_missed, f_alarms), (t_missed, t_alarms) = _errors_at(frozen, at(frozen)), _errors_at(finetune, at(finetune))
     f_errors, t_errors = f_missed + f_alarms, t_missed + t_alarms
     n = len(finetune.metrics["predictions"])
-    change = ("as many errors as" if t_errors == f_errors else
-              f"{abs(t_errors - f_errors)} {'fewer' if t_errors < f_errors else 'more'} "
-              f"error{'s' * (abs(t_errors - f_errors) != 1)} than")
+    gap = abs(t_errors - f_errors)
+    change = "as many errors as" if gap == 0 else \
+        f"{gap} {'fewer' if t_errors < f_errors else 'more'} error{'s' * (gap != 1)} than"
     where = f"At threshold {at(finetune):g}" if at(frozen) == at(finetune) else \
         f"Each at its own threshold ({at(frozen):g} frozen, {at(finetune):g} fine-tuned)"
     lines = []
     if same_test_messages(frozen, finetune):
         lines.append(f"{where}, on the same {n:,} test messages, the fine-tuned model makes **{change} the frozen "
                      f"one**: {t_errors} against {f_errors}. It misses {t_missed} spam (frozen: {f_missed}) and raises "
-                     f"{t_alarms} false alarm{'s' * (t_alarms != 1)} (frozen: {f_alarms}).")
+                     f"{_n(t_alarms, 'false alarm')} (frozen: {f_alarms}).")
         y = [p["label"] for p in frozen.metrics["predictions"]]
         p_frozen, p_finetune = ([p["spam_probability"] for p in run.metrics["predictions"]] for run in (frozen, finetune))
         test = mcnemar_test(y, p_frozen, p_finetune, at(frozen), at(finetune))
         verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
-        lines.append(f"Only the fine-tuned model is right on {test['only_b_right']} messages, only the frozen one on "
-                     f"{test['only_a_right']}: McNemar p = {test['p_value']:.3g}, **{verdict}** at the 5 % level.")
+        lines.append(f"Only the fine-tuned model is right on {_n(test['only_b_right'], 'message')}, only the frozen "
+                     f"one on {test['only_a_right']}: McNemar p = {test['p_value']:.3g}, **{verdict}** at the 5 % "
+                     "level.")
     else:
-        lines.append(f"{where}, the fine-tuned model makes {t_errors} errors in its {n:,} test messages, the frozen "
-                     f"one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on different "
-                     "messages (other data, seed or split), so they cannot be compared message by message: train "
-                     "both on one split for a paired test.")
+        lines.append(f"{where}, the fine-tuned model makes {_n(t_errors, 'error')} in its {n:,} test messages, the "
+                     f"frozen one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on "
+                     "different messages (other data, seed or split), so they cannot be compared message by message: "
+                     "train both on one split for a paired test.")
     for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")):
         if not trained_to_end(run):  # its numbers are not what training as set up gives
-            lines.append(f"The {which} run did not train to its end: {stopped_note(run.metrics['stopped'])}.")
+            lines.append(f"The {which} run did not train to its end: {plain(stopped_note(run.metrics['stopped']))}.")
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
     if all(params) and all(seconds):
+        longer = f" ({seconds[0] / seconds[1]:.1f} times as long)" if seconds[0] >= 1.05 * seconds[1] else ""
+        cached = " (the frozen run read its features from the cache: its time leaves encoding out)" \
+            if _encoded_from_cache(frozen) else ""
         lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters "
-                     f"({_count(params[0])} against {_count(params[1])}), and its run took "
-                     f"{seconds[0] / seconds[1]:.1f} times as long ({seconds[0]:.0f} s against {seconds[1]:.0f} s on "
-                     "this machine).")
-    if baseline is not None:
+                     f"({_count(params[0])} against {_count(params[1])}), and its run took {seconds[0]:.0f} s against "
+                     f"{seconds[1]:.0f} s on this machine{longer}{cached}.")
+    if baseline is not None and baseline.metrics.get("predictions"):
         b_missed, b_alarms = _errors_at(baseline, at(baseline))
-        elsewhere = "" if same_test_messages(finetune, baseline) else ", on other test messages"
-        lines.append(f"For scale, the TF-IDF baseline makes {b_missed + b_alarms} errors "
-                     f"({b_missed} spam missed, {b_alarms} false alarm{'s' * (b_alarms != 1)}{elsewhere}).")
+        notes = [f"at threshold {at(baseline):g}"] if at(baseline) != at(finetune) else []
+        notes += [] if same_test_messages(finetune, baseline) else ["on other test messages"]
+        lines.append(f"For scale, the TF-IDF baseline makes {_n(b_missed + b_alarms, 'error')} ({b_missed} spam "
+                     f"missed, {_n(b_alarms, 'false alarm')}{''.join(', ' + note for note in notes)}).")
     return " ".join(lines)
 
 

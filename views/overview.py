@@ -54,9 +54,10 @@ elif not (latest["frozen"] or latest["finetune"]):
 
 shown = {mode: run for mode, run in latest.items() if run is not None}
 if shown:
-    if "frozen" in shown and "finetune" in shown:
+    if "frozen" in shown and "finetune" in shown and \
+            (verdict := common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline"))):
         st.subheader("What fine-tuning bought")
-        st.markdown(common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline")))
+        st.markdown(verdict)
     thresholds = {float(run.metrics.get("threshold", 0.5)) for run in shown.values()}
     rows = []
     for mode, run in shown.items():
@@ -75,7 +76,8 @@ if shown:
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else ""
-    st.caption(f"Test split: {n_test:,} messages never seen in training. Spam is the positive class.{at} Bars show "
+    count = f"{n_test:,}" if n_test else "the"
+    st.caption(f"Test split: {count} messages never seen in training. Spam is the positive class.{at} Bars show "
                "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
     for mode, run in shown.items():
         if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):

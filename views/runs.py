@@ -32,6 +32,8 @@ if wanted is not None:
         st.warning(f"The link's run {common.plain(wanted)} is not in {common.plain(common.runs_dir())} (deleted, or "
                    "another runs folder): showing the newest run instead.")
         wanted = None
+    # the link is spent once read: the user's picks then stay, and following the link again shows its run again
+    del st.query_params["run"]
 
 
 def duration(run) -> float | None:
@@ -74,9 +76,10 @@ st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
 by_id = {r.id: r for r in all_runs}
 default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline" and r.usable][:2]
-# kept across page switches (persist_state); a kept run that was deleted since drops out
+# kept across page switches (persist_state); a kept run that was deleted since drops out; a link's run is added
 if "runs_overlay" in st.session_state:
-    st.session_state["runs_overlay"] = [i for i in st.session_state["runs_overlay"] if i in ids]
+    st.session_state["runs_overlay"] = [i for i in st.session_state["runs_overlay"] if i in ids] + \
+        ([wanted] if wanted in ids and wanted not in st.session_state["runs_overlay"] else [])
 else:
     st.session_state["runs_overlay"] = default
 chosen = st.multiselect("Runs to overlay", ids, key="runs_overlay", persist_state=common.KEEP)
@@ -93,11 +96,8 @@ elif chosen and figure is None:
 
 # ---------------------------------------------------------------------------- one run: details, download, delete
 st.subheader("One run")
-# a link's run is shown once; after that the user's pick stays, across page switches too
-if wanted is None:
-    st.session_state.pop("runs_one:link", None)
-elif st.session_state.get("runs_one:link") != wanted:
-    st.session_state["runs_one"] = st.session_state["runs_one:link"] = wanted
+if wanted is not None:  # a link's run; otherwise the user's pick stays, across page switches too
+    st.session_state["runs_one"] = wanted
 if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked run was deleted
     st.session_state["runs_one"] = next((r.id for r in all_runs if r.usable), ids[0])  # not a cancelled or failed one
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
@@ -136,7 +136,6 @@ with left:
                 try:
                     launch(common.runs_dir(), run.id)
                     st.session_state["runs_job"] = run.id
-                    st.query_params["run"] = run.id  # stay on this run when the page redraws
                     st.rerun()
                 except jobs.JobError as exc:
                     st.error(common.plain(exc))
