@@ -103,10 +103,10 @@ def trained_to_end(run) -> bool:
     return not (run.metrics or {}).get("stopped")
 
 
-def latest(mode: str):
-    """The newest run of a mode that trained to its end; a newer one that was stopped early says less about what
-    the mode can do and must not become the headline by being newer. A stopped run only when there is no other."""
-    found = usable_runs(mode)
+def latest(found: list):
+    """Of one mode's runs, newest first (usable_runs), the newest that trained to its end: a newer one that was
+    stopped early says less about what the mode can do and must not become the headline by being newer. A stopped
+    run only when there is no other."""
     return next((r for r in found if trained_to_end(r)), found[0] if found else None)
 
 
@@ -333,9 +333,9 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
 
     A run is drawn in a shade of its mode's colour (blue frozen, red fine-tuned, as on every page), picked from its
     id, so deleting other runs never changes it; two runs on one chart never share one (the second of two ids that
-    pick the same shade takes the next free one). Runs of
-    different modes (`modes`: run -> mode) get a panel each, side by side with one loss axis: a frozen head's 60
-    epochs on the same epoch axis as a fine-tune's 3 would squash the fine-tune into a corner."""
+    pick the same shade takes the next free one). Runs of different modes (`modes`: run -> mode) get a panel each,
+    side by side with one loss axis: a frozen head's 60 epochs on the same epoch axis as a fine-tune's 3 would
+    squash the fine-tune into a corner."""
     curves = {name: jobs.loss_curves(events) for name, events in histories.items()}
     drawn = [name for name, c in curves.items() if c["train"] or c["validation"]]  # the baseline has no loss
     panels = list(dict.fromkeys((modes or {}).get(name) for name in drawn))

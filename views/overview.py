@@ -13,7 +13,8 @@ from views import common
 
 st.title("Frozen vs fine-tuned BERT for SMS spam")
 
-latest = {mode: common.latest(mode) for mode in ("frozen", "finetune", "baseline")}
+usable = {mode: common.usable_runs(mode) for mode in ("frozen", "finetune", "baseline")}
+latest = {mode: common.latest(found) for mode, found in usable.items()}
 busy = jobs.current_job(common.runs_dir())
 
 
@@ -85,7 +86,7 @@ if shown:
         if run.metrics.get("stopped"):
             st.info(f"{common.MODE_LABELS[mode]} ({run.id}) did not train to its end: "
                     f"{common.plain(stopped_note(run.metrics['stopped']))}.")
-        newest = common.usable_runs(mode)[0]
+        newest = usable[mode][0]
         if newest.id != run.id:  # passed over by common.latest: say so, or a user looks for their newest run here
             st.info(f"The newest {common.MODE_LABELS[mode]} run, {newest.id}, was stopped early "
                     f"({common.plain(stopped_note(newest.metrics['stopped']))}); shown here is {run.id}, the newest "
