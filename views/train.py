@@ -96,7 +96,7 @@ def field_error(col, name, message):
 
 def in_labels(message: str) -> str:
     """TrainConfig's message with its field names (val_fraction) as this form labels them (Validation share)."""
-    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b|\blr\b", lambda m: LABELS.get(m.group(), m.group()), message)
+    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", lambda m: LABELS.get(m.group(), m.group()), message)
 
 
 if neural:
