@@ -598,6 +598,9 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     for page in PAGES:
         _page(at, page)
 
+    _page(at, "views/runs.py")  # the running run's duration is the time since it started
+    durations = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["duration (s)"]))
+    assert durations[live] == pytest.approx(time.time() - load_run(runs_dir / live).created, abs=5)
     _page(at, "views/train.py")
     assert any(live in c.value for c in at.caption)  # the panel names the running run
     assert at.progress[0].value < 100 and "step" in at.progress[0].text and "left" in at.progress[0].text  # ETA

@@ -40,6 +40,8 @@ def duration(run) -> float | None:
     m = run.metrics or {}
     if m.get("total_seconds") is not None:
         return m["total_seconds"]
+    if run.status == "running":  # so far: its events may all be seconds old while it loads or encodes
+        return time.time() - run.created
     events = read_history(run.path)
     # until it stopped: a finish from its checkpoint may come hours later, as may each resume
     events = events[:next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)]
