@@ -185,6 +185,12 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert len(roc) == 4 and all(n >= 2 for n in roc)  # three models and the chance line
         _settle(page)
         shot(page, "5-compare")
+        # the report a stakeholder takes away: built when clicked, it opens with the same headline
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download this comparison as a self-contained HTML report").click()
+        report = Path(download.value.path()).read_text()
+        assert "<h2>What fine-tuning bought</h2>" in report and "<script src=" not in report
+        assert f": {errors['finetune']} against {errors['frozen']}." in report
 
         # ---------------------------------------------------------------- Playground: two probabilities, text stays text
         _goto(page, "Playground")

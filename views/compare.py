@@ -223,16 +223,20 @@ if own is not None:
             st.warning(warning)
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
-# the verdict, at the slider's threshold like the matrices, says what the McNemar line says and more
-headline = common.finetuning_verdict(a, b, picked.get("baseline"), threshold) if a is not None and b is not None else None
-also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
-notes = [table_note.format(also, threshold), *table_warnings] + \
-    [n for n in (mcnemar,) if n and not headline]
-report = lambda: common.comparison_report(  # noqa: E731 -- built on click: 5 MB of HTML is not for every rerun
-    runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()}, table=pd.DataFrame(rows),
-    figures=[roc, pr, reliability, *matrices.values()], notes=notes,
-    extra_tables={f"Your own messages ({own[0]}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)}
-    if own_rows else None, verdict=headline)
+def report() -> str:
+    """The comparison as one HTML file, built on click: 5 MB of HTML, and the verdict, are not for every rerun."""
+    # the verdict, at the slider's threshold like the matrices, says what the McNemar line says and more
+    headline = common.finetuning_verdict(a, b, picked.get("baseline"), threshold) if a is not None and b is not None \
+        else None
+    also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
+    notes = [table_note.format(also, threshold), *table_warnings] + [n for n in (mcnemar,) if n and not headline]
+    extra = {f"Your own messages ({own[0]}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)} \
+        if own_rows else None
+    return common.comparison_report(runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()},
+                                    table=pd.DataFrame(rows), figures=[roc, pr, reliability, *matrices.values()],
+                                    notes=notes, extra_tables=extra, verdict=headline)
+
+
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")
