@@ -312,7 +312,8 @@ def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path,
             options.filter(has_text=f"{running} · interrupted").click()
             resume = page.get_by_role("button", name=re.compile(r"^Resume training from step \d+$"))
             step = int(resume.inner_text(timeout=30_000).rsplit(" ", 1)[1])
-            assert page.get_by_role("button", name="Test the saved weights and complete the run").is_visible()
+            # drawn just after Resume, in the next column: waited for, not read at once
+            page.get_by_role("button", name="Test the saved weights and complete the run").wait_for(timeout=30_000)
             resume.click()
             live = page.get_by_test_id("stMain").get_by_text(re.compile(r"Fine-tuned BERT \(training: step \d+/"))
             live.wait_for(timeout=120_000)  # the Runs page follows the job it started
