@@ -260,6 +260,13 @@ def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeyp
     assert [_unescape(w.value) for w in at.warning if "collapsed to 'always ham'" in w.value] == [warning]
 
 
+def test_runs_table_shows_each_threshold_only_when_runs_differ(monkeypatch, tmp_path, tiny_bert, sms_data):
+    for threshold in (0.5, 0.7):
+        train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=1, threshold=threshold))
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/runs.py")
+    assert sorted(at.dataframe[0].value["threshold"]) == [0.5, 0.7] and "probability ≥" not in _texts(at)
+
+
 def test_compare_keeps_your_file_across_a_page_switch_until_you_forget_it(
         monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     def yours(at):
@@ -292,6 +299,14 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     [reliability] = [c for c in charts if "Calibration" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert sum("Brier" in t.get("name", "") for t in reliability["data"]) == 3  # one curve per model
+    from views.common import MODE_LABELS  # one column per model, one row per metric, each with its interval
+
+    metrics_table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
+    for run in list_runs(trained):
+        test, column = run.metrics["test"], metrics_table[MODE_LABELS[run.mode]]
+        assert column["threshold"] == "0.5"
+        assert column["F1"] == f"{test['f1']:.3f} [{test['ci95']['f1'][0]:.3f}, {test['ci95']['f1'][1]:.3f}]"
+        assert column["AUROC"].startswith(f"{test['auroc']:.3f} [")
     own = pd.DataFrame(make_messages(30, 12, seed=9), columns=["label", "text"]).to_csv(index=False)
     at.file_uploader(key="compare_own").set_value(("mine.csv", own.encode(), "text/csv")).run()
     assert not at.exception
@@ -601,6 +616,14 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     _page(at, "views/runs.py")  # the running run's duration is the time since it started
     durations = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["duration (s)"]))
     assert durations[live] == pytest.approx(time.time() - load_run(runs_dir / live).created, abs=5)
+    for run_id, mode, settings in at.dataframe[0].value[["run", "mode", "settings"]].itertuples(index=False):
+        cfg = load_run(runs_dir / run_id).config  # the hyperparameters share one column, to fit a laptop screen
+        if cfg is None:
+            assert settings is None
+        else:
+            assert settings.endswith(f"seed {cfg['seed']}")
+            assert (mode == "baseline") != settings.startswith(f"{cfg['epochs']} epochs · lr {cfg['lr']:.0e} · ")
+    assert "threshold" not in at.dataframe[0].value.columns and "probability ≥ 0.5" in _texts(at)  # all the same
     _page(at, "views/train.py")
     assert any(live in c.value for c in at.caption)  # the panel names the running run
     assert at.progress[0].value < 100 and "step" in at.progress[0].text and "left" in at.progress[0].text  # ETA

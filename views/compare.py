@@ -77,18 +77,22 @@ reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of t
 st.plotly_chart(reliability, key="compare-calibration")
 
 # ---------------------------------------------------------------------------- intervals and the paired test
-rows = []
-for mode, run in picked.items():
-    test, ci = run.metrics["test"], run.metrics["test"].get("ci95") or {}
-    rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{run.metrics.get('threshold', 0.5):g}", **{
-        common.METRIC_NAMES[k]: f"{common._fmt(test.get(k), 3)} [{common._fmt(ci[k][0], 3)}, {common._fmt(ci[k][1], 3)}]"
-        if ci.get(k) else common._fmt(test.get(k), 3) for k in common.HEADLINE + ["mcc"]}})
+def with_interval(test: dict, key: str) -> str:
+    ci = (test.get("ci95") or {}).get(key)
+    value = common._fmt(test.get(key), 3)
+    return f"{value} [{common._fmt(ci[0], 3)}, {common._fmt(ci[1], 3)}]" if ci else value
+
+
+# one row per metric and one column per model: a column per metric was too wide for a laptop screen
+metrics_table = pd.DataFrame({"metric": ["threshold"] + [common.METRIC_NAMES[k] for k in common.HEADLINE + ["mcc"]]} | {
+    common.MODE_LABELS[mode]: [f"{run.metrics.get('threshold', 0.5):g}"]
+    + [with_interval(run.metrics["test"], k) for k in common.HEADLINE + ["mcc"]] for mode, run in picked.items()})
 st.subheader("Test metrics with 95 % bootstrap intervals")
 thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.values()})
 st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "
            "change these.")
-table_note = "The metrics table gives each run at its own threshold (its column); the confusion matrices{} use {:g}."
-st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—")
+table_note = "The metrics table gives each run at its own threshold (its first row); the confusion matrices{} use {:g}."
+st.dataframe(metrics_table, hide_index=True, placeholder="—")
 table_warnings = [w for mode, run in picked.items()  # a 0.000 precision that means "calls nothing spam" needs saying
                   if (w := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]))]
 for warning in table_warnings:
@@ -233,7 +237,7 @@ def report() -> str:
     extra = {f"Your own messages ({own[0]}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)} \
         if own_rows else None
     return common.comparison_report(runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()},
-                                    table=pd.DataFrame(rows), figures=[roc, pr, reliability, *matrices.values()],
+                                    table=metrics_table, figures=[roc, pr, reliability, *matrices.values()],
                                     notes=notes, extra_tables=extra, verdict=headline)
 
 

@@ -48,17 +48,25 @@ def duration(run) -> float | None:
     return time_spent(events, run.created)[1] if events else None
 
 
+def settings(cfg: dict, neural: bool) -> str | None:
+    """The hyperparameters in one column: one column each pushed the results off a laptop screen."""
+    if not cfg:  # a broken run's config is unreadable
+        return None
+    trained = [f"{cfg.get('epochs')} epochs", f"lr {cfg.get('lr', 0):.0e}", f"batch {cfg.get('batch_size')}",
+               f"max len {cfg.get('max_length')}"] if neural else []  # they do not apply to the linear model
+    return " · ".join(trained + [f"seed {cfg.get('seed')}"])
+
+
+thresholds = {run.config["threshold"] for run in all_runs if "threshold" in (run.config or {})}
 rows = []
 for run in all_runs:
     cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
-    neural = run.mode != "baseline"  # epochs, learning rate, batch and length do not apply to the linear model
     rows.append({"run": run.id, "mode": run.mode,
                  "status": run.status if common.trained_to_end(run) else f"{run.status}, stopped early",
-                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")}, "threshold": cfg.get("threshold"),
+                 **{k: test.get(k) for k in ("accuracy", "f1", "auroc")},
+                 **({"threshold": cfg.get("threshold")} if len(thresholds) > 1 else {}),
                  "duration (s)": duration(run), "model": Path(run.model or "?").name,
-                 **{column: cfg.get(key) if neural else None for column, key in
-                    (("epochs", "epochs"), ("lr", "lr"), ("batch", "batch_size"), ("max len", "max_length"))},
-                 "seed": cfg.get("seed"),
+                 "settings": settings(cfg, run.mode != "baseline"),
                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
                  "note": run.error or "; ".join(note for note in (  # in the order they happened
                      resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
@@ -66,8 +74,11 @@ for run in all_runs:
                  or None})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
-    "duration (s)": st.column_config.NumberColumn(format="%.0f"), "lr": st.column_config.NumberColumn(format="%.0e"),
+    "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
+    "duration (s)": st.column_config.NumberColumn(format="%.0f"),
     **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
+if len(thresholds) == 1:
+    st.caption(f"Metrics on each run's test split; a message is called spam at probability ≥ {thresholds.pop():g}.")
 broken = [r for r in all_runs if r.status == "broken"]
 if broken:
     st.caption(f"{len(broken)} run(s) are broken (damaged or incomplete files); they are listed but never "
