@@ -776,7 +776,8 @@ def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data
     at.selectbox(key="compare_baseline").set_value(older.id).run()
     at.slider(key="compare_threshold").set_value(0.6).run()
     at.text_input(key="compare_search").input("call").run()
-    _page(at, "views/playground.py")
+    _page(at, "views/playground.py")  # a run picked on Compare is the one tried here, and back
+    assert at.selectbox(key="play_baseline").value == older.id
     at.text_area(key="play_text").input("see you at 6").run()
     for page in ("views/runs.py", "views/overview.py", "views/train.py"):
         _page(at, page)
@@ -788,6 +789,23 @@ def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data
     assert at.slider(key="compare_threshold").value == 0.6 and at.text_input(key="compare_search").value == "call"
     _page(at, "views/playground.py")
     assert at.text_area(key="play_text").value == "see you at 6" and len(at.metric) == 3
+    newer = next(r for r in list_runs(runs_dir) if r.mode == "baseline" and r.id != older.id)
+    at.selectbox(key="play_baseline").set_value(newer.id).run()
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_baseline").value == newer.id
+    _page(at, "views/playground.py")
+    at.selectbox(key="play_baseline").set_value(None).run()  # "not used" here is "none" there
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_baseline").value is None
+    _page(at, "views/playground.py")
+    at.selectbox(key="play_frozen").set_value(None).run()  # a pick Compare's frozen picker cannot show
+    at.selectbox(key="play_baseline").set_value(older.id).run()
+    shutil.rmtree(runs_dir / older.id)  # deleted behind the app's back: the pick falls back to the newest run
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_frozen").value is not None and not at.exception
+    assert at.selectbox(key="compare_baseline").value == newer.id
+    _page(at, "views/playground.py")
+    assert at.selectbox(key="play_frozen").value is None and at.selectbox(key="play_baseline").value == newer.id
 
 
 def test_train_estimate_knows_the_max_length_and_whether_frozen_features_are_cached(monkeypatch, tmp_path, tiny_bert,

@@ -131,18 +131,22 @@ def same_test_messages(a, b) -> bool:
 KEEP = "session"
 
 
-def run_picker(col, label: str, runs: list, key: str, none_label: str | None = None):
-    """A run selectbox that follows the newest run that trained to its end (see latest) until the user picks one,
-    then keeps that pick across page switches (and falls back when the picked run is deleted). Returns the Run or
-    None."""
+def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = None):
+    """A run selectbox for one mode that follows the newest run that trained to its end (see latest) until the
+    user picks one. The pick is shared by every page's picker for that mode, so Compare and Playground show the
+    same runs, and it is kept until the picked run is deleted. Returns the Run or None."""
     by_id = {run.id: run for run in runs}
     options = ([None] if none_label else []) + list(by_id)
-    chosen = key + ":chosen"  # plain session state, which Streamlit never drops
-    if not st.session_state.get(chosen) or st.session_state.get(key) not in options:
-        st.session_state.pop(chosen, None)
+    shared = f"picked_run_{mode}"  # plain session state, which Streamlit never drops
+    if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
+        del st.session_state[shared]  # deleted, or no longer usable
+    if shared in st.session_state and st.session_state[shared] in options:
+        st.session_state[key] = st.session_state[shared]
+    else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
         st.session_state[key] = next((i for i, run in by_id.items() if trained_to_end(run)), next(iter(by_id), None))
-    picked = col.selectbox(label, options, key=key, on_change=lambda: st.session_state.update({chosen: True}),
-                           persist_state=KEEP, format_func=lambda i: none_label if i is None else run_label(by_id[i]))
+    picked = col.selectbox(MODE_LABELS[mode], options, key=key,
+                           on_change=lambda: st.session_state.update({shared: st.session_state[key]}),
+                           format_func=lambda i: none_label if i is None else run_label(by_id[i]))
     return by_id.get(picked)
 
 

@@ -22,7 +22,7 @@ for col, mode in zip(c, ("frozen", "finetune", "baseline")):
     if not choices[mode] and mode != "baseline":
         col.warning(f"No completed run of {common.MODE_LABELS[mode]} yet.")
         continue
-    picked[mode] = common.run_picker(col, common.MODE_LABELS[mode], choices[mode], f"compare_{mode}",
+    picked[mode] = common.run_picker(col, mode, choices[mode], f"compare_{mode}",
                                      none_label="none" if mode == "baseline" else None)
 picked = {m: r for m, r in picked.items() if r is not None}
 

@@ -33,7 +33,7 @@ for col, mode in zip(cols, ("frozen", "finetune", "baseline")):
     if not options:
         col.warning(f"No {common.MODE_LABELS[mode]} run yet: train one on the Train page.")
         continue
-    run = common.run_picker(col, common.MODE_LABELS[mode], options, f"play_{mode}", none_label="not used")
+    run = common.run_picker(col, mode, options, f"play_{mode}", none_label="not used")
     if run is not None:
         picked[mode] = run
 if not picked:
