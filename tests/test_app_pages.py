@@ -622,7 +622,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
             assert settings is None
         else:
             assert settings.endswith(f"seed {cfg['seed']}")
-            assert (mode == "baseline") != settings.startswith(f"{cfg['epochs']} epochs · lr {cfg['lr']:.0e} · ")
+            assert (mode == "baseline") != settings.startswith(f"{cfg['epochs']} epochs · lr {cfg['lr']:g} · ")
     assert "threshold" not in at.dataframe[0].value.columns and "probability ≥ 0.5" in _texts(at)  # all the same
     _page(at, "views/train.py")
     assert any(live in c.value for c in at.caption)  # the panel names the running run

@@ -52,7 +52,7 @@ def settings(cfg: dict, neural: bool) -> str | None:
     """The hyperparameters in one column: one column each pushed the results off a laptop screen."""
     if not cfg:  # a broken run's config is unreadable
         return None
-    trained = [f"{cfg.get('epochs')} epochs", f"lr {cfg.get('lr', 0):.0e}", f"batch {cfg.get('batch_size')}",
+    trained = [f"{cfg.get('epochs')} epochs", f"lr {cfg.get('lr', 0):g}", f"batch {cfg.get('batch_size')}",
                f"max len {cfg.get('max_length')}"] if neural else []  # they do not apply to the linear model
     return " · ".join(trained + [f"seed {cfg.get('seed')}"])
 
