@@ -234,6 +234,12 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     assert verdict.startswith("Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same ")
     assert f"(frozen: {frozen_missed})" in verdict
     assert verdict.endswith(", at threshold 0.7).")  # the baseline's threshold is named when it differs
+    # a resumed run's time is the sum of the stretches it ran, not the time from its start: the cost says so
+    resumed = dataclasses.replace(runs["finetune"], metrics={**runs["finetune"].metrics,
+                                                              "resumed": [{"from_step": 3, "after": "killed"}]})
+    assert "(the fine-tuned run was stopped and resumed: its time adds up the stretches it ran)." in \
+        finetuning_verdict(runs["frozen"], resumed, None)
+    assert "resumed" not in finetuning_verdict(runs["frozen"], runs["finetune"], None)
 
     # a frozen run on another split: no message-by-message test, and the page says why
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, seed=7))
@@ -909,7 +915,7 @@ def test_comparison_report_is_self_contained_and_escapes_text():
     from views.common import comparison_report
 
     figures = [go.Figure(go.Scatter(x=[0, 1], y=[0, 1], name="roc")), go.Figure(go.Bar(x=["a"], y=[1]))]
-    html = comparison_report({"Fine-tuned BERT": "run-1"}, pd.DataFrame({"model": ["<script>x</script>"]}),
+    html = comparison_report({"Fine-tuned BERT": ("run-1", "<b>MiniLM</b>")}, pd.DataFrame({"model": ["<script>x</script>"]}),
                              figures, ["p = 0.5 <b>"],
                              {"Your own <messages>": (pd.DataFrame({"n": [42]}), ["Some were seen in training"])})
     assert html.count("Plotly.newPlot") == 2
@@ -918,7 +924,22 @@ def test_comparison_report_is_self_contained_and_escapes_text():
     assert '"automargin":true' in html.replace(" ", "")  # axis labels get room outside Streamlit's theme
     assert "<script src=" not in html and len(html) > 1_000_000  # plotly.js (~4 MB) inlined: opens offline
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
-    assert "p = 0.5 &lt;b&gt;" in html and "run-1" in html
+    assert "p = 0.5 &lt;b&gt;" in html and "<code>run-1</code>, &lt;b&gt;MiniLM&lt;/b&gt;" in html  # with its model
     # the verdict's **bold** becomes <b>, anything else in it stays text
     html = comparison_report({}, pd.DataFrame(), [], [], verdict="It makes **2 fewer errors** <i>than</i> that.")
     assert "<h2>What fine-tuning bought</h2><p>It makes <b>2 fewer errors</b> &lt;i&gt;than&lt;/i&gt; that.</p>" in html
+
+
+def test_model_used_says_when_the_bundled_model_stood_in_for_the_one_asked_for():
+    from types import SimpleNamespace
+
+    from views.common import model_used
+
+    fallback = {"requested": "bert-base-uncased", "name": "sentence-transformers/all-MiniLM-L6-v2",
+                "source": "bundled", "fallback_reason": "HF_HUB_OFFLINE is set"}
+    assert model_used(SimpleNamespace(config={"model": fallback}, model=fallback["name"])) == (
+        "sentence-transformers/all-MiniLM-L6-v2 (bundled fallback: bert-base-uncased was asked for, but "
+        "HF_HUB_OFFLINE is set)")
+    hub = {"requested": "bert-base-uncased", "name": "bert-base-uncased", "source": "hub"}
+    assert model_used(SimpleNamespace(config={"model": hub}, model="bert-base-uncased")) == "bert-base-uncased"
+    assert model_used(SimpleNamespace(config={"mode": "baseline"}, model="tfidf-logreg")) == "tfidf-logreg"

@@ -419,6 +419,18 @@ def _encoded_from_cache(run) -> bool:
     return any(e.get("event") == "features_ready" and e.get("cached") for e in read_history(run.path))
 
 
+def model_used(run) -> str:
+    """The model a run trained, and whether it was a fallback for the one asked for: a report read away from the
+    app must not pass the bundled MiniLM off as bert-base-uncased."""
+    info = (run.config or {}).get("model")
+    if not isinstance(info, dict):
+        return run.model or "?"
+    asked = info.get("requested")
+    if asked and asked != info.get("name") and info.get("fallback_reason"):
+        return f"{info.get('name')} (bundled fallback: {asked} was asked for, but {info['fallback_reason']})"
+    return str(info.get("name"))
+
+
 def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = None) -> str | None:
     """What fine-tuning bought over the frozen encoder, in words and counted in messages, with the paired test
     that says whether the difference is more than chance, and what it cost. threshold: one for every run (the
@@ -462,6 +474,8 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         longer = f" ({seconds[0] / seconds[1]:.1f} times as long)" if seconds[0] >= 1.05 * seconds[1] else ""
         cached = " (the frozen run read its features from the cache: its time leaves encoding out)" \
             if _encoded_from_cache(frozen) else ""
+        cached += "".join(f" (the {which} run was stopped and resumed: its time adds up the stretches it ran)"
+                          for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")) if run.metrics.get("resumed"))
         lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters "
                      f"({_count(params[0])} against {_count(params[1])}), and its run took {seconds[0]:.0f} s against "
                      f"{seconds[1]:.0f} s on this machine{longer}{cached}.")
@@ -484,11 +498,12 @@ def confusion_figure(matrix, title: str) -> go.Figure:
     return fig
 
 
-def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[go.Figure], notes: list[str],
+def comparison_report(runs: dict[str, tuple[str, str]], table: pd.DataFrame, figures: list[go.Figure], notes: list[str],
                       extra_tables: dict[str, tuple[pd.DataFrame, list[str]]] | None = None,
                       verdict: str | None = None) -> str:
     """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline.
-    extra_tables: title -> (table, the warnings that go under it). verdict: finetuning_verdict's paragraph."""
+    runs: label -> (run id, model_used). extra_tables: title -> (table, the warnings that go under it). verdict:
+    finetuning_verdict's paragraph."""
     import html
     import time
 
@@ -501,7 +516,8 @@ def comparison_report(runs: dict[str, str], table: pd.DataFrame, figures: list[g
     # the verdict's only markdown is **bold**, around counts and fixed words: escaped first, then made <b>
     bold = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(verdict or ""))
     headline = f"<h2>What fine-tuning bought</h2><p>{bold}</p>" if verdict else ""
-    listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code></li>" for label, run_id in runs.items())
+    listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code>, {html.escape(model)}</li>"
+                     for label, (run_id, model) in runs.items())
     noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     noted += "".join(f"<h2>{html.escape(title)}</h2>{frame.to_html(index=False, escape=True)}"
                      + "".join(f"<p><b>{html.escape(w)}</b></p>" for w in warnings)

@@ -236,7 +236,7 @@ def report() -> str:
     notes = [table_note.format(also, threshold), *table_warnings] + [n for n in (mcnemar,) if n and not headline]
     extra = {f"Your own messages ({own[0]}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)} \
         if own_rows else None
-    return common.comparison_report(runs={common.MODE_LABELS[m]: r.id for m, r in picked.items()},
+    return common.comparison_report(runs={common.MODE_LABELS[m]: (r.id, common.model_used(r)) for m, r in picked.items()},
                                     table=metrics_table, figures=[roc, pr, reliability, *matrices.values()],
                                     notes=notes, extra_tables=extra, verdict=headline)
 
