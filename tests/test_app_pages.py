@@ -428,11 +428,16 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at.query_params["run"] = "20990101-000000-frozen-none"
     _page(at, "views/runs.py")
     assert any("is not in" in w.value and "showing the newest run" in w.value for w in at.warning)
-    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = spec["data"]
     assert len(traces) == 4  # train and validation loss of the two neural runs
-    # each mode on its own epoch axis (60 frozen epochs would squash 3 fine-tuning ones), one loss axis
+    # each mode on its own epoch axis (60 frozen epochs would squash 3 fine-tuning ones)
     axes = {t["name"].split(" · ")[1].split("-")[2]: t.get("xaxis", "x") for t in traces}
     assert axes == {"frozen": "x", "finetune": "x2"} and {t.get("yaxis", "y") for t in traces} == {"y", "y2"}
+    # and its own loss axis: the frozen default's class-balanced loss is on another scale than plain cross-entropy
+    assert spec["layout"]["yaxis"]["title"]["text"] == "loss (class-balanced cross-entropy)"
+    assert spec["layout"]["yaxis2"]["title"]["text"] == "loss (cross-entropy)" and "matches" not in spec["layout"]["yaxis2"]
+    assert "compare the curves' shapes across them, not their levels" in _texts(at)
     colours = {t["name"]: t["line"]["color"] for t in traces}
     assert len(set(colours.values())) == 2  # one per run, its train and validation curves alike
     from views.common import RUN_SHADES  # each in a shade of its mode's colour on every other page
@@ -943,3 +948,19 @@ def test_model_used_says_when_the_bundled_model_stood_in_for_the_one_asked_for()
     hub = {"requested": "bert-base-uncased", "name": "bert-base-uncased", "source": "hub"}
     assert model_used(SimpleNamespace(config={"model": hub}, model="bert-base-uncased")) == "bert-base-uncased"
     assert model_used(SimpleNamespace(config={"mode": "baseline"}, model="tfidf-logreg")) == "tfidf-logreg"
+
+
+def test_loss_chart_names_each_loss_and_shares_an_axis_only_between_equal_losses():
+    from views.common import loss_figure
+
+    history = [{"event": "train", "epoch": 0.5, "loss": 0.4}, {"event": "eval", "epoch": 1.0, "loss": 0.3}]
+    same = loss_figure({"a": history, "b": history}, modes={"a": "finetune", "b": "finetune"})
+    assert same.layout.yaxis.title.text == "loss (cross-entropy)" and all("(" not in t.name for t in same.data)
+    # one panel with both losses: each curve says which it is, and the axis sends the reader to the legend
+    mixed = loss_figure({"a": history, "b": history}, modes={"a": "finetune", "b": "finetune"}, balanced={"b"})
+    assert mixed.layout.yaxis.title.text == "loss (see legend)"
+    assert sorted(t.name for t in mixed.data) == ["train · a (plain)", "train · b (class-balanced)",
+                                                  "validation · a (plain)", "validation · b (class-balanced)"]
+    panels = loss_figure({"a": history, "b": history}, modes={"a": "frozen", "b": "finetune"}, balanced={"a", "b"})
+    assert panels.layout.yaxis2.matches == "y" and panels.layout.yaxis.title.text == \
+        "loss (class-balanced cross-entropy)"  # one loss: one shared axis, named once

@@ -22,8 +22,8 @@ from core.config import DEFAULT_MODEL
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
-from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_status, resumable_state, \
-    run_path, stopped_note
+from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_json, read_status, \
+    resumable_state, run_path, stopped_note
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -242,7 +242,9 @@ def job_panel(key: str) -> None:
         if progress.run_id:
             st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
             events = read_history(run_path(runs_dir(), progress.run_id))
-            figure = loss_figure({progress.run_id: events}, modes={progress.run_id: progress.mode})
+            config = read_json(run_path(runs_dir(), progress.run_id) / "config.json")  # written before any event
+            figure = loss_figure({progress.run_id: events}, modes={progress.run_id: progress.mode},
+                                 balanced={progress.run_id} if config.get("class_weight") == "balanced" else set())
             if figure is not None:
                 st.plotly_chart(figure, key=f"{key}-live-loss")
             elif progress.phase == "features":
@@ -332,20 +334,28 @@ def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None) -> go.Figure | None:
+def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None,
+                balanced: set[str] = frozenset()) -> go.Figure | None:
     """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run.
 
     A run is drawn in a shade of its mode's colour (blue frozen, red fine-tuned, as on every page), picked from its
     id, so deleting other runs never changes it; two runs on one chart never share one (the second of two ids that
     pick the same shade takes the next free one). Runs of different modes (`modes`: run -> mode) get a panel each,
     side by side with one loss axis: a frozen head's 60 epochs on the same epoch axis as a fine-tune's 3 would
-    squash the fine-tune into a corner."""
+    squash the fine-tune into a corner. `balanced`: the runs trained on class-balanced cross-entropy (the frozen
+    default), whose level is not comparable with plain cross-entropy's: each panel's axis names its loss, and panels
+    of different losses do not share one."""
     curves = {name: jobs.loss_curves(events) for name, events in histories.items()}
     drawn = [name for name, c in curves.items() if c["train"] or c["validation"]]  # the baseline has no loss
     panels = list(dict.fromkeys((modes or {}).get(name) for name in drawn))
     if not drawn:
         return None
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
+    def loss(name) -> str:
+        return "class-balanced cross-entropy" if name in balanced else "cross-entropy"
+
+    panel_losses = [{loss(n) for n in drawn if (modes or {}).get(n) == panel} for panel in panels]
+    mixed = len(set().union(*panel_losses)) > 1
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=not mixed, horizontal_spacing=0.08 if mixed else 0.04,
                         subplot_titles=[MODE_LABELS.get(m, m) for m in panels] if len(panels) > 1 else None)
     used = set()
     for name in histories:
@@ -358,17 +368,20 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
                      shades[first])
         used.add(color)
         col = panels.index((modes or {}).get(name)) + 1
+        which = f" ({'class-balanced' if name in balanced else 'plain'})" if len(panel_losses[col - 1]) > 1 else ""
         if curves[name]["train"]:
             epochs, losses = zip(*curves[name]["train"])
             # thin and faded: per-step losses are noisy, and would hide the validation points drawn over them
-            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}", line=dict(color=color, width=1),
+            fig.add_scatter(x=epochs, y=losses, mode="lines", name=f"train · {name}{which}", line=dict(color=color, width=1),
                             opacity=0.5, row=1, col=col)
         if curves[name]["validation"]:
             epochs, losses = zip(*curves[name]["validation"])
-            fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}",
+            fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}{which}",
                             line=dict(color=color, dash="dash"), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="loss (cross-entropy)", col=1)
+    for col, losses in enumerate(panel_losses, start=1):
+        if col == 1 or mixed:
+            fig.update_yaxes(title_text=f"loss ({losses.pop() if len(losses) == 1 else 'see legend'})", col=col)
     # panel titles need room below the chart's toolbar, which would cover the right-hand one
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=55 if len(panels) > 1 else 30, b=10),
                       legend=dict(orientation="h", y=-0.25))

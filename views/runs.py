@@ -99,9 +99,13 @@ chosen = st.multiselect("Runs to overlay", ids, key="runs_overlay", persist_stat
 # oldest chosen run first
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id))
                              for run_id in sorted(chosen, key=ids.index, reverse=True)},
-                            modes={r.id: r.mode for r in all_runs})
+                            modes={r.id: r.mode for r in all_runs},
+                            balanced={r.id for r in all_runs if (r.config or {}).get("class_weight") == "balanced"})
 if figure is not None:
     st.plotly_chart(figure, key="runs-loss")
+    if len({(by_id[i].config or {}).get("class_weight") for i in chosen if by_id[i].mode != "baseline"}) > 1:
+        st.caption("Class-balanced cross-entropy (each class weighs half, the frozen default) and plain cross-entropy "
+                   "are on different scales: compare the curves' shapes across them, not their levels.")
 if any(by_id[i].mode == "baseline" for i in chosen):
     st.caption("The TF-IDF baseline has no loss curve: it is fitted in one go, not trained step by step.")
 elif chosen and figure is None:
