@@ -27,8 +27,8 @@ import numpy as np
 import psutil
 
 from .config import TrainConfig
-from .runs import LOCK_NAME, finish_requested, finishable, load_run, read_history, read_json, read_status, \
-    request_cancel, request_finish, resumable, run_path, running_job, write_json_atomic
+from .runs import LOCK_NAME, RunError, delete_run, finish_requested, finishable, load_run, read_history, read_json, \
+    read_status, request_cancel, request_finish, resumable, run_path, running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -332,8 +332,11 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
             return Progress(None, mode, "training", base, None)
         share = step / total
         eta = None
-        if step > first:
-            rate = (train["time"] - last["start"]["time"]) / (step - first)  # seconds per step, evaluations included
+        # seconds per step, evaluations included, from the first logged step on: the first step also sets up
+        # kernels and allocations, and counting it made the first estimates several times too long
+        since = next((e for e in events if e.get("event") == "train" and e.get("step", 0) > first), None)
+        if since is not None and step > since["step"]:
+            rate = (train["time"] - since["time"]) / (step - since["step"])
             eta = max(0.0, rate * (total - step) - (now - train["time"]))
         phase = "evaluating" if step >= total else "training"
         return Progress(None, mode, phase, base + (1 - base) * share, eta, step=step, total_steps=total,
@@ -371,6 +374,17 @@ def loss_curves(events: list[dict]) -> dict[str, list]:
 
 
 # ---------------------------------------------------------------------------- stopping
+
+def delete(runs_dir: str | os.PathLike, run_id: str) -> None:
+    """Delete a run, unless the running job is on it. Under the launch lock: a finish or resume being launched holds
+    it until its process names its run, so a delete from another tab waits, then refuses, instead of removing the
+    run from under the job."""
+    runs_dir = Path(runs_dir)
+    with _launch_lock(runs_dir):
+        if running_job(runs_dir) == run_id:
+            raise RunError(f"run {run_id} is in use by the running job: cancel it first")
+        delete_run(runs_dir, run_id)
+
 
 def cancel(runs_dir: str | os.PathLike) -> str:
     """Ask the running job to stop; it saves status 'cancelled' at its next step. Returns what was asked."""

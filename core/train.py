@@ -419,19 +419,19 @@ def finish_stopped(run_dir: Path) -> Path:
     test those weights and write the metrics, as "Finish this run now" would have at that validation. The run
     records where it stopped. Raises RunError (or DataError, ModelError) when it cannot be done."""
     run_dir = Path(run_dir)
-    config, weights, _ = finishable(run_dir)
-    messages, cfg = _stopped_run_inputs(run_dir, config)
-    # frozen mode needs the very encoder it trained on, checked by its digest (the bundled one moves with the venv);
-    # a fine-tune's checkpoint is a whole model with its tokenizer
-    model_info = reresolve(config["model"]) if cfg.mode == "frozen" else ResolvedModel(**config["model"])
+    finishable(run_dir)
     threads = torch.get_num_threads()
     with training_lock(run_dir.parent) as lock:
+        set_lock_holder(lock, run_dir.name)  # at once: a run named by the running job is not deleted under it
         config, weights, status = finishable(run_dir)  # again, under the lock: another finish may have run
+        messages, cfg = _stopped_run_inputs(run_dir, config)
+        # frozen mode needs the very encoder it trained on, checked by its digest (the bundled one moves with the
+        # venv); a fine-tune's checkpoint is a whole model with its tokenizer
+        model_info = reresolve(config["model"]) if cfg.mode == "frozen" else ResolvedModel(**config["model"])
         info = checkpoint_info(weights)
         # how the training ended, kept through a failed attempt at finishing it
         stopped = status.get("stopped") or {k: status.get(k) for k in ("status", "error", "ended_at")}
         set_status(run_dir, "running", error=None, ended_at=None, stopped=stopped)
-        set_lock_holder(lock, run_dir.name)
         history = read_history(run_dir)
         history = history[:next((i for i, e in enumerate(history) if e.get("event") == "finish_saved"), None)]
         events = EventLog(run_dir / "history.jsonl")
@@ -508,17 +508,17 @@ def resume_stopped(run_dir: Path) -> Path:
     state, so on the same machine it ends as the run would have had it never stopped. Raises RunError (or
     DataError, ModelError) when it cannot be done."""
     run_dir = Path(run_dir)
-    config, _, _ = resumable(run_dir)
-    messages, cfg = _stopped_run_inputs(run_dir, config)
-    model_info = reresolve(config["model"])  # the state holds weights for this very model (checked by its digest)
+    resumable(run_dir)
     stop, previous_handler = _install_sigterm()
     try:
         with training_lock(run_dir.parent) as lock:
+            set_lock_holder(lock, run_dir.name)  # at once: a run named by the running job is not deleted under it
             config, state, status = resumable(run_dir)  # again, under the lock: another job may have taken it
+            messages, cfg = _stopped_run_inputs(run_dir, config)
+            model_info = reresolve(config["model"])  # the state holds weights for this very model (by its digest)
             _roll_back(run_dir, state)
             _drop_requests(run_dir)  # a Cancel or Finish left for the process that died was not meant for this one
             set_status(run_dir, "running", error=None, ended_at=None, stopped=None)  # `stopped`: a failed finish's
-            set_lock_holder(lock, run_dir.name)
             events = EventLog(run_dir / "history.jsonl")
             planned = next((e.get("total_steps") for e in read_history(run_dir) if e.get("event") == "start"), None)
             events.emit("resumed", step=state["step"], total_steps=planned, after=status.get("status"),

@@ -7,7 +7,7 @@ import pytest
 from conftest import ctrl_c_at_evaluations
 from core import jobs
 from core.config import TrainConfig
-from core.runs import list_runs, load_run, read_history, running_job
+from core.runs import RunError, list_runs, load_run, read_history, running_job
 
 
 def _cfg(tiny_bert, data, tmp_path, **kw):
@@ -30,10 +30,10 @@ def test_launch_refuses_a_second_job_shows_progress_and_cancels(tiny_bert, sms_f
     # long enough to still be running while we look at it: hundreds of tiny steps
     job = jobs.launch([_cfg(tiny_bert, sms_file, tmp_path, mode="finetune", epochs=300, batch_size=8)])
     assert job.modes == ["finetune"] and job.log.is_file()
-    progress = _wait(lambda: (p := jobs.current_job(runs)) and p.step > 0 and p)
+    progress = _wait(lambda: (p := jobs.current_job(runs)) and p.eta_seconds is not None and p)
     assert progress.run_id == running_job(runs)
     assert progress.phase == "training" and 0 < progress.fraction < 1 and progress.total_steps > progress.step
-    assert progress.eta_seconds is not None and progress.eta_seconds > 0
+    assert progress.eta_seconds > 0
 
     with pytest.raises(jobs.JobBusy, match=progress.run_id):
         jobs.launch([_cfg(tiny_bert, sms_file, tmp_path, mode="baseline")])
@@ -254,11 +254,12 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     going_on = [jobs.progress_from_history(events[:i], now=events[i - 1]["time"]).fraction
                 for i in range(at + 1, len(events) + 1)]
     assert going_on == sorted(going_on) and going_on[-1] == 1.0
-    first = next(i for i, e in enumerate(events) if e["event"] == "train" and i > start)
-    going = jobs.progress_from_history(events[:first + 1], now=events[first]["time"])
-    # the rate counts only the steps trained since the resume, over the time since
-    rate = (events[first]["time"] - events[start]["time"]) / (events[first]["step"] - step)
-    assert going.step == events[first]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))
+    first, second = [i for i, e in enumerate(events) if e["event"] == "train" and i > start][:2]
+    assert jobs.progress_from_history(events[:first + 1], now=events[first]["time"]).eta_seconds is None
+    going = jobs.progress_from_history(events[:second + 1], now=events[second]["time"])
+    # the rate counts only steps trained since the resume, from its first logged step (which also sets up kernels)
+    rate = (events[second]["time"] - events[first]["time"]) / (events[second]["step"] - events[first]["step"])
+    assert going.step == events[second]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))
 
 
 def test_while_a_stopped_run_is_tested_the_bar_stays_where_its_training_stopped():
@@ -267,3 +268,36 @@ def test_while_a_stopped_run_is_tested_the_bar_stays_where_its_training_stopped(
     testing = jobs.progress_from_history(events, now=51.0)
     assert (testing.phase, testing.fraction) == ("testing saved weights", 0.4)
     assert testing.detail == "the best weights it saved, from step 30"
+
+
+@pytest.mark.parametrize("command", ["resume", "finish"])
+def test_a_run_cannot_be_deleted_while_a_job_loads_to_resume_or_finish_it(tiny_bert, sms_file, tmp_path, monkeypatch,
+                                                                          command):
+    import core.train
+
+    ctrl_c_at_evaluations(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=6, save_state_every=0))
+    monkeypatch.undo()
+    [stopped] = list_runs(tmp_path / "runs")
+    # the job loads its data and model for seconds before it trains: hold it there
+    loading, go_on, load = threading.Event(), threading.Event(), core.train._stopped_run_inputs
+    monkeypatch.setattr(core.train, "_stopped_run_inputs",
+                        lambda *a: (loading.set(), go_on.wait(60), load(*a))[-1])
+    done = []
+    job = threading.Thread(target=lambda: done.append(
+        (core.train.resume_stopped if command == "resume" else core.train.finish_stopped)(stopped.path)))
+    job.start()
+    try:
+        assert loading.wait(60)
+        assert load_run(stopped.path).status != "running"  # not yet: only the lock names it
+        assert running_job(tmp_path / "runs") == stopped.id
+        with pytest.raises(RunError, match="in use by the running job"):
+            jobs.delete(tmp_path / "runs", stopped.id)
+        assert stopped.path.is_dir()
+    finally:
+        go_on.set()
+        job.join(120)
+    assert done and load_run(stopped.path).status == "completed"
+    jobs.delete(tmp_path / "runs", stopped.id)  # with no job on it, it goes
+    assert not stopped.path.exists()

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.runs import (FINISHABLE, RunError, checkpoint_info, delete_run, finishable_weights, read_history,
+from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights, read_history,
                        resumable_state, resumed_note, stopped_note, time_spent, validate_run_id)
 
 from views import common
@@ -178,7 +178,7 @@ with right:
         if yes.button("Yes, delete", type="primary", key="runs_delete_yes"):
             st.session_state.pop("runs_confirm")
             try:
-                delete_run(common.runs_dir(), run.id)
+                jobs.delete(common.runs_dir(), run.id)
                 common.forget_run(run)
                 st.toast(f"Deleted {run.id}")
                 st.rerun()
