@@ -9,6 +9,7 @@ SPAM_MODEL, SPAM_UPLOADS_DIR, SPAM_CACHE_DIR.
 import streamlit as st
 
 from views import sidebar
+from views.common import PageEnd
 
 st.set_page_config(page_title="SMS spam: frozen vs fine-tuned BERT", page_icon="✉️", layout="wide")
 
@@ -22,5 +23,7 @@ pages = [
 page = st.navigation(pages)
 try:
     page.run()
+except PageEnd:  # a page with nothing to show yet ended early
+    pass
 finally:  # drawn after the page, so it shows what the page just chose (e.g. the model typed on Train)
     sidebar.render()

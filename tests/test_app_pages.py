@@ -104,9 +104,10 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
     at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
     for page in PAGES:
         _page(at, page)
-    assert "No completed frozen or fine-tuned run" in _texts(_page(at, "views/compare.py"))
-    assert "no trained model" in _texts(_page(at, "views/playground.py"))
-    assert "No runs yet" in _texts(_page(at, "views/runs.py"))
+    for page, empty in (("views/compare.py", "No completed frozen or fine-tuned run"),
+                        ("views/playground.py", "no trained model"), ("views/runs.py", "No runs yet")):
+        assert empty in _texts(_page(at, page))
+        assert "messages after removing" in _texts(at.sidebar), page  # the page ended early, the sidebar did not
 
     _page(at, "views/overview.py")
     assert "fine-tuned" in _texts(at)  # the two-sentence explanation

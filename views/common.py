@@ -126,6 +126,16 @@ def same_test_messages(a, b) -> bool:
     return bool(texts[0]) and texts[0] == texts[1]
 
 
+class PageEnd(Exception):
+    """Raised by end_page; app.py catches it."""
+
+
+def end_page():
+    """End the page here, like st.stop(), but let app.py still draw the sidebar: after st.stop() Streamlit drops
+    whatever the script draws, so the data source, model and running job would go missing from the sidebar."""
+    raise PageEnd
+
+
 # Inputs that survive a page switch: widgets on pages take persist_state=KEEP (Streamlit forgets a widget's value
 # when its page is not shown, unless told otherwise).
 KEEP = "session"

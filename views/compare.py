@@ -14,7 +14,7 @@ choices = {mode: common.usable_runs(mode) for mode in ("frozen", "finetune", "ba
 if not choices["frozen"] and not choices["finetune"]:
     st.info("No completed frozen or fine-tuned run yet. Train one on the Train page (or use the quick preset on "
             "Overview), then come back here.")
-    st.stop()
+    common.end_page()
 
 c = st.columns(3)
 picked = {}

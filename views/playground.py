@@ -39,7 +39,7 @@ for col, mode in zip(cols, ("frozen", "finetune", "baseline")):
 if not picked:
     st.info("There is no trained model to try yet. Use the quick preset on Overview or start a run on Train; "
             "the models appear here as soon as their runs complete.")
-    st.stop()
+    common.end_page()
 
 for mode, run in picked.items():  # its verdicts here would all be "ham" (or all "spam"): say why, up front
     if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):

@@ -18,7 +18,7 @@ if st.session_state.get("runs_job"):  # a finish or resume started here: its pro
 all_runs = common.runs()
 if not all_runs:
     st.info(f"No runs yet in {common.runs_dir()}. Start one on the Train page.")
-    st.stop()
+    common.end_page()
 
 # ?run=<id> preselects a run; anything that is not a valid id is refused, never used as a path
 wanted = st.query_params.get("run")
