@@ -495,7 +495,7 @@ def troubled(tmp_path, tiny_bert, sms_data, trained, monkeypatch):
     os.kill(json.loads((runs_dir / victim / "status.json").read_text())["pid"], signal.SIGKILL)
     _wait(lambda: running_job(runs_dir) is None)
     jobs.launch([_config("finetune", root, tiny_bert, sms_data, epochs=300, batch_size=8)])
-    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.step > 0 and p.run_id)
+    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.eta_seconds is not None and p.run_id)  # 2 logged steps
     yield runs_dir, live
     if running_job(runs_dir):
         jobs.cancel(runs_dir)
@@ -643,7 +643,12 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert curve[0]["name"].startswith("train") and len(curve[0]["x"]) > 0
     assert at.button(key="train_launch").disabled
     assert any("Only one job runs at a time" in i.value for i in at.info)
+    at.button(key="train-cancel").click().run()  # it asks first: nothing is cancelled yet
+    assert running_job(runs_dir) == live and any("discard this run's weights?" in w.value for w in at.warning)
+    at.button(key="train-cancel-no").click().run()
+    assert running_job(runs_dir) == live and at.button(key="train-cancel")
     at.button(key="train-cancel").click().run()
+    at.button(key="train-cancel-yes").click().run()
     _wait(lambda: running_job(runs_dir) is None)
     assert load_run(runs_dir / live).status == "cancelled"
 

@@ -288,8 +288,20 @@ def job_panel(key: str) -> None:
                             else ""))
             except jobs.JobError as exc:
                 st.warning(plain(exc))
-        if cancel_col.button("Cancel training", key=f"{key}-cancel", type="secondary",
-                             help="Stop the whole job now and discard this run's weights (status 'cancelled')."):
+        if progress.phase == "finishing":  # asked to finish: it completes with its best weights, whatever else
+            return
+        confirm = f"{key}-cancel-confirm"  # one click next to "Finish this run now" must not discard a run's training
+        if st.session_state.get(confirm) != progress.run_id:  # callbacks: they take effect in the click's own rerun
+            cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
+                              on_click=lambda run=progress.run_id: st.session_state.update({confirm: run}),
+                              help="Stop the whole job and discard this run's weights (status 'cancelled'); asks first.")
+            return
+        cancel_col.warning("Stop the whole job and discard this run's weights? To keep them, use \"Finish this run "
+                           "now\" instead.")
+        yes, no = cancel_col.columns(2)
+        no.button("Keep training", key=f"{key}-cancel-no", on_click=lambda: st.session_state.pop(confirm, None))
+        if yes.button("Yes, cancel", key=f"{key}-cancel-yes"):
+            st.session_state.pop(confirm, None)
             try:
                 jobs.cancel(runs_dir())
                 st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
