@@ -604,13 +604,18 @@ def test_runs_page_offers_resume_alone_for_a_run_stopped_before_its_first_valida
 
 def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
-    job = jobs.launch([_config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8)])
-    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.run_id)
+    job = jobs.launch([_config("baseline", tmp_path, tiny_bert, sms_data),  # a plan of three, killed in its second
+                       _config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8),
+                       _config("frozen", tmp_path, tiny_bert, sms_data)])
+    live = _wait(lambda: (p := jobs.current_job(runs_dir)) and p.mode == "finetune" and p.run_id)
     _wait(lambda: any(e["event"] == "checkpoint" for e in read_history(runs_dir / live)))
     os.kill(job.pid, signal.SIGKILL)
     _wait(lambda: running_job(runs_dir) is None)
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     assert f"{live} ended as interrupted" in _errors(at)[0]
+    assert any(s.value.startswith("TF-IDF baseline finished") for s in at.success)
+    assert "The job ended before it started its Frozen BERT + MLP head run: start it again on the Train page." in \
+        [w.value for w in at.warning]  # not silently dropped
     [link] = at.get("page_link")
     assert "test them and complete the run on the Runs page" in link.proto.label
     assert link.proto.page == "runs" and link.proto.query_string == f"run={live}"

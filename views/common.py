@@ -343,7 +343,12 @@ def _last_outcome() -> None:
         elif run.status in FINISHABLE and finishable_weights(run.path):
             st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its best weights so far were saved: test them and complete the run on the Runs page")
-    if len(finished) < len(info.get("modes") or []) and not any(r.status == "cancelled" for r in finished):
+    planned = info.get("modes") or []
+    if 0 < len(finished) < len(planned):  # the plan runs in order: the job ended before the rest began
+        never = [MODE_LABELS.get(mode, mode) for mode in planned[len(finished):]]
+        st.warning(f"The job ended before it started its {' and '.join(never)} run{'s' * (len(never) > 1)}: start "
+                   f"{'them' if len(never) > 1 else 'it'} again on the Train page.")
+    if len(finished) < len(planned) and not any(r.status == "cancelled" for r in finished):
         tail = jobs.log_tail(runs_dir(), 8)
         if tail and "error" in tail.lower():
             st.error("The last job stopped early. Its last output:")
