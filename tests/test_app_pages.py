@@ -148,6 +148,23 @@ def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch,
     assert len(saved) == 1 and saved[0].name.startswith("mine-")
     assert any("mine-" in _unescape(c.value) and "60 messages" in c.value for c in at.sidebar.caption)
     assert not next(b for b in at.button if b.label == "Train all three with the quick preset").disabled
+    # a reload is a new session: the URL names the upload, so it stays the data in use, on every page
+    assert at.query_params["data"] == saved[0].name
+    reloaded = AppTest.from_file(APP, default_timeout=90)
+    reloaded.query_params["data"] = saved[0].name
+    for page in PAGES:
+        _page(reloaded.run(), page)
+        assert any("mine-" in _unescape(c.value) and "60 messages" in c.value for c in reloaded.sidebar.caption), page
+        assert reloaded.query_params["data"] == saved[0].name
+    reloaded.sidebar.button(key="data_reset").click().run()
+    assert "data" not in reloaded.query_params and any("no SMS Spam Collection found" in e for e in _errors(reloaded.sidebar))
+    # a link can name only a file in the uploads folder, never a path elsewhere on the machine
+    for linked in ("../uploads/" + saved[0].name, str(saved[0]), "no-such-upload.csv"):
+        elsewhere = AppTest.from_file(APP, default_timeout=90)
+        elsewhere.query_params["data"] = linked
+        elsewhere.run()
+        assert any("no SMS Spam Collection found" in e for e in _errors(elsewhere.sidebar)), linked
+        assert "data" not in elsewhere.query_params
 
 
 # ---------------------------------------------------------------------------- completed runs

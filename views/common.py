@@ -194,8 +194,17 @@ def _data_summary(path: str, mtime: float) -> dict:
 
 
 def data_source() -> tuple[str | None, dict | None, str | None]:
-    """(path, summary, error): the session's chosen file, else $SPAM_DATA / data/ / the hub."""
-    chosen = st.session_state.get("data_path")
+    """(path, summary, error): the session's chosen file, else $SPAM_DATA / data/ / the hub. An uploaded file is
+    named in the URL too (?data=<its name in the uploads folder>): a reload starts a new session, which would
+    otherwise go back to the default data without a word."""
+    chosen, linked = st.session_state.get("data_path"), st.query_params.get("data")
+    if chosen is None and linked:  # a new session: only a file in the uploads folder, never a path from a link
+        if Path(linked).name == linked and (uploads_dir() / linked).is_file():
+            chosen = st.session_state["data_path"] = str(uploads_dir() / linked)
+    if chosen and Path(chosen).resolve().parent == uploads_dir().resolve():
+        st.query_params["data"] = Path(chosen).name  # again on each page: a page switch clears the URL's query
+    elif linked:
+        del st.query_params["data"]
     try:
         path = find_data_source(chosen)
         return path, _data_summary(path, os.path.getmtime(path)), None

@@ -58,6 +58,7 @@ def _data() -> None:
                 st.error(common.plain(exc))
         if st.session_state.get("data_path") and st.button("Back to the default dataset", key="data_reset"):
             st.session_state.pop("data_path")
+            st.query_params.pop("data", None)  # or the link would bring the upload back
             st.rerun()
 
 
