@@ -520,14 +520,14 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
     if all(params) and all(seconds):
-        longer = f" ({seconds[0] / seconds[1]:.1f} times as long)" if seconds[0] >= 1.05 * seconds[1] else ""
-        cached = " (the frozen run read its features from the cache: its time leaves encoding out)" \
-            if _encoded_from_cache(frozen) else ""
-        cached += "".join(f" (the {which} run was stopped and resumed: its time adds up the stretches it ran)"
-                          for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")) if run.metrics.get("resumed"))
+        notes = [f"{seconds[0] / seconds[1]:.1f} times as long"] if seconds[0] >= 1.05 * seconds[1] else []
+        if _encoded_from_cache(frozen):
+            notes.append("the frozen run read its features from the cache, so its time leaves encoding out")
+        notes += [f"the {which} run was stopped and resumed, and its time adds up the stretches it ran"
+                  for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")) if run.metrics.get("resumed")]
         lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters "
                      f"({_count(params[0])} against {_count(params[1])}), and its run took {seconds[0]:.0f} s against "
-                     f"{seconds[1]:.0f} s on this machine{longer}{cached}.")
+                     f"{seconds[1]:.0f} s on this machine" + (f" ({'; '.join(notes)})." if notes else "."))
     if baseline is not None and baseline.metrics.get("predictions"):
         b_missed, b_alarms = _errors_at(baseline, at(baseline))
         notes = [f"at threshold {at(baseline):g}"] if at(baseline) != at(finetune) else []

@@ -67,19 +67,23 @@ if shown:
                      # a column only when the runs differ: at 1280 px the cost columns were cut off
                      **({"threshold": m.get("threshold", 0.5)} if len(thresholds) > 1 else {}),
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
-                     "trainable params": m.get("trainable_parameters"),
+                     "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
+                     if m.get("trainable_parameters") else None,
                      "run time (s)": m.get("total_seconds")})
     st.subheader("Test-set results (latest completed run of each kind)")
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
-        "trainable params": st.column_config.NumberColumn(format="compact", help="Parameters that training updates"),
+        "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
         "run time (s)": st.column_config.NumberColumn(
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else ""
     count = f"{n_test:,}" if n_test else "the"
-    st.caption(f"Test split: {count} messages never seen in training. Spam is the positive class.{at} Bars show "
-               "95 % bootstrap intervals: differences inside them are not evidence of a better model.")
+    paired = " The paired test above is what says whether two models differ." if "frozen" in shown and \
+        "finetune" in shown else ""
+    st.caption(f"Test split: {count} messages never seen in training. Spam is the positive class.{at} The chart's "
+               f"whiskers are 95 % bootstrap intervals, one model at a time; overlapping ones do not show that two "
+               f"models are equal.{paired}")
     for mode, run in shown.items():
         if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
             st.warning(warning)
@@ -98,14 +102,16 @@ if shown:
         y = [test.get(k) for k in common.HEADLINE]
         lo = [(v - ci[k][0]) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
         hi = [(ci[k][1] - v) if ci.get(k) and v is not None else 0 for k, v in zip(common.HEADLINE, y)]
-        fig.add_bar(x=[common.METRIC_NAMES[k] for k in common.HEADLINE], y=y, name=common.MODE_LABELS[mode], marker_color=common.MODE_COLORS[mode],
-                    error_y=dict(type="data", array=hi, arrayminus=lo),
-                    # values on hover and in the table above: printed on the bars they collided with the whiskers
-                    customdata=[common._fmt(v, 3) for v in y], hovertemplate="%{x}: %{customdata}<extra></extra>")
-    low = min((v for run in shown.values() for k in common.HEADLINE
-               if (v := run.metrics["test"].get(k)) is not None), default=0)
-    start = max(0, low - 0.1)  # zoomed so the gaps show; the axis title says where it starts
-    fig.update_layout(barmode="group", yaxis=dict(range=[start, 1.005], title=f"score (axis from {start:.2f})"),
+        # points, not bars: on an axis zoomed to show the gaps, a bar's length would overstate them
+        fig.add_scatter(x=[common.METRIC_NAMES[k] for k in common.HEADLINE], y=y, name=common.MODE_LABELS[mode],
+                        mode="markers", marker=dict(color=common.MODE_COLORS[mode], size=11),
+                        error_y=dict(type="data", array=hi, arrayminus=lo, thickness=1.5, width=6),
+                        customdata=[common._fmt(v, 3) for v in y], hovertemplate="%{x}: %{customdata}<extra></extra>")
+    low = min((v for run in shown.values() for k in common.HEADLINE  # the lowest point or interval end
+               for v in [run.metrics["test"].get(k), *((run.metrics["test"].get("ci95") or {}).get(k) or [])]
+               if v is not None), default=0)
+    start = max(0.0, round(low - 0.02, 2))  # zoomed so the gaps show; the axis title says where it starts
+    fig.update_layout(scattermode="group", yaxis=dict(range=[start, 1.005], title=f"score (axis from {start:.2f})"),
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
