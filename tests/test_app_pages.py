@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ctrl_c_at_evaluations, make_messages, write_uci
 from core import jobs
 from core.config import TrainConfig
+from core.evaluate import seen_in_training
 from core.predict import Predictor
 from core.runs import list_runs, load_run, read_history, running_job, saved_state
 from core.train import train
@@ -933,6 +934,14 @@ def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monk
     yours = next(d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns)
     assert (yours["seen in training"] > 0).all()
     assert any("were in a model's training or validation data" in w.value for w in at.warning)
+    _page(at, "views/playground.py")  # a labelled batch on the Playground gets accuracies, and the same warning
+    at.file_uploader(key="play_upload").set_value(("seen.txt", b"".join(training_like), "text/plain")).run()
+    at.button(key="play_score").click().run()
+    [warning] = [w.value for w in at.warning if "were in a model's training or validation data" in w.value]
+    seen = seen_in_training(list_runs(trained)[0].config, [l.decode().split("\t", 1)[1].strip() for l in training_like])
+    assert seen > 0 and f"Fine-tuned BERT: {seen}" in warning
+    at.file_uploader(key="play_upload").set_value(None).run()
+    _page(at, "views/compare.py")
     only_ham = "".join(f"ham\tsee you at {h} tonight, bring the charger\n" for h in range(5, 11)).encode()
     at.file_uploader(key="compare_own").set_value(("only-ham.txt", only_ham, "text/plain")).run()
     assert not at.exception

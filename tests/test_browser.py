@@ -218,6 +218,17 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert page.locator("main").get_by_text("evil.example/claim").count() > 0  # the words are shown...
         assert page.locator('a[href*="evil"]').count() == 0  # ...but no URL, www. name or address is a live link
         shot(page, "6-playground")
+        # a batch's CSV names, on its own, the run behind each score and the threshold behind each verdict
+        page.get_by_role("tab", name="Batch").click()
+        page.get_by_role("textbox", name="Messages, one per line").fill("see you at 6\nWINNER claim your prize now")
+        page.get_by_role("button", name="Score").click()
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download CSV").click()
+        rows = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
+        assert len(rows) == 3 and rows[1].startswith("see you at 6,")
+        for mode in ("frozen", "finetune", "baseline"):
+            assert f"{mode} p(spam), run {runs[mode].id}" in rows[0] and f"{mode} verdict (spam at p >= 0.5)" in rows[0]
+        page.get_by_role("tab", name="One message").click()
 
         _goto(page, "Runs")
         _settle(page)

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data import DataError, read_messages, read_unlabelled
+from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
 from core.predict import MAX_MESSAGE_CHARS
 from core.runs import RunError
@@ -190,8 +191,12 @@ with batch:
             for mode, (run, _) in models.items():
                 out[f"{mode} p(spam)"] = np.round(probabilities[mode].astype(float), 6)  # one precision for all
                 out[f"{mode} verdict"] = [verdict(run, p) for p in probabilities[mode]]
+            # a labelled batch gets accuracies: say when a model had trained on some of its messages, as Compare does
+            seen = {m: seen_in_training(run.config, [str(t) for t in texts]) for m, (run, _) in models.items()} \
+                if labels is not None else {}
             st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out,
-                                              "source": source, "lines_unused": upload is not None and bool(lines.strip())}
+                                              "source": source, "lines_unused": upload is not None and bool(lines.strip()),
+                                              "seen": seen}
     scored = st.session_state.get("play_batch")
     if scored and scored["runs"] != {m: run.id for m, (run, _) in models.items()}:
         st.info("The models above changed since this batch was scored: press Score to score it with them.")
@@ -204,6 +209,10 @@ with batch:
         if "label" in out:
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
                                   for m in models if f"{m} verdict" in out))
+            if seen := {m: n for m, n in scored.get("seen", {}).items() if n}:
+                st.warning("Some of these messages were in a model's training or validation data ("
+                           + ", ".join(f"{common.MODE_LABELS[m]}: {n:,}" for m, n in seen.items())
+                           + "): its accuracy on them says little about new messages. Remove them for a fair test.")
         # narrow columns, so every model's verdict fits a laptop screen beside the message (hover shows it whole)
         st.dataframe(out, hide_index=True, placeholder="—", column_config={
             c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0, width="small")
@@ -213,5 +222,10 @@ with batch:
         # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '
         safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
         # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
+        # on its own, the file names the run behind each column and the threshold behind each verdict
+        runs = {m: run for m, (run, _) in models.items()}
+        safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam), run {run.id}" for m, run in runs.items()},
+                                    **{f"{m} verdict": f"{m} verdict (spam at p >= {threshold(run):g})"
+                                       for m, run in runs.items()}})
         st.download_button("Download CSV", safe.to_csv(index=False).encode("utf-8-sig"), "predictions.csv",
                            "text/csv", key="play_download")
