@@ -256,7 +256,7 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     # a resumed run's time is the sum of the stretches it ran, not the time from its start: the cost says so
     resumed = dataclasses.replace(runs["finetune"], metrics={**runs["finetune"].metrics,
                                                               "resumed": [{"from_step": 3, "after": "killed"}]})
-    assert "; the fine-tuned run was stopped and resumed, and its time adds up the stretches it ran)." in \
+    assert "the fine-tuned run was stopped and resumed, and its time adds up the stretches it ran)." in \
         finetuning_verdict(runs["frozen"], resumed, None)
     assert "resumed" not in finetuning_verdict(runs["frozen"], runs["finetune"], None)
 

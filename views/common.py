@@ -415,9 +415,9 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
             fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}{which}",
                             line=dict(color=color, dash="dash"), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
-    for col, losses in enumerate(panel_losses, start=1):
+    for col, kinds in enumerate(panel_losses, start=1):
         if col == 1 or mixed:
-            fig.update_yaxes(title_text=f"loss ({losses.pop() if len(losses) == 1 else 'see legend'})", col=col)
+            fig.update_yaxes(title_text=f"loss ({next(iter(kinds)) if len(kinds) == 1 else 'see legend'})", col=col)
     # panel titles need room below the chart's toolbar, which would cover the right-hand one
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=55 if len(panels) > 1 else 30, b=10),
                       legend=dict(orientation="h", y=-0.25))
