@@ -79,7 +79,9 @@ class Progress:
         where = f"run {self.index} of {self.count}, " if self.count > 1 else ""
         eta = ""
         if self.eta_seconds is not None:
-            eta = f", about {format_seconds(self.eta_seconds)} left" + (" in this run" if self.index < self.count else "")
+            # training only: the test and the saving of the model come after (seconds on this data)
+            eta = f", about {format_seconds(self.eta_seconds)} of training left" + (
+                " in this run" if self.index < self.count else "")
         what = (names or {}).get(self.mode, self.mode) or "training"
         return f"{what} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
 
@@ -332,11 +334,13 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
             return Progress(None, mode, "training", base, None)
         share = step / total
         eta = None
-        # seconds per step, evaluations included, from the first logged step on: the first step also sets up
-        # kernels and allocations, and counting it made the first estimates several times too long
-        since = next((e for e in events if e.get("event") == "train" and e.get("step", 0) > first), None)
-        if since is not None and step > since["step"]:
-            rate = (train["time"] - since["time"]) / (step - since["step"])
+        # seconds per step from the first logged step on (the first step also sets up kernels and allocations:
+        # counted, it made the first estimates up to twice too long), and only once a validation has come since or
+        # a tenth of the run has passed, so the rate includes the time validating takes
+        since = next((i for i, e in enumerate(events) if e.get("event") == "train" and e.get("step", 0) > first), None)
+        if since is not None and step > events[since]["step"] and (
+                any(e.get("event") == "eval" for e in events[since:]) or step - events[since]["step"] >= total / 10):
+            rate = (train["time"] - events[since]["time"]) / (step - events[since]["step"])
             eta = max(0.0, rate * (total - step) - (now - train["time"]))
         phase = "evaluating" if step >= total else "training"
         return Progress(None, mode, phase, base + (1 - base) * share, eta, step=step, total_steps=total,

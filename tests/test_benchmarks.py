@@ -70,6 +70,10 @@ def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, t
     assert bench("bench_seeds").main([*argv, "--modes", "frozen", "--set", "head_hidden=16"]) == 0
     out = capsys.readouterr().out
     assert "training 2 runs (0 reused" in out and "validation, head_hidden=16" in out
+    # the progress bar's time left, replayed from those runs' histories against the time that was left
+    assert bench("bench_eta").main([str(tmp_path / "runs"), "--where", "head_hidden=16"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| first shown |") == 3 and "| frozen | 1/2 | 2 |" in out  # 2 runs, each in 3 rows
 
 
 def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys):

@@ -254,12 +254,17 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     going_on = [jobs.progress_from_history(events[:i], now=events[i - 1]["time"]).fraction
                 for i in range(at + 1, len(events) + 1)]
     assert going_on == sorted(going_on) and going_on[-1] == 1.0
-    first, second = [i for i, e in enumerate(events) if e["event"] == "train" and i > start][:2]
-    assert jobs.progress_from_history(events[:first + 1], now=events[first]["time"]).eta_seconds is None
-    going = jobs.progress_from_history(events[:second + 1], now=events[second]["time"])
-    # the rate counts only steps trained since the resume, from its first logged step (which also sets up kernels)
-    rate = (events[second]["time"] - events[first]["time"]) / (events[second]["step"] - events[first]["step"])
-    assert going.step == events[second]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))
+    # the rate counts only steps trained since the resume, from its first logged step (which also sets up kernels),
+    # and is given once a validation has come since, so it includes the time validating takes
+    first = next(i for i, e in enumerate(events) if e["event"] == "train" and i > start)
+    validated = next(i for i, e in enumerate(events) if e["event"] == "eval" and i > first)
+    later = next(i for i, e in enumerate(events) if e["event"] == "train" and i > validated)
+    for i in range(first, validated):
+        assert jobs.progress_from_history(events[:i + 1], now=events[i]["time"]).eta_seconds is None
+    going = jobs.progress_from_history(events[:later + 1], now=events[later]["time"])
+    rate = (events[later]["time"] - events[first]["time"]) / (events[later]["step"] - events[first]["step"])
+    assert going.step == events[later]["step"] and going.eta_seconds == pytest.approx(rate * (total - going.step))
+    assert "of training left" in going.describe()  # the test and the save come after
 
 
 def test_while_a_stopped_run_is_tested_the_bar_stays_where_its_training_stopped():
