@@ -1001,3 +1001,19 @@ def test_loss_chart_names_each_loss_and_shares_an_axis_only_between_equal_losses
     panels = loss_figure({"a": history, "b": history}, modes={"a": "frozen", "b": "finetune"}, balanced={"a", "b"})
     assert panels.layout.yaxis2.matches == "y" and panels.layout.yaxis.title.text == \
         "loss (class-balanced cross-entropy)"  # one loss: one shared axis, named once
+
+
+def test_runs_page_offers_no_delete_for_a_run_a_job_is_loading_to_resume(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                         trained):
+    from core.runs import set_lock_holder, training_lock
+
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    target = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    with training_lock(runs_dir) as lock:  # as `core resume` holds it while it loads, before the run's status changes
+        set_lock_holder(lock, target.id)
+        at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
+        _page(at, "views/runs.py")
+        at.selectbox(key="runs_one").set_value(target.id).run()
+        assert at.button(key="runs_delete").disabled
+    at.run()
+    assert not at.button(key="runs_delete").disabled
