@@ -22,7 +22,8 @@ from .hub import hub_reachable, offline_reason
 log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-BUNDLED_ALIASES = {BUNDLED_NAME.lower(), "all-minilm-l6-v2"}
+BUNDLED_SHORT_NAME = "all-minilm-l6-v2"  # not a hub id: only the bundled copy answers to it
+BUNDLED_ALIASES = {BUNDLED_NAME.lower(), BUNDLED_SHORT_NAME}
 _HUB_FILES = ["config.json", "tokenizer*", "vocab.txt", "special_tokens_map.json", "model.safetensors"]
 
 
@@ -101,6 +102,8 @@ def resolve_model(requested: str) -> ResolvedModel:
     except HFValidationError:
         raise ModelError(f"{requested!r} is neither a model directory nor a valid hub id (like "
                          f"'bert-base-uncased' or 'org/name')") from None
+    if requested.lower() == BUNDLED_SHORT_NAME:  # online, the hub would call it unknown
+        return _found(requested, BUNDLED_NAME, bundled_model_dir(), "bundled")
     try:  # the local cache first: works offline and costs no network
         cached = Path(snapshot_download(requested, local_files_only=True, allow_patterns=_HUB_FILES))
         return _found(requested, requested, cached, "cache")

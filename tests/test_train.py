@@ -206,6 +206,10 @@ def test_model_resolution(tiny_bert, tmp_path, monkeypatch):
     assert resolved.name == "sentence-transformers/all-MiniLM-L6-v2" and Path(resolved.path, "model.safetensors").is_file()
     # asking for the bundled model by name is no fallback; any other unavailable name is refused, not replaced
     assert resolve_model("all-MiniLM-L6-v2").source == "bundled" and not resolve_model("all-MiniLM-L6-v2").fallback_reason
+    with monkeypatch.context() as online:  # online too: the short name is no hub id, so the hub is never asked
+        online.delenv("HF_HUB_OFFLINE")
+        online.setattr("core.modeling.hub_reachable", lambda: pytest.fail("the hub was asked for the bundled model"))
+        assert resolve_model("all-MiniLM-L6-v2").source == "bundled"
     with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
         resolve_model("bert-large-uncased")
     with pytest.raises(ModelError, match="nor a valid hub id"):
