@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": _train, "finish": _finish, "resume": _resume, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
                 "export": _export}[args.command](args)
+    except BrokenPipeError:  # `core runs | head`: the reader has gone, which is no error of the user's input
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 1
     except (ValueError, OSError) as exc:  # user errors: one clear line, no traceback
         if args.debug:
             raise

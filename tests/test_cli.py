@@ -101,6 +101,17 @@ def test_resume_refuses_a_completed_run_before_torch_loads(frozen_run):
     assert done.stderr.strip() == f"error: {frozen_run.name} cannot be resumed: it has already completed"
 
 
+def test_a_reader_that_leaves_early_is_no_error(frozen_run):
+    # `core predict ... | head -1`: the pipe closes while predictions are still being written
+    proc = subprocess.Popen([sys.executable, "-m", "core", "predict", "--run", str(frozen_run)], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write("hello there\n" * 5000)  # 250 kB of predictions, more than a pipe holds
+    proc.stdin.close()
+    assert proc.stdout.readline().startswith('{"text": "hello there"')
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 1 and proc.stderr.read() == ""
+
+
 def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):
     blocker = tmp_path / "runs"
     blocker.write_text("not a folder")
