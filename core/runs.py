@@ -401,6 +401,22 @@ def weights_present(run_dir: Path, mode: str | None, folder: str = "model") -> b
     return bool(name) and (Path(run_dir) / folder / name).is_file()
 
 
+def damaged_weights(run_dir: Path, mode: str | None) -> str | None:
+    """Why the saved weights' safetensors file cannot be read (a garbage or truncated header), or None. Only the
+    header is read: cheap enough for every listing, so a damaged run is listed as broken, not loaded and crashed."""
+    from safetensors import safe_open
+
+    name = {"finetune": "model.safetensors", "frozen": "head.safetensors", "baseline": "baseline.safetensors"}.get(mode)
+    if name is None or not (Path(run_dir) / "model" / name).is_file():
+        return None  # missing is weights_present's to say
+    try:
+        with safe_open(str(Path(run_dir) / "model" / name), "np") as f:  # "pt" would import torch
+            f.keys()
+    except Exception as exc:  # SafetensorError, or an OSError reading it
+        return f"model/{name} is damaged ({exc})"
+    return None
+
+
 def saved_run_config(run_dir: Path) -> dict:
     """config.json of a run whose weights were saved (to load or export it); RunError otherwise."""
     try:
@@ -409,6 +425,8 @@ def saved_run_config(run_dir: Path) -> dict:
         raise RunError(f"{run_dir.name}: config.json is missing or unreadable") from None
     if not weights_present(run_dir, config.get("mode")):
         raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
+    if damage := damaged_weights(run_dir, config.get("mode")):
+        raise RunError(f"{run_dir.name}: {damage}")
     return config
 
 
@@ -523,6 +541,8 @@ def load_run(run_dir: Path) -> RunInfo:
             metrics, state, error = None, "broken", "metrics.json is missing or unreadable"
         if metrics is not None and not weights_present(run_dir, config.get("mode")):
             state, error = "broken", "the model weights are missing"
+        elif metrics is not None and (damage := damaged_weights(run_dir, config.get("mode"))):
+            state, error = "broken", damage
     model_info, created = config.get("model"), config.get("created")
     model = (model_info.get("name") if isinstance(model_info, dict) else None) or \
         ("tfidf-logreg" if config.get("mode") == "baseline" else None)

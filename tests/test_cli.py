@@ -101,6 +101,21 @@ def test_resume_refuses_a_completed_run_before_torch_loads(frozen_run):
     assert done.stderr.strip() == f"error: {frozen_run.name} cannot be resumed: it has already completed"
 
 
+def test_damaged_weights_make_a_broken_run_and_one_clear_line(capsys, tmp_path, frozen_run):
+    import shutil
+
+    damaged = Path(shutil.copytree(frozen_run, tmp_path / "runs" / frozen_run.name))
+    (damaged / "model" / "head.safetensors").write_bytes(b"garbage" * 100)  # present, but not safetensors
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0 and "broken" in out and "model/head.safetensors is damaged" in out
+    mine = write_uci(tmp_path / "mine.txt", make_messages(20, 10, seed=4))
+    for argv in (["predict", "--run", str(damaged), "hello"], ["evaluate", "--run", str(damaged), "--data", str(mine)],
+                 ["export", "--run", str(damaged), "--out", str(tmp_path / "x.zip")]):
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and err.startswith(f"error: {damaged.name}: model/head.safetensors is damaged ("), argv
+        assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_reader_that_leaves_early_is_no_error(frozen_run):
     # `core predict ... | head -1`: the pipe closes while predictions are still being written
     proc = subprocess.Popen([sys.executable, "-m", "core", "predict", "--run", str(frozen_run)], cwd=ROOT, text=True,
