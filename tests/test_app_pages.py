@@ -128,6 +128,11 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
     assert np.allclose(table["F1"], [next(r for r in runs if r.mode == m).metrics["test"]["f1"]
                                      for m in ("frozen", "finetune", "baseline")])
     assert not any(b.label == "Train all three with the quick preset" for b in at.button)
+    assert "The paired test above is what says whether the two BERTs differ." in _texts(at)
+    shutil.rmtree(finetune.path)  # a run of the job deleted since: the job still ran its whole plan
+    _page(at, "views/train.py")
+    assert "Frozen BERT + MLP head finished" in _texts(at) + " ".join(s.value for s in at.success)
+    assert not any("ended before it started" in w.value for w in at.warning)
 
 
 def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch, tmp_path, tiny_bert):
@@ -268,6 +273,7 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
     [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
     assert "tested on different messages" in verdict and "McNemar" not in verdict
+    assert "The paired test above" not in _texts(at)  # there is none to point to
 
 
 def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -634,6 +640,11 @@ def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkey
     assert any(s.value.startswith("TF-IDF baseline finished") for s in at.success)
     assert "The job ended before it started its Frozen BERT + MLP head run: start it again on the Train page." in \
         [w.value for w in at.warning]  # not silently dropped
+    shutil.rmtree(next(r for r in list_runs(runs_dir) if r.mode == "baseline").path)
+    _page(at, "views/train.py")
+    assert "The job ended before it started its Frozen BERT + MLP head run: start it again on the Train page." in \
+        [w.value for w in at.warning]  # counted from the run it died in, not from how many runs are left
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     [link] = at.get("page_link")
     assert "test them and complete the run on the Runs page" in link.proto.label
     assert link.proto.page == "runs" and link.proto.query_string == f"run={live}"
@@ -1017,3 +1028,17 @@ def test_runs_page_offers_no_delete_for_a_run_a_job_is_loading_to_resume(monkeyp
         assert at.button(key="runs_delete").disabled
     at.run()
     assert not at.button(key="runs_delete").disabled
+
+
+def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch, tmp_path, tiny_bert, sms_data):
+    from core.runs import training_lock
+
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    with training_lock(runs_dir):  # held and not named yet: a job importing torch and loading its data
+        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        assert at.button(key="train-cancel") and not any("discard this run's weights?" in w.value for w in at.warning)
+        at.button(key="train-cancel").click().run()
+        assert any("discard this run's weights?" in w.value for w in at.warning)
+        at.button(key="train-cancel-no").click().run()
+        assert at.button(key="train-cancel") and not any("discard" in w.value for w in at.warning)

@@ -297,15 +297,18 @@ def job_panel(key: str) -> None:
                             else ""))
             except jobs.JobError as exc:
                 st.warning(plain(exc))
-        if progress.phase == "finishing":  # asked to finish: it completes with its best weights, whatever else
+        if progress.phase == "finishing" and progress.index == progress.count:  # the finish wins: nothing to stop
             return
         confirm = f"{key}-cancel-confirm"  # one click next to "Finish this run now" must not discard a run's training
-        if st.session_state.get(confirm) != progress.run_id:  # callbacks: they take effect in the click's own rerun
+        target = progress.run_id or "starting"  # the run it was asked for: a confirmation is not carried to the next
+        if st.session_state.get(confirm) != target:  # callbacks: they take effect in the click's own rerun
             cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
-                              on_click=lambda run=progress.run_id: st.session_state.update({confirm: run}),
+                              on_click=lambda: st.session_state.update({confirm: target}),
                               help="Stop the whole job and discard this run's weights (status 'cancelled'); asks first.")
             return
-        cancel_col.warning("Stop the whole job and discard this run's weights? To keep them, use \"Finish this run "
+        cancel_col.warning("Stop the rest of the job? This run still completes with its best weights, and the runs "
+                           "after it do not start." if progress.phase == "finishing" else
+                           "Stop the whole job and discard this run's weights? To keep them, use \"Finish this run "
                            "now\" instead.")
         yes, no = cancel_col.columns(2)
         no.button("Keep training", key=f"{key}-cancel-no", on_click=lambda: st.session_state.pop(confirm, None))
@@ -353,10 +356,13 @@ def _last_outcome() -> None:
             st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its best weights so far were saved: test them and complete the run on the Runs page")
     planned = info.get("modes") or []
-    if 0 < len(finished) < len(planned):  # the plan runs in order: the job ended before the rest began
-        never = [MODE_LABELS.get(mode, mode) for mode in planned[len(finished):]]
-        st.warning(f"The job ended before it started its {' and '.join(never)} run{'s' * (len(never) > 1)}: start "
-                   f"{'them' if len(never) > 1 else 'it'} again on the Train page.")
+    last = finished[0] if finished else None  # newest first: the run the job was on when it ended
+    if last is not None and last.status in ("interrupted", "failed") and last.mode in planned:
+        # the plan runs in order, one run per mode, and stops at a run that dies or fails (a cancel was asked for)
+        never = [MODE_LABELS.get(mode, mode) for mode in planned[planned.index(last.mode) + 1:]]
+        if never:
+            st.warning(f"The job ended before it started its {' and '.join(never)} run{'s' * (len(never) > 1)}: "
+                       f"start {'them' if len(never) > 1 else 'it'} again on the Train page.")
     if len(finished) < len(planned) and not any(r.status == "cancelled" for r in finished):
         tail = jobs.log_tail(runs_dir(), 8)
         if tail and "error" in tail.lower():

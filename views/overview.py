@@ -55,8 +55,9 @@ elif not (latest["frozen"] or latest["finetune"]):
 
 shown = {mode: run for mode, run in latest.items() if run is not None}
 if shown:
-    if "frozen" in shown and "finetune" in shown and \
-            (verdict := common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline"))):
+    verdict = common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline")) \
+        if "frozen" in shown and "finetune" in shown else None
+    if verdict:
         st.subheader("What fine-tuning bought")
         st.markdown(verdict)
     thresholds = {float(run.metrics.get("threshold", 0.5)) for run in shown.values()}
@@ -79,8 +80,8 @@ if shown:
     n_test = next(iter(shown.values())).metrics["test"].get("n")
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else ""
     count = f"{n_test:,}" if n_test else "the"
-    paired = " The paired test above is what says whether two models differ." if "frozen" in shown and \
-        "finetune" in shown else ""
+    paired = " The paired test above is what says whether the two BERTs differ." if verdict and \
+        common.same_test_messages(shown["frozen"], shown["finetune"]) else ""
     st.caption(f"Test split: {count} messages never seen in training. Spam is the positive class.{at} The chart's "
                f"whiskers are 95 % bootstrap intervals, one model at a time; overlapping ones do not show that two "
                f"models are equal.{paired}")
