@@ -270,6 +270,11 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
         since = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
                  and _created(p) >= info["started"] - 1]
         index = max(1, min(count, len(since)))
+    if read_status(run_dir).get("status") != "running":
+        # named, but not (yet, or any more) trained by this job: a resume or finish names its run before it loads
+        # the data and model, and a plan names the run it completed until the next one starts
+        return Progress(None, None, "preparing", 0.0, None, index=min(count, index + (index < count)), count=count,
+                        detail="loading data and model")
     events = read_history(run_dir)
     progress = progress_from_history(events)
     progress.run_id, progress.index, progress.count = holder, index, count

@@ -297,6 +297,8 @@ def test_a_run_cannot_be_deleted_while_a_job_loads_to_resume_or_finish_it(tiny_b
         assert loading.wait(60)
         assert load_run(stopped.path).status != "running"  # not yet: only the lock names it
         assert running_job(tmp_path / "runs") == stopped.id
+        loading = jobs.current_job(tmp_path / "runs")  # not the stopped run's old progress
+        assert (loading.phase, loading.run_id, loading.detail) == ("preparing", None, "loading data and model")
         with pytest.raises(RunError, match="in use by the running job"):
             jobs.delete(tmp_path / "runs", stopped.id)
         assert stopped.path.is_dir()
@@ -306,3 +308,18 @@ def test_a_run_cannot_be_deleted_while_a_job_loads_to_resume_or_finish_it(tiny_b
     assert done and load_run(stopped.path).status == "completed"
     jobs.delete(tmp_path / "runs", stopped.id)  # with no job on it, it goes
     assert not stopped.path.exists()
+
+
+def test_the_time_left_waits_for_a_validation_or_a_tenth_of_the_run():
+    start = {"event": "start", "total_steps": 100, "time": 0.0}
+    steps = [{"event": "train", "step": k, "time": 10.0 + 2.0 * k} for k in range(1, 12)]  # 2 s a step, step 1 slow
+    events = [start, *steps]
+    # from the first logged step on, and not before 10 steps (a tenth of 100) have passed since it
+    assert jobs.progress_from_history(events[:11], now=events[10]["time"]).eta_seconds is None  # step 10: 9 since
+    assert jobs.progress_from_history(events, now=events[-1]["time"]).eta_seconds == pytest.approx(2.0 * (100 - 11))
+    # a validation since the first logged step is enough on its own, and its time counts in the rate
+    validated = [start, steps[0], steps[1], {"event": "eval", "step": 2, "time": 20.0},
+                 {"event": "train", "step": 3, "time": 22.0}]
+    going = jobs.progress_from_history(validated, now=22.0)
+    assert going.eta_seconds == pytest.approx((22.0 - 12.0) / 2 * 97)
+    assert going.describe().endswith("about 8 min 05 s of training left")
