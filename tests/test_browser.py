@@ -227,7 +227,7 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         rows = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
         assert len(rows) == 3 and rows[1].startswith("see you at 6,")
         for mode in ("frozen", "finetune", "baseline"):
-            assert f"{mode} p(spam), run {runs[mode].id}" in rows[0] and f"{mode} verdict (spam at p >= 0.5)" in rows[0]
+            assert f"{mode} p(spam) [run {runs[mode].id}]" in rows[0] and f"{mode} verdict (spam at p >= 0.5)" in rows[0]
         page.get_by_role("tab", name="One message").click()
 
         _goto(page, "Runs")

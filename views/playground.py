@@ -213,6 +213,9 @@ with batch:
                 st.warning("Some of these messages were in a model's training or validation data ("
                            + ", ".join(f"{common.MODE_LABELS[m]}: {n:,}" for m, n in seen.items())
                            + "): its accuracy on them says little about new messages. Remove them for a fair test.")
+            if unknown := [common.MODE_LABELS[m] for m, n in scored.get("seen", {}).items() if n is None]:
+                st.caption(f"Whether {' and '.join(unknown)} trained on some of these messages cannot be checked: "
+                           "its dataset has moved or changed since.")
         # narrow columns, so every model's verdict fits a laptop screen beside the message (hover shows it whole)
         st.dataframe(out, hide_index=True, placeholder="—", column_config={
             c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0, width="small")
@@ -224,7 +227,7 @@ with batch:
         # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
         # on its own, the file names the run behind each column and the threshold behind each verdict
         runs = {m: run for m, (run, _) in models.items()}
-        safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam), run {run.id}" for m, run in runs.items()},
+        safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam) [run {run.id}]" for m, run in runs.items()},
                                     **{f"{m} verdict": f"{m} verdict (spam at p >= {threshold(run):g})"
                                        for m, run in runs.items()}})
         st.download_button("Download CSV", safe.to_csv(index=False).encode("utf-8-sig"), "predictions.csv",

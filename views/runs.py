@@ -52,7 +52,9 @@ def settings(cfg: dict, neural: bool) -> str | None:
     """The hyperparameters in one column: one column each pushed the results off a laptop screen."""
     if not cfg:  # a broken run's config is unreadable
         return None
-    trained = [f"{cfg.get('epochs')} epochs", f"lr {cfg.get('lr', 0):g}", f"batch {cfg.get('batch_size')}",
+    lr = cfg.get("lr")
+    trained = [f"{cfg.get('epochs')} epochs", f"lr {lr:g}" if isinstance(lr, (int, float)) else f"lr {lr}",
+               f"batch {cfg.get('batch_size')}",
                f"max len {cfg.get('max_length')}"] if neural else []  # they do not apply to the linear model
     return " · ".join(trained + [f"seed {cfg.get('seed')}"])
 
@@ -179,7 +181,8 @@ with right:
         if yes.button("Yes, delete", type="primary", key="runs_delete_yes"):
             st.session_state.pop("runs_confirm")
             try:
-                jobs.delete(common.runs_dir(), run.id)
+                with st.spinner("Deleting (after any job that is being started has started)…"):
+                    jobs.delete(common.runs_dir(), run.id)
                 common.forget_run(run)
                 st.toast(f"Deleted {run.id}")
                 st.rerun()
