@@ -407,8 +407,10 @@ def damaged_weights(run_dir: Path, mode: str | None) -> str | None:
     from safetensors import safe_open
 
     name = {"finetune": "model.safetensors", "frozen": "head.safetensors", "baseline": "baseline.safetensors"}.get(mode)
-    if name is None or not (Path(run_dir) / "model" / name).is_file():
-        return None  # missing is weights_present's to say
+    if name is None:
+        return None
+    if not (Path(run_dir) / "model" / name).is_file():  # the baseline's coefficients, beside its baseline.json
+        return f"model/{name} is missing"
     try:
         with safe_open(str(Path(run_dir) / "model" / name), "np") as f:  # "pt" would import torch
             f.keys()

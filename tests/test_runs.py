@@ -256,3 +256,14 @@ def test_config_fills_mode_defaults_and_round_trips():
     assert cfg.epochs == 60 and cfg.lr == 1e-3
     assert TrainConfig.from_dict({**cfg.to_dict(), "unknown_key": 1}) == cfg
     assert TrainConfig(mode="finetune").lr == 5e-5
+
+
+def test_a_baseline_without_its_coefficients_file_is_broken(tmp_path):
+    run = tmp_path / "r1"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "baseline.json").write_text("{}")  # its vocabulary, without the coefficients beside it
+    write_json_atomic(run / "config.json", {"mode": "baseline", "created": 1.0})
+    write_json_atomic(run / "metrics.json", {"test": {"accuracy": 1.0}})
+    set_status(run, "completed")
+    [info] = list_runs(tmp_path)
+    assert (info.status, info.error) == ("broken", "model/baseline.safetensors is missing")
