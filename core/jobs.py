@@ -384,13 +384,20 @@ def loss_curves(events: list[dict]) -> dict[str, list]:
 
 # ---------------------------------------------------------------------------- stopping
 
+def in_use(runs_dir: str | os.PathLike, run_id: str) -> bool:
+    """Whether the running job is on this run: training it, or named in the lock while it loads to resume or finish
+    it. A completed run that the lock still names (a plan between two runs) is not in use."""
+    status = read_status(run_path(runs_dir, run_id)).get("status")
+    return status == "running" or (running_job(runs_dir) == run_id and status != "completed")
+
+
 def delete(runs_dir: str | os.PathLike, run_id: str) -> None:
     """Delete a run, unless the running job is on it. Under the launch lock: a finish or resume being launched holds
     it until its process names its run, so a delete from another tab waits, then refuses, instead of removing the
     run from under the job."""
     runs_dir = Path(runs_dir)
     with _launch_lock(runs_dir):
-        if running_job(runs_dir) == run_id:
+        if in_use(runs_dir, run_id):
             raise RunError(f"run {run_id} is in use by the running job: cancel it first")
         delete_run(runs_dir, run_id)
 

@@ -21,7 +21,7 @@ from core import jobs
 from core.config import TrainConfig
 from core.evaluate import seen_in_training
 from core.predict import Predictor
-from core.runs import list_runs, load_run, read_history, running_job, saved_state
+from core.runs import RunError, list_runs, load_run, read_history, running_job, saved_state
 from core.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -1016,16 +1016,21 @@ def test_loss_chart_names_each_loss_and_shares_an_axis_only_between_equal_losses
 
 def test_runs_page_offers_no_delete_for_a_run_a_job_is_loading_to_resume(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                          trained):
-    from core.runs import set_lock_holder, training_lock
+    from core.runs import set_lock_holder, set_status, training_lock
 
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     target = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
-    with training_lock(runs_dir) as lock:  # as `core resume` holds it while it loads, before the run's status changes
-        set_lock_holder(lock, target.id)
+    with training_lock(runs_dir) as lock:
+        set_lock_holder(lock, target.id)  # a completed run still named: a plan between two runs
         at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
         _page(at, "views/runs.py")
         at.selectbox(key="runs_one").set_value(target.id).run()
+        assert not at.button(key="runs_delete").disabled
+        set_status(target.path, "cancelled")  # a stopped run named: `core resume` loading, before its status changes
+        at.run()
         assert at.button(key="runs_delete").disabled
+        with pytest.raises(RunError, match="in use by the running job"):
+            jobs.delete(runs_dir, target.id)
     at.run()
     assert not at.button(key="runs_delete").disabled
 

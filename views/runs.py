@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import jobs
 from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights, read_history,
-                       resumable_state, resumed_note, running_job, stopped_note, time_spent, validate_run_id)
+                       resumable_state, resumed_note, stopped_note, time_spent, validate_run_id)
 
 from views import common
 
@@ -170,7 +170,7 @@ with right:
                        f"Only completed runs with saved weights can be downloaded; this one is {run.status}.",
                        mime="application/zip", key="runs_download", disabled=not run.usable)
     if st.session_state.get("runs_confirm") != run.id:
-        in_use = run.status == "running" or running_job(common.runs_dir()) == run.id  # or loading to resume it
+        in_use = jobs.in_use(common.runs_dir(), run.id)  # training it, or loading to resume or finish it
         if st.button("Delete this run…", key="runs_delete", disabled=in_use,
                      help="Cancel the running job on the Train page first." if in_use else None):
             st.session_state["runs_confirm"] = run.id
