@@ -222,16 +222,23 @@ def test_a_finish_job_completes_a_stopped_run_and_progress_shows_it_testing(tiny
     assert jobs.progress_from_history(events).fraction == 1.0
 
 
-def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_there(tiny_bert, sms_file, tmp_path,
-                                                                                    monkeypatch):
+def _stopped_frozen_run(tiny_bert, sms_file, tmp_path, monkeypatch, evaluations: int, epochs: int):
+    """A frozen run stopped by Ctrl-C at its `evaluations`-th validation, with a training state saved at each."""
     import core.train
-    from core.runs import saved_state
 
-    ctrl_c_at_evaluations(monkeypatch, 5)
+    ctrl_c_at_evaluations(monkeypatch, evaluations)
     with pytest.raises(KeyboardInterrupt):
-        core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=8, save_state_every=0))
+        core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=epochs, save_state_every=0))
     monkeypatch.undo()
     [stopped] = list_runs(tmp_path / "runs")
+    return stopped
+
+
+def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_there(tiny_bert, sms_file, tmp_path,
+                                                                                    monkeypatch):
+    from core.runs import saved_state
+
+    stopped = _stopped_frozen_run(tiny_bert, sms_file, tmp_path, monkeypatch, evaluations=5, epochs=8)
     step = saved_state(stopped.path)["step"]
 
     job = jobs.launch_resume(tmp_path / "runs", stopped.id)
@@ -280,11 +287,7 @@ def test_a_run_cannot_be_deleted_while_a_job_loads_to_resume_or_finish_it(tiny_b
                                                                           command):
     import core.train
 
-    ctrl_c_at_evaluations(monkeypatch, 3)
-    with pytest.raises(KeyboardInterrupt):
-        core.train.train(_cfg(tiny_bert, sms_file, tmp_path, mode="frozen", epochs=6, save_state_every=0))
-    monkeypatch.undo()
-    [stopped] = list_runs(tmp_path / "runs")
+    stopped = _stopped_frozen_run(tiny_bert, sms_file, tmp_path, monkeypatch, evaluations=3, epochs=6)
     # the job loads its data and model for seconds before it trains: hold it there
     loading, go_on, load = threading.Event(), threading.Event(), core.train._stopped_run_inputs
     monkeypatch.setattr(core.train, "_stopped_run_inputs",
