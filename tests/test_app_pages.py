@@ -709,8 +709,8 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
         ("train_shared_batch_size", 0, "Expected a value in [1, 4096]"),
         ("train_shared_max_length", 4096, "Expected at most 128 for "),
         ("train_shared_max_length", 100_000, "Expected at most 128 for "),  # the model's bound, not TrainConfig's 8192
-        ("train_lr_Learning rate (finetune)", "-1", "Expected a value in [1e-08, 1]"),
-        ("train_lr_Learning rate (frozen)", "fast", "Expected a number such as 5e-5"),
+        ("train_finetune_lr", "-1", "Expected a value in [1e-08, 1]"),
+        ("train_frozen_lr", "fast", "Expected a number such as 5e-5"),
     ]
     for key, value, message in fields:
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
@@ -814,6 +814,65 @@ def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeyp
     assert {c.class_weight for c in launched[-1]} == {"balanced"}
 
 
+def test_the_train_form_survives_a_reload_through_the_url(monkeypatch, tmp_path, tiny_bert, sms_data):
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("frozen").run()
+    at.checkbox(key="train_with_baseline").uncheck().run()
+    at.number_input(key="train_shared_batch_size").set_value(8).run()
+    at.number_input(key="train_frozen_epochs").set_value(7).run()
+    at.text_input(key="train_frozen_lr").input("0.002").run()
+    at.number_input(key="train_frozen_dropout").set_value(0.15).run()
+    at.selectbox(key="train_frozen_pooling").set_value("cls").run()
+    at.selectbox(key="train_class_weight").set_value("none").run()
+    at.number_input(key="train_shared_seed").set_value(42).run()  # back to its default: not in the URL
+    url = dict(at.query_params)
+    assert {k: v for k, v in url.items() if k != "data"} == {
+        "plan": "frozen", "with_baseline": "0", "batch_size": "8", "frozen_epochs": "7", "frozen_lr": "0.002",
+        "frozen_dropout": "0.15", "frozen_pooling": "cls", "class_weight": "none"}, url
+
+    # a reload is a new session with the same URL: the form comes back as it was
+    reloaded = AppTest.from_file(APP, default_timeout=90)
+    reloaded.query_params.update(url)
+    reloaded.run()
+    reloaded.switch_page("views/train.py")
+    reloaded.query_params.update(url)
+    reloaded.run()
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    assert reloaded.radio(key="train_plan").value == "frozen"
+    assert reloaded.checkbox(key="train_with_baseline").value is False
+    assert reloaded.number_input(key="train_shared_batch_size").value == 8
+    assert reloaded.number_input(key="train_frozen_epochs").value == 7
+    assert reloaded.text_input(key="train_frozen_lr").value == "0.002"
+    assert reloaded.number_input(key="train_frozen_dropout").value == 0.15
+    assert reloaded.selectbox(key="train_frozen_pooling").value == "cls"
+    assert reloaded.selectbox(key="train_class_weight").value == "none"
+    assert reloaded.number_input(key="train_shared_seed").value == 42
+    reloaded.radio(key="train_plan").set_value("finetune").run()  # the frozen fields are not drawn now...
+    reloaded.button(key="train_reset").click().run()  # ...but are reset too
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    assert set(reloaded.query_params) <= {"data"} and reloaded.button(key="train_reset").disabled
+    assert reloaded.radio(key="train_plan").value == "both"
+    assert reloaded.number_input(key="train_shared_batch_size").value == 32
+    assert reloaded.number_input(key="train_frozen_epochs").value == 60
+    assert reloaded.text_input(key="train_frozen_lr").value == "0.001"
+    assert reloaded.selectbox(key="train_frozen_pooling").value == "mean"
+
+    # a hand-edited link: values of the wrong type or out of Streamlit's range are the defaults; one that is a
+    # number but not a valid setting is shown, with its error, as if typed
+    edited = AppTest.from_file(APP, default_timeout=90).run()
+    edited.switch_page("views/train.py")
+    edited.query_params.update({"plan": "everything", "batch_size": "eight", "seed": "99999999999999999999", "finetune_epochs": "0",
+                                "frozen_dropout": "nan", "class_weight": "heavy"})
+    edited.run()
+    assert not edited.exception, [e.value for e in edited.exception]
+    assert edited.radio(key="train_plan").value == "both" and edited.selectbox(key="train_class_weight").value == "per mode"
+    assert edited.number_input(key="train_shared_batch_size").value == 32
+    assert edited.number_input(key="train_frozen_dropout").value == 0.3
+    assert edited.number_input(key="train_shared_seed").value == 42
+    assert _errors_beside(edited, "train_finetune_epochs") == ["Expected a value in [1, 1000], got 0"]
+    assert edited.button(key="train_launch").disabled
+
+
 def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     older = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
@@ -821,7 +880,7 @@ def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     at.radio(key="train_plan").set_value("frozen").run()
     at.number_input(key="train_frozen_epochs").set_value(7).run()
-    at.text_input(key="train_lr_Learning rate (frozen)").input("0.002").run()
+    at.text_input(key="train_frozen_lr").input("0.002").run()
     _page(at, "views/compare.py")
     assert at.selectbox(key="compare_baseline").value != older.id
     at.selectbox(key="compare_baseline").set_value(older.id).run()
@@ -834,7 +893,7 @@ def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data
         _page(at, page)
     assert at.radio(key="train_plan").value == "frozen"
     assert at.number_input(key="train_frozen_epochs").value == 7
-    assert at.text_input(key="train_lr_Learning rate (frozen)").value == "0.002"
+    assert at.text_input(key="train_frozen_lr").value == "0.002"
     _page(at, "views/compare.py")
     assert at.selectbox(key="compare_baseline").value == older.id
     assert at.slider(key="compare_threshold").value == 0.6 and at.text_input(key="compare_search").value == "call"
