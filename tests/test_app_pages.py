@@ -425,6 +425,9 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert "2 messages from the pasted lines, scored by" in _texts(at)
     assert {"frozen p(spam)", "finetune p(spam)", "baseline p(spam)"} <= set(table.columns)
     assert table["finetune p(spam)"].between(0, 1).all()
+    from views.common import rounds_to_certainty
+    rounds = rounds_to_certainty(table.filter(like="p(spam)").to_numpy(dtype=float), decimals=3)
+    assert rounds == ("1.000 means at least 0.9995" in _texts(at))  # the tiny models are not that sure: not shown
     # a file that cannot be scored replaces the last batch's table with its error, not under it
     at.file_uploader(key="play_upload").set_value(("empty.csv", b"", "text/csv")).run()
     at.button(key="play_score").click().run()
@@ -977,6 +980,13 @@ def test_user_text_in_messages_stays_text():
                        ("www.evil.example", "www."), ("win@evil.example", "n@"), ("visit_www.evil.example", "www.")):
         shown = plain(f"claim at {text} now")
         assert live not in shown and _unescape(shown).replace("\u2060", "") == f"claim at {text} now"
+
+
+def test_probabilities_that_would_show_as_0_or_1_are_flagged():
+    from views.common import rounds_to_certainty
+    assert rounds_to_certainty([0.5, 0.9995], decimals=3) and rounds_to_certainty([0.0004999], decimals=3)
+    assert not rounds_to_certainty([0.0, 1.0, 0.0005, 0.9994], decimals=3)  # exact, or shown as not 0 or 1
+    assert rounds_to_certainty([[0.2, 0.99999]], decimals=4) and not rounds_to_certainty([0.9999], decimals=4)
 
 
 def test_server_config_keeps_the_app_local_and_caps_uploads():

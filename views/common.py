@@ -82,6 +82,12 @@ def plain(text) -> str:
     return _AUTOLINK.sub("\u2060", text)
 
 
+def rounds_to_certainty(probabilities, decimals: int) -> bool:
+    """Whether some probability shows as exactly 0 or 1 at this many decimals without being it."""
+    p, half = np.asarray(probabilities, dtype=float), 0.5 * 10.0 ** -decimals
+    return bool((((p >= 1 - half) & (p < 1)) | ((p > 0) & (p < half))).any())
+
+
 # ---------------------------------------------------------------------------- runs
 
 def runs() -> list:

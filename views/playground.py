@@ -222,6 +222,9 @@ with batch:
             for c in out.columns if c.endswith("p(spam)")} | {
             c: st.column_config.TextColumn(c, width="small") for c in out.columns if c.endswith("verdict")} | {
             "message": st.column_config.TextColumn("message", width="medium")})
+        if common.rounds_to_certainty(out.filter(like="p(spam)").to_numpy(dtype=float), decimals=3):
+            st.caption("Probabilities are shown to 3 decimals: 1.000 means at least 0.9995, not certainty, and 0.000 "
+                       "less than 0.0005. The CSV has 6 decimals.")
         # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '
         safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
         # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
