@@ -490,9 +490,18 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_yes").click().run()
     assert not at.exception and not victim.path.exists()
-    assert len(at.dataframe[0].value) == 2
+    assert len(at.dataframe[0].value) == 2 and not at.warning  # deleted here: no word that it has gone
     shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the fine-tune, chosen last above
     assert shown and {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()  # colour kept
+    # a run deleted elsewhere (another tab, the command line) while this page showed it: the page says so
+    other = at.selectbox(key="runs_one").value
+    shutil.rmtree(runs_dir / other)
+    at.run()
+    assert [_unescape(w.value) for w in at.warning] == [f"Run {other} is no longer in {runs_dir}: it was deleted in another "
+                                             "tab or outside the app, so nothing of it can be shown or downloaded."]
+    assert at.selectbox(key="runs_one").value != other
+    at.run()
+    assert not at.warning  # said once
 
 
 # ---------------------------------------------------------------------------- running, failed, interrupted, broken

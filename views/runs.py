@@ -118,6 +118,10 @@ st.subheader("One run")
 if wanted is not None:  # a link's run; otherwise the user's pick stays, across page switches too
     st.session_state["runs_one"] = wanted
 if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked run was deleted
+    gone = st.session_state.get("runs_one")
+    if gone is not None and st.session_state.get("runs_deleted") != gone:  # not here: a page left open elsewhere
+        st.warning(f"Run {common.plain(gone)} is no longer in {common.plain(common.runs_dir())}: it was deleted in "
+                   "another tab or outside the app, so nothing of it can be shown or downloaded.")
     st.session_state["runs_one"] = next((r.id for r in all_runs if r.usable), ids[0])  # not a cancelled or failed one
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
                          format_func=lambda i: f"{i} · {by_id[i].status}"
@@ -184,6 +188,7 @@ with right:
                 with st.spinner("Deleting (after any job that is being started has started)…"):
                     jobs.delete(common.runs_dir(), run.id)
                 common.forget_run(run)
+                st.session_state["runs_deleted"] = run.id  # the toast says so: no warning that it has gone
                 st.toast(f"Deleted {run.id}")
                 st.rerun()
             except (RunError, OSError) as exc:
