@@ -491,14 +491,14 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length), False
     if found:
         per_epoch, source = found
-        epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch(s)"  # one solver fit, no epochs
+        epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit
         line = f"{label}: about {format_seconds(per_epoch * cfg.epochs)}{epochs}"
         used = next((r.config or {}).get("max_length") for r in past if r.id == source)
         line += f" (from run {source}, which used max length {used})" if length and used != length else \
             f" (from run {source} on this machine)"
     elif measured and cfg.mode == "finetune":
         line = (f"{label}: about {format_seconds(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
-                f"epoch(s) (a few steps timed just now)")
+                f"epoch{'s' * (cfg.epochs != 1)} (a few steps timed just now)")
     elif cfg.mode == "frozen":
         line = f"{label}: the head's epochs take seconds"
     elif cfg.mode == "baseline":

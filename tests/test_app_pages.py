@@ -74,6 +74,12 @@ def _page(at: AppTest, page: str) -> AppTest:
     return at
 
 
+def _scores(run) -> str:
+    """How the job's outcome line gives a completed run's test scores, read from its metrics.json."""
+    test = json.loads((Path(run.path) / "metrics.json").read_text())["test"]
+    return f" · test Accuracy {test['accuracy']:.3f} · test F1 {test['f1']:.3f} · test AUROC {test['auroc']:.3f}"
+
+
 def _unescape(markdown: str) -> str:
     """The text a reader sees in a message whose user-derived parts were markdown-escaped (common.plain)."""
     return re.sub(r"\\(.)", r"\1", markdown)
@@ -264,6 +270,11 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     assert "the fine-tuned run was stopped and resumed, and its time adds up the stretches it ran)." in \
         finetuning_verdict(runs["frozen"], resumed, None)
     assert "resumed" not in finetuning_verdict(runs["frozen"], runs["finetune"], None)
+    # the defaults weight the frozen head's loss by class and not the fine-tune's: the split of errors says so
+    assert runs["frozen"].config["class_weight"] == "balanced" and runs["finetune"].config["class_weight"] == "none"
+    assert "The frozen run trained with class-balanced loss and the other without" in verdict
+    unweighted = dataclasses.replace(runs["frozen"], config={**runs["frozen"].config, "class_weight": "none"})
+    assert "class-balanced" not in finetuning_verdict(unweighted, runs["finetune"], None)
 
     # a frozen run on another split: no message-by-message test, and the page says why
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, seed=7))
@@ -274,6 +285,46 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
     assert "tested on different messages" in verdict and "McNemar" not in verdict
     assert "The paired test above" not in _texts(at)  # there is none to point to
+
+
+def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    quick = load_run(train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=1)))  # a demo's quick run
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    picker = at.selectbox(key="overview_finetune")
+    assert picker.value == quick.id and picker.options[picker.index].startswith(f"F1 {quick.metrics['test']['f1']:.3f} · 1 epoch · ")
+
+    def headline():
+        [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
+        return verdict
+    def errors(run):
+        (_, fp), (fn, _) = run.metrics["test"]["confusion_matrix"]
+        return fp + fn
+    frozen = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    assert f": {errors(quick)} against {errors(frozen)}." in headline()
+    picker.set_value(full.id).run()
+    assert f": {errors(full)} against {errors(frozen)}." in headline()
+    table = at.dataframe[0].value.set_index("model")
+    assert table.loc["Fine-tuned BERT", "F1"] == full.metrics["test"]["f1"]
+    _page(at, "views/compare.py")  # the pick is the one Compare shows
+    assert at.selectbox(key="compare_finetune").value == full.id
+    _page(at, "views/overview.py")
+    at.selectbox(key="overview_baseline").set_value(None).run()  # the baseline can be left out
+    assert "TF-IDF baseline" not in list(at.dataframe[0].value["model"]) and "For scale" not in headline()
+    # a tiny local model: no word about the bundled MiniLM
+    assert "bundled all-MiniLM-L6-v2" not in _texts(at)
+
+    # runs trained with the bundled MiniLM standing in for bert-base-uncased (their config says so): the page,
+    # titled BERT, says which BERT it is
+    for run in list_runs(runs_dir):
+        if run.mode != "baseline":
+            config = json.loads((run.path / "config.json").read_text())
+            config["model"].update(source="bundled", requested="bert-base-uncased", fallback_reason="HF_HUB_OFFLINE is set")
+            (run.path / "config.json").write_text(json.dumps(config))
+    at.run()
+    assert "The BERT here is the bundled all-MiniLM-L6-v2, standing in for bert-base-uncased (HF_HUB_OFFLINE is set)" \
+        in _texts(at)
 
 
 def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -553,8 +604,9 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     at.query_params["run"] = stopped.id
     _page(at, "views/runs.py")
     assert "It saved its best weights before it stopped" in _texts(at)
+    assert _errors(at) == ["failed: No space left on device"]
     at.button(key="runs_finish").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error  # the error it stopped with is not shown while a job completes it
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
     [done] = [s.value for s in at.success]  # and it says the run was cut short
@@ -604,7 +656,7 @@ def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tm
     assert not at.exception and not at.error
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
-    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}"]  # to its end: no note
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}{_scores(stopped)}"]  # no note
     assert f"resumed at step {step} after it was cancelled" in _texts(at)
     assert "runs_resume" not in [b.key for b in at.button] and "did not train to its end" not in _texts(at)
     note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
@@ -680,7 +732,8 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
             assert settings is None
         else:
             assert settings.endswith(f"seed {cfg['seed']}")
-            assert (mode == "baseline") != settings.startswith(f"{cfg['epochs']} epochs · lr {cfg['lr']:g} · ")
+            epochs = f"{cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)}"
+            assert (mode == "baseline") != settings.startswith(f"{epochs} · lr {cfg['lr']:g} · ")
     assert "threshold" not in at.dataframe[0].value.columns and "probability ≥ 0.5" in _texts(at)  # all the same
     _page(at, "views/train.py")
     assert any(live in c.value for c in at.caption)  # the panel names the running run
@@ -790,13 +843,15 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     (run,) = list_runs(runs_dir)
     assert run.mode == "finetune" and run.status == "completed" and run.config["epochs"] == 2
     at.run()
-    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}"]
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}{_scores(run)}"]  # its test scores
+    assert [l.proto.page for l in at.get("page_link")] == ["compare"]  # and where to see them against the others
     # a run trained since by another process (the CLI) is not reported as this job's
     other = train(_config("baseline", tmp_path, tiny_bert, sms_data))
     at.run()
-    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}"] and other.name not in _texts(at)
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}{_scores(run)}"]
+    assert other.name not in _texts(at)
     # the next estimate comes from that run, at the same max length
-    assert any("about" in c.value and f"for 2 epoch(s) (from run {run.id} on this machine)" in c.value
+    assert any("about" in c.value and f"for 2 epochs (from run {run.id} on this machine)" in c.value
                for c in at.caption), [c.value for c in at.caption]
 
 
@@ -989,6 +1044,19 @@ def test_user_text_in_messages_stays_text():
                        ("www.evil.example", "www."), ("win@evil.example", "n@"), ("visit_www.evil.example", "www.")):
         shown = plain(f"claim at {text} now")
         assert live not in shown and _unescape(shown).replace("\u2060", "") == f"claim at {text} now"
+
+
+def test_a_run_picker_names_each_runs_epochs(trained):
+    import dataclasses
+    from views.common import run_labels  # a quick one-epoch run must not pass for the full one beside it
+    runs = {r.mode: r for r in list_runs(trained)}
+    labels = {mode: run_labels([run])[run.id] for mode, run in runs.items()}
+    assert " · 20 epochs · " in labels["frozen"] and " · 3 epochs · " in labels["finetune"]
+    assert "epoch" not in labels["baseline"]  # one solver fit
+    assert not any(run.id.rsplit("-", 1)[-1] in labels[mode] for mode, run in runs.items())  # no id: nothing to tell apart
+    twin = dataclasses.replace(runs["finetune"], id=runs["finetune"].id[:-4] + "zzzz")  # same minute, same scores
+    both = run_labels([runs["finetune"], twin])
+    assert both[twin.id].endswith(" · zzzz") and both[runs["finetune"].id].endswith(runs["finetune"].id[-4:])
 
 
 def test_probabilities_that_would_show_as_0_or_1_are_flagged():

@@ -116,13 +116,21 @@ def latest(found: list):
     return next((r for r in found if trained_to_end(r)), found[0] if found else None)
 
 
-def run_label(run) -> str:
-    """F1 and the run id's last part: a picker's column already names the mode, and a full id cuts the label off
-    in a third of a laptop screen. "stopped early" comes first, where a narrow picker cannot cut it off."""
-    t = (run.metrics or {}).get("test", {})
-    f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
-    stopped = "" if trained_to_end(run) else "stopped early · "  # fewer steps than it was set to
-    return f"{stopped}{f1}{time.strftime('%d %b %H:%M', time.localtime(run.created))} · {run.id.rsplit('-', 1)[-1]}"
+def run_labels(runs: list) -> dict[str, str]:
+    """Each run's picker label: its F1, epochs and when it started. A picker's column already names the mode, and
+    a third of a laptop screen fits little more, so the run id's last part is added only where two labels would
+    be the same. "stopped early" comes first, where a narrow picker cannot cut it off."""
+    def label(run) -> str:
+        t = (run.metrics or {}).get("test", {})
+        f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
+        stopped = "" if trained_to_end(run) else "stopped early · "  # fewer steps than it was set to
+        epochs = (run.config or {}).get("epochs") if run.mode != "baseline" else None  # a quick run beside a full one
+        epochs = f"{_n(epochs, 'epoch')} · " if isinstance(epochs, int) else ""
+        return f"{stopped}{f1}{epochs}{time.strftime('%d %b %H:%M', time.localtime(run.created))}"
+
+    labels = {run.id: label(run) for run in runs}
+    repeated = {text for text in labels.values() if list(labels.values()).count(text) > 1}
+    return {i: f"{text} · {i.rsplit('-', 1)[-1]}" if text in repeated else text for i, text in labels.items()}
 
 
 def same_test_messages(a, b) -> bool:
@@ -151,7 +159,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     """A run selectbox for one mode that follows the newest run that trained to its end (see latest) until the
     user picks one. The pick is shared by every page's picker for that mode, so Compare and Playground show the
     same runs, and it is kept until the picked run is deleted. Returns the Run or None."""
-    by_id = {run.id: run for run in runs}
+    by_id, labels = {run.id: run for run in runs}, run_labels(runs)
     options = ([None] if none_label else []) + list(by_id)
     shared = f"picked_run_{mode}"  # plain session state, which Streamlit never drops
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
@@ -162,7 +170,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
         st.session_state[key] = next((i for i, run in by_id.items() if trained_to_end(run)), next(iter(by_id), None))
     picked = col.selectbox(MODE_LABELS[mode], options, key=key,
                            on_change=lambda: st.session_state.update({shared: st.session_state[key]}),
-                           format_func=lambda i: none_label if i is None else run_label(by_id[i]))
+                           format_func=lambda i: none_label if i is None else labels[i])
     return by_id.get(picked)
 
 
@@ -335,6 +343,11 @@ def _same_process(status: dict, job: dict) -> bool:
                                                     or abs(started - job["pid_started"]) < 1)
 
 
+def _headline_of(run) -> list[tuple[str, float]]:
+    test = (run.metrics or {}).get("test") or {}
+    return [(METRIC_NAMES[k], test[k]) for k in ("accuracy", "f1", "auroc") if test.get(k) is not None]
+
+
 def _last_outcome() -> None:
     """After a job: say how its runs ended, with the reason and the log tail when one failed."""
     info = jobs.last_job(runs_dir())
@@ -345,9 +358,12 @@ def _last_outcome() -> None:
     finished = [r for r in runs() if _same_process(read_status(r.path), info)]
     done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}"
             + ("" if trained_to_end(r) else f" ({plain(stopped_note(r.metrics['stopped']))})")
+            + "".join(f" · test {name} {_fmt(value, 3)}" for name, value in _headline_of(r))
             for r in reversed(finished) if r.status == "completed"]
     if done:
         st.success("  \n".join(done))
+        st.page_link("views/compare.py", label="Compare them: ROC, PR, confusion matrices and the errors",
+                     icon=":material/compare:")
     for run in reversed(finished):
         if run.status == "completed":
             continue
@@ -526,6 +542,12 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
                      f"frozen one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on "
                      "different messages (other data, seed or split), so they cannot be compared message by message: "
                      "train both on one split for a paired test.")
+    weights = {which: (run.config or {}).get("class_weight") for run, which in ((frozen, "frozen"), (finetune, "fine-tuned"))}
+    if len(set(weights.values())) > 1 and None not in weights.values():
+        weighted = [which for which, w in weights.items() if w == "balanced"]
+        lines.append(f"The {' and '.join(weighted)} run{'s' * (len(weighted) > 1)} trained with class-balanced loss and "
+                     "the other without: such weighting trades false alarms for spam caught on its own, so the split "
+                     "between the two kinds of error is not all fine-tuning's doing (the total is the fairer measure).")
     for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")):
         if not trained_to_end(run):  # its numbers are not what training as set up gives
             lines.append(f"The {which} run did not train to its end: {plain(stopped_note(run.metrics['stopped']))}.")

@@ -1,4 +1,5 @@
-"""Overview: the latest frozen run against the latest fine-tuned run (and the TF-IDF baseline)."""
+"""Overview: a frozen run against a fine-tuned run (and the TF-IDF baseline): by default the newest of each kind
+that trained to its end."""
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +54,26 @@ elif not (latest["frozen"] or latest["finetune"]):
                "busy. Progress and live loss curves appear on this page.")
     common.job_panel("overview-idle")  # how the last job ended, if one failed
 
-shown = {mode: run for mode, run in latest.items() if run is not None}
+shown = {}
+if any(latest.values()):
+    # which runs the page is about, in plain sight: a quick run trained during a demo is the newest, and would
+    # otherwise replace the full one without a word. The picks are shared with Compare and Playground.
+    for col, mode in zip(st.columns(3), ("frozen", "finetune", "baseline")):
+        if usable[mode]:
+            run = common.run_picker(col, mode, usable[mode], f"overview_{mode}",
+                                    none_label="not shown" if mode == "baseline" else None)
+            if run is not None:
+                shown[mode] = run
+    st.caption("Each defaults to the newest run of its kind that trained to its end; a pick here is kept on Compare "
+               "and Playground too.")
+    bundled = [(run.config or {}).get("model") for mode, run in shown.items() if mode != "baseline"
+               and ((run.config or {}).get("model") or {}).get("source") == "bundled"]
+    if bundled:  # the page's title says BERT: say which one, and what that means for the gap
+        stand_in = next((f", standing in for {m['requested']} ({m['fallback_reason']})" for m in bundled
+                         if m.get("fallback_reason")), "")
+        st.info(f"The BERT here is the bundled all-MiniLM-L6-v2{common.plain(stand_in)}: a 6-layer BERT trained as a "
+                "sentence encoder, so its frozen features are good from the start. What fine-tuning buys on it need "
+                "not be what it buys on bert-base-uncased.", icon=":material/info:")
 if shown:
     verdict = common.finetuning_verdict(shown["frozen"], shown["finetune"], shown.get("baseline")) \
         if "frozen" in shown and "finetune" in shown else None
@@ -71,7 +91,7 @@ if shown:
                      "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
                      if m.get("trainable_parameters") else None,
                      "run time (s)": m.get("total_seconds")})
-    st.subheader("Test-set results (latest completed run of each kind)")
+    st.subheader("Test-set results")
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
         "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
@@ -92,10 +112,10 @@ if shown:
             st.info(f"{common.MODE_LABELS[mode]} ({run.id}) did not train to its end: "
                     f"{common.plain(stopped_note(run.metrics['stopped']))}.")
         newest = usable[mode][0]
-        if newest.id != run.id:  # passed over by common.latest: say so, or a user looks for their newest run here
+        if newest.id != run.id and run.id == latest[mode].id:  # passed over by common.latest: say so
             st.info(f"The newest {common.MODE_LABELS[mode]} run, {newest.id}, was stopped early "
                     f"({common.plain(stopped_note(newest.metrics['stopped']))}); shown here is {run.id}, the newest "
-                    "that trained to its end. Compare and Playground can show either.")
+                    "that trained to its end. Pick either above.")
 
     fig = go.Figure()
     for mode, run in shown.items():

@@ -53,7 +53,8 @@ def settings(cfg: dict, neural: bool) -> str | None:
     if not cfg:  # a broken run's config is unreadable
         return None
     lr = cfg.get("lr")
-    trained = [f"{cfg.get('epochs')} epochs", f"lr {lr:g}" if isinstance(lr, (int, float)) else f"lr {lr}",
+    epochs = cfg.get("epochs")
+    trained = [f"{epochs} epoch{'s' * (epochs != 1)}", f"lr {lr:g}" if isinstance(lr, (int, float)) else f"lr {lr}",
                f"batch {cfg.get('batch_size')}",
                f"max len {cfg.get('max_length')}"] if neural else []  # they do not apply to the linear model
     return " · ".join(trained + [f"seed {cfg.get('seed')}"])
@@ -130,7 +131,7 @@ if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on 
     st.session_state.pop("runs_job")
 left, right = st.columns(2)
 with left:
-    if run.error:
+    if run.error and not jobs.in_use(common.runs_dir(), run.id):  # a job finishing or resuming it: old news
         st.error(f"{run.status}: {common.plain(run.error)}")
     if (run.metrics or {}).get("resumed"):
         st.info(f"This run stopped and went on training from its saved state: "
