@@ -352,7 +352,7 @@ def test_runs_table_shows_each_threshold_only_when_runs_differ(monkeypatch, tmp_
 def test_compare_keeps_your_file_across_a_page_switch_until_you_forget_it(
         monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     def yours(at):
-        return [d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns]
+        return [d.value for d in at.dataframe if "Accuracy (yours)" in d.value.get("measure", pd.Series()).values]
 
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
     own = pd.DataFrame(make_messages(30, 12, seed=9), columns=["label", "text"]).to_csv(index=False)
@@ -392,8 +392,14 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     own = pd.DataFrame(make_messages(30, 12, seed=9), columns=["label", "text"]).to_csv(index=False)
     at.file_uploader(key="compare_own").set_value(("mine.csv", own.encode(), "text/csv")).run()
     assert not at.exception
-    yours = next(d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns)
-    assert list(yours["messages"]) == [42, 42, 42] and list(yours["spam"]) == [12, 12, 12]
+    yours = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure")
+    assert list(yours.columns) == [MODE_LABELS[m] for m in ("frozen", "finetune", "baseline")]  # one per model
+    assert list(yours.loc["messages"]) == ["42"] * 3 and list(yours.loc["spam"]) == ["12"] * 3
+    for run in list_runs(trained):  # beside the run's own test scores
+        assert yours.loc["F1 (UCI test)", MODE_LABELS[run.mode]] == f"{run.metrics['test']['f1']:.3f}"
+        saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())["metrics"]
+        low, high = saved["ci95"]["accuracy"]  # with the interval saved beside the run
+        assert yours.loc["Accuracy (yours)", MODE_LABELS[run.mode]] == f"{saved['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
     for run in list_runs(trained):  # saved next to the run, with the same numbers the page shows
         saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())
         assert saved["metrics"]["n"] == 42
@@ -1088,8 +1094,8 @@ def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monk
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
     training_like = sms_data.read_bytes().splitlines(keepends=True)[:20]  # from the data the runs were trained on
     at.file_uploader(key="compare_own").set_value(("seen.txt", b"".join(training_like), "text/plain")).run()
-    yours = next(d.value for d in at.dataframe if "Accuracy (yours)" in d.value.columns)
-    assert (yours["seen in training"] > 0).all()
+    yours = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure")
+    assert (yours.loc["seen in training"].astype(int) > 0).all()
     assert any("were in a model's training or validation data" in w.value for w in at.warning)
     _page(at, "views/playground.py")  # a labelled batch on the Playground gets accuracies, and the same warning
     at.file_uploader(key="play_upload").set_value(("seen.txt", b"".join(training_like), "text/plain")).run()

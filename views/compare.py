@@ -211,16 +211,19 @@ if own is not None:
         own_rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{m['threshold']:g}",
                          "messages": m["n"], "spam": m["n_spam"],
                          "seen in training": result.get("seen_in_training"),
-                         **{f"{common.METRIC_NAMES[k]} (yours)": common._fmt(m.get(k), 3) for k in common.HEADLINE},
+                         # with intervals: a file of 40 messages pins little down, and a lone number hides it
+                         **{f"{common.METRIC_NAMES[k]} (yours)": with_interval(m, k) for k in common.HEADLINE},
                          **{f"{common.METRIC_NAMES[k]} (UCI test)": common._fmt(test.get(k), 3)
                             for k in ("accuracy", "f1")}})
     if own_rows:
-        st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here.")
-        own_frame = pd.DataFrame(own_rows)
-        st.dataframe(own_frame, hide_index=True, placeholder="—", column_config={  # narrow: 14 columns on a laptop
-            c: st.column_config.Column(width="small") for c in own_frame.columns if c != "model"})
+        st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here. "
+                   "Your file's scores carry 95 % bootstrap intervals: the fewer its messages, the wider they are.")
+        # one column per model, one row per measure, as in the metrics table above: 14 columns did not fit a laptop
+        own_frame = pd.DataFrame(own_rows).set_index("model").T.rename_axis("measure").reset_index()
+        own_frame = own_frame.map(lambda v: None if v is None else f"{v:,}" if isinstance(v, int) else str(v))
+        st.dataframe(own_frame, hide_index=True, placeholder="—", height="content")
         if any(row["seen in training"] for row in own_rows):
-            own_warnings.append("Some of these messages were in a model's training or validation data (column "
+            own_warnings.append("Some of these messages were in a model's training or validation data (row "
                                 "'seen in training'): its scores on them say little about new messages. Remove them "
                                 "for a fair test.")
         for warning in own_warnings:
@@ -234,7 +237,7 @@ def report() -> str:
         else None
     also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
     notes = [table_note.format(also, threshold), *table_warnings] + [n for n in (mcnemar,) if n and not headline]
-    extra = {f"Your own messages ({own[0]}), at each run's own threshold": (pd.DataFrame(own_rows), own_warnings)} \
+    extra = {f"Your own messages ({own[0]}), at each run's own threshold": (own_frame, own_warnings)} \
         if own_rows else None
     return common.comparison_report(runs={common.MODE_LABELS[m]: (r.id, common.model_used(r)) for m, r in picked.items()},
                                     table=metrics_table, figures=[roc, pr, reliability, *matrices.values()],
