@@ -465,6 +465,13 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert len(examples) >= 4
     examples[0].click().run()
     assert at.text_area(key="play_text").value.startswith("WINNER")
+    # an example says what it is, and which models miss it (counted from the verdicts shown above it)
+    wrong = [m.label for m in at.metric if not m.delta.startswith("SPAM")]
+    expected = "Every model gets it right." if not wrong else "Every model gets it wrong." if len(wrong) == 3 else \
+        f"{' and '.join(wrong)} {'gets' if len(wrong) == 1 else 'get'} it wrong."
+    assert f"This example is spam. {expected}" in [c.value for c in at.caption]
+    at.text_area(key="play_text").input("WINNER!! a message of my own").run()
+    assert not any(c.value.startswith("This example is") for c in at.caption)
 
     at.text_area(key="play_text").input("free prize " * 1000).run()  # 11,000 characters
     assert any("Truncated" in c.value for c in at.caption)

@@ -14,13 +14,15 @@ from core.runs import RunError
 
 from views import common
 
-EXAMPLES = {
-    "Obvious spam": "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! "
-                    "To claim call 09061701461. Claim code KL341. Valid 12 hours only.",
-    "Obvious ham": "Hey, are we still on for dinner tonight? I can pick you up at 7.",
-    "Tricky: friendly spam": "Hi it's Sarah from the gym, we've got a free month for you if you reply YES today x",
-    "Tricky: ham about money": "Can you send me the £20 for the tickets? Need to pay before Friday",
-    "Tricky: smishing": "Your parcel could not be delivered. Reschedule here: http://royal-mail-redelivery.co/uk",
+EXAMPLES = {  # label -> (message, what it is): written for the demo, not taken from the data
+    "Obvious spam": ("WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! "
+                     "To claim call 09061701461. Claim code KL341. Valid 12 hours only.", "spam"),
+    "Obvious ham": ("Hey, are we still on for dinner tonight? I can pick you up at 7.", "ham"),
+    "Tricky: friendly spam": ("Hi it's Sarah from the gym, we've got a free month for you if you reply YES today x",
+                              "spam"),
+    "Tricky: ham about money": ("Can you send me the £20 for the tickets? Need to pay before Friday", "ham"),
+    "Tricky: smishing": ("Your parcel could not be delivered. Reschedule here: http://royal-mail-redelivery.co/uk",
+                         "spam"),
 }
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -93,7 +95,7 @@ with single:
         st.session_state["play_text"] = text
 
     with st.container(horizontal=True):  # buttons as wide as their labels, wrapping: equal columns cut them
-        for label, text in EXAMPLES.items():
+        for label, (text, _) in EXAMPLES.items():
             st.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
     text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110,
                         placeholder="Type or paste an SMS…",
@@ -116,6 +118,14 @@ with single:
                 tokens = predictor.token_counts([text])[0]
                 if tokens > predictor.max_length:
                     col.caption(f"Truncated: {tokens} tokens, the model reads the first {predictor.max_length}.")
+        truth = next((truth for example, truth in EXAMPLES.values() if example == text), None)
+        if truth:  # an example: say what it is, so a miss in a demo reads as a miss, not as the right answer
+            wrong = [common.MODE_LABELS[m] for m, (run, _) in models.items()
+                     if verdict(run, float(probabilities[m][0])) != truth]
+            every = "Every model" if len(models) > 1 else common.MODE_LABELS[next(iter(models))]
+            st.caption(f"This example is {truth}. " + (
+                f"{every} gets it right." if not wrong else f"{every} gets it wrong." if len(wrong) == len(models)
+                else f"{' and '.join(wrong)} {'gets' if len(wrong) == 1 else 'get'} it wrong."))
         fig = go.Figure(go.Bar(
             x=[float(probabilities[m][0]) for m in models], y=[common.MODE_LABELS[m] for m in models],
             orientation="h", marker_color=[common.MODE_COLORS[m] for m in models],
