@@ -381,6 +381,15 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     [reliability] = [c for c in charts if "Calibration" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert sum("Brier" in t.get("name", "") for t in reliability["data"]) == 3  # one curve per model
+    [roc] = [c for c in charts if "ROC curve" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert "range" not in roc["layout"].get("xaxis", {})  # the whole curve first
+    at.toggle(key="compare_roc_zoom").set_value(True).run()
+    [roc] = [c for c in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
+             if "ROC curve" in json.dumps(c.get("layout", {}).get("title", ""))]
+    assert roc["layout"]["xaxis"]["range"] == [0, 0.1] and roc["layout"]["yaxis"]["range"][1] == 1.005
+    low = min(np.interp(0.005, r.metrics["curves"]["roc"]["fpr"], r.metrics["curves"]["roc"]["tpr"])
+              for r in list_runs(trained))  # every curve's start in view
+    assert roc["layout"]["yaxis"]["range"][0] == pytest.approx(max(0.0, low - 0.05))
     from views.common import MODE_LABELS  # one column per model, one row per metric, each with its interval
 
     metrics_table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")

@@ -27,6 +27,9 @@ for col, mode in zip(c, ("frozen", "finetune", "baseline")):
 picked = {m: r for m, r in picked.items() if r is not None}
 
 # ---------------------------------------------------------------------------- ROC and PR
+# at full scale every ROC curve hugs the top-left corner, where the models differ
+zoom = st.toggle("Zoom the ROC curve into its top-left corner (false positive rate up to 10 %)",
+                 key="compare_roc_zoom", persist_state=common.KEEP)
 left, right = st.columns(2)
 roc, pr = go.Figure(), go.Figure()
 for mode, run in picked.items():
@@ -46,6 +49,11 @@ for fig, title, xt, yt in ((roc, "ROC curve", "false positive rate", "true posit
                            (pr, "Precision-recall curve", "recall", "precision")):
     fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=420, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=-0.2))
+if zoom:
+    low = min((np.interp(0.005, run.metrics["curves"]["roc"]["fpr"], run.metrics["curves"]["roc"]["tpr"])
+               for run in picked.values() if (run.metrics.get("curves") or {}).get("roc")), default=0.0)
+    roc.update_layout(xaxis=dict(range=[0, 0.1], title="false positive rate (zoomed: up to 0.1)"),
+                      yaxis=dict(range=[max(0.0, low - 0.05), 1.005], title="true positive rate (zoomed)"))
 left.plotly_chart(roc, key="compare-roc")
 right.plotly_chart(pr, key="compare-pr")
 
