@@ -90,12 +90,12 @@ if shown:
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
                      "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
                      if m.get("trainable_parameters") else None,
-                     "run time (s)": m.get("total_seconds")})
+                     "time (s)": m.get("total_seconds")})
     st.subheader("Test-set results")
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
         "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
-        "run time (s)": st.column_config.NumberColumn(
+        "time (s)": st.column_config.NumberColumn(
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else ""
