@@ -176,15 +176,15 @@ for url_name, (default, value) in IN_URL.items():
         st.query_params.pop(url_name, None)
 
 
+NOT_FIELDS = {"train_measured", "train_reset", "train_launch"}  # session keys of this page that are not form fields
+
+
 def reset_form():
     """Every field back to its default: out of the URL and out of the session, so each field draws its default."""
     for url_name in [name for name in st.query_params if name != "data"]:  # fields not drawn now too
         st.query_params.pop(url_name, None)
     for key in [k for k in st.session_state if k.startswith("train_") and k not in NOT_FIELDS] + ["model_name"]:
         st.session_state.pop(key, None)
-
-
-NOT_FIELDS = {"train_measured", "train_reset", "train_launch"}
 
 
 st.button("Reset the form to its defaults", type="tertiary", icon=":material/restart_alt:", on_click=reset_form,
