@@ -77,7 +77,7 @@ def _page(at: AppTest, page: str) -> AppTest:
 def _scores(run) -> str:
     """How the job's outcome line gives a completed run's test scores, read from its metrics.json."""
     test = json.loads((Path(run.path) / "metrics.json").read_text())["test"]
-    return f" · test Accuracy {test['accuracy']:.3f} · test F1 {test['f1']:.3f} · test AUROC {test['auroc']:.3f}"
+    return f" · test accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f}, AUROC {test['auroc']:.3f}"
 
 
 def _unescape(markdown: str) -> str:
@@ -762,7 +762,9 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert at.progress[0].value < 100 and "step" in at.progress[0].text and "left" in at.progress[0].text  # ETA
     curve = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the live loss curve has points
     assert curve[0]["name"].startswith("train") and len(curve[0]["x"]) > 0
-    assert at.button(key="train_launch").disabled
+    assert "train_launch" not in [b.key for b in at.button]  # the live panel is the page; the form waits...
+    at.toggle(key="train_next").set_value(True).run()  # ...until asked for
+    assert at.button(key="train_launch").disabled and at.number_input(key="train_shared_batch_size")
     assert any("Only one job runs at a time" in i.value for i in at.info)
     at.button(key="train-cancel").click().run()  # it asks first: nothing is cancelled yet
     assert running_job(runs_dir) == live and any("discard this run's weights?" in w.value for w in at.warning)

@@ -160,6 +160,10 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         other = browser.new_page(viewport={"width": 1400, "height": 1000})  # a second tab sees the same job
         other.goto(f"{url}/train")
         other.get_by_text(TRAINING_FINETUNE).first.wait_for(timeout=60_000)
+        # its live panel is the page, not a form pushed below it; the form is one click away, Start disabled
+        assert other.get_by_role("button", name="Start training").count() == 0
+        other.get_by_text("Set up the next run while this one trains").click()
+        other.get_by_role("button", name="Start training").wait_for(timeout=30_000)
         assert other.get_by_role("button", name="Start training").is_disabled()
         other.close()
         page.get_by_text("Fine-tuned BERT finished").wait_for(timeout=240_000)

@@ -343,9 +343,12 @@ def _same_process(status: dict, job: dict) -> bool:
                                                     or abs(started - job["pid_started"]) < 1)
 
 
-def _headline_of(run) -> list[tuple[str, float]]:
+def _test_scores(run) -> str:
+    """' · test accuracy 0.989, F1 0.955, AUROC 0.998' for a completed run; empty without its metrics."""
     test = (run.metrics or {}).get("test") or {}
-    return [(METRIC_NAMES[k], test[k]) for k in ("accuracy", "f1", "auroc") if test.get(k) is not None]
+    scores = [f"{name} {_fmt(test[k], 3)}" for k, name in (("accuracy", "accuracy"), ("f1", "F1"), ("auroc", "AUROC"))
+              if test.get(k) is not None]
+    return " · test " + ", ".join(scores) if scores else ""
 
 
 def _last_outcome() -> None:
@@ -358,7 +361,7 @@ def _last_outcome() -> None:
     finished = [r for r in runs() if _same_process(read_status(r.path), info)]
     done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}"
             + ("" if trained_to_end(r) else f" ({plain(stopped_note(r.metrics['stopped']))})")
-            + "".join(f" · test {name} {_fmt(value, 3)}" for name, value in _headline_of(r))
+            + _test_scores(r)
             for r in reversed(finished) if r.status == "completed"]
     if done:
         st.success("  \n".join(done))

@@ -23,6 +23,10 @@ PLAN_LABELS = {"frozen": "Frozen encoder + MLP head", "finetune": "Fine-tune the
 st.title("Train")
 common.job_panel("train")
 busy = jobs.current_job(common.runs_dir())
+# while a job runs, its live panel is the page: Start was pressed at the bottom of a long form, and the curves would
+# be out of sight above it. The form, with what was typed, comes back when asked for or when the job ends.
+if busy and not st.toggle("Set up the next run while this one trains", key="train_next"):
+    common.end_page()
 
 # ---------------------------------------------------------------------------- the form, kept in the URL
 # A reload starts a new session, which would reset every field: each field that differs from its default is also
@@ -176,7 +180,7 @@ for url_name, (default, value) in IN_URL.items():
         st.query_params.pop(url_name, None)
 
 
-NOT_FIELDS = {"train_measured", "train_reset", "train_launch"}  # session keys of this page that are not form fields
+NOT_FIELDS = {"train_measured", "train_reset", "train_launch", "train_next"}  # session keys of this page that are not form fields
 
 
 def reset_form():
