@@ -169,10 +169,15 @@ if paired:
                           persist_state=common.KEEP)
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
-    st.caption(f"{len(wrong)} message(s). Click a column header to sort.")
+    st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong at "
+               f"{threshold:g}. Click a column header to sort.")
+    # short headers, so that all eight columns and their names fit a laptop screen; the hover says the rest
     st.dataframe(wrong, hide_index=True, placeholder="—", column_config={
-        c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0, width="small")
-        for c in frame.columns if c.endswith("p(spam)")} | {"message": st.column_config.TextColumn(width="medium")})
+        c: st.column_config.ProgressColumn(c.removesuffix(" p(spam)"), format="%.3f", min_value=0.0, max_value=1.0,
+                                           width=90, help=f"{c.removesuffix(' p(spam)')}: spam probability")
+        for c in frame.columns if c.endswith("p(spam)")} | {
+        c: st.column_config.CheckboxColumn(c, width=108, help=f"{c} at threshold {threshold:g}")
+        for c in frame.columns if c.endswith(" wrong")} | {"message": st.column_config.TextColumn(width=165)})
 
 # ---------------------------------------------------------------------------- your own messages
 st.subheader("Evaluate on your own messages")
