@@ -905,8 +905,9 @@ def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeyp
     assert {c.class_weight for c in launched[-1]} == {"balanced"}
 
 
-def test_the_train_form_survives_a_reload_through_the_url(monkeypatch, tmp_path, tiny_bert, sms_data):
-    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/train.py")
+def test_the_train_form_survives_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     at.radio(key="train_plan").set_value("frozen").run()
     at.checkbox(key="train_with_baseline").uncheck().run()
     at.number_input(key="train_shared_batch_size").set_value(8).run()
@@ -915,20 +916,18 @@ def test_the_train_form_survives_a_reload_through_the_url(monkeypatch, tmp_path,
     at.number_input(key="train_frozen_dropout").set_value(0.15).run()
     at.selectbox(key="train_frozen_pooling").set_value("cls").run()
     at.selectbox(key="train_class_weight").set_value("none").run()
-    at.number_input(key="train_shared_seed").set_value(42).run()  # back to its default: not in the URL
-    url = dict(at.query_params)
-    assert {k: v for k, v in url.items() if k != "data"} == {
-        "plan": "frozen", "with_baseline": "0", "batch_size": "8", "frozen_epochs": "7", "frozen_lr": "0.002",
-        "frozen_dropout": "0.15", "frozen_pooling": "cls", "class_weight": "none"}, url
+    at.number_input(key="train_shared_seed").set_value(42).run()  # back to its default: not kept
+    kept = json.loads((runs_dir / ".train-form.json").read_text())
+    assert kept == {"train_plan": "frozen", "train_with_baseline": False, "train_shared_batch_size": 8,
+                    "train_frozen_epochs": 7, "train_frozen_lr": "0.002", "train_frozen_dropout": 0.15,
+                    "train_frozen_pooling": "cls", "train_class_weight": "none"}, kept
+    assert "query" not in str(at.query_params) and set(at.query_params) <= {"data"}  # no browser history entries
 
-    # a reload is a new session with the same URL: the form comes back as it was
-    reloaded = AppTest.from_file(APP, default_timeout=90)
-    reloaded.query_params.update(url)
-    reloaded.run()
-    reloaded.switch_page("views/train.py")
-    reloaded.query_params.update(url)
-    reloaded.run()
-    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    # a reload is a new session: the form comes back as it was
+    def reload() -> AppTest:
+        fresh = AppTest.from_file(APP, default_timeout=90).run()
+        return _page(fresh, "views/train.py")
+    reloaded = reload()
     assert reloaded.radio(key="train_plan").value == "frozen"
     assert reloaded.checkbox(key="train_with_baseline").value is False
     assert reloaded.number_input(key="train_shared_batch_size").value == 8
@@ -938,30 +937,36 @@ def test_the_train_form_survives_a_reload_through_the_url(monkeypatch, tmp_path,
     assert reloaded.selectbox(key="train_frozen_pooling").value == "cls"
     assert reloaded.selectbox(key="train_class_weight").value == "none"
     assert reloaded.number_input(key="train_shared_seed").value == 42
+
+    # the default typed another way is the default: 5e-5 for 5e-05
     reloaded.radio(key="train_plan").set_value("finetune").run()  # the frozen fields are not drawn now...
-    reloaded.button(key="train_reset").click().run()  # ...but are reset too
+    reloaded.text_input(key="train_finetune_lr").input("5e-5").run()
+    assert "train_finetune_lr" not in json.loads((runs_dir / ".train-form.json").read_text())
+    assert json.loads((runs_dir / ".train-form.json").read_text())["train_frozen_epochs"] == 7  # ...but kept
+    reloaded.button(key="train_reset").click().run()  # ...and reset too
     assert not reloaded.exception, [e.value for e in reloaded.exception]
-    assert set(reloaded.query_params) <= {"data"} and reloaded.button(key="train_reset").disabled
+    assert not (runs_dir / ".train-form.json").exists() and reloaded.button(key="train_reset").disabled
     assert reloaded.radio(key="train_plan").value == "both"
     assert reloaded.number_input(key="train_shared_batch_size").value == 32
     assert reloaded.number_input(key="train_frozen_epochs").value == 60
     assert reloaded.text_input(key="train_frozen_lr").value == "0.001"
     assert reloaded.selectbox(key="train_frozen_pooling").value == "mean"
+    assert reloaded.checkbox(key="train_with_baseline").value is True
 
-    # a hand-edited link: values of the wrong type or out of Streamlit's range are the defaults; one that is a
-    # number but not a valid setting is shown, with its error, as if typed
-    edited = AppTest.from_file(APP, default_timeout=90).run()
-    edited.switch_page("views/train.py")
-    edited.query_params.update({"plan": "everything", "batch_size": "eight", "seed": "99999999999999999999", "finetune_epochs": "0",
-                                "frozen_dropout": "nan", "class_weight": "heavy"})
-    edited.run()
-    assert not edited.exception, [e.value for e in edited.exception]
+    # a damaged or hand-edited file: values of the wrong type, or that Streamlit refuses, are the defaults; one that
+    # is a number but not a valid setting is shown, with its error, as if typed
+    (runs_dir / ".train-form.json").write_text(json.dumps({
+        "train_plan": "everything", "train_shared_batch_size": "eight", "train_shared_seed": 99999999999999999999,
+        "train_finetune_epochs": 0, "train_frozen_dropout": float("inf"), "train_class_weight": 3}))
+    edited = reload()
     assert edited.radio(key="train_plan").value == "both" and edited.selectbox(key="train_class_weight").value == "per mode"
     assert edited.number_input(key="train_shared_batch_size").value == 32
     assert edited.number_input(key="train_frozen_dropout").value == 0.3
     assert edited.number_input(key="train_shared_seed").value == 42
     assert _errors_beside(edited, "train_finetune_epochs") == ["Expected a value in [1, 1000], got 0"]
     assert edited.button(key="train_launch").disabled
+    (runs_dir / ".train-form.json").write_text("{not json")
+    assert reload().radio(key="train_plan").value == "both"
 
 
 def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

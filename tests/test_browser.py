@@ -245,15 +245,20 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         _goto(page, "Playground")
         _settle(page)
         assert page.get_by_role("textbox", name="Message").input_value() == message
-        # ...and the Train form survives a reload too (a new session), through the URL
+        # ...and the Train form survives a reload too (a new session), kept in the runs folder, not the URL
         _goto(page, "Train")
         _settle(page)
-        page.wait_for_url(re.compile(r"batch_size=8"), timeout=30_000)  # the page has written its form to the URL
         page.reload()
         page.get_by_role("spinbutton", name="Batch size").wait_for(timeout=60_000)
         _settle(page)
         assert page.get_by_role("spinbutton", name="Batch size").input_value() == "8"
         assert page.get_by_role("spinbutton", name="Epochs").nth(1).input_value() == "60"
+        assert "batch" not in page.url  # no browser history entry per edit
+        page.get_by_role("button", name="Reset the form to its defaults").click()  # the fields show their defaults
+        _settle(page)
+        assert page.get_by_role("spinbutton", name="Batch size").input_value() == "32"
+        assert page.get_by_role("spinbutton", name="Epochs").nth(1).input_value() == "3"
+        assert not (runs_dir / ".train-form.json").exists()
         browser.close()
 
 

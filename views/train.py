@@ -6,6 +6,7 @@ import streamlit as st
 from core import jobs
 from core.config import MODE_DEFAULTS, TrainConfig
 from core.data import split_sizes
+from core.runs import read_json, write_json_atomic
 
 from views import common
 
@@ -28,45 +29,62 @@ busy = jobs.current_job(common.runs_dir())
 if busy and not st.toggle("Set up the next run while this one trains", key="train_next"):
     common.end_page()
 
-# ---------------------------------------------------------------------------- the form, kept in the URL
+# ---------------------------------------------------------------------------- the form, kept on disk
 # A reload starts a new session, which would reset every field: each field that differs from its default is also
-# kept in the URL (?batch_size=8&finetune_epochs=60), so a reload or a shared link brings it back.
-IN_URL = {}  # URL name -> (default, value now) of each field drawn on this run
+# kept in the runs folder, and a new session starts from it. Not in the URL: each change there is a browser history
+# entry, and Back would step through the edits instead of leaving the page.
+FORM_FILE = common.runs_dir() / ".train-form.json"
+try:
+    SAVED = read_json(FORM_FILE)
+    SAVED = SAVED if isinstance(SAVED, dict) else {}
+except (OSError, ValueError):  # none yet, or damaged: the defaults
+    SAVED = {}
+DRAWN = {}  # widget key -> (default, value now) of each field drawn on this run
 
 
-def from_url(name: str, default, options=None):
-    """The field's value in the URL if there is one of the right type (and among the options), else its default.
-    Only the first draw of a field in a session uses it: after that the field keeps what the user typed."""
-    raw = st.query_params.get(name)
-    try:
-        value = default if raw is None else (raw == "1") if isinstance(default, bool) else type(default)(raw)
-    except ValueError:  # a hand-edited link: the default, and the field says nothing
+def saved(key: str, default, options=None):
+    """The field's kept value if it has the right type (and is among the options), else its default. Only the first
+    draw of a field in a session uses it: after that the field keeps what the user typed."""
+    value = SAVED.get(key, default)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not type(default) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                            and not abs(value) < 2**53):  # nan, inf, huge: the number field refuses
         return default
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) < 2**53:  # nan, inf, huge:
-        return default  # Streamlit's number field refuses them
     return value if options is None or value in options else default
 
 
-def drawn(name: str, default, value):
-    IN_URL[name] = (default, value)
+def same(value, default) -> bool:
+    """Unchanged: 5e-5 typed where the default reads 5e-05 is the default too."""
+    if isinstance(value, str) and isinstance(default, str) and value != default:
+        try:
+            return float(value) == float(default)
+        except ValueError:
+            return False
+    return value == default
+
+
+def drawn(key: str, default, value):
+    DRAWN[key] = (default, value)
+    st.session_state.setdefault("train_field_defaults", {})[key] = default  # for the reset, drawn now or not
     return value
 
 
-choice = drawn("plan", "both", st.radio("What to train", list(PLANS), format_func=PLAN_LABELS.get, horizontal=True,
-                                        index=list(PLANS).index(from_url("plan", "both", PLANS)), key="train_plan",
-                                        persist_state=common.KEEP))
+choice = drawn("train_plan", "both", st.radio(
+    "What to train", list(PLANS), format_func=PLAN_LABELS.get, horizontal=True, key="train_plan",
+    index=list(PLANS).index(saved("train_plan", "both", PLANS)), persist_state=common.KEEP))
 modes = list(PLANS[choice])
-if choice != "baseline" and drawn("with_baseline", True, st.checkbox(
-        "Also fit the TF-IDF + logistic-regression baseline first (seconds)", value=from_url("with_baseline", True),
-        key="train_with_baseline", persist_state=common.KEEP)):
+if choice != "baseline" and drawn("train_with_baseline", True, st.checkbox(
+        "Also fit the TF-IDF + logistic-regression baseline first (seconds)", key="train_with_baseline",
+        value=saved("train_with_baseline", True), persist_state=common.KEEP)):
     modes.insert(0, "baseline")
 neural = [m for m in modes if m != "baseline"]
 
 model_name = common.default_model()
 if neural:
-    model_name = drawn("model", common.default_model(), st.text_input(
+    model_name = drawn("train_model", common.default_model(), st.text_input(
         "Model (hub id or local directory)", help=HELP["model"], key="train_model", persist_state=common.KEEP,
-        value=st.session_state.get("model_name", from_url("model", common.default_model()))))
+        value=st.session_state.get("model_name", saved("train_model", common.default_model()))))
     if not model_name.strip():
         model_info = {"error": "Model: enter a hub id (such as bert-base-uncased) or a local model directory"}
     else:
@@ -90,20 +108,19 @@ def number(label, name, col, kind=int, default=None, fmt=None, scope="shared", l
     """A number field without min/max: TrainConfig's validation gives the message for a bad value. limit: (the
     most, and why), a tighter bound than TrainConfig's, checked first so the message gives the bound that applies."""
     LABELS[name] = label
-    default = kind(getattr(DEFAULTS, name) if default is None else default)
-    url_name = name if scope == "shared" else f"{scope}_{name}"
-    entered = drawn(url_name, default, col.number_input(
-        label, value=from_url(url_name, default), step=kind(1) if kind is int else None, format=fmt, help=HELP[name],
-        key=f"train_{scope}_{name}", persist_state=common.KEEP))
+    default, key = kind(getattr(DEFAULTS, name) if default is None else default), f"train_{scope}_{name}"
+    entered = drawn(key, default, col.number_input(
+        label, value=saved(key, default), step=kind(1) if kind is int else None, format=fmt, help=HELP[name], key=key,
+        persist_state=common.KEEP))
     if limit and entered > limit[0]:
         return field_error(col, name, f"expected at most {limit[0]} {limit[1]}, got {entered}")
     return checked(name, entered, col, scope)
 
 
 def rate(label, name, col, default, scope):
-    text = drawn(f"{scope}_{name}", f"{default:g}", col.text_input(
-        label, value=from_url(f"{scope}_{name}", f"{default:g}"), help=HELP[name], key=f"train_{scope}_{name}",
-        persist_state=common.KEEP))
+    key = f"train_{scope}_{name}"
+    text = drawn(key, f"{default:g}", col.text_input(label, value=saved(key, f"{default:g}"), help=HELP[name], key=key,
+                                                     persist_state=common.KEEP))
     try:
         return checked(name, float(text), col, scope)
     except ValueError:
@@ -153,8 +170,8 @@ for col, mode in zip(columns, neural):
         if mode == "frozen":
             c = st.columns(3)
             pooling = ["mean", "cls"]
-            per_mode[mode]["pooling"] = drawn("frozen_pooling", "mean", c[0].selectbox(
-                "Pooling", pooling, index=pooling.index(from_url("frozen_pooling", "mean", pooling)),
+            per_mode[mode]["pooling"] = drawn("train_frozen_pooling", "mean", c[0].selectbox(
+                "Pooling", pooling, index=pooling.index(saved("train_frozen_pooling", "mean", pooling)),
                 help=HELP["pooling"], key="train_frozen_pooling", persist_state=common.KEEP))
             per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[1], scope=mode)
             per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
@@ -165,34 +182,37 @@ with st.expander("More settings"):
     values["test_fraction"] = number("Test share", "test_fraction", c[1], float, fmt="%.2f")
     values["weight_decay"] = number("Weight decay", "weight_decay", c[2], float, fmt="%.3f")
     choices = ["per mode", "balanced", "none"]
-    weights = drawn("class_weight", "per mode", c[3].selectbox(
-        "Class weights", choices, index=choices.index(from_url("class_weight", "per mode", choices)),
+    weights = drawn("train_class_weight", "per mode", c[3].selectbox(
+        "Class weights", choices, index=choices.index(saved("train_class_weight", "per mode", choices)),
         help=HELP["class_weight"], format_func=lambda v: "mode default" if v == "per mode" else v,
         key="train_class_weight", persist_state=common.KEEP))
     if weights != "per mode":  # else each mode keeps its own (frozen balanced, finetune none), as on the CLI
         values["class_weight"] = weights
 
-changed = {name for name, (default, value) in IN_URL.items() if value != default and value is not None}
-for url_name, (default, value) in IN_URL.items():
-    if url_name in changed:
-        st.query_params[url_name] = str(int(value)) if isinstance(value, bool) else str(value)
-    else:
-        st.query_params.pop(url_name, None)
-
-
-NOT_FIELDS = {"train_measured", "train_reset", "train_launch", "train_next"}  # session keys of this page that are not form fields
+changed = {key: value for key, (default, value) in DRAWN.items() if not same(value, default) and value is not None}
+keep = {key: value for key, value in SAVED.items() if key not in DRAWN} | changed  # a field not drawn now keeps its value
+if keep != SAVED:
+    try:
+        FORM_FILE.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(FORM_FILE, keep)
+    except OSError:  # a read-only runs folder: the form still works, and a reload resets it
+        pass
 
 
 def reset_form():
-    """Every field back to its default: out of the URL and out of the session, so each field draws its default."""
-    for url_name in [name for name in st.query_params if name != "data"]:  # fields not drawn now too
-        st.query_params.pop(url_name, None)
-    for key in [k for k in st.session_state if k.startswith("train_") and k not in NOT_FIELDS] + ["model_name"]:
-        st.session_state.pop(key, None)
+    """Every field back to its default, drawn now or not, and nothing kept for the next session. Each is set to its
+    default: a field whose value is only removed keeps showing it in the browser, which sends it back."""
+    for key, default in st.session_state.get("train_field_defaults", {}).items():
+        st.session_state[key] = default
+    st.session_state.pop("model_name", None)  # the model the sidebar shows
+    try:
+        FORM_FILE.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 st.button("Reset the form to its defaults", type="tertiary", icon=":material/restart_alt:", on_click=reset_form,
-          disabled=not changed, key="train_reset")
+          disabled=not keep, key="train_reset")
 
 # ---------------------------------------------------------------------------- validate before anything starts
 data_path, data_summary, data_error = common.data_source()
