@@ -790,7 +790,11 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
 
 def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
-    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+
+    def fresh_form() -> AppTest:  # a new session starts from the form the last one left: each case starts clean
+        (runs_dir / ".train-form.json").unlink(missing_ok=True)
+        return _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at = fresh_form()
     assert not at.button(key="train_launch").disabled and not at.error
 
     fields = [  # (widget key, bad value, message): each shown under its own field
@@ -802,7 +806,7 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
         ("train_frozen_lr", "fast", "Expected a number such as 5e-5"),
     ]
     for key, value, message in fields:
-        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        at = fresh_form()
         (at.number_input(key=key).set_value(value) if isinstance(value, int) else at.text_input(key=key).input(value)).run()
         assert [e for e in _errors_beside(at, key) if message in e] == [e for e in _errors(at)], (message, _errors(at))
         assert _errors(at) and at.button(key="train_launch").disabled
@@ -813,12 +817,12 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
         ("my model!!", "nor a valid hub id"),
     ]
     for name, message in models:
-        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        at = fresh_form()
         at.text_input(key="train_model").input(name).run()
         assert any(message in e for e in _errors(at)), (message, _errors(at))
         assert at.button(key="train_launch").disabled
     # two wrong fields: both are named, not only the first
-    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at = fresh_form()
     at.number_input(key="train_shared_batch_size").set_value(0).run()
     at.number_input(key="train_finetune_epochs").set_value(0).run()
     # each under its own field: a shared one once, a mode's in that mode's column
@@ -826,7 +830,7 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
     assert _errors_beside(at, "train_finetune_epochs") == ["Expected a value in [1, 1000], got 0"]
     assert sorted(_errors(at)) == ["Expected a value in [1, 1000], got 0", "Expected a value in [1, 4096], got 0"]
     # a combination of valid fields is the one error left for the foot of the form
-    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at = fresh_form()
     at.number_input(key="train_shared_val_fraction").set_value(0.4).run()
     at.number_input(key="train_shared_test_fraction").set_value(0.4).run()
     # in the form's words, not TrainConfig's field names
@@ -837,7 +841,7 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
                                    "Validation share + Test share: expected < 0.8 so some data is left to train on, got 0.8"]
     assert not runs_dir.exists() or not list_runs(runs_dir)  # nothing started
     # no model name: one error on this page, none for the baseline (it uses no encoder), none in the sidebar
-    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at = fresh_form()
     at.text_input(key="train_model").input("  ").run()
     assert _errors(at) == ["Model: enter a hub id (such as bert-base-uncased) or a local model directory"]
     assert not at.sidebar.error and at.button(key="train_launch").disabled
