@@ -387,9 +387,9 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     [roc] = [c for c in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
              if "ROC curve" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert roc["layout"]["xaxis"]["range"] == [0, 0.1] and roc["layout"]["yaxis"]["range"][1] == 1.005
-    low = min(np.interp(0.005, r.metrics["curves"]["roc"]["fpr"], r.metrics["curves"]["roc"]["tpr"])
-              for r in list_runs(trained))  # every curve's start in view
-    assert roc["layout"]["yaxis"]["range"][0] == pytest.approx(max(0.0, low - 0.05))
+    on_axis = [max(t for f, t in zip(c["fpr"], c["tpr"]) if f == 0)  # where each curve leaves the y axis
+               for c in (r.metrics["curves"]["roc"] for r in list_runs(trained))]
+    assert roc["layout"]["yaxis"]["range"][0] == pytest.approx(max(0.0, min(on_axis) - 0.02))  # all of them in view
     from views.common import MODE_LABELS  # one column per model, one row per metric, each with its interval
 
     metrics_table = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
@@ -498,8 +498,8 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert "2 messages from the pasted lines, scored by" in _texts(at)
     assert {"frozen p(spam)", "finetune p(spam)", "baseline p(spam)"} <= set(table.columns)
     assert table["finetune p(spam)"].between(0, 1).all()
-    from views.common import rounds_to_certainty
-    rounds = rounds_to_certainty(table.filter(like="p(spam)").to_numpy(dtype=float), decimals=3)
+    from views.common import shows_as_certain
+    rounds = shows_as_certain(table.filter(like="p(spam)").to_numpy(dtype=float), decimals=3)
     assert rounds == ("1.000 means at least 0.9995" in _texts(at))  # the tiny models are not that sure: not shown
     # a file that cannot be scored replaces the last batch's table with its error, not under it
     at.file_uploader(key="play_upload").set_value(("empty.csv", b"", "text/csv")).run()
@@ -1093,10 +1093,11 @@ def test_a_run_picker_names_each_runs_epochs(trained):
 
 
 def test_probabilities_that_would_show_as_0_or_1_are_flagged():
-    from views.common import rounds_to_certainty
-    assert rounds_to_certainty([0.5, 0.9995], decimals=3) and rounds_to_certainty([0.0004999], decimals=3)
-    assert not rounds_to_certainty([0.0, 1.0, 0.0005, 0.9994], decimals=3)  # exact, or shown as not 0 or 1
-    assert rounds_to_certainty([[0.2, 0.99999]], decimals=4) and not rounds_to_certainty([0.9999], decimals=4)
+    from views.common import shows_as_certain
+    assert shows_as_certain([0.5, 0.9995], decimals=3) and shows_as_certain([0.0004999], decimals=3)
+    assert shows_as_certain([1.0], decimals=3) and shows_as_certain([0.0], decimals=3)  # a saturated float too
+    assert not shows_as_certain([0.0005, 0.9994], decimals=3)  # shown as 0.001 and 0.999
+    assert shows_as_certain([[0.2, 0.99999]], decimals=4) and not shows_as_certain([0.9999], decimals=4)
 
 
 def test_server_config_keeps_the_app_local_and_caps_uploads():
@@ -1138,6 +1139,19 @@ def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monk
     assert [w.value for w in at.warning if "Your file has no spam" in w.value] == [
         "Your file has no spam: recall, F1 and AUROC need both classes, so they are undefined here (0 or — in the "
         "table); only accuracy means something."]
+
+    # a run whose dataset has moved: its overlap cannot be checked, and the table says — (not nan), the others 17
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "moved"))
+    moved = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    config = json.loads((moved.path / "config.json").read_text())
+    config["data_info"]["source"] = str(tmp_path / "gone.txt")
+    (moved.path / "config.json").write_text(json.dumps(config))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/compare.py")
+    at.file_uploader(key="compare_own").set_value(("seen.txt", b"".join(training_like), "text/plain")).run()
+    row = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure").loc["seen in training"]
+    assert pd.isna(row["TF-IDF baseline"]) and row["Fine-tuned BERT"] == str(seen) and row["Frozen BERT + MLP head"] == str(seen)
+    assert any(w.value.startswith("Whether TF-IDF baseline trained on some of these messages cannot be checked")
+               for w in at.warning)
 
 
 def test_comparison_report_is_self_contained_and_escapes_text():

@@ -82,10 +82,11 @@ def plain(text) -> str:
     return _AUTOLINK.sub("\u2060", text)
 
 
-def rounds_to_certainty(probabilities, decimals: int) -> bool:
-    """Whether some probability shows as exactly 0 or 1 at this many decimals without being it."""
+def shows_as_certain(probabilities, decimals: int) -> bool:
+    """Whether some probability shows as 0 or 1 at this many decimals. A model's probability is never certainty, even
+    when its float is exactly 0 or 1 (a softmax saturates in float32), so those count too."""
     p, half = np.asarray(probabilities, dtype=float), 0.5 * 10.0 ** -decimals
-    return bool((((p >= 1 - half) & (p < 1)) | ((p > 0) & (p < half))).any())
+    return bool(((p >= 1 - half) | (p < half)).any())
 
 
 # ---------------------------------------------------------------------------- runs

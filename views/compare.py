@@ -50,10 +50,12 @@ for fig, title, xt, yt in ((roc, "ROC curve", "false positive rate", "true posit
     fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=420, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=-0.2))
 if zoom:
-    low = min((np.interp(0.005, run.metrics["curves"]["roc"]["fpr"], run.metrics["curves"]["roc"]["tpr"])
-               for run in picked.values() if (run.metrics.get("curves") or {}).get("roc")), default=0.0)
+    # from where the lowest curve leaves the y axis (its true positive rate with no false alarm)
+    low = min((max(t for f, t in zip(roc_points["fpr"], roc_points["tpr"]) if f == 0)
+               for roc_points in ((run.metrics.get("curves") or {}).get("roc") for run in picked.values()) if roc_points),
+              default=0.0)
     roc.update_layout(xaxis=dict(range=[0, 0.1], title="false positive rate (zoomed: up to 0.1)"),
-                      yaxis=dict(range=[max(0.0, low - 0.05), 1.005], title="true positive rate (zoomed)"))
+                      yaxis=dict(range=[max(0.0, low - 0.02), 1.005], title="true positive rate (zoomed)"))
 left.plotly_chart(roc, key="compare-roc")
 right.plotly_chart(pr, key="compare-pr")
 
@@ -232,9 +234,12 @@ if own is not None:
         st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here. "
                    "Your file's scores carry 95 % bootstrap intervals: the fewer its messages, the wider they are.")
         # one column per model, one row per measure, as in the metrics table above: 14 columns did not fit a laptop
-        own_frame = pd.DataFrame(own_rows).set_index("model").T.rename_axis("measure").reset_index()
+        own_frame = pd.DataFrame(own_rows, dtype=object).set_index("model").T.rename_axis("measure").reset_index()
         own_frame = own_frame.map(lambda v: None if v is None else f"{v:,}" if isinstance(v, int) else str(v))
         st.dataframe(own_frame, hide_index=True, placeholder="—", height="content")
+        if unknown := [row["model"] for row in own_rows if row["seen in training"] is None]:
+            own_warnings.append(f"Whether {' and '.join(unknown)} trained on some of these messages cannot be checked: "
+                                "its dataset has moved or changed since ('seen in training' shows —).")
         if any(row["seen in training"] for row in own_rows):
             own_warnings.append("Some of these messages were in a model's training or validation data (row "
                                 "'seen in training'): its scores on them say little about new messages. Remove them "

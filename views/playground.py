@@ -199,7 +199,7 @@ with batch:
             if labels is not None:
                 out["label"] = ["spam" if l else "ham" for l in labels]
             for mode, (run, _) in models.items():
-                out[f"{mode} p(spam)"] = np.round(probabilities[mode].astype(float), 6)  # one precision for all
+                out[f"{mode} p(spam)"] = probabilities[mode].astype(float)  # every digit: the CSV keeps them
                 out[f"{mode} verdict"] = [verdict(run, p) for p in probabilities[mode]]
             # a labelled batch gets accuracies: say when a model had trained on some of its messages, as Compare does
             seen = {m: seen_in_training(run.config, [str(t) for t in texts]) for m, (run, _) in models.items()} \
@@ -232,9 +232,9 @@ with batch:
             for c in out.columns if c.endswith("p(spam)")} | {
             c: st.column_config.TextColumn(c, width="small") for c in out.columns if c.endswith("verdict")} | {
             "message": st.column_config.TextColumn("message", width="medium")})
-        if common.rounds_to_certainty(out.filter(like="p(spam)").to_numpy(dtype=float), decimals=3):
-            st.caption("Probabilities are shown to 3 decimals: 1.000 means at least 0.9995, not certainty, and 0.000 "
-                       "less than 0.0005. The CSV has 6 decimals.")
+        if common.shows_as_certain(out.filter(like="p(spam)").to_numpy(dtype=float), decimals=3):
+            st.caption("Probabilities are shown to 3 decimals: 1.000 means at least 0.9995 and 0.000 less than 0.0005, "
+                       "not certainty. The CSV has them to 9 significant digits.")
         # a cell starting with = + - @ would run as a formula in a spreadsheet: prefix it with '
         safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
         # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
@@ -243,5 +243,5 @@ with batch:
         safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam) [run {run.id}]" for m, run in runs.items()},
                                     **{f"{m} verdict": f"{m} verdict (spam at p >= {threshold(run):g})"
                                        for m, run in runs.items()}})
-        st.download_button("Download CSV", safe.to_csv(index=False).encode("utf-8-sig"), "predictions.csv",
+        st.download_button("Download CSV", safe.to_csv(index=False, float_format="%.9g").encode("utf-8-sig"), "predictions.csv",
                            "text/csv", key="play_download")
