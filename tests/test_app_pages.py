@@ -270,6 +270,11 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     assert "the fine-tuned run was stopped and resumed, and its time adds up the stretches it ran)." in \
         finetuning_verdict(runs["frozen"], resumed, None)
     assert "resumed" not in finetuning_verdict(runs["frozen"], runs["finetune"], None)
+    # runs on two different encoders: the headline says the gap is not fine-tuning's alone
+    assert "different encoders" not in verdict
+    other_encoder = dataclasses.replace(runs["frozen"], model="bert-base-uncased")
+    assert f"The two runs used different encoders (frozen: bert-base-uncased; fine-tuned: {runs['finetune'].model})" \
+        in _unescape(finetuning_verdict(other_encoder, runs["finetune"], None))
     # the defaults weight the frozen head's loss by class and not the fine-tune's: the split of errors says so
     assert runs["frozen"].config["class_weight"] == "balanced" and runs["finetune"].config["class_weight"] == "none"
     assert "The frozen run trained with class-balanced loss and the other without" in verdict
@@ -316,7 +321,14 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
     assert "bundled all-MiniLM-L6-v2" not in _texts(at)
 
     # runs trained with the bundled MiniLM standing in for bert-base-uncased (their config says so): the page,
-    # titled BERT, says which BERT it is
+    # titled BERT, says which BERT it is; not when only one of them is (the encoder column shows which)
+    for run in list_runs(runs_dir):
+        if run.mode == "frozen":
+            config = json.loads((run.path / "config.json").read_text())
+            config["model"].update(source="bundled", requested="bert-base-uncased", fallback_reason="HF_HUB_OFFLINE is set")
+            (run.path / "config.json").write_text(json.dumps(config))
+    at.run()
+    assert "bundled all-MiniLM-L6-v2" not in _texts(at)
     for run in list_runs(runs_dir):
         if run.mode != "baseline":
             config = json.loads((run.path / "config.json").read_text())
@@ -627,8 +639,14 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     _page(at, "views/runs.py")
     assert "It saved its best weights before it stopped" in _texts(at)
     assert _errors(at) == ["failed: No space left on device"]
+
+    def note():
+        table = at.dataframe[0].value
+        return table.loc[table["run"] == stopped.id, "note"].iloc[0]
+    assert "No space left on device" in note()
     at.button(key="runs_finish").click().run()
-    assert not at.exception and not at.error  # the error it stopped with is not shown while a job completes it
+    assert not at.exception and not at.error  # the error it stopped with is not shown while a job completes it...
+    assert "No space left on device" not in str(note())  # ...nor in the table
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
     [done] = [s.value for s in at.success]  # and it says the run was cut short
@@ -883,6 +901,18 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
                for c in at.caption), [c.value for c in at.caption]
 
 
+def test_a_baseline_only_job_links_to_no_empty_compare_page(monkeypatch, tmp_path, tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("baseline").run()
+    at.button(key="train_launch").click().run()
+    _wait(lambda: running_job(runs_dir) is None and list_runs(runs_dir))
+    at.run()
+    [run] = list_runs(runs_dir)
+    assert [s.value for s in at.success] == [f"TF-IDF baseline finished: {run.id}{_scores(run)}"]
+    assert not at.get("page_link")  # Compare needs a frozen or fine-tuned run
+
+
 def test_finish_now_from_the_train_page_completes_the_run_with_its_best_weights(monkeypatch, tmp_path, tiny_bert,
                                                                                sms_data):
     runs_dir = tmp_path / "runs"
@@ -1087,6 +1117,8 @@ def test_a_run_picker_names_each_runs_epochs(trained):
     assert " · 20 epochs · " in labels["frozen"] and " · 3 epochs · " in labels["finetune"]
     assert "epoch" not in labels["baseline"]  # one solver fit
     assert not any(run.id.rsplit("-", 1)[-1] in labels[mode] for mode, run in runs.items())  # no id: nothing to tell apart
+    patient = dataclasses.replace(runs["finetune"], config={**runs["finetune"].config, "patience": 2})
+    assert " · up to 3 epochs · " in run_labels([patient])[patient.id]  # early stopping may have ended it sooner
     twin = dataclasses.replace(runs["finetune"], id=runs["finetune"].id[:-4] + "zzzz")  # same minute, same scores
     both = run_labels([runs["finetune"], twin])
     assert both[twin.id].endswith(" · zzzz") and both[runs["finetune"].id].endswith(runs["finetune"].id[-4:])

@@ -126,7 +126,8 @@ def run_labels(runs: list) -> dict[str, str]:
         f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
         stopped = "" if trained_to_end(run) else "stopped early · "  # fewer steps than it was set to
         epochs = (run.config or {}).get("epochs") if run.mode != "baseline" else None  # a quick run beside a full one
-        epochs = f"{_n(epochs, 'epoch')} · " if isinstance(epochs, int) else ""
+        early = "up to " if (run.config or {}).get("patience") else ""  # early stopping may have ended it sooner
+        epochs = f"{early}{_n(epochs, 'epoch')} · " if isinstance(epochs, int) else ""
         return f"{stopped}{f1}{epochs}{time.strftime('%d %b %H:%M', time.localtime(run.created))}"
 
     labels = {run.id: label(run) for run in runs}
@@ -366,8 +367,9 @@ def _last_outcome() -> None:
             for r in reversed(finished) if r.status == "completed"]
     if done:
         st.success("  \n".join(done))
-        st.page_link("views/compare.py", label="Compare them: ROC, PR, confusion matrices and the errors",
-                     icon=":material/compare:")
+        if usable_runs("frozen") or usable_runs("finetune"):  # Compare has nothing to show for a baseline alone
+            st.page_link("views/compare.py", label="Compare them: ROC, PR, confusion matrices and the errors",
+                         icon=":material/compare:")
     for run in reversed(finished):
         if run.status == "completed":
             continue
@@ -546,6 +548,9 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
                      f"frozen one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on "
                      "different messages (other data, seed or split), so they cannot be compared message by message: "
                      "train both on one split for a paired test.")
+    if frozen.model != finetune.model:  # the page's premise is one encoder used two ways
+        lines.append(f"The two runs used different encoders (frozen: {plain(frozen.model)}; fine-tuned: "
+                     f"{plain(finetune.model)}), so the difference between them is not fine-tuning's alone.")
     weights = {which: (run.config or {}).get("class_weight") for run, which in ((frozen, "frozen"), (finetune, "fine-tuned"))}
     if len(set(weights.values())) > 1 and None not in weights.values():
         weighted = [which for which, w in weights.items() if w == "balanced"]

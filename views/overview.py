@@ -66,9 +66,9 @@ if any(latest.values()):
                 shown[mode] = run
     st.caption("Each defaults to the newest run of its kind that trained to its end; a pick here is kept on Compare "
                "and Playground too.")
-    bundled = [(run.config or {}).get("model") for mode, run in shown.items() if mode != "baseline"
-               and ((run.config or {}).get("model") or {}).get("source") == "bundled"]
-    if bundled:  # the page's title says BERT: say which one, and what that means for the gap
+    encoders = [(run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"]
+    bundled = [m for m in encoders if m.get("source") == "bundled"]
+    if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
         stand_in = next((f", standing in for {m['requested']} ({m['fallback_reason']})" for m in bundled
                          if m.get("fallback_reason")), "")
         st.info(f"The BERT here is the bundled all-MiniLM-L6-v2{common.plain(stand_in)}: a 6-layer BERT trained as a "

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import jobs
 from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights, read_history,
-                       resumable_state, resumed_note, stopped_note, time_spent, validate_run_id)
+                       resumable_state, resumed_note, running_job, stopped_note, time_spent, validate_run_id)
 
 from views import common
 
@@ -61,6 +61,7 @@ def settings(cfg: dict, neural: bool) -> str | None:
 
 
 thresholds = {run.config["threshold"] for run in all_runs if "threshold" in (run.config or {})}
+worked_on = running_job(common.runs_dir())  # a run a job is resuming or finishing: its old error is old news
 rows = []
 for run in all_runs:
     cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
@@ -71,7 +72,7 @@ for run in all_runs:
                  "duration (s)": duration(run), "model": Path(run.model or "?").name,
                  "settings": settings(cfg, run.mode != "baseline"),
                  "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
-                 "note": run.error or "; ".join(note for note in (  # in the order they happened
+                 "note": (run.error if run.id != worked_on else None) or "; ".join(note for note in (  # in order
                      resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
                      stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
                  or None})
