@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +132,8 @@ def run_labels(runs: list) -> dict[str, str]:
         return f"{stopped}{f1}{epochs}{time.strftime('%d %b %H:%M', time.localtime(run.created))}"
 
     labels = {run.id: label(run) for run in runs}
-    repeated = {text for text in labels.values() if list(labels.values()).count(text) > 1}
-    return {i: f"{text} · {i.rsplit('-', 1)[-1]}" if text in repeated else text for i, text in labels.items()}
+    count = Counter(labels.values())
+    return {i: f"{text} · {i.rsplit('-', 1)[-1]}" if count[text] > 1 else text for i, text in labels.items()}
 
 
 def same_test_messages(a, b) -> bool:

@@ -243,5 +243,5 @@ with batch:
         safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam) [run {run.id}]" for m, run in runs.items()},
                                     **{f"{m} verdict": f"{m} verdict (spam at p >= {threshold(run):g})"
                                        for m, run in runs.items()}})
-        st.download_button("Download CSV", safe.to_csv(index=False, float_format="%.9g").encode("utf-8-sig"), "predictions.csv",
-                           "text/csv", key="play_download")
+        st.download_button("Download CSV", safe.to_csv(index=False, float_format="%.9g").encode("utf-8-sig"),
+                           "predictions.csv", "text/csv", key="play_download")
