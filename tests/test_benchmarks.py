@@ -133,3 +133,36 @@ def test_random_batches_variant_unsorts_training_batches_only_while_open(bench):
     with bench("bench_variants").random_batches():
         assert widest_batch() > 200
     assert widest_batch() == 31
+
+
+def test_layer_lr_decay_variant_gives_each_depth_its_share_of_the_rate_only_while_open(bench, tiny_bert, sms_file,
+                                                                                     tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import core.train
+    from core.config import TrainConfig
+
+    default_adamw = torch.optim.AdamW
+    built = []
+    real_init = default_adamw.__init__
+
+    def record(self, groups, *args, **kwargs):  # sees the groups the variant hands to the real AdamW
+        built.append([(g["lr"], g["weight_decay"], len(g["params"])) for g in groups])
+        real_init(self, groups, *args, **kwargs)
+
+    cfg = TrainConfig(mode="finetune", data=str(sms_file), model=tiny_bert, epochs=1, runs_dir=str(tmp_path))
+    default_adamw.__init__ = record
+    try:
+        with bench("bench_variants").layer_lr_decay():
+            core.train.train(cfg)
+    finally:
+        default_adamw.__init__ = real_init
+    assert torch.optim.AdamW is default_adamw
+    (groups,) = built
+    # the tiny BERT has 2 layers: the embeddings at 0.9^3, layer 0 at 0.9^2, layer 1 at 0.9, the top at the peak
+    rates = sorted({lr for lr, _, _ in groups})
+    assert rates == pytest.approx([5e-5 * 0.9 ** k for k in (3, 2, 1, 0)])
+    assert {wd for _, wd, _ in groups} == {0.0, 0.01}
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    assert sum(n for _, _, n in groups) == len(list(model.parameters()))  # every tensor in exactly one group
