@@ -420,11 +420,12 @@ def damaged_weights(run_dir: Path, mode: str | None) -> str | None:
 
 
 def saved_run_config(run_dir: Path) -> dict:
-    """config.json of a run whose weights were saved (to load or export it); RunError otherwise."""
-    try:
-        config = read_json(run_dir / "config.json")
-    except (OSError, ValueError):
-        raise RunError(f"{run_dir.name}: config.json is missing or unreadable") from None
+    """config.json of a run whose weights were saved (to load or export it); RunError otherwise. A run listed as
+    broken is refused too (a corrupt metrics.json, say): its weights may be fine, but nothing vouches for them."""
+    run = load_run(run_dir)
+    if run.status == "broken":
+        raise RunError(f"{run_dir.name}: {run.error}")
+    config = run.config
     if not weights_present(run_dir, config.get("mode")):
         raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
     if damage := damaged_weights(run_dir, config.get("mode")):

@@ -220,6 +220,13 @@ def test_runs_says_why_a_run_is_broken(capsys, tmp_path, frozen_run):
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
     lines = out.strip().splitlines()
     assert code == 0 and "broken" in lines[1] and "metrics.json" in lines[2], lines
+    # and the commands that would use its weights refuse it, as the Runs page does: nothing vouches for them
+    mine = write_uci(tmp_path / "mine.txt", make_messages(20, 10, seed=4))
+    for argv in (["predict", "--run", str(damaged), "hello"], ["evaluate", "--run", str(damaged), "--data", str(mine)],
+                 ["export", "--run", str(damaged), "--out", str(tmp_path / "x.zip")]):
+        code, out, err = run_cli(capsys, *argv)
+        assert (code, out, err) == (2, "", f"error: {damaged.name}: metrics.json is missing or unreadable\n"), argv
+    assert not (tmp_path / "x.zip").exists()
 
 
 def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
