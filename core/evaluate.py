@@ -13,7 +13,7 @@ import numpy as np
 from .data import deduplicate, load_messages, normalise, read_messages, split_messages
 from .metrics import bootstrap_intervals, classification_metrics, curves
 from .predict import Predictor
-from .runs import read_json, write_json_atomic
+from .runs import EVALUATIONS, read_json, write_json_atomic
 
 
 def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = None,
@@ -34,7 +34,7 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
                               for t, l, q in zip(frame["text"].tolist(), y, p)]}
     if len(np.unique(y)) == 2:
         result["metrics"]["ci95"] = bootstrap_intervals(y, p, threshold)
-    out_dir = run_dir / "evaluations"
+    out_dir = run_dir / EVALUATIONS
     out_dir.mkdir(exist_ok=True)
     write_json_atomic(out_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] + ".json"), result)
     return result

@@ -2,7 +2,7 @@
 
     python -m core export --run checkpoints/<run> --out my-run.zip
 
-The zip holds the run folder (config, history, metrics) plus what its mode needs to stand alone:
+The zip holds the run folder (config, history, metrics; not evaluations/, the user's own messages) plus what its mode needs to stand alone:
 - finetune: model/ is a save_pretrained folder: AutoModelForSequenceClassification.from_pretrained("model").
 - frozen: model/encoder/ is the frozen encoder (AutoModel.from_pretrained), beside the MLP head's
   safetensors; no transformers class is "mean pooling + MLP", so README.md shows the dozen lines that join them.
@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .runs import CANCEL_FILE, FINISH_FILE, read_json, saved_run_config, stopped_note
+from .runs import CANCEL_FILE, EVALUATIONS, FINISH_FILE, read_json, saved_run_config, stopped_note
 
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json")
@@ -126,8 +126,12 @@ def export_run(run_dir: str | Path, target) -> None:
 
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(run_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink() and path.name not in (CANCEL_FILE, FINISH_FILE):
-                add(path, root / path.relative_to(run_dir))
+            inside = path.relative_to(run_dir)
+            # evaluations/ holds every message of the user's own files (Compare, `core evaluate`): a zip made to
+            # share a model must not carry them off
+            if path.is_file() and not path.is_symlink() and path.name not in (CANCEL_FILE, FINISH_FILE) \
+                    and inside.parts[0] != EVALUATIONS:
+                add(path, root / inside)
         if mode == "frozen":
             from .modeling import reresolve
             head_config = json.loads((run_dir / "model" / "head_config.json").read_text())

@@ -35,6 +35,7 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 LOCK_NAME = ".training.lock"
 CANCEL_FILE = "cancel"  # stop and discard the run
 FINISH_FILE = "finish"  # stop training now, keep the best weights so far, test them: the run completes
+EVALUATIONS = "evaluations"  # scores on files of the user's own (core.evaluate), messages included
 CHECKPOINT_INFO = "checkpoint.json"  # in a checkpoint folder: the step, epoch and validation of its weights
 STATE_INFO = "state.json"  # in a resume-<step> folder: written last, removed first, so it marks a complete state
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")

@@ -12,6 +12,7 @@ import pytest
 from core.cli import main
 from core.config import TrainConfig
 from core.predict import Predictor
+from core.runs import set_status
 from core.train import train
 
 EXAMPLES = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
@@ -35,6 +36,11 @@ def runs(tmp_path_factory, tiny_bert):
 @pytest.mark.parametrize("kind", ["finetune", "frozen", "frozen-cls-bf16", "baseline"])
 def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
     run_dir = runs[kind]
+    mine = tmp_path / "mine.tsv"
+    mine.write_text("spam\tmy private spam sample\nham\tmy private note to a friend\n")
+    assert main(["evaluate", "--run", str(run_dir), "--data", str(mine)]) == 0
+    assert (run_dir / "evaluations" / "mine.tsv.json").is_file()
+    capsys.readouterr()
     out = tmp_path / "run.zip"
     assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
@@ -44,6 +50,7 @@ def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
     folder = tmp_path / run_dir.name
     assert {"config.json", "metrics.json", "history.jsonl", "README.md"} <= {p.name for p in folder.iterdir()}
     assert not any(n.endswith((".pkl", ".pickle", ".bin", ".pt")) for n in names)  # safetensors / skops only
+    assert not any("/evaluations/" in n for n in names)  # the user's own messages stay on this machine
     if kind.startswith("frozen"):  # the encoder travels with the head: no reference to this machine's files
         assert (folder / "model" / "encoder" / "model.safetensors").is_file()
 
@@ -71,6 +78,7 @@ def test_unfinished_run_is_refused(tmp_path, capsys):
     run_dir = tmp_path / "runs" / "20260101-000000-finetune-abcd"
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"mode": "finetune"}))
+    set_status(run_dir, "cancelled")
     assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "x.zip")]) == 2
     assert "no saved weights" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.zip*"))  # no partial zip left behind
