@@ -70,7 +70,7 @@ def sweep(args) -> tuple[dict, dict]:
             for key, cfg in defaults.items() if done[key] is None]
     if todo:
         print(f"training {len(todo)} runs ({len(defaults) - len(todo)} reused from {args.runs_dir})")
-        train_sequence(todo)
+        list(train_sequence(todo))
         done = {key: next(r for r in list_runs(args.runs_dir) if matching(r, cfg)) for key, cfg in defaults.items()}
     return done, overrides
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model; prints the run folder last")
+    train = sub.add_parser("train", help="train a model; prints the run folder last (with --config, each run's "
+                           "folder as that run ends)")
     train.add_argument("--config", help="JSON file with one config object, or a list of them to train one after "
                        "the other (flags given here override every entry)")
     _add_config_flags(train)
@@ -119,11 +121,21 @@ def _train(args) -> int:
     entries = [{}]
     if args.config:
         with open(args.config, encoding="utf-8") as f:
-            loaded = json.load(f)
+            try:
+                loaded = json.load(f)
+            except ValueError as exc:
+                raise ValueError(f"{args.config}: not valid JSON ({exc})") from None
         entries = loaded if isinstance(loaded, list) else [loaded]
         if not entries or not all(isinstance(e, dict) for e in entries):
             raise ValueError(f"{args.config}: expected a config object or a non-empty list of them")
-    configs = [TrainConfig.from_dict({**entry, **flags}) for entry in entries]  # validates all before training
+        known = [f.name for f in dataclasses.fields(TrainConfig)]
+        for entry in entries:  # from_dict drops unknown keys: a misspelt one would silently train the default
+            for key in sorted(entry.keys() - set(known)):
+                close = difflib.get_close_matches(key, known, n=1)
+                raise ValueError(f"{args.config}: unknown setting {key!r}"
+                                 + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"))
+    # every hyperparameter is validated here, and every entry's data and model before the first trains
+    configs = [TrainConfig.from_dict({**entry, **flags}) for entry in entries]
     from .runs import load_run  # torch and friends load only once the settings are known to be good
     from .train import train_sequence
 
@@ -193,6 +205,8 @@ def _predict(args) -> int:
     from .runs import resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)  # an unknown run is refused before torch loads
+    if not args.texts and sys.stdin.isatty():  # else it would wait with no word of what for
+        print("reading messages from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
     given = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
@@ -209,7 +223,8 @@ def _runs(args) -> int:
 
     runs = list_runs(args.runs_dir)
     if not runs:
-        print(f"no runs in {os.path.abspath(args.runs_dir)}", file=sys.stderr)
+        missing = "" if os.path.isdir(args.runs_dir) else " (there is no such folder; --runs-dir names another)"
+        print(f"no runs in {os.path.abspath(args.runs_dir)}{missing}", file=sys.stderr)
         return 0
     if not args.json:
         print(f"{'run':40} {'mode':9} {'status':11} {'acc':>6} {'f1':>6} {'auroc':>6}  model")
@@ -237,7 +252,10 @@ def _evaluate(args) -> int:
     run_dir = resolve_run(args.run, args.runs_dir)  # before torch loads, as for predict
     from .evaluate import evaluate_run
     result = evaluate_run(run_dir, args.data)
-    print(json.dumps({"name": result["name"], "rows": len(result["predictions"]),
+    # what reading the file dropped and de-duplicated, as `train` tells it: "rows" alone hides it
+    read = {k: result[k] for k in ("rows_read", "dropped_empty_text", "dropped_unknown_label", "dropped_unparseable",
+                                   "duplicates_removed", "label_conflicts") if k in result}
+    print(json.dumps({"name": result["name"], **read, "rows": len(result["predictions"]),
                       "seen_in_training": result["seen_in_training"],
                       **{k: v for k, v in result["metrics"].items() if k != "ci95"}}))
     return 0

@@ -25,6 +25,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,14 @@ class Setup:
 
 def train(cfg: TrainConfig) -> Path:
     """Train one model as `cfg` says; returns the run folder. Raises ValueError subclasses on bad input."""
-    return train_sequence([cfg])[0]
+    [run_dir] = train_sequence([cfg])
+    return run_dir
 
 
-def train_sequence(configs: list[TrainConfig]) -> list[Path]:
-    """Train several models one after the other under one lock (no other job slips in between)."""
+def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
+    """Train several models one after the other under one lock (no other job slips in between), yielding each
+    run's folder as it ends. Every entry's data and model are checked first: a bad one in third place must not
+    surface only after two trainings."""
     runs_dirs = {c.runs_dir for c in configs}
     if len(runs_dirs) != 1:
         raise ValueError(f"expected one runs_dir for a sequence, got {sorted(runs_dirs)}")
@@ -91,31 +95,35 @@ def train_sequence(configs: list[TrainConfig]) -> list[Path]:
     # under `accelerate launch` several processes run this; only the main one locks and writes the run folder
     # without a GPU, Accelerate only forms a (gloo) process group when told to run on the CPU
     state = PartialState(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
-    done = []
     runs_dir = runs_dirs.pop()
     with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
+        data, models = {}, {}  # each file read, and each model resolved, once
         for cfg in configs:
-            done.append(_train_one(cfg, lock, state))
+            if cfg.data not in data:
+                data[cfg.data] = load_messages(cfg.data)
+            if cfg.mode != "baseline" and cfg.model not in models:
+                models[cfg.model] = resolve_model(cfg.model)
+            if cfg.mode != "baseline" and cfg.max_length > models[cfg.model].max_positions:
+                raise ModelError(f"max_length: expected at most {models[cfg.model].max_positions} for "
+                                 f"{models[cfg.model].name}, got {cfg.max_length}")
+        for cfg in configs:
+            run_dir = _train_one(cfg, data[cfg.data], models.get(cfg.model) if cfg.mode != "baseline" else None,
+                                 lock, state)
             # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
             # main process decides, once it has written the run, and tells the others (who wait for it here), so
             # no process reads the cancel file after it is removed
             stop = None
             if state.is_main_process:
-                stop = read_status(done[-1]).get("status") == "cancelled" or cancel_requested(done[-1])
-                _drop_requests(done[-1])  # requests that applied to that run only, or came too late
+                stop = read_status(run_dir).get("status") == "cancelled" or cancel_requested(run_dir)
+                _drop_requests(run_dir)  # requests that applied to that run only, or came too late
             stop = _from_main(stop, state)
             state.wait_for_everyone()  # end on a barrier: a process leaving mid-broadcast aborts gloo at exit
+            yield run_dir
             if stop:
                 break
-    return done
 
 
-def _train_one(cfg: TrainConfig, lock, state) -> Path:
-    messages = load_messages(cfg.data)
-    model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
-    if model_info and cfg.max_length > model_info.max_positions:
-        raise ModelError(f"max_length: expected at most {model_info.max_positions} for {model_info.name}, "
-                         f"got {cfg.max_length}")
+def _train_one(cfg: TrainConfig, messages, model_info, lock, state) -> Path:
     if not state.is_main_process:  # other processes train along and write nothing
         return _train_replica(cfg, messages, model_info, state)
     stop, previous_handler = _install_sigterm()  # before the run exists, so a stop never leaves half a run

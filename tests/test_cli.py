@@ -12,6 +12,7 @@ from conftest import make_messages, write_uci
 from core.cli import main
 from core.config import TrainConfig
 from core.data import read_messages
+from core.runs import load_run
 from core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +177,40 @@ def test_bad_config_file(capsys, tmp_path):
     plan.write_text('[{"mode": "frozen", "epochs": -3}]')
     code, _, err = run_cli(capsys, "train", "--config", str(plan))
     assert code == 2 and "epochs" in err
+    # a misspelt setting is refused, not dropped: it would have trained the default without a word
+    plan.write_text('[{"mode": "baseline"}, {"mode": "frozen", "epoch": 0, "learning_rate": -1}]')
+    code, _, err = run_cli(capsys, "train", "--config", str(plan), "--runs-dir", str(tmp_path / "runs"))
+    assert (code, err) == (2, f"error: {plan}: unknown setting 'epoch' (did you mean 'epochs'?)\n")
+    plan.write_text('[{"mode": "baseline", "zzz": 1}]')
+    code, _, err = run_cli(capsys, "train", "--config", str(plan), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and err.startswith(f"error: {plan}: unknown setting 'zzz'; known: mode, data, model, epochs")
+    plan.write_text('{"mode": "fro')  # the file is named: not mistaken for a bad data file
+    code, _, err = run_cli(capsys, "train", "--config", str(plan))
+    assert code == 2 and err.startswith(f"error: {plan}: not valid JSON (") and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_a_plan_checks_every_entrys_data_before_the_first_trains(capsys, tmp_path, sms_file):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"mode": "baseline", "data": str(sms_file)},
+                                {"mode": "baseline", "data": str(tmp_path / "nope.tsv")}]))
+    code, out, err = run_cli(capsys, "train", "--config", str(plan), "--runs-dir", str(tmp_path / "runs"))
+    assert (code, out) == (2, "") and err == f"error: data file not found: {tmp_path / 'nope.tsv'}\n"
+    assert not [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]  # the first never trained
+
+
+def test_a_plan_prints_each_run_folder_as_that_run_ends(capsys, tmp_path, sms_file, tiny_bert, monkeypatch):
+    import core.train
+
+    def broken_setup(*args):  # the second run fails after the first has completed
+        raise RuntimeError("boom")
+    monkeypatch.setattr(core.train, "_setup_frozen", broken_setup)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"mode": "baseline"}, {"mode": "frozen", "model": tiny_bert}]))
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["train", "--config", str(plan), "--data", str(sms_file), "--runs-dir", str(tmp_path / "runs")])
+    [first] = capsys.readouterr().out.split()  # printed before the second run started, not lost with it
+    assert load_run(Path(first)).status == "completed" and load_run(Path(first)).mode == "baseline"
 
 
 def test_train_prints_the_run_folder_last(capsys, caplog, tmp_path, sms_file):
@@ -213,6 +248,27 @@ def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
     assert frozen_run.name in out and "frozen" in out and "completed" in out
 
 
+def test_runs_on_a_folder_that_does_not_exist_says_so(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "nope"))
+    assert (code, out) == (0, "") and err == f"no runs in {tmp_path / 'nope'} (there is no such folder; --runs-dir " \
+                                             "names another)\n"
+    code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path))
+    assert err == f"no runs in {tmp_path}\n"
+
+
+def test_predict_from_the_terminal_says_what_it_waits_for(frozen_run):
+    import pty
+    leader, follower = pty.openpty()  # stdin is a terminal, as when a user types `core predict --run X` alone
+    proc = subprocess.Popen([sys.executable, "-m", "core", "predict", "--run", str(frozen_run)], cwd=ROOT, text=True,
+                            stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(follower)
+    os.write(leader, b"WIN a prize now\n\x04")  # a line, then Ctrl-D
+    out, err = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0 and json.loads(out)["text"] == "WIN a prize now"
+    assert err.startswith("reading messages from the terminal, one per line; end with Ctrl-D\n")
+
+
 def test_runs_says_why_a_run_is_broken(capsys, tmp_path, frozen_run):
     import shutil
     damaged = Path(shutil.copytree(frozen_run, tmp_path / "runs" / frozen_run.name))
@@ -243,9 +299,13 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     seen = set(splits["train"]["text"]) | set(splits["validation"]["text"])
     assert result["seen_in_training"] == sum(text in seen for text in read_messages(other)[0]["text"])
     mixed = write_uci(tmp_path / "mixed.txt", [("ham" if i % 2 else "spam", t) for i, t in
-                                               enumerate(learnt + splits["test"]["text"].tolist()[:4])])
+                                               enumerate(learnt + splits["test"]["text"].tolist()[:4])]
+                      + [("spam", learnt[0]), ("maybe", "a label nobody knows")])  # a repeat, an unknown label
     code, out, _ = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(mixed))
-    assert code == 0 and json.loads(out)["seen_in_training"] == 7
+    mixed_result = json.loads(out)
+    assert code == 0 and mixed_result["seen_in_training"] == 7
+    assert {k: mixed_result[k] for k in ("rows_read", "dropped_unknown_label", "duplicates_removed", "rows")} == \
+        {"rows_read": 13, "dropped_unknown_label": 1, "duplicates_removed": 1, "rows": 11}
     saved = json.loads((frozen_run / "evaluations" / "mine.txt.json").read_text())
     assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
     assert len(saved["predictions"]) == 42

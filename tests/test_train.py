@@ -322,7 +322,7 @@ def test_a_cancel_during_the_baseline_fit_stops_the_whole_plan(tmp_path, sms_fil
         return fitted
     monkeypatch.setattr(baseline.Baseline, "fit", classmethod(fit_then_cancel))
     plan = [quick_config(m, sms_file, tiny_bert, tmp_path) for m in ("baseline", "finetune")]
-    done = train_sequence(plan)
+    done = list(train_sequence(plan))
     assert [load_run(d).status for d in done] == ["cancelled"]  # the fine-tune never started
     assert not (done[0] / "model").exists()
     assert [r.id for r in list_runs(tmp_path / "runs")] == [done[0].name]
@@ -337,7 +337,7 @@ def test_a_cancel_while_a_run_saves_keeps_that_run_and_stops_the_plan(tmp_path, 
         real_finish(cfg, run_dir, *args)
     monkeypatch.setattr(core.train, "_finish", cancel_then_save)
     plan = [quick_config(m, sms_file, tiny_bert, tmp_path, epochs=1) for m in ("frozen", "finetune")]
-    done = train_sequence(plan)
+    done = list(train_sequence(plan))
     [run] = [load_run(d) for d in done]
     assert run.mode == "frozen" and run.status == "completed" and run.usable
     assert not (done[0] / "cancel").exists()  # consumed: it must not look like a pending request later
