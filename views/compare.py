@@ -186,7 +186,7 @@ st.subheader("Evaluate on your own messages")
 st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank \"verify\" links, \"Hi mum\") "
            "looks different. Upload labelled messages from your own traffic (UCI format, or CSV/TSV with a label "
            "and a text column) to see how each model holds up, next to its own test split. Results are saved "
-           "in each run's evaluations/ folder.")
+           "in each run's evaluations/ folder, which a run's zip leaves out.")
 
 
 def _forget_own_file():
