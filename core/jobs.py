@@ -347,8 +347,10 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
                 any(e.get("event") == "eval" for e in events[since:]) or step - events[since]["step"] >= total / 10):
             rate = (train["time"] - events[since]["time"]) / (step - events[since]["step"])
             eta = max(0.0, rate * (total - step) - (now - train["time"]))
-        phase = "evaluating" if step >= total else "training"
-        return Progress(None, mode, phase, base + (1 - base) * share, eta, step=step, total_steps=total,
+        if step >= total:  # no training left, but the last validation and the test take seconds: no "0 s left"
+            return Progress(None, mode, "evaluating", base + (1 - base) * share, None, step=step, total_steps=total,
+                            detail=f"step {step}/{total}, the last validation, then the test")
+        return Progress(None, mode, "training", base + (1 - base) * share, eta, step=step, total_steps=total,
                         detail=f"step {step}/{total}")
     # a resumed run reloading its features starts where it had got to, not back at the encoding
     floor = 0.0

@@ -357,7 +357,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                             lr=scheduler.get_last_lr()[0], total_steps=total_steps)
                 running = []
             # "finish now" validates at this step too, so even a run stopped before its first validation keeps weights
-            validate = step % eval_every == 0 or step == total_steps or finish_votes
+            # the last step always validates, so one due a few steps before it would only cost a pass (~7 s for
+            # MiniLM on 516 messages) on weights that barely changed: 112 and 113 of a 113-step run
+            due = step % eval_every == 0 and total_steps - step >= eval_every // 2
+            validate = due or step == total_steps or finish_votes
             if stop_votes:
                 if saves_state and stop["requested"] and not cancel_requested(run_dir) and not validate:
                     save_state()  # SIGTERM (a timeout, docker stop, preemption): resume goes on from this very step

@@ -154,6 +154,18 @@ def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
     assert progress.describe() == "frozen (features: encoding messages 250/1000, done in about 30 s)"
 
 
+def test_after_the_last_step_it_says_validating_and_testing_not_0_s_left():
+    events = [{"event": "start", "total_steps": 100, "time": 0.0},
+              {"event": "train", "step": 10, "time": 10.0}, {"event": "eval", "step": 50, "time": 55.0},
+              {"event": "train", "step": 99, "time": 100.0}]
+    assert jobs.progress_from_history(events, now=100.0).describe() == \
+        "training (training: step 99/100), about 1 s of training left"  # the mode is set by current_job
+    events.append({"event": "train", "step": 100, "time": 101.0})  # the final validation and the test run now
+    progress = jobs.progress_from_history(events, now=120.0)
+    assert progress.eta_seconds is None and progress.fraction == 1.0
+    assert progress.describe() == "training (evaluating: step 100/100, the last validation, then the test)"
+
+
 def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):
     from core.runs import EventLog, set_lock_holder, set_status, training_lock, write_json_atomic
     run = tmp_path / "20260101-000000-baseline-abcd"

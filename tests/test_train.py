@@ -1,4 +1,5 @@
 """Both modes end to end with a tiny random BERT, plus the faults a training run must survive."""
+import dataclasses
 import json
 import os
 import signal
@@ -167,6 +168,17 @@ def test_early_stopping_stops_and_keeps_the_best(sms_file, tiny_bert, tmp_path):
     evals = [e for e in events if e["event"] == "eval"]
     assert len(evals) < 200
     assert min(e["loss"] for e in evals) == pytest.approx(stop[0]["best_loss"])
+
+
+def test_no_validation_just_before_the_final_one(sms_file, tiny_bert, tmp_path):
+    # 23 steps, a validation due every 11: at 11, then 22 would come one step before the last step's own
+    cfg = dataclasses.replace(quick_config("finetune", sms_file, tiny_bert, tmp_path, epochs=1, evals_per_epoch=2),
+                              batch_size=4)
+    run_dir = train(cfg)
+    events = read_history(run_dir)
+    [start] = [e for e in events if e["event"] == "start"]
+    assert (start["total_steps"], start["eval_every"]) == (23, 11)
+    assert [e["step"] for e in events if e["event"] == "eval"] == [11, 23]
 
 
 def test_nan_loss_fails_the_run_with_the_reason(sms_file, tiny_bert, tmp_path):
