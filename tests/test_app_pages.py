@@ -297,8 +297,9 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
     quick = load_run(train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=1)))  # a demo's quick run
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
-    picker = at.selectbox(key="overview_finetune")
-    assert picker.value == quick.id and picker.options[picker.index].startswith(f"F1 {quick.metrics['test']['f1']:.3f} · 1 epoch · ")
+    picker = at.selectbox(key="overview_finetune")  # the full run stays the headline; the quick one is offered
+    assert picker.value == full.id and picker.options[0].startswith(f"F1 {quick.metrics['test']['f1']:.3f} · 1 epoch · ")
+    assert any(c.value.startswith("Not the default pick: the newest run (") for c in at.caption)
 
     def headline():
         [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
@@ -307,8 +308,10 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
         (_, fp), (fn, _) = run.metrics["test"]["confusion_matrix"]
         return fp + fn
     frozen = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    assert f": {errors(full)} against {errors(frozen)}." in headline()
+    picker.set_value(quick.id).run()
     assert f": {errors(quick)} against {errors(frozen)}." in headline()
-    picker.set_value(full.id).run()
+    at.selectbox(key="overview_finetune").set_value(full.id).run()
     assert f": {errors(full)} against {errors(frozen)}." in headline()
     table = at.dataframe[0].value.set_index("model")
     assert table.loc["Fine-tuned BERT", "F1"] == full.metrics["test"]["f1"]
@@ -564,6 +567,24 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
 
     at.selectbox(key="runs_one").set_value(victim.id).run()
     assert not at.exception
+    # its configuration and test metrics read as tables, not raw JSON: the settings of its mode, the metrics with
+    # their intervals, the confusion matrix labelled
+    tables = {tuple(t.value.columns): t.value for t in at.dataframe[1:]}
+    settings = dict(zip(*tables[("setting", "value")].T.values))
+    assert settings["epochs"] == "20" and settings["pooling"] == "mean" and settings["lr"] == "0.001"
+    assert "runs dir" not in settings and "labels" not in settings  # paths and internals stay in config.json
+    test = victim.metrics["test"]
+    metrics = tables[("measure", "test [95 % interval]", "validation")].set_index("measure")
+    low, high = test["ci95"]["f1"]
+    assert metrics.loc["F1", "test [95 % interval]"] == f"{test['f1']:.4f} [{low:.4f}, {high:.4f}]"
+    assert metrics.loc["AUROC", "validation"] == f"{victim.metrics['validation']['auroc']:.4f}"
+    matrix = tables[("", "called ham", "called spam")].set_index("")
+    assert [[matrix.loc[a, f"called {c}"] for c in ("ham", "spam")] for a in ("actual ham", "actual spam")] == \
+        test["confusion_matrix"]
+    assert f"**Model:** {tiny_bert}" in _unescape(_texts(at)) and "**Versions:** core " in _texts(at)
+    assert not at.get("json")
+    at.toggle(key="runs_raw_config").set_value(True).run()  # and config.json as it is, for whoever wants it
+    assert json.loads(at.get("json")[0].proto.body)["epochs"] == 20
     from views.common import zip_run  # what the download button sends when clicked (made lazily)
     with zipfile.ZipFile(io.BytesIO(zip_run(victim.id))) as zf:  # stand-alone: the encoder travels with the head
         assert {f"{victim.id}/README.md", f"{victim.id}/model/encoder/model.safetensors"} <= set(zf.namelist())
@@ -671,12 +692,34 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     [complete] = [r for r in list_runs(trained) if r.mode == "finetune"]
     shutil.copytree(complete.path, tmp_path / "runs" / complete.id)
     at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
-    assert f"The newest Fine-tuned BERT run, {stopped.id}, was stopped early" in _texts(at)
-    assert f"shown here is {complete.id}" in _texts(at) and "did not train to its end" not in _texts(at)
-    for page, key in (("views/compare.py", "compare_finetune"), ("views/playground.py", "play_finetune")):
+    assert "did not train to its end" not in _texts(at)
+    for page, key in (("views/overview.py", "overview_finetune"), ("views/compare.py", "compare_finetune"),
+                      ("views/playground.py", "play_finetune")):
         _page(at, page)
         picker = at.selectbox(key=key)
         assert picker.value == complete.id and any(o.startswith("stopped early · ") for o in picker.options)
+        assert [c.value for c in at.caption if c.value.startswith("Not the default pick")] == [
+            f"Not the default pick: the newest run ({_when(stopped)}), which stopped early."]
+
+    # nor is a newer quick run (fewer epochs than the default, as the Overview's preset trains), and its picker says so
+    quick = tmp_path / "runs" / "29991231-235959-finetune-quik"
+    shutil.copytree(complete.path, quick)
+    config = json.loads((quick / "config.json").read_text())
+    (quick / "config.json").write_text(json.dumps({**config, "epochs": 1, "created": time.time() + 60}))
+    shutil.rmtree(stopped.path)
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
+    picker = at.selectbox(key="overview_finetune")
+    assert picker.value == complete.id and " · 1 epoch · " in picker.options[0]  # the quick run heads the list
+    assert [c.value for c in at.caption if c.value.startswith("Not the default pick")] == [
+        f"Not the default pick: the newest run ({_when(load_run(quick))}), which trained 1 epoch, fewer than the "
+        "default 3."]
+    picker.set_value(quick.name).run()  # picked: it is shown everywhere, and the note has done its work
+    assert not [c for c in at.caption if c.value.startswith("Not the default pick")]
+    assert at.selectbox(key="overview_finetune").value == quick.name
+
+
+def _when(run) -> str:
+    return time.strftime("%d %b %H:%M", time.localtime(run.created))
 
 
 def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tmp_path, tiny_bert, sms_data):

@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 import streamlit as st
 
 from core import jobs
-from core.config import DEFAULT_MODEL
+from core.config import DEFAULT_MODEL, MODE_DEFAULTS
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
@@ -111,11 +111,32 @@ def trained_to_end(run) -> bool:
     return not (run.metrics or {}).get("stopped")
 
 
+def full_length(run) -> bool:
+    """Trained to its end, for at least its mode's default epochs: not a quick run (the Overview's preset trains one
+    fine-tuning epoch) nor one stopped early."""
+    epochs = (run.config or {}).get("epochs")
+    short = run.mode in MODE_DEFAULTS and run.mode != "baseline" and isinstance(epochs, int) \
+        and epochs < MODE_DEFAULTS[run.mode]["epochs"]
+    return trained_to_end(run) and not short
+
+
 def latest(found: list):
-    """Of one mode's runs, newest first (usable_runs), the newest that trained to its end: a newer one that was
-    stopped early says less about what the mode can do and must not become the headline by being newer. A stopped
-    run only when there is no other."""
-    return next((r for r in found if trained_to_end(r)), found[0] if found else None)
+    """Of one mode's runs, newest first (usable_runs), the newest full-length one: a quick run trained during a
+    demo, or one stopped early, says less about what the mode can do and must not become the headline by being
+    newer. Else the newest that trained to its end, else the newest."""
+    return next((r for r in found if full_length(r)),
+                next((r for r in found if trained_to_end(r)), found[0] if found else None))
+
+
+def passed_over(found: list) -> str | None:
+    """Why latest() did not take the newest run, in words for under a picker; None when it did."""
+    if not found or latest(found) is found[0]:
+        return None
+    newest = found[0]
+    why = "stopped early" if not trained_to_end(newest) else \
+        f"trained {_n(newest.config['epochs'], 'epoch')}, fewer than the default {MODE_DEFAULTS[newest.mode]['epochs']}"
+    return f"Not the default pick: the newest run ({time.strftime('%d %b %H:%M', time.localtime(newest.created))}), " \
+           f"which {why}."
 
 
 def run_labels(runs: list) -> dict[str, str]:
@@ -159,7 +180,7 @@ KEEP = "session"
 
 
 def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = None):
-    """A run selectbox for one mode that follows the newest run that trained to its end (see latest) until the
+    """A run selectbox for one mode that follows the newest full-length run (see latest) until the
     user picks one. The pick is shared by every page's picker for that mode, so Compare and Playground show the
     same runs, and it is kept until the picked run is deleted. Returns the Run or None."""
     by_id, labels = {run.id: run for run in runs}, run_labels(runs)
@@ -170,10 +191,12 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     if shared in st.session_state and st.session_state[shared] in options:
         st.session_state[key] = st.session_state[shared]
     else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
-        st.session_state[key] = next((i for i, run in by_id.items() if trained_to_end(run)), next(iter(by_id), None))
+        st.session_state[key] = getattr(latest(runs), "id", None)
     picked = col.selectbox(MODE_LABELS[mode], options, key=key,
                            on_change=lambda: st.session_state.update({shared: st.session_state[key]}),
                            format_func=lambda i: none_label if i is None else labels[i])
+    if shared not in st.session_state and picked == getattr(latest(runs), "id", None) and (note := passed_over(runs)):
+        col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
 
 
@@ -400,6 +423,13 @@ def _last_outcome() -> None:
 
 
 # ---------------------------------------------------------------------------- figures
+
+def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
+    """"0.955 [0.925, 0.979]": a value with its 95 % bootstrap interval, where the run saved one."""
+    ci = (metrics.get("ci95") or {}).get(key)
+    value = _fmt(metrics.get(key), digits)
+    return f"{value} [{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]" if ci else value
+
 
 def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"

@@ -87,16 +87,10 @@ reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of t
 st.plotly_chart(reliability, key="compare-calibration")
 
 # ---------------------------------------------------------------------------- intervals and the paired test
-def with_interval(test: dict, key: str) -> str:
-    ci = (test.get("ci95") or {}).get(key)
-    value = common._fmt(test.get(key), 3)
-    return f"{value} [{common._fmt(ci[0], 3)}, {common._fmt(ci[1], 3)}]" if ci else value
-
-
 # one row per metric and one column per model: a column per metric was too wide for a laptop screen
 metrics_table = pd.DataFrame({"metric": ["threshold"] + [common.METRIC_NAMES[k] for k in common.HEADLINE + ["mcc"]]} | {
     common.MODE_LABELS[mode]: [f"{run.metrics.get('threshold', 0.5):g}"]
-    + [with_interval(run.metrics["test"], k) for k in common.HEADLINE + ["mcc"]] for mode, run in picked.items()})
+    + [common.with_interval(run.metrics["test"], k) for k in common.HEADLINE + ["mcc"]] for mode, run in picked.items()})
 st.subheader("Test metrics with 95 % bootstrap intervals")
 thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.values()})
 st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "
@@ -227,7 +221,7 @@ if own is not None:
                          "messages": m["n"], "spam": m["n_spam"],
                          "seen in training": result.get("seen_in_training"),
                          # with intervals: a file of 40 messages pins little down, and a lone number hides it
-                         **{f"{common.METRIC_NAMES[k]} (yours)": with_interval(m, k) for k in common.HEADLINE},
+                         **{f"{common.METRIC_NAMES[k]} (yours)": common.with_interval(m, k) for k in common.HEADLINE},
                          **{f"{common.METRIC_NAMES[k]} (UCI test)": common._fmt(test.get(k), 3)
                             for k in ("accuracy", "f1")}})
     if own_rows:

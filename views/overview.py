@@ -1,5 +1,5 @@
 """Overview: a frozen run against a fine-tuned run (and the TF-IDF baseline): by default the newest of each kind
-that trained to its end."""
+that trained to its end for at least the default epochs."""
 from pathlib import Path
 
 import pandas as pd
@@ -64,8 +64,8 @@ if any(latest.values()):
                                     none_label="not shown" if mode == "baseline" else None)
             if run is not None:
                 shown[mode] = run
-    st.caption("Each defaults to the newest run of its kind that trained to its end; a pick here is kept on Compare "
-               "and Playground too.")
+    st.caption("Each defaults to the newest run of its kind that trained to its end, for at least the default epochs; "
+               "a pick here is kept on Compare and Playground too.")
     encoders = [(run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"]
     bundled = [m for m in encoders if m.get("source") == "bundled"]
     if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
@@ -111,11 +111,6 @@ if shown:
         if run.metrics.get("stopped"):
             st.info(f"{common.MODE_LABELS[mode]} ({run.id}) did not train to its end: "
                     f"{common.plain(stopped_note(run.metrics['stopped']))}.")
-        newest = usable[mode][0]
-        if newest.id != run.id and run.id == latest[mode].id:  # passed over by common.latest: say so
-            st.info(f"The newest {common.MODE_LABELS[mode]} run, {newest.id}, was stopped early "
-                    f"({common.plain(stopped_note(newest.metrics['stopped']))}); shown here is {run.id}, the newest "
-                    "that trained to its end. Pick either above.")
 
     fig = go.Figure()
     for mode, run in shown.items():

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
+from core.data import describe
 from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights, read_history,
                        resumable_state, resumed_note, running_job, stopped_note, time_spent, validate_run_id)
 
@@ -58,6 +59,54 @@ def settings(cfg: dict, neural: bool) -> str | None:
                f"batch {cfg.get('batch_size')}",
                f"max len {cfg.get('max_length')}"] if neural else []  # they do not apply to the linear model
     return " · ".join(trained + [f"seed {cfg.get('seed')}"])
+
+
+# the settings that apply to each mode, in the Train form's order: a baseline has no epochs or learning rate
+SHARED_SETTINGS = ["seed", "val_fraction", "test_fraction", "class_weight", "threshold"]
+NEURAL_SETTINGS = ["epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "max_grad_norm",
+                   "patience", "evals_per_epoch", "precision"]
+MODE_SETTINGS = {"baseline": SHARED_SETTINGS, "finetune": NEURAL_SETTINGS + SHARED_SETTINGS,
+                 "frozen": NEURAL_SETTINGS + ["pooling", "head_hidden", "dropout"] + SHARED_SETTINGS}
+
+
+def settings_table(cfg: dict, mode: str | None) -> pd.DataFrame:
+    names = [k for k in MODE_SETTINGS.get(mode, NEURAL_SETTINGS + SHARED_SETTINGS) if k in cfg]
+    shown = [f"{cfg[k]:g}" if isinstance(cfg[k], float) else "—" if cfg[k] is None else str(cfg[k]) for k in names]
+    return pd.DataFrame({"setting": [k.replace("_", " ") for k in names], "value": shown})
+
+
+def configuration_notes(run) -> str:
+    """What else config.json records, as lines: the model, the data, where it ran, with what."""
+    cfg, lines = run.config, []
+    if run.mode != "baseline":
+        lines.append(f"**Model:** {common.plain(common.model_used(run))}")
+    if isinstance(cfg.get("data_info"), dict):
+        try:
+            lines.append(f"**Data:** {common.plain(cfg['data_info'].get('source'))}: {describe(cfg['data_info'])}")
+        except (KeyError, TypeError, ZeroDivisionError):  # an older or hand-edited summary
+            lines.append(f"**Data:** {common.plain(cfg['data_info'].get('source'))}")
+    ran = [str(cfg["device"])] if cfg.get("device") else []
+    if isinstance(cfg.get("num_processes"), int) and cfg["num_processes"] > 1:
+        ran.append(f"{cfg['num_processes']} processes")
+    if isinstance(cfg.get("trainable_parameters"), int) and isinstance(cfg.get("total_parameters"), int):
+        ran.append(f"{cfg['trainable_parameters']:,} of {cfg['total_parameters']:,} parameters trained")
+    if cfg.get("allocator"):
+        ran.append(f"{cfg['allocator']} malloc")
+    if ran:
+        lines.append("**Ran on:** " + common.plain(", ".join(ran)))
+    if isinstance(cfg.get("versions"), dict):
+        lines.append("**Versions:** " + common.plain(", ".join(f"{k} {v}" for k, v in cfg["versions"].items())))
+    return "  \n".join(lines)  # values are escaped as they are added: a path or model name is not markdown
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """One row per measure: the test value with its 95 % bootstrap interval, and the validation value."""
+    test, validation = metrics["test"], metrics.get("validation") or {}
+    keys = common.HEADLINE + ["mcc"]
+    return pd.DataFrame({"measure": [common.METRIC_NAMES[k] for k in keys],
+                         "test [95 % interval]": [common.with_interval(test, k, 4) for k in keys],
+                         "validation": [common._fmt(validation.get(k), 4) if validation.get(k) is not None else None
+                                        for k in keys]})
 
 
 thresholds = {run.config["threshold"] for run in all_runs if "threshold" in (run.config or {})}
@@ -165,10 +214,23 @@ with left:
                 except jobs.JobError as exc:
                     st.error(common.plain(exc))
     with st.expander("Configuration"):
-        st.json(run.config or {})
+        if run.config:
+            st.dataframe(settings_table(run.config, run.mode), hide_index=True, height="content")
+            st.markdown(configuration_notes(run))
+            if st.toggle("Show config.json as it is", key="runs_raw_config"):
+                st.json(run.config, expanded=1)
+        else:
+            st.caption("Its config.json cannot be read.")
     if run.metrics:
         with st.expander("Test metrics"):
-            st.json({k: v for k, v in run.metrics["test"].items()})
+            test = run.metrics["test"]
+            st.dataframe(metrics_table(run.metrics), hide_index=True, height="content")
+            (tn, fp), (fn, tp) = test["confusion_matrix"]
+            st.dataframe(pd.DataFrame({"": ["actual ham", "actual spam"], "called ham": [tn, fn],
+                                       "called spam": [fp, tp]}), hide_index=True, height="content")
+            st.caption(f"{test['n']:,} test messages, {test['n_spam']:,} of them spam, at this run's threshold of "
+                       f"{run.metrics.get('threshold', 0.5):g}. Validation: the messages that chose the kept weights. "
+                       "ROC and PR curves are on Compare.")
 with right:
     st.download_button("Download run as zip", data=lambda: common.zip_run(run.id), file_name=f"{run.id}.zip",
                        help="Loads without this app: plain transformers (fine-tuned, frozen encoder + head) or "
