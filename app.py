@@ -21,6 +21,7 @@ pages = [
     st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 page = st.navigation(pages)
+st.session_state["job_panel_shown"] = False  # common.job_panel sets it: then the sidebar need not repeat the progress
 try:
     page.run()
 except PageEnd:  # a page with nothing to show yet ended early

@@ -722,16 +722,18 @@ def _when(run) -> str:
     return time.strftime("%d %b %H:%M", time.localtime(run.created))
 
 
-def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tmp_path, tiny_bert, sms_data):
+def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     ctrl_c_at_evaluations(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=3, batch_size=8, save_state_every=0))
     monkeypatch.undo()
     [stopped] = list_runs(tmp_path / "runs")
     step = saved_state(stopped.path)["step"]
+    for run in list_runs(trained):  # older, completed runs beside it
+        shutil.copytree(run.path, tmp_path / "runs" / run.id)
     at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
-    at.query_params["run"] = stopped.id
-    _page(at, "views/runs.py")
+    _page(at, "views/runs.py")  # opened directly, not through a link: the run that needs resuming is the one shown
+    assert at.selectbox(key="runs_one").value == stopped.id and at.button(key="runs_resume")
     assert f"It saved its whole training state at step {step} of " in _texts(at)
     resume = at.button(key="runs_resume")
     assert resume.label == f"Resume training from step {step}" and at.button(key="runs_finish")  # both offered
@@ -818,9 +820,12 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
             epochs = f"{cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)}"
             assert (mode == "baseline") != settings.startswith(f"{epochs} · lr {cfg['lr']:g} · ")
     assert "threshold" not in at.dataframe[0].value.columns and "probability ≥ 0.5" in _texts(at)  # all the same
+    assert len(at.sidebar.progress) == 1  # on a page without the live panel, the sidebar shows the job's progress
     _page(at, "views/train.py")
     assert any(live in c.value for c in at.caption)  # the panel names the running run
     assert at.progress[0].value < 100 and "step" in at.progress[0].text and "left" in at.progress[0].text  # ETA
+    # one progress bar: a second in the sidebar, refreshed at other moments, showed another time left beside it
+    assert not at.sidebar.progress and "live on this page" in _texts(at.sidebar)
     curve = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the live loss curve has points
     assert curve[0]["name"].startswith("train") and len(curve[0]["x"]) > 0
     assert "train_launch" not in [b.key for b in at.button]  # the live panel is the page; the form waits...
@@ -841,6 +846,13 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert "No space left on device" in problems["failed"]
     assert "stopped without finishing" in problems["interrupted"]
     assert "metrics.json" in problems["broken"]
+    # the run cancelled above says where it stopped, and that nothing of it was kept (the app's Cancel discards)
+    history = read_history(runs_dir / live)
+    step = max(e["step"] for e in history if e["event"] == "train")
+    total = next(e["total_steps"] for e in history if e["event"] == "start")
+    assert problems["cancelled"] == f"cancelled at step {step} of {total}; no weights were kept"
+    at.selectbox(key="runs_one").set_value(live).run()
+    assert f"This run was cancelled at step {step} of {total}; no weights were kept" in _texts(at)
     at.selectbox(key="runs_one").set_value(next(r.id for r in list_runs(runs_dir) if r.status == "broken")).run()
     assert not at.exception and any("metrics.json" in e for e in _errors(at))
     _page(at, "views/overview.py")

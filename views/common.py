@@ -287,6 +287,7 @@ def job_panel(key: str) -> None:
     every page that shows it sees the same curves; it reruns the whole page when the job ends.
     """
     running = jobs.current_job(runs_dir()) is not None
+    st.session_state["job_panel_shown"] = True
 
     @st.fragment(run_every=LIVE_REFRESH_S if running else None)
     def panel():

@@ -109,6 +109,18 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
                                         for k in keys]})
 
 
+def cancelled_note(run) -> str | None:
+    """Where a cancelled run stopped, and that nothing of it can be used; None when it kept something (the page
+    then offers to finish or resume it) or was not cancelled."""
+    if run.status != "cancelled" or finishable_weights(run.path) or resumable_state(run.path):
+        return None
+    events = read_history(run.path)
+    total = next((e.get("total_steps") for e in events if e.get("event") == "start"), None)
+    step = max((e["step"] for e in events if e.get("event") == "train" and isinstance(e.get("step"), int)), default=0)
+    where = f"at step {step} of {total}" if total and step else "before its first training step"
+    return f"cancelled {where}; no weights were kept"
+
+
 thresholds = {run.config["threshold"] for run in all_runs if "threshold" in (run.config or {})}
 worked_on = running_job(common.runs_dir())  # a run a job is resuming or finishing: its old error is old news
 rows = []
@@ -124,7 +136,7 @@ for run in all_runs:
                  "note": (run.error if run.id != worked_on else None) or "; ".join(note for note in (  # in order
                      resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
                      stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
-                 or None})
+                 or cancelled_note(run)})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
@@ -173,7 +185,10 @@ if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked 
     if gone is not None and st.session_state.get("runs_deleted") != gone:  # not here: a page left open elsewhere
         st.warning(f"Run {common.plain(gone)} is no longer in {common.plain(common.runs_dir())}: it was deleted in "
                    "another tab or outside the app, so nothing of it can be shown or downloaded.")
-    st.session_state["runs_one"] = next((r.id for r in all_runs if r.usable), ids[0])  # not a cancelled or failed one
+    newest = all_runs[0]  # one that stopped with work to resume or finish: that is what the user came for
+    needs_action = newest.status in FINISHABLE and (resumable_state(newest.path) or finishable_weights(newest.path))
+    # else not a cancelled or failed one
+    st.session_state["runs_one"] = newest.id if needs_action else next((r.id for r in all_runs if r.usable), ids[0])
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
                          format_func=lambda i: f"{i} · {by_id[i].status}"
                                                + ("" if common.trained_to_end(by_id[i]) else ", stopped early"))]
@@ -183,6 +198,8 @@ left, right = st.columns(2)
 with left:
     if run.error and not jobs.in_use(common.runs_dir(), run.id):  # a job finishing or resuming it: old news
         st.error(f"{run.status}: {common.plain(run.error)}")
+    if note := cancelled_note(run):
+        st.info(f"This run was {note}: it can be deleted, or trained again from the Train page.")
     if (run.metrics or {}).get("resumed"):
         st.info(f"This run stopped and went on training from its saved state: "
                 f"{common.plain(resumed_note(run.metrics['resumed']))}.")

@@ -84,7 +84,9 @@ def _job_status() -> None:
                  "to a folder you can read.")
     progress = jobs.current_job(folder)
     busy = progress is not None
-    if busy:
+    if busy and st.session_state.get("job_panel_shown"):  # a second bar, read a second apart, gave another time left
+        st.caption(f"{common.plain(common.MODE_LABELS.get(progress.mode, 'Training'))}: live on this page.")
+    elif busy:
         st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(common.MODE_LABELS))
         st.page_link("views/train.py", label="Watch it on Train", icon=":material/monitoring:")
     else:
