@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -449,21 +450,26 @@ def finish(runs_dir: str | os.PathLike, run_id: str | None) -> str:
 
 # ---------------------------------------------------------------------------- how long will it take
 
-def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
-                       max_length: int | None = None) -> tuple[float, str] | None:
-    """Seconds per epoch from the latest completed run of this mode and model on this machine, preferring one
-    with the same max length (it sets the cost of every step).
+ESTIMATE_RUNS = 3  # the median of this many recent runs: one run slowed by a busy CPU must not set the estimate
 
-    Training throughput (messages per second) is what carries over between runs; the number of
-    training messages can differ. Returns (seconds, the run it is based on) or None.
+
+def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
+                       max_length: int | None = None) -> tuple[float, list[str]] | None:
+    """Seconds per epoch from the latest completed runs of this mode and model on this machine (past is newest
+    first), preferring those with the same max length (it sets the cost of every step).
+
+    Training throughput (messages per second) is what carries over between runs; the number of training messages
+    can differ. The median of up to ESTIMATE_RUNS runs' throughput: a single run trained while the CPU was shared
+    made the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
     """
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
               and (run.metrics or {}).get("train_messages_per_second")]
     same_length = [run for run in usable if (run.config or {}).get("max_length") == max_length]
     if not usable:
         return None
-    run = (same_length or usable)[0]
-    return n_train / run.metrics["train_messages_per_second"], run.id
+    recent = (same_length or usable)[:ESTIMATE_RUNS]
+    rate = statistics.median(run.metrics["train_messages_per_second"] for run in recent)
+    return n_train / rate, [run.id for run in recent]
 
 
 def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, str, int] | None:
@@ -492,12 +498,15 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     length = cfg.max_length if cfg.mode == "finetune" else None
     found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length), False
     if found:
-        per_epoch, source = found
+        per_epoch, sources = found
         epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit
         line = f"{label}: about {format_seconds(per_epoch * cfg.epochs)}{epochs}"
-        used = next((r.config or {}).get("max_length") for r in past if r.id == source)
-        line += f" (from run {source}, which used max length {used})" if length and used != length else \
-            f" (from run {source} on this machine)"
+        basis = f"run {sources[0]}" if len(sources) == 1 else f"the median of the last {len(sources)} runs"
+        used = {(r.config or {}).get("max_length") for r in past if r.id in sources}
+        if length and used != {length}:  # no run at this length: say theirs
+            line += f" (from {basis}, which used max length {', '.join(str(u) for u in sorted(used, key=str))})"
+        else:
+            line += f" (from {basis} on this machine)"
     elif measured and cfg.mode == "finetune":
         line = (f"{label}: about {format_seconds(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
                 f"epoch{'s' * (cfg.epochs != 1)} (a few steps timed just now)")

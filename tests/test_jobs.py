@@ -1,4 +1,5 @@
 """core.jobs: one detached training process at a time, followed through history.jsonl, cancellable."""
+import dataclasses
 import threading
 import time
 
@@ -101,9 +102,27 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     assert jobs.loss_curves(read_history(done[2].path)) == {"train": [], "validation": []}  # the baseline has none
 
     # time per epoch for the form, from the finished runs' own throughput on this machine
-    seconds, source = jobs.estimate_from_runs(done, "finetune", done[0].model, n_train=1000)
-    assert source == done[0].id and seconds == pytest.approx(1000 / done[0].metrics["train_messages_per_second"])
+    seconds, sources = jobs.estimate_from_runs(done, "finetune", done[0].model, n_train=1000)
+    assert sources == [done[0].id] and seconds == pytest.approx(1000 / done[0].metrics["train_messages_per_second"])
     assert jobs.estimate_from_runs(done, "finetune", "another-model", n_train=1000) is None
+
+
+def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it():
+    from types import SimpleNamespace
+
+    def run(i, rate, max_length=128):  # newest first, as list_runs gives them
+        return SimpleNamespace(id=f"r{i}", usable=True, mode="finetune", model="m", config={"max_length": max_length},
+                               metrics={"train_messages_per_second": rate})
+    past = [run(1, 10.0), run(2, 40.0), run(3, 44.0), run(4, 1.0)]  # the newest ran on a busy CPU; r4 is too old
+    seconds, sources = jobs.estimate_from_runs(past, "finetune", "m", n_train=4000, max_length=128)
+    assert sources == ["r1", "r2", "r3"] and seconds == pytest.approx(4000 / 40.0)
+    cfg = TrainConfig(mode="finetune", epochs=2, max_length=128)
+    line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", past, "m", n_train=4000, n_messages=5000)
+    assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the median of the last 3 runs on this machine)"
+    # none at this length: the runs it comes from say theirs
+    line, _ = jobs.describe_estimate(dataclasses.replace(cfg, max_length=64), "Fine-tuned BERT", past[:1], "m",
+                                     n_train=4000, n_messages=5000)
+    assert line == "Fine-tuned BERT: about 13 min 20 s for 2 epochs (from run r1, which used max length 128)"
 
 
 def test_a_frozen_run_bar_gives_encoding_its_share_only_when_it_encodes(tiny_bert, sms_file, tmp_path):
