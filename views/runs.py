@@ -130,17 +130,19 @@ for run in all_runs:
                  "status": run.status if common.trained_to_end(run) else f"{run.status}, stopped early",
                  **{k: test.get(k) for k in ("accuracy", "f1", "auroc")},
                  **({"threshold": cfg.get("threshold")} if len(thresholds) > 1 else {}),
-                 "duration (s)": duration(run), "model": Path(run.model or "?").name,
-                 "settings": settings(cfg, run.mode != "baseline"),
-                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
+                 "duration (s)": duration(run),
+                 # before model and settings, which the pages name elsewhere: at 1280 px the columns after the
+                 # fifth or so are off screen, and this one says why a run failed. No "created": the id starts with it
                  "note": (run.error if run.id != worked_on else None) or "; ".join(note for note in (  # in order
                      resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
                      stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
-                 or cancelled_note(run)})
+                 or cancelled_note(run),
+                 "model": Path(run.model or "?").name, "settings": settings(cfg, run.mode != "baseline")})
 frame = pd.DataFrame(rows)
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
     "duration (s)": st.column_config.NumberColumn(format="%.0f"),
+    "note": st.column_config.TextColumn(width="medium"),  # a long error is cut; hovering shows all of it
     **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
 if len(thresholds) == 1:
     st.caption(f"Metrics on each run's test split; a message is called spam at probability ≥ {thresholds.pop():g}.")
