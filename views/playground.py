@@ -226,12 +226,17 @@ with batch:
             if unknown := [common.MODE_LABELS[m] for m, n in scored.get("seen", {}).items() if n is None]:
                 st.caption(f"Whether {' and '.join(unknown)} trained on some of these messages cannot be checked: "
                            "its dataset has moved or changed since.")
-        # narrow columns, so every model's verdict fits a laptop screen beside the message (hover shows it whole)
+        # narrow columns, so every model's verdict fits a laptop screen beside the message (hover shows it whole).
+        # Short headers: "finetune p(spam)" and "baseline verdict" were cut off in a narrow column
+        runs = {m: run for m, (run, _) in models.items()}
+        st.caption("Per model: its spam probability, then its verdict at its threshold.")
         st.dataframe(out, hide_index=True, placeholder="—", column_config={
-            c: st.column_config.ProgressColumn(c, format="%.3f", min_value=0.0, max_value=1.0, width="small")
-            for c in out.columns if c.endswith("p(spam)")} | {
-            c: st.column_config.TextColumn(c, width="small") for c in out.columns if c.endswith("verdict")} | {
-            "message": st.column_config.TextColumn("message", width="medium")})
+            f"{m} p(spam)": st.column_config.ProgressColumn(
+                m, format="%.3f", min_value=0.0, max_value=1.0, width="small",
+                help=f"{common.MODE_LABELS[m]} ({run.id}): probability of spam") for m, run in runs.items()} | {
+            f"{m} verdict": st.column_config.TextColumn(
+                "verdict", width="small", help=f"{common.MODE_LABELS[m]}: spam at probability ≥ {threshold(run):g}")
+            for m, run in runs.items()} | {"message": st.column_config.TextColumn("message", width="medium")})
         if common.shows_as_certain(out.filter(like="p(spam)").to_numpy(dtype=float), decimals=3):
             st.caption("Probabilities are shown to 3 decimals: 1.000 means at least 0.9995 and 0.000 less than 0.0005, "
                        "not certainty. The CSV has them to 9 significant digits.")
@@ -239,7 +244,6 @@ with batch:
         safe = out.assign(message=out["message"].map(lambda t: "'" + t if str(t)[:1] in ("=", "+", "-", "@") else t))
         # with a byte-order mark: Excel reads a CSV without one in the local code page, garbling £ and emoji
         # on its own, the file names the run behind each column and the threshold behind each verdict
-        runs = {m: run for m, (run, _) in models.items()}
         safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam) [run {run.id}]" for m, run in runs.items()},
                                     **{f"{m} verdict": f"{m} verdict (spam at p >= {threshold(run):g})"
                                        for m, run in runs.items()}})
