@@ -687,6 +687,7 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     _page(at, "views/compare.py")
     picker = at.selectbox(key="compare_finetune")  # its label says so too, first, where a narrow picker keeps it
     assert picker.value == stopped.id and picker.options[picker.index].startswith("stopped early · "), picker.options
+    assert "epoch" not in picker.options[picker.index]  # it did not train the epochs it was set for
 
     # an older fine-tune that trained to its end is the headline and every picker's default, not the newer stopped one
     [complete] = [r for r in list_runs(trained) if r.mode == "finetune"]

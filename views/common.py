@@ -147,7 +147,9 @@ def run_labels(runs: list) -> dict[str, str]:
         t = (run.metrics or {}).get("test", {})
         f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
         stopped = "" if trained_to_end(run) else "stopped early · "  # fewer steps than it was set to
-        epochs = (run.config or {}).get("epochs") if run.mode != "baseline" else None  # a quick run beside a full one
+        # a quick run beside a full one; not for a stopped run, which did not train the epochs it was set for (and a
+        # narrow picker cut its date off)
+        epochs = (run.config or {}).get("epochs") if run.mode != "baseline" and not stopped else None
         early = "up to " if (run.config or {}).get("patience") else ""  # early stopping may have ended it sooner
         epochs = f"{early}{_n(epochs, 'epoch')} · " if isinstance(epochs, int) else ""
         return f"{stopped}{f1}{epochs}{time.strftime('%d %b %H:%M', time.localtime(run.created))}"
