@@ -134,7 +134,7 @@ def _train(args) -> int:
                 close = difflib.get_close_matches(key, known, n=1)
                 raise ValueError(f"{args.config}: unknown setting {key!r}"
                                  + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"))
-    # every hyperparameter is validated here, and every entry's data and model before the first trains
+    # every hyperparameter is validated here, and every entry's data before the first trains (train_sequence)
     configs = [TrainConfig.from_dict({**entry, **flags}) for entry in entries]
     from .runs import load_run  # torch and friends load only once the settings are known to be good
     from .train import train_sequence
@@ -152,8 +152,17 @@ def _train(args) -> int:
                      t["accuracy"], t["precision"], t["recall"], t["f1"], t["auroc"] or float("nan"))
         else:
             log.info("run %s ended: %s", run.id, run.status)
-        print(run_dir, flush=True)
+        _print_lasting(run_dir)
     return status
+
+
+def _print_lasting(line) -> None:
+    """print(), but a reader that has gone (`core train --config plan.json | head -1`) does not stop the plan's
+    other runs from training: the rest of the output goes nowhere."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _finish(args) -> int:
@@ -202,9 +211,10 @@ def _resume(args) -> int:
 
 
 def _predict(args) -> int:
-    from .runs import resolve_run
+    from .runs import resolve_run, saved_run_config
 
     run_dir = resolve_run(args.run, args.runs_dir)  # an unknown run is refused before torch loads
+    saved_run_config(run_dir)  # and a broken one, before the user types messages for it
     if not args.texts and sys.stdin.isatty():  # else it would wait with no word of what for
         print("reading messages from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
     given = args.texts or [line.rstrip("\r\n") for line in sys.stdin]

@@ -348,6 +348,9 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
                 any(e.get("event") == "eval" for e in events[since:]) or step - events[since]["step"] >= total / 10):
             rate = (train["time"] - events[since]["time"]) / (step - events[since]["step"])
             eta = max(0.0, rate * (total - step) - (now - train["time"]))
+        if "early_stop" in last:  # patience (or a request) ended training before its last step: only the test is left
+            return Progress(None, mode, "evaluating", base + (1 - base) * share, None, step=step, total_steps=total,
+                            detail=f"stopped early at step {last['early_stop'].get('step', step)}/{total}, now the test")
         if step >= total:  # no training left, but the last validation and the test take seconds: no "0 s left"
             return Progress(None, mode, "evaluating", base + (1 - base) * share, None, step=step, total_steps=total,
                             detail=f"step {step}/{total}, the last validation, then the test")

@@ -85,8 +85,9 @@ def train(cfg: TrainConfig) -> Path:
 
 def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
     """Train several models one after the other under one lock (no other job slips in between), yielding each
-    run's folder as it ends. Every entry's data and model are checked first: a bad one in third place must not
-    surface only after two trainings."""
+    run's folder as it ends. Every entry's data is read and checked first: a bad file in third place must not
+    surface only after two trainings. Models are resolved run by run, as before: resolving one may mean a long
+    download, which must not hold up the runs before it (the app waits for the first run to start)."""
     runs_dirs = {c.runs_dir for c in configs}
     if len(runs_dirs) != 1:
         raise ValueError(f"expected one runs_dir for a sequence, got {sorted(runs_dirs)}")
@@ -97,18 +98,12 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
     state = PartialState(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     runs_dir = runs_dirs.pop()
     with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
-        data, models = {}, {}  # each file read, and each model resolved, once
+        data = {}  # each file read once
         for cfg in configs:
             if cfg.data not in data:
                 data[cfg.data] = load_messages(cfg.data)
-            if cfg.mode != "baseline" and cfg.model not in models:
-                models[cfg.model] = resolve_model(cfg.model)
-            if cfg.mode != "baseline" and cfg.max_length > models[cfg.model].max_positions:
-                raise ModelError(f"max_length: expected at most {models[cfg.model].max_positions} for "
-                                 f"{models[cfg.model].name}, got {cfg.max_length}")
         for cfg in configs:
-            run_dir = _train_one(cfg, data[cfg.data], models.get(cfg.model) if cfg.mode != "baseline" else None,
-                                 lock, state)
+            run_dir = _train_one(cfg, data[cfg.data], lock, state)
             # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
             # main process decides, once it has written the run, and tells the others (who wait for it here), so
             # no process reads the cancel file after it is removed
@@ -123,7 +118,11 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
                 break
 
 
-def _train_one(cfg: TrainConfig, messages, model_info, lock, state) -> Path:
+def _train_one(cfg: TrainConfig, messages, lock, state) -> Path:
+    model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
+    if model_info and cfg.max_length > model_info.max_positions:
+        raise ModelError(f"max_length: expected at most {model_info.max_positions} for {model_info.name}, "
+                         f"got {cfg.max_length}")
     if not state.is_main_process:  # other processes train along and write nothing
         return _train_replica(cfg, messages, model_info, state)
     stop, previous_handler = _install_sigterm()  # before the run exists, so a stop never leaves half a run

@@ -12,7 +12,7 @@ from conftest import make_messages, write_uci
 from core.cli import main
 from core.config import TrainConfig
 from core.data import read_messages
-from core.runs import load_run
+from core.runs import list_runs, load_run
 from core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,6 +199,22 @@ def test_a_plan_checks_every_entrys_data_before_the_first_trains(capsys, tmp_pat
     assert not [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]  # the first never trained
 
 
+def test_a_reader_that_leaves_after_the_first_run_folder_does_not_stop_the_plan(tmp_path, sms_file):
+    # `core train --config plan.json | head -1`: the pipe closes while the second run trains, and printing its
+    # folder fails; the third must still train
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"mode": "baseline", "seed": seed} for seed in (1, 2, 3)]))
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(plan), "--data", str(sms_file),
+                             "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    first = proc.stdout.readline().strip()
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    runs = list_runs(tmp_path / "runs")
+    assert first in {str(r.path) for r in runs}
+    assert sorted((r.config["seed"], r.status) for r in runs) == [(1, "completed"), (2, "completed"), (3, "completed")]
+
+
 def test_a_plan_prints_each_run_folder_as_that_run_ends(capsys, tmp_path, sms_file, tiny_bert, monkeypatch):
     import core.train
 
@@ -269,14 +285,24 @@ def test_predict_from_the_terminal_says_what_it_waits_for(frozen_run):
     assert err.startswith("reading messages from the terminal, one per line; end with Ctrl-D\n")
 
 
-def test_runs_says_why_a_run_is_broken(capsys, tmp_path, frozen_run):
+def test_runs_says_why_a_run_is_broken(capsys, tmp_path, frozen_run, monkeypatch):
     import shutil
     damaged = Path(shutil.copytree(frozen_run, tmp_path / "runs" / frozen_run.name))
     (damaged / "metrics.json").write_text("{not json")
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
     lines = out.strip().splitlines()
     assert code == 0 and "broken" in lines[1] and "metrics.json" in lines[2], lines
-    # and the commands that would use its weights refuse it, as the Runs page does: nothing vouches for them
+    # and the commands that would use its weights refuse it, as the Runs page does: nothing vouches for them;
+    # predict before it reads a single message from stdin
+    class Unread:
+        def isatty(self):
+            return False
+
+        def __iter__(self):
+            raise AssertionError("stdin was read before the broken run was refused")
+    monkeypatch.setattr(sys, "stdin", Unread())
+    code, out, err = run_cli(capsys, "predict", "--run", str(damaged))
+    assert (code, out, err) == (2, "", f"error: {damaged.name}: metrics.json is missing or unreadable\n")
     mine = write_uci(tmp_path / "mine.txt", make_messages(20, 10, seed=4))
     for argv in (["predict", "--run", str(damaged), "hello"], ["evaluate", "--run", str(damaged), "--data", str(mine)],
                  ["export", "--run", str(damaged), "--out", str(tmp_path / "x.zip")]):

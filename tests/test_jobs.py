@@ -183,6 +183,11 @@ def test_after_the_last_step_it_says_validating_and_testing_not_0_s_left():
     progress = jobs.progress_from_history(events, now=120.0)
     assert progress.eta_seconds is None and progress.fraction == 1.0
     assert progress.describe() == "training (evaluating: step 100/100, the last validation, then the test)"
+    # early stopping (patience) ends training before the last step: no time left is claimed for steps never taken
+    events[-1:] = [{"event": "early_stop", "step": 99, "reason": "patience", "time": 101.0}]
+    progress = jobs.progress_from_history(events, now=120.0)
+    assert progress.eta_seconds is None
+    assert progress.describe() == "training (evaluating: stopped early at step 99/100, now the test)"
 
 
 def test_a_baseline_fit_is_shown_as_fitting_not_as_loading(tmp_path):

@@ -83,7 +83,7 @@ def configuration_notes(run) -> str:
     if isinstance(cfg.get("data_info"), dict):
         try:
             lines.append(f"**Data:** {common.plain(cfg['data_info'].get('source'))}: {describe(cfg['data_info'])}")
-        except (KeyError, TypeError, ZeroDivisionError):  # an older or hand-edited summary
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):  # an older or hand-edited summary
             lines.append(f"**Data:** {common.plain(cfg['data_info'].get('source'))}")
     ran = [str(cfg["device"])] if cfg.get("device") else []
     if isinstance(cfg.get("num_processes"), int) and cfg["num_processes"] > 1:
@@ -116,7 +116,8 @@ def cancelled_note(run) -> str | None:
         return None
     events = read_history(run.path)
     total = next((e.get("total_steps") for e in events if e.get("event") == "start"), None)
-    step = max((e["step"] for e in events if e.get("event") == "train" and isinstance(e.get("step"), int)), default=0)
+    # any event's: train events are logged every few hundredth of the run, so the last one may lag the last step
+    step = max((e["step"] for e in events if isinstance(e.get("step"), int)), default=0)
     where = f"at step {step} of {total}" if total and step else "before its first training step"
     return f"cancelled {where}; no weights were kept"
 
