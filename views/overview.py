@@ -64,8 +64,8 @@ if any(latest.values()):
                                     none_label="not shown" if mode == "baseline" else None)
             if run is not None:
                 shown[mode] = run
-    st.caption("Each defaults to the newest run of its kind that trained to its end, for at least the default epochs; "
-               "a pick here is kept on Compare and Playground too.")
+    st.caption("Each defaults to the newest run of its kind that trained to its end for at least the default epochs "
+               "(else the newest that trained to its end); a pick here is kept on Compare and Playground too.")
     encoders = [(run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"]
     bundled = [m for m in encoders if m.get("source") == "bundled"]
     if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
