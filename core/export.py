@@ -2,7 +2,8 @@
 
     python -m core export --run checkpoints/<run> --out my-run.zip
 
-The zip holds the run folder (config, history, metrics; not evaluations/, the user's own messages) plus what its mode needs to stand alone:
+The zip holds the run folder (config, history, metrics; not evaluations/, the user's own messages) plus what its
+mode needs to stand alone:
 - finetune: model/ is a save_pretrained folder: AutoModelForSequenceClassification.from_pretrained("model").
 - frozen: model/encoder/ is the frozen encoder (AutoModel.from_pretrained), beside the MLP head's
   safetensors; no transformers class is "mean pooling + MLP", so README.md shows the dozen lines that join them.
