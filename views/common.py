@@ -186,6 +186,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     user picks one. The pick is shared by every page's picker for that mode, so Compare and Playground show the
     same runs, and it is kept until the picked run is deleted. Returns the Run or None."""
     by_id, labels = {run.id: run for run in runs}, run_labels(runs)
+    default = getattr(latest(runs), "id", None)
     options = ([None] if none_label else []) + list(by_id)
     shared = f"picked_run_{mode}"  # plain session state, which Streamlit never drops
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
@@ -193,11 +194,11 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     if shared in st.session_state and st.session_state[shared] in options:
         st.session_state[key] = st.session_state[shared]
     else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
-        st.session_state[key] = getattr(latest(runs), "id", None)
+        st.session_state[key] = default
     picked = col.selectbox(MODE_LABELS[mode], options, key=key,
                            on_change=lambda: st.session_state.update({shared: st.session_state[key]}),
                            format_func=lambda i: none_label if i is None else labels[i])
-    if shared not in st.session_state and picked == getattr(latest(runs), "id", None) and (note := passed_over(runs)):
+    if shared not in st.session_state and picked == default and (note := passed_over(runs)):
         col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
 
