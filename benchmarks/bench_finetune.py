@@ -59,12 +59,12 @@ def trainer_run(data_path: Path, model: str, epochs: int, batch_size: int, max_l
 
 
 def core_run(data_path: Path, model: str, epochs: int, batch_size: int, max_length: int, seed: int,
-             runs_dir: Path, precision: str) -> dict:
+             runs_dir: Path, precision: str, **settings) -> dict:
     from core.config import TrainConfig
     from core.train import train
 
     cfg = TrainConfig(mode="finetune", data=str(data_path), model=model, epochs=epochs, batch_size=batch_size,
-                      max_length=max_length, seed=seed, precision=precision, runs_dir=str(runs_dir))
+                      max_length=max_length, seed=seed, precision=precision, runs_dir=str(runs_dir), **settings)
     run = train(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     n_train = json.loads((run / "config.json").read_text())["data_info"]["splits"]["train"]["rows"]

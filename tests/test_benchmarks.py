@@ -97,8 +97,9 @@ def test_gpu_check_runs_every_step_as_a_dry_run_on_the_cpu(bench, tiny_bert, sms
     assert bench("gpu_check").main(["--data", str(sms_file), "--model", tiny_bert, "--repeats", "1",
                                     "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    for row in ("| trainer-bf16 |", "| core-bf16 |", "| pipeline (batch 32) |", "| core encode bf16 |",
-                "| first |", "| second (other head) |"):
+    for row in ("| trainer-bf16 |", "| core-bf16 |", "| core-bf16, validates once |", "| pipeline (batch 32) |",
+                "| core encode bf16 |", "| first |", "| second (other head) |",
+                "| second, CUDA hidden (head on the CPU) |"):
         assert row in out
 
 
