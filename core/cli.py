@@ -26,6 +26,14 @@ from .config import TrainConfig
 
 log = logging.getLogger("core")
 
+# the app's settings from the environment, read here too as defaults (a flag or a --config entry wins), so that
+# `core runs` lists, and `core train` writes, the runs the app shows
+ENV_DEFAULTS = {"runs_dir": "SPAM_RUNS_DIR", "model": "SPAM_MODEL", "cache_dir": "SPAM_CACHE_DIR"}
+
+
+def _env_defaults() -> dict:
+    return {name: os.environ[var] for name, var in ENV_DEFAULTS.items() if os.environ.get(var)}
+
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; the field's help is the flag's help."""
@@ -36,6 +44,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         # a None default depends on the mode, and the field's help already says how
         default = "" if f.default is None else f" (default: {f.default})"
+        if f.name in ENV_DEFAULTS:
+            default = f" (default: ${ENV_DEFAULTS[f.name]}, else {f.default})"
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=argparse.SUPPRESS,
                             choices=f.metadata.get("choices"), help=f.metadata["help"].replace("%", "%%") + default)
 
@@ -48,6 +58,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    runs_dir = dict(default=os.environ.get("SPAM_RUNS_DIR") or "checkpoints",
+                    help="folder holding the runs (default: $SPAM_RUNS_DIR, else checkpoints)")
     parser = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,31 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
                             "step; one that stopped before its end (killed, crashed, Ctrl-C) has its last "
                             "checkpoint tested, and completes. Prints the run folder last")
     finish.add_argument("--run", required=True, help="run folder or run id")
-    finish.add_argument("--runs-dir", default="checkpoints")
+    finish.add_argument("--runs-dir", **runs_dir)
 
     resume = sub.add_parser("resume", help="go on training a run that stopped before its end (killed, crashed, "
                             "Ctrl-C, SIGTERM) from its last saved training state, to the end it was set for. Prints "
                             "the run folder last")
     resume.add_argument("--run", required=True, help="run folder or run id")
-    resume.add_argument("--runs-dir", default="checkpoints")
+    resume.add_argument("--runs-dir", **runs_dir)
 
     predict = sub.add_parser("predict", help="spam probability of messages (arguments or stdin, one per line)")
     predict.add_argument("--run", required=True, help="run folder or run id")
-    predict.add_argument("--runs-dir", default="checkpoints")
+    predict.add_argument("--runs-dir", **runs_dir)
     predict.add_argument("texts", nargs="*", help="messages; read from stdin, one per line, when none are given")
 
     runs = sub.add_parser("runs", help="list runs with mode, model, status and headline metrics")
-    runs.add_argument("--runs-dir", default="checkpoints")
+    runs.add_argument("--runs-dir", **runs_dir)
     runs.add_argument("--json", action="store_true", help="one JSON object per run")
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run on another labelled file")
     evaluate.add_argument("--run", required=True, help="run folder or run id")
-    evaluate.add_argument("--runs-dir", default="checkpoints")
+    evaluate.add_argument("--runs-dir", **runs_dir)
     evaluate.add_argument("--data", required=True, help="labelled file (UCI or CSV/TSV with a header)")
 
     export = sub.add_parser("export", help="write a run as a zip that loads with plain transformers / scikit-learn")
     export.add_argument("--run", required=True, help="run folder or run id")
-    export.add_argument("--runs-dir", default="checkpoints")
+    export.add_argument("--runs-dir", **runs_dir)
     export.add_argument("--out", help="zip file to write (default: <run id>.zip in the current folder)")
     return parser
 
@@ -135,7 +147,7 @@ def _train(args) -> int:
                 raise ValueError(f"{args.config}: unknown setting {key!r}"
                                  + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"))
     # every hyperparameter is validated here, and every entry's data before the first trains (train_sequence)
-    configs = [TrainConfig.from_dict({**entry, **flags}) for entry in entries]
+    configs = [TrainConfig.from_dict({**_env_defaults(), **entry, **flags}) for entry in entries]
     from .runs import load_run  # torch and friends load only once the settings are known to be good
     from .train import train_sequence
 
@@ -233,7 +245,7 @@ def _runs(args) -> int:
 
     runs = list_runs(args.runs_dir)
     if not runs:
-        missing = "" if os.path.isdir(args.runs_dir) else " (there is no such folder; --runs-dir names another)"
+        missing = "" if os.path.isdir(args.runs_dir) else " (there is no such folder; --runs-dir or $SPAM_RUNS_DIR names another)"
         print(f"no runs in {os.path.abspath(args.runs_dir)}{missing}", file=sys.stderr)
         return 0
     if not args.json:

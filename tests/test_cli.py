@@ -266,10 +266,35 @@ def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
 
 def test_runs_on_a_folder_that_does_not_exist_says_so(capsys, tmp_path):
     code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "nope"))
-    assert (code, out) == (0, "") and err == f"no runs in {tmp_path / 'nope'} (there is no such folder; --runs-dir " \
-                                             "names another)\n"
+    assert (code, out) == (0, "") and err == f"no runs in {tmp_path / 'nope'} (there is no such folder; --runs-dir or " \
+                                             "$SPAM_RUNS_DIR names another)\n"
     code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path))
     assert err == f"no runs in {tmp_path}\n"
+
+
+def test_the_apps_environment_settings_are_the_clis_defaults(capsys, monkeypatch, tmp_path, tiny_bert, sms_file,
+                                                               frozen_run):
+    # a user who set SPAM_RUNS_DIR for the app lists, predicts with and trains into the runs the app shows
+    monkeypatch.setenv("SPAM_RUNS_DIR", str(frozen_run.parent))
+    code, out, _ = run_cli(capsys, "runs", "--json")
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [frozen_run.name]
+    code, out, _ = run_cli(capsys, "predict", "--run", frozen_run.name, "WIN a prize now")
+    assert code == 0 and json.loads(out)["text"] == "WIN a prize now"
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "other"))  # a flag wins
+    assert (code, out) == (0, "")
+
+    runs, cache = tmp_path / "app-runs", tmp_path / "app-cache"
+    monkeypatch.setenv("SPAM_RUNS_DIR", str(runs))
+    monkeypatch.setenv("SPAM_MODEL", tiny_bert)
+    monkeypatch.setenv("SPAM_CACHE_DIR", str(cache))
+    code, out, _ = run_cli(capsys, "train", "--mode", "frozen", "--data", str(sms_file), "--epochs", "1")
+    run = Path(out.strip().splitlines()[-1])
+    config = json.loads((run / "config.json").read_text())
+    assert code == 0 and run.parent == runs and config["model"]["path"] == tiny_bert and list(cache.iterdir())
+    plan = tmp_path / "plan.json"  # a --config entry wins too
+    plan.write_text(json.dumps({"mode": "baseline", "runs_dir": str(tmp_path / "planned")}))
+    code, out, _ = run_cli(capsys, "train", "--config", str(plan), "--data", str(sms_file))
+    assert code == 0 and Path(out.strip().splitlines()[-1]).parent == tmp_path / "planned"
 
 
 def test_predict_from_the_terminal_says_what_it_waits_for(frozen_run):
