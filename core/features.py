@@ -27,6 +27,25 @@ EXTRACT_BATCH = 64  # forward-only batches can be larger than training ones
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
+def effective_precision(requested: str) -> str:
+    """The precision a run asking for `requested` trains in here: bf16 only where the device has it natively.
+    Runs record it, and frozen features are cached under it."""
+    return requested if requested == "fp32" or _bf16_native() else "fp32"
+
+
+def _bf16_native() -> bool:
+    """bf16 autocast pays off on CUDA with bf16 and on CPUs with bf16 instructions (AVX512-BF16, AMX, Arm BF16)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:  # on x86 Linux require the native instructions; oneDNN's check also accepts slow emulation
+        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith(("flags", "Features")))
+        if "avx512f" in flags.split() or "avx2" in flags.split():
+            return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    except (OSError, StopIteration):
+        pass
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def cache_key(model_name: str, weights_digest: str, tokenizer: str, max_length: int, pooling: str, precision: str,
               data_fingerprint: str) -> str:
     # digests, not the model's name or path: a directory can be overwritten under the same name

@@ -43,7 +43,7 @@ from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
 from .config import TrainConfig
 from .data import LABELS, describe, load_messages, split_messages, split_summary
-from .features import cache_key, cached_features, encode, partial_file, tokenizer_digest
+from .features import cache_key, cached_features, effective_precision, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
 from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, STATE_INFO, EventLog, RunError,
@@ -724,7 +724,7 @@ def _accelerator(cfg: TrainConfig):
     AcceleratorState._reset_state()  # the PartialState stays: it holds the process group under accelerate launch
     # bf16 autocast for the encoder's matmuls (fine-tuning; frozen feature extraction sets its own). Frozen
     # mode's head stays fp32: its matmuls are tiny, and casting each step cost more than it saved
-    precision = cfg.precision if cfg.precision == "fp32" or _bf16_native() else "fp32"
+    precision = effective_precision(cfg.precision)
     if precision != cfg.precision:
         log.warning("this device has no native bf16: training in fp32 (emulated bf16 is slower than fp32)")
         cfg = dataclasses.replace(cfg, precision=precision)
@@ -738,19 +738,6 @@ def _class_weight(cfg: TrainConfig, splits, device):
         return None
     labels = np.asarray(splits["train"]["label"].tolist())
     return torch.tensor(len(labels) / (2 * np.bincount(labels, minlength=2)), dtype=torch.float32, device=device)
-
-
-def _bf16_native() -> bool:
-    """bf16 autocast pays off on CUDA with bf16 and on CPUs with bf16 instructions (AVX512-BF16, AMX, Arm BF16)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:  # on x86 Linux require the native instructions; oneDNN's check also accepts slow emulation
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith(("flags", "Features")))
-        if "avx512f" in flags.split() or "avx2" in flags.split():
-            return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-    except (OSError, StopIteration):
-        pass
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:

@@ -1117,6 +1117,20 @@ def test_train_estimate_knows_the_max_length_and_whether_frozen_features_are_cac
     assert "features are cached, so nothing to encode" in estimate() and "on this machine" in estimate()
 
 
+def test_train_estimate_finds_features_cached_where_bf16_fell_back_to_fp32(monkeypatch, tmp_path, tiny_bert,
+                                                                          sms_data):
+    # a CPU without native bf16 trains a bf16 run in fp32 and caches its features under fp32: the estimate
+    # must look there, not say it will encode the messages again
+    monkeypatch.setattr("core.features._bf16_native", lambda: False)
+    run = train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=1))
+    assert json.loads((run / "config.json").read_text())["precision"] == "fp32"
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("frozen").run()
+    at.number_input(key="train_shared_max_length").set_value(32).run()
+    estimate = next(c.value for c in at.caption if "training messages" in c.value)
+    assert "features are cached, so nothing to encode" in estimate, estimate
+
+
 # ---------------------------------------------------------------------------- bad uploads, settings, HTML
 
 BAD_UPLOADS = {

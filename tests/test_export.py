@@ -26,11 +26,15 @@ def runs(tmp_path_factory, tiny_bert):
     data = write_uci(tmp / "sms.txt", make_messages())
     common = dict(data=str(data), model=tiny_bert, runs_dir=str(tmp / "runs"), cache_dir=str(tmp / "cache"),
                   max_length=32, batch_size=16)
-    # fp32 runs must match the app's probabilities exactly; the bf16 one checks the README's autocast line
+    # fp32 runs must match the app's probabilities exactly; the bf16 one checks the README's autocast line, on
+    # every machine: a CPU without native bf16 would train it in fp32, so bf16 is forced (emulated, slow but exact)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("core.features._bf16_native", lambda: True)
+        bf16 = train(TrainConfig(mode="frozen", epochs=2, pooling="cls", precision="bf16", **common))
+    assert json.loads((bf16 / "config.json").read_text())["precision"] == "bf16"
     return {"finetune": train(TrainConfig(mode="finetune", epochs=1, precision="fp32", **common)),
             "frozen": train(TrainConfig(mode="frozen", epochs=2, precision="fp32", **common)),
-            "frozen-cls-bf16": train(TrainConfig(mode="frozen", epochs=2, pooling="cls", precision="bf16", **common)),
-            "baseline": train(TrainConfig(mode="baseline", **common))}
+            "frozen-cls-bf16": bf16, "baseline": train(TrainConfig(mode="baseline", **common))}
 
 
 @pytest.mark.parametrize("kind", ["finetune", "frozen", "frozen-cls-bf16", "baseline"])

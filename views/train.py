@@ -239,12 +239,12 @@ for message in dict.fromkeys(errors):
 # ---------------------------------------------------------------------------- how long
 def features_cached(cfg) -> bool:
     """Whether this frozen run will read its encoder features from the cache instead of computing them."""
-    from core.features import cache_key, feature_file, tokenizer_digest
+    from core.features import cache_key, effective_precision, feature_file, tokenizer_digest
 
     if not model_info.get("digest") or not data_summary:
         return False
     key = cache_key(model_info["name"], model_info["digest"], tokenizer_digest(model_info["path"]), cfg.max_length,
-                    cfg.pooling, cfg.precision, data_summary["fingerprint"])
+                    cfg.pooling, effective_precision(cfg.precision), data_summary["fingerprint"])
     return feature_file(cfg.cache_dir, key).is_file()
 
 
