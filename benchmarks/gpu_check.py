@@ -118,7 +118,8 @@ def main(argv=None) -> int:
             run = train(TrainConfig(**frozen, **head))
             rows.append([label, time.perf_counter() - t0, run])
         # the head is a 200k-parameter MLP: on a GPU each of its ~6,800 steps may cost more in kernel launches and
-        # syncs than the arithmetic, so the same second run once more with CUDA hidden, on the cached features
+        # syncs than the arithmetic, so the same second run once more with CUDA hidden (it reuses the cached
+        # features only where the CPU has native bf16, since features are cached under the precision that ran)
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**frozen, "head_hidden": 128, "dropout": 0.1}.items()]
         t0 = time.perf_counter()
         cli = subprocess.run([sys.executable, "-m", "core", "train", *flags], cwd=C.ROOT, capture_output=True,
