@@ -85,17 +85,15 @@ def main(argv=None) -> int:
         for r in range(args.repeats):
             for v in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
                 result = variants[v](r)
-                raw[v].append({**result, **(loop_overheads(result["run"]) if "run" in result else {})})
+                overhead = sum(loop_overheads(result["run"]).values()) if "run" in result else 0.0
+                raw[v].append({**result, "overhead": overhead})
         base = C.median(x["messages_per_second"] for x in raw["trainer-bf16"])
         rows = []
         for v, xs in raw.items():
             seconds, speed = C.median(x["seconds"] for x in xs), C.median(x["messages_per_second"] for x in xs)
-            other = C.median(x.get("validating", 0.0) + x.get("keeping", 0.0) + x.get("state_saves", 0.0)
-                             for x in xs)
-            rows.append([v, len(xs), speed, f"{speed / base:.2f}x", seconds, other,
-                         C.median(x["n_train"] * args.epochs / (x["seconds"] - x.get("validating", 0.0)
-                                                                - x.get("keeping", 0.0) - x.get("state_saves", 0.0))
-                                  for x in xs), C.median(x["f1"] for x in xs)])
+            rows.append([v, len(xs), speed, f"{speed / base:.2f}x", seconds, C.median(x["overhead"] for x in xs),
+                         C.median(x["n_train"] * args.epochs / (x["seconds"] - x["overhead"]) for x in xs),
+                         C.median(x["f1"] for x in xs)])
         print(C.table(["fine-tuning", "runs", "median msg/s", "vs Trainer", "median train s",
                        "of it validating + keeping best s", "msg/s without those", "median test F1"], rows))
         # ------------------------------------------------------------ frozen: extraction, then a cached run

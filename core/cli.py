@@ -58,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    runs_dir = dict(default=os.environ.get("SPAM_RUNS_DIR") or "checkpoints",
+    runs_dir = dict(default=_env_defaults().get("runs_dir", TrainConfig.runs_dir),
                     help="folder holding the runs (default: $SPAM_RUNS_DIR, else checkpoints)")
     parser = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="log everything and show tracebacks")
