@@ -141,6 +141,15 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
     assert not any("ended before it started" in w.value for w in at.warning)
 
 
+def test_quick_preset_caption_gives_the_time_measured_for_this_kind_of_cpu(monkeypatch, tmp_path, tiny_bert, sms_data):
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data)
+    for native, said in ((True, "(this one has)"), (False, "(this one has not, so it trains in fp32)")):
+        monkeypatch.setattr("core.features._bf16_native", lambda: native)
+        _page(at, "views/overview.py")
+        caption = next(c.value for c in at.caption if c.value.startswith("The quick preset trains"))
+        assert "about 50 s in all where the CPU has native bf16" in caption and said in caption, caption
+
+
 def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch, tmp_path, tiny_bert):
     monkeypatch.chdir(tmp_path)  # no data/SMSSpamCollection here, and HF_HUB_OFFLINE=1
     at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, None)

@@ -5,9 +5,11 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from core import jobs
 from core.config import TrainConfig
+from core.features import effective_precision
 from core.runs import stopped_note
 
 from views import common
@@ -48,10 +50,14 @@ elif not (latest["frozen"] or latest["finetune"]):
             st.rerun()
         except (jobs.JobError, ValueError) as exc:
             st.error(common.plain(exc))
+    # both times measured through the CLI (benchmarks/README.md, section 9): 49 s and 223 s
+    this_cpu = "" if torch.cuda.is_available() else \
+        " (this one has)" if effective_precision("bf16") == "bf16" else " (this one has not, so it trains in fp32)"
     st.caption("The quick preset trains the TF-IDF baseline (seconds), the frozen encoder with its small head (one "
                "pass to encode every message, then a head on the cached features), and one fine-tuning epoch at 64 "
-               "tokens: about 50 s in all on a quiet 2-core CPU with the bundled model, several times that when the CPU is "
-               "busy. Progress and live loss curves appear on this page.")
+               "tokens. On a quiet 2-core CPU with the bundled model it took about 50 s in all where the CPU has "
+               f"native bf16 instructions, and about 4 minutes where it has not{this_cpu}; several times that when "
+               "the CPU is busy. Progress and live loss curves appear on this page.")
     common.job_panel("overview-idle")  # how the last job ended, if one failed
 
 shown = {}
