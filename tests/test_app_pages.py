@@ -351,6 +351,36 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
         in _texts(at)
 
 
+def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    quick = load_run(train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=1)))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert not {"frozen", "finetune", "baseline"} & set(at.query_params)  # nothing picked: the URL names nothing
+    at.selectbox(key="overview_finetune").set_value(quick.id).run()
+    at.selectbox(key="overview_baseline").set_value(None).run()
+    assert at.query_params["finetune"] == quick.id and at.query_params["baseline"] == "none"
+    _page(at, "views/train.py")  # a page without pickers keeps them in its URL too
+    assert at.query_params["finetune"] == quick.id and at.query_params["baseline"] == "none"
+
+    reloaded = AppTest.from_file(APP, default_timeout=90)  # a reload: a new session, with only the URL
+    reloaded.query_params.update({"finetune": quick.id, "baseline": "none"})
+    reloaded.run()
+    assert reloaded.selectbox(key="overview_finetune").value == quick.id
+    assert reloaded.selectbox(key="overview_baseline").value is None
+    assert "TF-IDF baseline" not in list(reloaded.dataframe[0].value["model"])
+    _page(reloaded, "views/compare.py")
+    assert reloaded.selectbox(key="compare_finetune").value == quick.id
+
+    shutil.rmtree(quick.path)  # the picked run deleted since: back to the default, and the URL forgets it
+    _page(reloaded, "views/overview.py")
+    assert reloaded.selectbox(key="overview_finetune").value == full.id and "finetune" not in reloaded.query_params
+    stale = AppTest.from_file(APP, default_timeout=90)  # an old link naming that run
+    stale.query_params["finetune"] = quick.id
+    stale.run()
+    assert stale.selectbox(key="overview_finetune").value == full.id and "finetune" not in stale.query_params
+
+
 def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
     # threshold 0.999: no probability of a tiny model reaches it, so every message is called ham, as the seed's
     # frozen model did

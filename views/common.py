@@ -191,6 +191,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     shared = f"picked_run_{mode}"  # plain session state, which Streamlit never drops
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
         del st.session_state[shared]  # deleted, or no longer usable
+        st.query_params.pop(mode, None)
     if shared in st.session_state and st.session_state[shared] in options:
         st.session_state[key] = st.session_state[shared]
     else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
@@ -201,6 +202,19 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     if shared not in st.session_state and picked == default and (note := passed_over(runs)):
         col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
+
+
+def picks_in_url() -> None:
+    """Keep the run picks in the URL (?frozen=<run id>&finetune=…&baseline=none), as an upload is: a reload starts a
+    new session, which would otherwise go back to the newest runs without a word. A new session takes its picks from
+    the URL (run_picker drops one that names no usable run); every page sets them again, since a page switch clears
+    the URL's query."""
+    for mode in MODE_LABELS:
+        shared, linked = f"picked_run_{mode}", st.query_params.get(mode)
+        if shared not in st.session_state and linked:
+            st.session_state[shared] = None if linked == "none" else linked
+        if shared in st.session_state:
+            st.query_params[mode] = st.session_state[shared] or "none"
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
