@@ -46,7 +46,10 @@ def write_uci(path: Path, rows) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
-    """A 2-layer, 32-wide random BERT with the bundled model's uncased vocabulary, saved like the hub's."""
+    """A 2-layer, 32-wide random BERT with the bundled model's uncased vocabulary, saved like the hub's. Seeded: the
+    same weights in every session, so a test's outcome does not depend on the draw (an unseeded one made the
+    frozen head's test recall range from 0.5 to 1.0 between sessions)."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from core.modeling import bundled_model_dir
@@ -55,6 +58,7 @@ def tiny_bert(tmp_path_factory) -> str:
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
