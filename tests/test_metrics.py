@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from core.metrics import bootstrap_intervals, calibration, classification_metrics, curves, mcnemar_test
+from core.metrics import (bootstrap_intervals, calibration, classification_metrics, curves, mcnemar_test,
+                          weighted_ranking_metrics)
 
 
 def test_hand_checked_case():
@@ -123,3 +124,16 @@ def test_bootstrap_counts_agree_with_sklearn_scorers_on_every_resample(threshold
     for name, scorer in scorers.items():
         values = [scorer(y[i], (p[i] >= threshold).astype(int)) for i in idx]
         assert ci[name] == pytest.approx([np.percentile(values, 2.5), np.percentile(values, 97.5)]), name
+
+
+def test_batched_auroc_and_auprc_equal_sklearns_under_every_weighting():
+    from sklearn import metrics as skm
+    rng = np.random.default_rng(7)
+    y = rng.permutation(np.r_[np.zeros(70), np.ones(12)].astype(int))
+    p = np.round(np.clip(y * 0.3 + rng.random(len(y)) * 0.7, 0, 1), 1)  # rounded: many tied scores, across classes
+    weights = rng.integers(0, 3, (40, len(y)))  # as a bootstrap draws them: 0, 1 or more copies of each message
+    weights[:, [np.argmax(y == 0), np.argmax(y == 1)]] = 1  # both classes in every row
+    auroc, auprc = weighted_ranking_metrics(y, p, weights)
+    assert auroc == pytest.approx([skm.roc_auc_score(y, p, sample_weight=w) for w in weights], abs=1e-12)
+    assert auprc == pytest.approx([skm.average_precision_score(y, p, sample_weight=w) for w in weights], abs=1e-12)
+    assert 0.5 < auroc.mean() < 1 and auprc.std() > 0  # not a degenerate case
