@@ -181,6 +181,12 @@ def end_page():
 KEEP = "session"
 
 
+def _shared_pick(mode: str) -> str:
+    """The session-state key of a mode's run pick, shared by every page's picker and the URL (plain session state,
+    which Streamlit never drops)."""
+    return f"picked_run_{mode}"
+
+
 def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = None):
     """A run selectbox for one mode that follows the newest full-length run (see latest) until the
     user picks one. The pick is shared by every page's picker for that mode, so Compare and Playground show the
@@ -188,7 +194,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     by_id, labels = {run.id: run for run in runs}, run_labels(runs)
     default = getattr(latest(runs), "id", None)
     options = ([None] if none_label else []) + list(by_id)
-    shared = f"picked_run_{mode}"  # plain session state, which Streamlit never drops
+    shared = _shared_pick(mode)
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
         del st.session_state[shared]  # deleted, or no longer usable
         st.query_params.pop(mode, None)
@@ -210,7 +216,7 @@ def picks_in_url() -> None:
     the URL (run_picker drops one that names no usable run); every page sets them again, since a page switch clears
     the URL's query."""
     for mode in MODE_LABELS:
-        shared, linked = f"picked_run_{mode}", st.query_params.get(mode)
+        shared, linked = _shared_pick(mode), st.query_params.get(mode)
         if shared not in st.session_state and linked:
             st.session_state[shared] = None if linked == "none" else linked
         if shared in st.session_state:
