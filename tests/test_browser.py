@@ -141,7 +141,9 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         page.get_by_role("spinbutton", name="Batch size").fill("8")
         page.get_by_role("spinbutton", name="Batch size").press("Enter")
         _settle(page)
-        page.get_by_role("spinbutton", name="Epochs").nth(1).fill("60")  # the fine-tune column: ~720 tiny steps, enough to watch live
+        # the fine-tune column: 2,400 tiny steps, more than any CPU trains while the checks below run; the run ends
+        # when the test clicks "Finish this run now"
+        page.get_by_role("spinbutton", name="Epochs").nth(1).fill("200")
         page.get_by_role("spinbutton", name="Epochs").nth(1).press("Enter")
         _settle(page)
         page.get_by_role("button", name="Start training").click()
@@ -166,9 +168,12 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         other.get_by_role("button", name="Start training").wait_for(timeout=30_000)
         assert other.get_by_role("button", name="Start training").is_disabled()
         other.close()
+        page.get_by_role("button", name="Finish this run now").click()  # keep the best weights so far, and test them
         page.get_by_text("Fine-tuned BERT finished").wait_for(timeout=240_000)
         assert running_job(runs_dir) is None
         assert sorted(r.mode for r in list_runs(runs_dir) if r.usable) == ["baseline", "finetune", "frozen"]
+        stopped = next(r for r in list_runs(runs_dir) if r.mode == "finetune").metrics["stopped"]
+        assert stopped["reason"] == "finished early on request" and stopped["after_step"] < 200 * 12
         shot(page, "3-train-done")
 
         # ---------------------------------------------------------------- Overview, Compare
@@ -252,7 +257,7 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         page.get_by_role("spinbutton", name="Batch size").wait_for(timeout=60_000)
         _settle(page)
         assert page.get_by_role("spinbutton", name="Batch size").input_value() == "8"
-        assert page.get_by_role("spinbutton", name="Epochs").nth(1).input_value() == "60"
+        assert page.get_by_role("spinbutton", name="Epochs").nth(1).input_value() == "200"
         assert "batch" not in page.url  # no browser history entry per edit
         page.get_by_role("button", name="Reset the form to its defaults").click()  # the fields show their defaults
         _settle(page)
