@@ -117,7 +117,7 @@ def _settle(page):
 
 
 def test_train_watch_compare_and_play_in_a_real_browser(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url, runs_dir = server
     ARTIFACTS.mkdir(exist_ok=True)
@@ -246,23 +246,23 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         # ---------------------------------------------------------------- what was typed survives page switches
         _goto(page, "Train")
         _settle(page)
-        assert page.get_by_role("spinbutton", name="Batch size").input_value() == "8"
+        expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value("8", timeout=30_000)
         _goto(page, "Playground")
         _settle(page)
-        assert page.get_by_role("textbox", name="Message").input_value() == message
+        expect(page.get_by_role("textbox", name="Message")).to_have_value(message, timeout=30_000)
         # ...and the Train form survives a reload too (a new session), kept in the runs folder, not the URL
         _goto(page, "Train")
         _settle(page)
         page.reload()
         page.get_by_role("spinbutton", name="Batch size").wait_for(timeout=60_000)
         _settle(page)
-        assert page.get_by_role("spinbutton", name="Batch size").input_value() == "8"
-        assert page.get_by_role("spinbutton", name="Epochs").nth(1).input_value() == "200"
+        expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value("8", timeout=30_000)
+        expect(page.get_by_role("spinbutton", name="Epochs").nth(1)).to_have_value("200", timeout=30_000)
         assert "batch" not in page.url  # no browser history entry per edit
         page.get_by_role("button", name="Reset the form to its defaults").click()  # the fields show their defaults
         _settle(page)
-        assert page.get_by_role("spinbutton", name="Batch size").input_value() == "32"
-        assert page.get_by_role("spinbutton", name="Epochs").nth(1).input_value() == "3"
+        expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value("32", timeout=30_000)
+        expect(page.get_by_role("spinbutton", name="Epochs").nth(1)).to_have_value("3", timeout=30_000)
         assert not (runs_dir / ".train-form.json").exists()
         browser.close()
 
