@@ -16,16 +16,6 @@ SPAM = ["WINNER!! you have won a £{n} prize, call 0906{n} now", "FREE entry to 
         "You have been selected for a free holiday, call {n} to claim", "txt STOP to {n}, £1.50/msg, win cash now"]
 
 
-# The slowest files first. pytest-xdist (--dist loadfile) hands whole files to its two workers in collection order,
-# so a slow file collected last (test_train.py, alphabetically) ran alone at the end while the other core idled.
-SLOWEST_FILES = ("test_train.py", "test_app_pages.py", "test_browser.py", "test_resume.py", "test_benchmarks.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order within a file
-
-
 def make_messages(n_ham=90, n_spam=40, seed=0):
     rng = random.Random(seed)
     rows = [("ham", rng.choice(HAM).format(n=rng.randint(1, 99999)) + f" {i}") for i in range(n_ham)]
