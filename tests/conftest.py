@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the hub in tests
+# Two test workers share 2 cores, and each training process runs 2-thread OpenMP kernels: idle OpenMP threads that
+# spin-wait (libgomp's default) burn the CPU the other worker needs. Two tiny training processes at once took
+# 18.4-19.9 s spinning, 14.5-14.8 s passive; alone, the same. Set before torch loads libgomp; children inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HAM = ["see you at {n} tonight", "ok lar i am on the way", "can you pick up milk on the way home",
        "sorry i missed your call, ring me later", "what time is the meeting tomorrow", "love you, sleep well",
