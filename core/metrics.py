@@ -79,22 +79,23 @@ def bootstrap_intervals(y_true, p_spam, threshold: float = 0.5, n_resamples: int
     y, p = _as_arrays(y_true, p_spam)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), (n_resamples, len(y)))  # (R, N) resampled positions
-    idx = idx[[len(np.unique(y[i])) == 2 for i in idx]]  # ranking metrics need both classes
-    if len(idx) == 0:
+    # a resample is the original messages weighted by how often it drew each one
+    counts = np.bincount((np.arange(n_resamples)[:, None] * len(y) + idx).ravel(), minlength=idx.size)
+    counts = counts.reshape(idx.shape)
+    n_spam = counts @ y
+    counts = counts[(n_spam > 0) & (n_spam < len(y))]  # ranking metrics need both classes
+    if len(counts) == 0:
         return {name: None for name in ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "mcc")}
-    yt, pred = y[idx], (p[idx] >= threshold).astype(int)
+    pred = (p >= threshold).astype(int)
     # the confusion counts of all resamples at once; the formulas are those of sklearn's scorers
-    tp, fp = (yt & pred).sum(1), ((1 - yt) & pred).sum(1)
-    fn, tn = (yt & (1 - pred)).sum(1), ((1 - yt) & (1 - pred)).sum(1)
+    tp, fp = counts @ (y & pred), counts @ ((1 - y) & pred)
+    fn, tn = counts @ (y & (1 - pred)), counts @ ((1 - y) & (1 - pred))
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         recall = tp / (tp + fn)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn).astype(float))
         mcc = np.where(denom > 0, (tp * tn - fp * fn) / denom, 0.0)
-    # a resample is the original messages weighted by how often it drew each one
-    rows = np.arange(len(idx))[:, None] * len(y)
-    counts = np.bincount((rows + idx).ravel(), minlength=idx.size).reshape(idx.shape)
     auroc, auprc = weighted_ranking_metrics(y, p, counts)
     values = {"accuracy": (tp + tn) / len(y), "precision": precision, "recall": recall, "f1": f1, "mcc": mcc,
               "auroc": auroc, "auprc": auprc}
