@@ -12,7 +12,6 @@ import argparse
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,10 +36,14 @@ def _cli(*args, **kw):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    with C.tmpdir("resume") as tmp:  # removed afterwards: each run left about 9 MiB in /tmp
+        return measure(args, Path(tmp))
+
+
+def measure(args, root: Path) -> int:
     from core.runs import list_runs, load_run, read_history, saved_state
 
     flags = ["--mode", args.mode, "--data", args.data, "--model", args.model, *[f"--{s}" for s in args.set]]
-    root = Path(tempfile.mkdtemp(prefix="bench-resume-"))
     print(C.machine())
 
     t0 = time.time()

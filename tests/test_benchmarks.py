@@ -5,6 +5,7 @@ nothing. The real measurements are in benchmarks/README.md.
 """
 import importlib
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +77,17 @@ def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, t
     assert out.count("| first shown |") == 3 and "| frozen | 1/2 | 2 |" in out  # 2 runs, each in 3 rows
 
 
-def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys):
+def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys, monkeypatch, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     assert bench("bench_resume").main(["--data", str(sms_file), "--model", tiny_bert, "--kill-after", "4",
                                        *[f"--set={s}" for s in ("save-state-every=0", "epochs=20", "batch-size=8",
                                                                 "evals-per-epoch=1")]]) == 0
     out = capsys.readouterr().out
     assert "| uninterrupted |" in out and "| resumed from step " in out
     assert "same test probabilities: True (largest difference 0.00e+00)" in out
+    assert not any(scratch.iterdir())  # its runs are removed afterwards
 
 
 def test_gpu_check_says_so_without_a_gpu(bench):
