@@ -523,6 +523,14 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert {"**Frozen BERT + MLP head**", "**Fine-tuned BERT**", "**TF-IDF baseline**"} <= set(explained)
     assert any("-background[" in m for m in explained)  # at least one word moves a model's probability
     assert not any("<script>" in m for m in explained)
+    # a reload is a new session with only the URL (the browser keeps the bound fields there: test_browser.py):
+    # the message and the toggle come back from it
+    reloaded = AppTest.from_file(APP, default_timeout=90)
+    reloaded.query_params.update({"play_text": message, "play_explain": "true"})
+    reloaded.switch_page("views/playground.py").run()
+    assert not reloaded.exception
+    assert reloaded.text_area(key="play_text").value == message and reloaded.toggle(key="play_explain").value
+    assert {m.label: m.value for m in reloaded.metric} == shown and [t.value for t in reloaded.text] == [message]
 
     examples = [b for b in at.button if b.key and b.key.startswith("example-")]
     assert len(examples) >= 4

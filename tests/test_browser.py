@@ -194,6 +194,17 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert len(roc) == 4 and all(n >= 2 for n in roc)  # three models and the chance line
         _settle(page)
         shot(page, "5-compare")
+        slider = page.get_by_role("slider")  # the threshold is kept in the URL, with no history entry: a reload keeps it
+        slider.focus()
+        slider.press("ArrowLeft")
+        page.wait_for_url(re.compile(r"compare_threshold=0\.49"), timeout=30_000)
+        visited = page.evaluate("history.length")
+        slider.press("ArrowLeft")
+        page.wait_for_url(re.compile(r"compare_threshold=0\.48"), timeout=30_000)
+        assert page.evaluate("history.length") == visited
+        page.reload()
+        expect(page.get_by_test_id("stSliderThumbValue")).to_have_text("0.48", timeout=60_000)
+        page.get_by_text(re.compile(r"a tick where it is wrong at 0\.48")).wait_for(timeout=60_000)  # used, not just shown
         # the report a stakeholder takes away: built when clicked, it opens with the same headline
         with page.expect_download(timeout=60_000) as download:
             page.get_by_role("button", name="Download this comparison as a self-contained HTML report").click()
@@ -250,6 +261,12 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         _goto(page, "Playground")
         _settle(page)
         expect(page.get_by_role("textbox", name="Message")).to_have_value(message, timeout=30_000)
+        # ...and a reload, a new session: the message comes back from the URL, shown as text again, never run
+        assert "play_text=" in page.url
+        page.reload()
+        expect(page.get_by_role("textbox", name="Message")).to_have_value(message, timeout=60_000)
+        page.get_by_test_id("stText").get_by_text(message, exact=True).wait_for(timeout=60_000)
+        assert page.evaluate("() => window.__pwned") is None and not dialogs
         # ...and the Train form survives a reload too (a new session), kept in the runs folder, not the URL
         _goto(page, "Train")
         _settle(page)

@@ -27,9 +27,10 @@ for col, mode in zip(c, ("frozen", "finetune", "baseline")):
 picked = {m: r for m, r in picked.items() if r is not None}
 
 # ---------------------------------------------------------------------------- ROC and PR
-# at full scale every ROC curve hugs the top-left corner, where the models differ
+# at full scale every ROC curve hugs the top-left corner, where the models differ. The zoom, the threshold and the
+# search are bound to the URL (?compare_threshold=0.3…): a reload or a shared link shows the same view
 zoom = st.toggle("Zoom the ROC curve into its top-left corner (false positive rate up to 10 %)",
-                 key="compare_roc_zoom", persist_state=common.KEEP)
+                 key="compare_roc_zoom", persist_state=common.KEEP, bind="query-params")
 left, right = st.columns(2)
 roc, pr = go.Figure(), go.Figure()
 for mode, run in picked.items():
@@ -109,7 +110,8 @@ paired = a is not None and b is not None and common.same_test_messages(a, b)
 # ---------------------------------------------------------------------------- one threshold, both matrices
 st.subheader("Confusion matrices at one threshold")
 threshold = st.slider("Spam threshold: a message is called spam when its probability is at least this",
-                      0.01, 0.99, 0.5, 0.01, key="compare_threshold", persist_state=common.KEEP)
+                      0.01, 0.99, 0.5, 0.01, key="compare_threshold", persist_state=common.KEEP,
+                      bind="query-params")
 cols = st.columns(len(picked))
 matrices = {}
 for col, (mode, run) in zip(cols, picked.items()):
@@ -162,7 +164,7 @@ if paired:
         frame["baseline wrong"] = (pc >= threshold) != truth
     wrong = frame[frame.filter(like=" wrong").any(axis=1)]
     query = st.text_input("Search the messages", key="compare_search", placeholder="a word or part of one, e.g. call",
-                          persist_state=common.KEEP)
+                          persist_state=common.KEEP, bind="query-params")
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
     st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong at "

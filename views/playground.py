@@ -97,7 +97,9 @@ with single:
     with st.container(horizontal=True):  # buttons as wide as their labels, wrapping: equal columns cut them
         for label, (text, _) in EXAMPLES.items():
             st.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
-    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110,
+    # bound to the URL (?play_text=…), so a reload or a shared link shows the same message. Typing replaces the URL;
+    # an example click adds a browser history entry, so Back brings back what was typed before it
+    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, bind="query-params", height=110,
                         placeholder="Type or paste an SMS…",
                         help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
                              f"{MAX_MESSAGE_CHARS:,} characters and at most their max length in tokens.")
@@ -142,7 +144,7 @@ with single:
         if len(text) > MAX_MESSAGE_CHARS:
             st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")
         if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
-                     persist_state=common.KEEP):
+                     persist_state=common.KEEP, bind="query-params"):
             st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
                        "toward spam, blue toward ham. Words that move it by 0.10 or more are bold, with the change; "
                        f"words that move it by less than 0.01 are not coloured (first {MAX_WORDS} words).")

@@ -31,8 +31,8 @@ if busy and not st.toggle("Set up the next run while this one trains", key="trai
 
 # ---------------------------------------------------------------------------- the form, kept on disk
 # A reload starts a new session, which would reset every field: each field that differs from its default is also
-# kept in the runs folder, and a new session starts from it. Not in the URL: each change there is a browser history
-# entry, and Back would step through the edits instead of leaving the page.
+# kept in the runs folder, and a new session starts from it, a new tab too. Not in the URL, unlike Playground's message
+# and Compare's threshold: the link would carry every changed field, and a tab opened without it would start afresh.
 FORM_FILE = common.runs_dir() / ".train-form.json"
 try:
     SAVED = read_json(FORM_FILE)
