@@ -172,3 +172,11 @@ def test_layer_lr_decay_variant_gives_each_depth_its_share_of_the_rate_only_whil
     assert {wd for _, wd, _ in groups} == {0.0, 0.01}
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     assert sum(n for _, _, n in groups) == len(list(model.parameters()))  # every tensor in exactly one group
+
+
+def test_reference_benchmark_scores_the_grid_and_picks_on_validation(bench, sms_file, capsys):
+    assert bench("bench_reference").main(["--data", str(sms_file), "--seeds", "42,1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| char")]
+    assert len(rows) == 12 and all(0 <= float(r.split("|")[4]) <= 1 for r in rows)  # the grid, seed 42's accuracy
+    assert "| picked on validation |" in out and "picked per seed: 42: " in out and ", 1: " in out
