@@ -199,10 +199,13 @@ def _looks_uci(lines: list[str]) -> bool:
     return not quoted or not all(_CSV_QUOTED.fullmatch(q) for q in quoted)
 
 
-def _split_table(text: str, delimiter: str, name: str) -> tuple[pd.DataFrame, int]:
+def _split_table(text: str, delimiter: str, name: str, message_column: int | None = None) -> tuple[pd.DataFrame, int]:
     """A delimited text with a header line as a table of strings, and the count of rows dropped because they
     have more fields than the header: an unquoted separator inside a message cannot be split honestly, so such
-    a row is dropped and counted, never cut at the separator. A short row is padded, as pandas does."""
+    a row is dropped and counted, never cut at the separator. The exception is a table of two columns, a label
+    and a message, with message_column the message's index: a label holds no separator, so every extra field is
+    the message's, joined back with its separator (a quoted stretch inside it loses its quotes, as the CSV
+    reader took them). A short row is padded, as pandas does."""
     try:
         records = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(f.strip() for f in row)]
     except csv.Error as exc:
@@ -210,6 +213,9 @@ def _split_table(text: str, delimiter: str, name: str) -> tuple[pd.DataFrame, in
     header, width = [], len(records[0]) if records else 0
     for i, column in enumerate(records[0] if records else []):  # unique names, as pandas would make them
         header.append(column if column not in header else f"{column}.{i}")
+    if width == 2 and message_column in (0, 1):
+        records[1:] = [row if len(row) <= 2 else [delimiter.join(row[:-1]), row[-1]] if message_column == 0
+                       else [row[0], delimiter.join(row[1:])] for row in records[1:]]
     rows = [row + [""] * (width - len(row)) for row in records[1:] if len(row) <= width]
     return pd.DataFrame(rows, columns=header, dtype=object), max(0, len(records) - 1 - len(rows))
 
@@ -217,11 +223,10 @@ def _split_table(text: str, delimiter: str, name: str) -> tuple[pd.DataFrame, in
 def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
     """A CSV/TSV with a header: find the label column and the text column. Also returns the count of lines
     the CSV reader could not split into fields (skipped, but counted)."""
-    sample = text[:20000]
-    try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
-    except csv.Error:
-        delimiter = ","
+    # the header line names the separator: the sniffer, reading the messages too, took the commas in a
+    # semicolon-separated file's messages for its separator
+    header = next(line for line in text.splitlines() if line.strip())
+    delimiter = max("\t,;|", key=header.count) if any(d in header for d in "\t,;|") else ","
     table, bad_lines = _split_table(text, delimiter, name)
     if table.shape[1] < 2:
         raise DataError(f"{name}: expected a label column and a text column, found {table.shape[1]} column(s): "
@@ -242,6 +247,9 @@ def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
         label_col = best
     others = [c for c in columns if c != label_col]
     text_col = _text_column(table, others)
+    if bad_lines and len(columns) == 2:  # a label and a message: the rows with commas in the message can be kept
+        table, bad_lines = _split_table(text, delimiter, name, message_column=columns.index(text_col))
+        table.columns = columns
     return pd.DataFrame({"label": table[label_col].tolist(), "text": table[text_col].tolist()}), bad_lines
 
 

@@ -73,12 +73,27 @@ def test_csv_quoted_tsv_is_unquoted(tmp_path):
 
 def test_lines_a_csv_reader_cannot_split_are_counted(tmp_path):
     path = tmp_path / "d.csv"
-    # one field too many (an unquoted comma in a message) is dropped and counted, never cut at the comma
-    path.write_text("label,text\nspam,WIN a prize, call now\nham,hi\nspam,win,now,extra\nspam,free\n",
-                    encoding="utf-8")
+    # with a third column, one field too many (an unquoted comma in a message) cannot be told apart from the
+    # next column's: the row is dropped and counted, never cut at the comma
+    path.write_text("label,text,source\nspam,WIN a prize, call now,web\nham,hi,me\nspam,win,now,extra,x\n"
+                    "spam,free,web\n", encoding="utf-8")
     frame, counts = read_messages(path)
     assert frame.text.tolist() == ["hi", "free"]
     assert counts["dropped_unparseable"] == 2 and counts["rows_read"] == 4
+
+
+@pytest.mark.parametrize("header, row", [("label,text", "{label},{text}"), ("text,label", "{text},{label}"),
+                                         ("label;message", "{label};{text}")])
+def test_a_label_and_a_message_keep_the_messages_unquoted_separators(tmp_path, header, row):
+    # a hand-written two-column file: a label holds no separator, so the extra fields are the message's own
+    sep = ";" if ";" in header else ","
+    messages = [("ham", f"Running 10 mins late{sep} save me a seat"), ("spam", f"WIN{sep} a prize{sep} call now"),
+                ("ham", "see you at 6"), ("spam", "Free entry, txt WIN to 80086")]
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join([header] + [row.format(label=l, text=t) for l, t in messages]) + "\n", encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert frame.text.tolist() == [t for _, t in messages] and frame.label.tolist() == [0, 1, 0, 1]
+    assert counts["dropped_unparseable"] == 0 and counts["rows_read"] == 4
 
 
 def test_duplicated_header_line_in_csv(tmp_path):
