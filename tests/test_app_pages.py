@@ -425,6 +425,35 @@ def test_compare_keeps_your_file_across_a_page_switch_until_you_forget_it(
     assert not yours(at)
 
 
+def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
+        monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    def scored(at):
+        [table] = [d.value for d in at.dataframe if "Accuracy (yours)" in d.value.get("measure", pd.Series()).values]
+        return set(table.set_index("measure").loc["messages"])
+
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
+    plain = [(label, text) for label, text in make_messages(30, 12, seed=4) if "," not in text]
+    rows = [("ham", "Running 10 mins late, save me a seat"), ("spam", "WIN a prize, call 09061 now")] + plain
+    # a label and a message: the unquoted commas are the message's own, and every row is scored
+    two = "label,text\n" + "".join(f"{l},{t}\n" for l, t in rows)
+    at.file_uploader(key="compare_own").set_value(("two.csv", two.encode(), "text/csv")).run()
+    assert scored(at) == {f"{len(rows)}"} and "Left out of" not in _texts(at)
+    # the baseline is right on every message: its intervals have no width, and the page says what that means
+    assert "1.000 [1.000, 1.000]" in str(next(d.value for d in at.dataframe if "measure" in d.value.columns).values)
+    assert "does not show that the model makes none" in _texts(at)
+    # with a third column they cannot be told apart from it: left out, and the page says so
+    three = "label,text,source\n" + "".join(f"{l},{t},me\n" for l, t in rows) + "maybe,what label is this,me\n"
+    at.file_uploader(key="compare_own").set_value(("three.csv", three.encode(), "text/csv")).run()
+    assert scored(at) == {f"{len(rows) - 2}"}
+    assert (f"Left out of three.csv: 1 with an unknown label, 2 that did not parse, of {len(rows) + 1} rows read. "
+            "The scores are on the rest. Quote a message") in _texts(at)
+    _page(at, "views/playground.py")  # a labelled batch says so too
+    at.file_uploader(key="play_upload").set_value(("three.csv", three.encode(), "text/csv")).run()
+    at.button(key="play_score").click().run()
+    assert len(at.dataframe[0].value) == len(rows) - 2
+    assert "Left out of three.csv: 1 with an unknown label, 2 that did not parse" in _texts(at)
+
+
 def saved_evaluation_time(run) -> float:
     return json.loads((run.path / "evaluations" / "mine.csv.json").read_text())["evaluated_at"]
 

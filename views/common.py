@@ -49,6 +49,9 @@ def cache_dir() -> str:
     return os.environ.get("SPAM_CACHE_DIR", "data/cache")
 
 
+# after a count of rows left out that did not parse: how to keep them (core.data keeps them in a file of just a
+# label and a message column; with more columns, an unquoted separator in a message cannot be told apart)
+QUOTE_ADVICE = " Quote a message that holds the file's separator, or keep only its label and message columns."
 MAX_INPUT_CHARS = 20_000  # one Playground message; longer pastes are refused, not silently cut
 MAX_BATCH_LINES = 2_000  # Playground batch mode
 LIVE_REFRESH_S = 2.0  # how often the live training panel re-reads history.jsonl

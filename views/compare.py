@@ -4,6 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.data import dropped_rows
 from core.metrics import calibration, classification_metrics, mcnemar_test
 
 from views import common
@@ -203,7 +204,7 @@ if own is not None and uploaded is None:
     if forget.button("Forget this file", key="compare_own_forget"):
         st.session_state.pop("compare_own_file")
         st.rerun()
-own_rows, own_warnings = [], []
+own_rows, own_warnings, zero_width = [], [], False
 if own is not None:
     for mode, run in picked.items():
         try:
@@ -219,6 +220,8 @@ if own is not None:
             own_warnings += [text] if text not in own_warnings else []
         elif warning := common.one_class_warning(m, common.MODE_LABELS[mode], "message in your file"):
             own_warnings.append(warning)
+        zero_width |= any(round(low, 3) == 1.0 for k, (low, high) in (m.get("ci95") or {}).items()
+                          if k in common.HEADLINE)
         own_rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{m['threshold']:g}",
                          "messages": m["n"], "spam": m["n_spam"],
                          "seen in training": result.get("seen_in_training"),
@@ -226,6 +229,17 @@ if own is not None:
                          **{f"{common.METRIC_NAMES[k]} (yours)": common.with_interval(m, k) for k in common.HEADLINE},
                          **{f"{common.METRIC_NAMES[k]} (UCI test)": common._fmt(test.get(k), 3)
                             for k in ("accuracy", "f1")}})
+    if own_rows and (dropped := dropped_rows(result)):  # the same file for every run: said once, and in the report
+        own_warnings.insert(0, f"Left out of {common.plain(own[0])}: {', '.join(dropped)}, of {result['rows_read']:,} "
+                               "rows read. The scores are on the rest." + common.QUOTE_ADVICE * bool(
+                                   result.get("dropped_unparseable")))
+    if zero_width:  # every resample perfect: a percentile interval of no width, which reads as certainty
+        own_warnings.append("An interval of 1.000 [1.000, 1.000] means that no resample of your "
+                            "file held a single error of that kind. It does not show that the model makes none: with "
+                            "no errors in n cases, the true rate can still be up to about 3/n (95 %).")
+    if own_rows and result.get("duplicates_removed"):
+        own_warnings.append(f"{result['duplicates_removed']:,} repeated message(s) in {common.plain(own[0])} were "
+                            "scored once.")
     if own_rows:
         st.caption("At each run's own threshold, like the metrics table above; the slider does not apply here. "
                    "Your file's scores carry 95 % bootstrap intervals: the fewer its messages, the wider they are.")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DataError, read_messages, read_unlabelled
+from core.data import DataError, dropped_rows, read_messages, read_unlabelled
 from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
 from core.predict import MAX_MESSAGE_CHARS
@@ -165,12 +165,13 @@ with batch:
     lines = st.text_area("Messages, one per line", key="play_lines", height=150, persist_state=common.KEEP)
     upload = st.file_uploader(f"…or a file, {common.upload_limit()}", key="play_upload")
     if st.button("Score", key="play_score", type="primary"):
-        texts, labels, problem, left_out = [], None, None, 0
+        texts, labels, problem, left_out, dropped = [], None, None, 0, []
         if upload is not None:
             raw = upload.getvalue()
             try:
-                frame, _ = read_messages(raw, name=upload.name)  # labelled (UCI or CSV with a label column)
+                frame, counts = read_messages(raw, name=upload.name)  # labelled (UCI or CSV with a label column)
                 texts, labels = frame["text"].tolist(), frame["label"].tolist()
+                dropped = dropped_rows(counts)
             except DataError:
                 try:  # no labels: just the messages
                     texts, left_out = read_unlabelled(raw, name=upload.name)
@@ -188,6 +189,9 @@ with batch:
         elif not texts:
             st.warning("Nothing to score: type messages (one per line) or upload a file.")
         else:
+            if dropped:
+                st.warning(f"Left out of {common.plain(upload.name)}: {', '.join(dropped)}, of {counts['rows_read']:,} "
+                           "rows read." + common.QUOTE_ADVICE * bool(counts.get("dropped_unparseable")))
             if left_out:
                 st.warning(f"{left_out:,} row(s) of {common.plain(upload.name)} have more fields than its header "
                            "(a separator inside an unquoted message) and were left out: quote such messages to score "
