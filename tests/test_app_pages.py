@@ -496,8 +496,10 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
         saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())
         assert saved["metrics"]["n"] == 42
     scored_at = {run.id: saved_evaluation_time(run) for run in list_runs(trained)}
+    assert "at the slider's threshold" not in _texts(at)  # at the runs' own 0.5, the report and the Overview agree
     at.slider(key="compare_threshold").set_value(0.3).run()  # a rerun does not score the upload again
     assert {run.id: saved_evaluation_time(run) for run in list_runs(trained)} == scored_at
+    assert "counts errors at the slider's threshold, 0.3; the Overview counts them at each run's own (0.5)" in _texts(at)
     at.file_uploader(key="compare_own").set_value(("bad.csv", b"\x00\x01binary", "text/csv")).run()
     assert any("binary" in e for e in _errors(at))
     report = at.get("download_button")[-1]

@@ -275,3 +275,7 @@ def report() -> str:
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")
+own_thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in (a, b) if r is not None})
+if a is not None and b is not None and own_thresholds != [threshold]:  # a handout that disagrees with the Overview
+    st.caption(f"The report's \"What fine-tuning bought\" counts errors at the slider's threshold, {threshold:g}; "
+               f"the Overview counts them at each run's own ({' and '.join(f'{t:g}' for t in own_thresholds)}).")
