@@ -355,7 +355,11 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
     quick = load_run(train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=1)))
-    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    frozen = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/runs.py")
+    # Runs overlays the curves of the runs the other pages compare, not the newest two (the quick run)
+    assert set(at.multiselect(key="runs_overlay").value) == {frozen.id, full.id}
+    _page(at, "views/overview.py")
     assert not {"frozen", "finetune", "baseline"} & set(at.query_params)  # nothing picked: the URL names nothing
     at.selectbox(key="overview_finetune").set_value(quick.id).run()
     at.selectbox(key="overview_baseline").set_value(None).run()
@@ -371,6 +375,8 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     assert "TF-IDF baseline" not in list(reloaded.dataframe[0].value["model"])
     _page(reloaded, "views/compare.py")
     assert reloaded.selectbox(key="compare_finetune").value == quick.id
+    _page(reloaded, "views/runs.py")  # ...and the picked run's curves are the ones Runs shows
+    assert set(reloaded.multiselect(key="runs_overlay").value) == {frozen.id, quick.id}
 
     shutil.rmtree(quick.path)  # the picked run deleted since: back to the default, and the URL forgets it
     _page(reloaded, "views/overview.py")

@@ -204,7 +204,18 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert page.evaluate("history.length") == visited
         page.reload()
         expect(page.get_by_test_id("stSliderThumbValue")).to_have_text("0.48", timeout=60_000)
-        page.get_by_text(re.compile(r"a tick where it is wrong at 0\.48")).wait_for(timeout=60_000)  # used, not just shown
+        caption = page.get_by_text(re.compile(r"a tick where it is wrong at 0\.48"))
+        caption.wait_for(timeout=60_000)  # used, not just shown
+        # the table shows some 25 characters of a message: a picked row is shown whole, as text
+        assert int(re.match(r"(\d+) message", caption.inner_text()).group(1)) > 0
+        table = page.locator('[data-testid="stDataFrame"]').last
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection cell, under the header
+        tested = {p["text"] for p in next(r for r in list_runs(runs_dir) if r.mode == "frozen").metrics["predictions"]}
+        shown = page.get_by_test_id("stText").first
+        shown.wait_for(timeout=30_000)
+        assert shown.inner_text() in tested
         # the report a stakeholder takes away: built when clicked, it opens with the same headline
         with page.expect_download(timeout=60_000) as download:
             page.get_by_role("button", name="Download this comparison as a self-contained HTML report").click()

@@ -131,6 +131,15 @@ def latest(found: list):
                 next((r for r in found if trained_to_end(r)), found[0] if found else None))
 
 
+def compared_run(mode: str):
+    """The run of this mode that Overview, Compare and Playground show: the user's pick (None for one left out),
+    else the default pick, latest()."""
+    found, key = usable_runs(mode), _shared_pick(mode)
+    if key in st.session_state and (st.session_state[key] is None or st.session_state[key] in {r.id for r in found}):
+        return next((r for r in found if r.id == st.session_state[key]), None)
+    return latest(found)
+
+
 def passed_over(found: list) -> str | None:
     """Why latest() did not take the newest run, in words for under a picker; None when it did."""
     if not found or latest(found) is found[0]:

@@ -169,14 +169,21 @@ if paired:
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
     st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong at "
-               f"{threshold:g}. Click a column header to sort.")
+               f"{threshold:g}. Click a column header to sort, and a row's left edge to read its whole message.")
     # short headers, so that all eight columns and their names fit a laptop screen; the hover says the rest
-    st.dataframe(wrong, hide_index=True, placeholder="—", column_config={
+    picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key="compare_wrong", on_select="rerun",
+                              selection_mode="single-row", column_config={
         c: st.column_config.ProgressColumn(c.removesuffix(" p(spam)"), format="%.3f", min_value=0.0, max_value=1.0,
-                                           width=90, help=f"{c.removesuffix(' p(spam)')}: spam probability")
+                                           width=80, help=f"{c.removesuffix(' p(spam)')}: spam probability")
         for c in frame.columns if c.endswith("p(spam)")} | {
         c: st.column_config.CheckboxColumn(c, width=108, help=f"{c} at threshold {threshold:g}")
         for c in frame.columns if c.endswith(" wrong")} | {"message": st.column_config.TextColumn(width=165)})
+    # the message column shows some 25 characters: a picked row is shown whole, as plain text
+    if picked_row.selection.rows and picked_row.selection.rows[0] < len(wrong):
+        row = wrong.iloc[picked_row.selection.rows[0]]
+        st.text(row["message"])
+        st.caption(f"Truth: {row['truth']} · " + " · ".join(
+            f"{c.removesuffix(' p(spam)')} {row[c]:.3f}" for c in wrong.columns if c.endswith("p(spam)")))
 
 # ---------------------------------------------------------------------------- your own messages
 st.subheader("Evaluate on your own messages")

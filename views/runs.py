@@ -156,7 +156,8 @@ if broken:
 st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
 by_id = {r.id: r for r in all_runs}
-default = [wanted] if wanted in ids else [r.id for r in all_runs if r.mode != "baseline" and r.usable][:2]
+# by default the frozen and fine-tuned runs the other pages compare, not merely the newest two (a quick run, say)
+default = [wanted] if wanted in ids else [r.id for r in map(common.compared_run, ("frozen", "finetune")) if r]
 # kept across page switches (persist_state); a kept run that was deleted since drops out; a link's run is added
 if "runs_overlay" in st.session_state:
     st.session_state["runs_overlay"] = [i for i in st.session_state["runs_overlay"] if i in ids] + \
