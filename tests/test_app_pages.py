@@ -444,6 +444,15 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
     two = "label,text\n" + "".join(f"{l},{t}\n" for l, t in rows)
     at.file_uploader(key="compare_own").set_value(("two.csv", two.encode(), "text/csv")).run()
     assert scored(at) == {f"{len(rows)}"} and "Left out of" not in _texts(at)
+    # which of the messages each model gets wrong, from the evaluations saved beside the runs
+    saved = {r.mode: json.loads((r.path / "evaluations" / "two.csv.json").read_text()) for r in list_runs(trained)}
+    wrong = {p["text"] for e in saved.values() for p in e["predictions"]
+             if (p["spam_probability"] >= e["metrics"]["threshold"]) != p["label"]}
+    yours = [d.value for d in at.dataframe if "frozen wrong" in d.value.columns][-1]
+    assert wrong and set(yours["message"]) == wrong
+    assert list(yours["fine-tuned wrong"]) == [
+        next((p["spam_probability"] >= 0.5) != p["label"] for p in saved["finetune"]["predictions"] if p["text"] == t)
+        for t in yours["message"]]
     # the baseline is right on every message: its intervals have no width, and the page says what that means
     assert "1.000 [1.000, 1.000]" in str(next(d.value for d in at.dataframe if "measure" in d.value.columns).values)
     assert "does not show that the model makes none" in _texts(at)

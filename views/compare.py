@@ -151,6 +151,30 @@ if a is not None and b is not None:
                    "cannot be compared message by message. Pick runs trained on the same data and seed.")
 
 # ---------------------------------------------------------------------------- the messages they get wrong
+SHORT = {"frozen": "frozen", "finetune": "fine-tuned", "baseline": "baseline"}  # column names a laptop screen fits
+
+
+def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
+    """Messages with each model's spam probability ("<model> p(spam)") and a tick where it is wrong ("<model>
+    wrong", at: the threshold, in words), sortable; a picked row is shown whole, as plain text."""
+    st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong {at}. "
+               "Click a column header to sort, and a row's left edge to read its whole message.")
+    # short headers, so that all the columns and their names fit a laptop screen; the hover says the rest
+    picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key=key, on_select="rerun",
+                              selection_mode="single-row", column_config={
+        c: st.column_config.ProgressColumn(c.removesuffix(" p(spam)"), format="%.3f", min_value=0.0, max_value=1.0,
+                                           width=80, help=f"{c.removesuffix(' p(spam)')}: spam probability")
+        for c in wrong.columns if c.endswith("p(spam)")} | {
+        c: st.column_config.CheckboxColumn(c, width=108, help=f"{c} {at}")
+        for c in wrong.columns if c.endswith(" wrong")} | {"message": st.column_config.TextColumn(width=165)})
+    # the message column shows some 25 characters: a picked row is shown whole, as plain text
+    if picked_row.selection.rows and picked_row.selection.rows[0] < len(wrong):
+        row = wrong.iloc[picked_row.selection.rows[0]]
+        st.text(row["message"])
+        st.caption(f"Truth: {row['truth']} · " + " · ".join(
+            f"{c.removesuffix(' p(spam)')} {row[c]:.3f}" for c in wrong.columns if c.endswith("p(spam)")))
+
+
 if paired:
     st.subheader("Test messages at least one model gets wrong")
     frame = pd.DataFrame({"message": [p["text"] for p in a.metrics["predictions"]],
@@ -168,22 +192,7 @@ if paired:
                           persist_state=common.KEEP, bind="query-params")
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
-    st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong at "
-               f"{threshold:g}. Click a column header to sort, and a row's left edge to read its whole message.")
-    # short headers, so that all eight columns and their names fit a laptop screen; the hover says the rest
-    picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key="compare_wrong", on_select="rerun",
-                              selection_mode="single-row", column_config={
-        c: st.column_config.ProgressColumn(c.removesuffix(" p(spam)"), format="%.3f", min_value=0.0, max_value=1.0,
-                                           width=80, help=f"{c.removesuffix(' p(spam)')}: spam probability")
-        for c in frame.columns if c.endswith("p(spam)")} | {
-        c: st.column_config.CheckboxColumn(c, width=108, help=f"{c} at threshold {threshold:g}")
-        for c in frame.columns if c.endswith(" wrong")} | {"message": st.column_config.TextColumn(width=165)})
-    # the message column shows some 25 characters: a picked row is shown whole, as plain text
-    if picked_row.selection.rows and picked_row.selection.rows[0] < len(wrong):
-        row = wrong.iloc[picked_row.selection.rows[0]]
-        st.text(row["message"])
-        st.caption(f"Truth: {row['truth']} · " + " · ".join(
-            f"{c.removesuffix(' p(spam)')} {row[c]:.3f}" for c in wrong.columns if c.endswith("p(spam)")))
+    wrong_messages_table(wrong, "compare_wrong", f"at {threshold:g}")
 
 # ---------------------------------------------------------------------------- your own messages
 st.subheader("Evaluate on your own messages")
@@ -211,11 +220,11 @@ if own is not None and uploaded is None:
     if forget.button("Forget this file", key="compare_own_forget"):
         st.session_state.pop("compare_own_file")
         st.rerun()
-own_rows, own_warnings, zero_width = [], [], False
+own_rows, own_warnings, zero_width, own_results = [], [], False, {}
 if own is not None:
     for mode, run in picked.items():
         try:
-            result = common.evaluate_upload(str(run.path), run.created, *own)
+            result = own_results[mode] = common.evaluate_upload(str(run.path), run.created, *own)
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
             st.error(common.plain(exc))  # DataError names the file already
             break
@@ -263,6 +272,19 @@ if own is not None:
                                 "for a fair test.")
         for warning in own_warnings:
             st.warning(warning)
+        # which of them each model gets wrong: "which smishing did it let through?" (every run scored the same
+        # de-duplicated messages, in the same order)
+        first = next(iter(own_results.values()))["predictions"]
+        yours = pd.DataFrame({"message": [p["text"] for p in first],
+                              "truth": ["spam" if p["label"] else "ham" for p in first]})
+        for mode, res in own_results.items():
+            yours[f"{SHORT[mode]} p(spam)"] = [p["spam_probability"] for p in res["predictions"]]
+        for mode, res in own_results.items():
+            yours[f"{SHORT[mode]} wrong"] = (yours[f"{SHORT[mode]} p(spam)"] >= res["metrics"]["threshold"]) \
+                != (yours["truth"] == "spam")
+        st.markdown("**Your messages at least one model gets wrong**")
+        wrong_messages_table(yours[yours.filter(like=" wrong").any(axis=1)], "compare_own_wrong",
+                             "at its run's own threshold")
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
 def report() -> str:
