@@ -1355,11 +1355,15 @@ def test_comparison_report_is_self_contained_and_escapes_text():
 
     from views.common import comparison_report
 
-    figures = [go.Figure(go.Scatter(x=[0, 1], y=[0, 1], name="roc")), go.Figure(go.Bar(x=["a"], y=[1]))]
+    rows = [[go.Figure(go.Scatter(x=[0, 1], y=[0, 1], name="roc")), go.Figure(go.Bar(x=["a"], y=[1]))],
+            [go.Figure(go.Bar(x=["b"], y=[2]))]]
+    yours = pd.DataFrame({"model": ["frozen"], "n": [42]}).set_index("model").T.rename_axis("measure").reset_index()
     html = comparison_report({"Fine-tuned BERT": ("run-1", "<b>MiniLM</b>")}, pd.DataFrame({"model": ["<script>x</script>"]}),
-                             figures, ["p = 0.5 <b>"],
-                             {"Your own <messages>": (pd.DataFrame({"n": [42]}), ["Some were seen in training"])})
-    assert html.count("Plotly.newPlot") == 2
+                             rows, ["p = 0.5 <b>"], {"Your own <messages>": (yours, ["Some were seen in training"])})
+    assert html.count("Plotly.newPlot") == 3
+    # a row's charts side by side; a table transposed as Compare's is has no empty header cell for its columns' name
+    assert html.count("<div style='display:flex'>") == 2 and html.count("<div style='width:50.000%'>") == 2
+    assert "<th></th>" not in html
     assert "<h2>Your own &lt;messages&gt;</h2>" in html and "<td>42</td>" in html
     assert html.index("<td>42</td>") < html.index("Some were seen in training")  # the table's warning is under it
     assert '"automargin":true' in html.replace(" ", "")  # axis labels get room outside Streamlit's theme

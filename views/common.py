@@ -657,28 +657,40 @@ def confusion_figure(matrix, title: str) -> go.Figure:
     return fig
 
 
-def comparison_report(runs: dict[str, tuple[str, str]], table: pd.DataFrame, figures: list[go.Figure], notes: list[str],
-                      extra_tables: dict[str, tuple[pd.DataFrame, list[str]]] | None = None,
+def comparison_report(runs: dict[str, tuple[str, str]], table: pd.DataFrame, figure_rows: list[list[go.Figure]],
+                      notes: list[str], extra_tables: dict[str, tuple[pd.DataFrame, list[str]]] | None = None,
                       verdict: str | None = None) -> str:
     """One HTML file with the comparison's table and charts; plotly.js is inlined once, so it opens offline.
-    runs: label -> (run id, model_used). extra_tables: title -> (table, the warnings that go under it). verdict:
-    finetuning_verdict's paragraph."""
+    runs: label -> (run id, model_used). figure_rows: the charts, each row's side by side (ROC beside PR, the
+    matrices three across: one to a row, a matrix was 1,000 px wide). extra_tables: title -> (table, the warnings
+    that go under it). verdict: finetuning_verdict's paragraph."""
     import html
     import time
 
     import plotly.io as pio
 
     # the app's tight margins rely on Streamlit's theme; on their own the charts need room for axis labels
-    figures = [go.Figure(fig).update_layout(margin=dict(l=70, r=30, t=60, b=60)).update_xaxes(automargin=True)
-               .update_yaxes(automargin=True) for fig in figures]
-    charts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+    def chart(fig: go.Figure, share: float, first: bool) -> str:
+        fig = go.Figure(fig).update_layout(margin=dict(l=70, r=30, t=60, b=60)).update_xaxes(automargin=True) \
+            .update_yaxes(automargin=True)
+        # a fixed share of the row, not flex:1: plotly sizes a chart when its script runs, before the row's next
+        # chart exists, so a flexible first chart was drawn the row's whole width and then cut in half
+        return f"<div style='width:{share:.3f}%'>{pio.to_html(fig, full_html=False, include_plotlyjs=first)}</div>"
+
+    rows = [row for row in figure_rows if row]
+    charts = "".join("<div style='display:flex'>" + "".join(chart(fig, 100 / len(row), i == j == 0)
+                                                           for j, fig in enumerate(row)) + "</div>"
+                     for i, row in enumerate(rows))
     # the verdict's only markdown is **bold**, around counts and fixed words: escaped first, then made <b>
     bold = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(verdict or ""))
     headline = f"<h2>What fine-tuning bought</h2><p>{bold}</p>" if verdict else ""
     listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code>, {html.escape(model)}</li>"
                      for label, (run_id, model) in runs.items())
     noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
-    noted += "".join(f"<h2>{html.escape(title)}</h2>{frame.to_html(index=False, escape=True)}"
+    def as_html(frame: pd.DataFrame) -> str:  # without the columns' name, which to_html draws as an empty column
+        return frame.rename_axis(columns=None).to_html(index=False, escape=True)
+
+    noted += "".join(f"<h2>{html.escape(title)}</h2>{as_html(frame)}"
                      + "".join(f"<p><b>{html.escape(w)}</b></p>" for w in warnings)
                      for title, (frame, warnings) in (extra_tables or {}).items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>SMS spam: model comparison</title>"
@@ -686,5 +698,5 @@ def comparison_report(runs: dict[str, tuple[str, str]], table: pd.DataFrame, fig
             f" td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>"
             f"<h1>SMS spam: frozen vs fine-tuned BERT</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}. "
             f"Test split messages were never seen in training; spam is the positive class; brackets are 95 % "
-            f"bootstrap intervals.</p><ul>{listed}</ul>{headline}{table.to_html(index=False, escape=True)}{noted}"
-            f"{''.join(charts)}</body></html>")
+            f"bootstrap intervals.</p><ul>{listed}</ul>{headline}{as_html(table)}{noted}"
+            f"{charts}</body></html>")

@@ -297,7 +297,7 @@ def report() -> str:
     extra = {f"Your own messages ({own[0]}), at each run's own threshold": (own_frame, own_warnings)} \
         if own_rows else None
     return common.comparison_report(runs={common.MODE_LABELS[m]: (r.id, common.model_used(r)) for m, r in picked.items()},
-                                    table=metrics_table, figures=[roc, pr, reliability, *matrices.values()],
+                                    table=metrics_table, figure_rows=[[roc, pr], [reliability], list(matrices.values())],
                                     notes=notes, extra_tables=extra, verdict=headline)
 
 
