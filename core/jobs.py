@@ -457,9 +457,10 @@ ESTIMATE_RUNS = 3  # the median of this many recent runs: one run slowed by a bu
 
 
 def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
-                       max_length: int | None = None) -> tuple[float, list[str]] | None:
+                       max_length: int | None = None, batch_size: int | None = None) -> tuple[float, list[str]] | None:
     """Seconds per epoch from the latest completed runs of this mode and model on this machine (past is newest
-    first), preferring those with the same max length (it sets the cost of every step).
+    first), preferring those with the same max length (it sets the cost of every step), and among them those with
+    the same batch size (smaller batches keep the CPU less busy). None for either: any.
 
     Training throughput (messages per second) is what carries over between runs; the number of training messages
     can differ. The median of up to ESTIMATE_RUNS runs' throughput: a single run trained while the CPU was shared
@@ -467,10 +468,14 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     """
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
               and (run.metrics or {}).get("train_messages_per_second")]
-    same_length = [run for run in usable if (run.config or {}).get("max_length") == max_length]
+    def same(run, key, value) -> bool:
+        return value is None or (run.config or {}).get(key) == value
+
+    same_length = [run for run in usable if same(run, "max_length", max_length)]
+    same_batch = [run for run in same_length if same(run, "batch_size", batch_size)]
     if not usable:
         return None
-    recent = (same_length or usable)[:ESTIMATE_RUNS]
+    recent = (same_batch or same_length or usable)[:ESTIMATE_RUNS]
     rate = statistics.median(run.metrics["train_messages_per_second"] for run in recent)
     return n_train / rate, [run.id for run in recent]
 
@@ -498,18 +503,19 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
     (measure_epoch_seconds, just now)."""
     # only fine-tuning's steps scale with max length: the frozen head trains on one vector per message
-    length = cfg.max_length if cfg.mode == "finetune" else None
-    found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length), False
+    length, batch = (cfg.max_length, cfg.batch_size) if cfg.mode == "finetune" else (None, None)
+    found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch), False
     if found:
         per_epoch, sources = found
         epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit
         line = f"{label}: about {format_seconds(per_epoch * cfg.epochs)}{epochs}"
         basis = f"run {sources[0]}" if len(sources) == 1 else f"the median of the last {len(sources)} runs"
-        used = {(r.config or {}).get("max_length") for r in past if r.id in sources}
-        if length and used != {length}:  # no run at this length: say theirs
-            line += f" (from {basis}, which used max length {', '.join(str(u) for u in sorted(used, key=str))})"
-        else:
-            line += f" (from {basis} on this machine)"
+        other = []  # no run with this setting: say theirs
+        for key, wanted in (("max_length", length), ("batch_size", batch)):
+            used = {(r.config or {}).get(key) for r in past if r.id in sources}
+            if wanted and used != {wanted}:
+                other.append(f"{key.replace('_', ' ')} {', '.join(str(u) for u in sorted(used, key=str))}")
+        line += f" (from {basis}, which used {' and '.join(other)})" if other else f" (from {basis} on this machine)"
     elif measured and cfg.mode == "finetune":
         line = (f"{label}: about {format_seconds(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
                 f"epoch{'s' * (cfg.epochs != 1)} (a few steps timed just now)")

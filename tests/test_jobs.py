@@ -110,8 +110,9 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
 def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it():
     from types import SimpleNamespace
 
-    def run(i, rate, max_length=128):  # newest first, as list_runs gives them
-        return SimpleNamespace(id=f"r{i}", usable=True, mode="finetune", model="m", config={"max_length": max_length},
+    def run(i, rate, max_length=128, batch_size=32):  # newest first, as list_runs gives them
+        return SimpleNamespace(id=f"r{i}", usable=True, mode="finetune", model="m",
+                               config={"max_length": max_length, "batch_size": batch_size},
                                metrics={"train_messages_per_second": rate})
     past = [run(1, 10.0), run(2, 40.0), run(3, 44.0), run(4, 1.0)]  # the newest ran on a busy CPU; r4 is too old
     seconds, sources = jobs.estimate_from_runs(past, "finetune", "m", n_train=4000, max_length=128)
@@ -123,6 +124,16 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     line, _ = jobs.describe_estimate(dataclasses.replace(cfg, max_length=64), "Fine-tuned BERT", past[:1], "m",
                                      n_train=4000, n_messages=5000)
     assert line == "Fine-tuned BERT: about 13 min 20 s for 2 epochs (from run r1, which used max length 128)"
+    # another batch size: a run with it comes first, at the same length; without one, the line says so
+    at_16 = [run(5, 8.0, batch_size=16)] + past
+    assert jobs.estimate_from_runs(at_16, "finetune", "m", n_train=4000, max_length=128, batch_size=16)[1] == ["r5"]
+    line, _ = jobs.describe_estimate(dataclasses.replace(cfg, batch_size=16), "Fine-tuned BERT", at_16, "m",
+                                     n_train=4000, n_messages=5000)
+    assert line == "Fine-tuned BERT: about 16 min 40 s for 2 epochs (from run r5 on this machine)"
+    line, _ = jobs.describe_estimate(dataclasses.replace(cfg, batch_size=8), "Fine-tuned BERT", at_16, "m",
+                                     n_train=4000, n_messages=5000)
+    assert line == ("Fine-tuned BERT: about 13 min 20 s for 2 epochs (from the median of the last 3 runs, which used "
+                    "batch size 16, 32)")
 
 
 def test_a_frozen_run_bar_gives_encoding_its_share_only_when_it_encodes(tiny_bert, sms_file, tmp_path):
