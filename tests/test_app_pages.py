@@ -272,7 +272,8 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     frozen_missed = _expected_verdict(runs, 0.3)[0].split("(frozen: ")[1].split(")")[0]
     assert verdict.startswith("Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same ")
     assert f"(frozen: {frozen_missed})" in verdict
-    assert verdict.endswith(", at threshold 0.7).")  # the baseline's threshold is named when it differs
+    # the baseline's threshold is named when it differs, and then it is not counted against the fine-tuned model
+    assert re.search(r", at threshold 0\.7\), and its run took [\d.]+ s\.$", verdict), verdict
     # a resumed run's time is the sum of the stretches it ran, not the time from its start: the cost says so
     resumed = dataclasses.replace(runs["finetune"], metrics={**runs["finetune"].metrics,
                                                               "resumed": [{"from_step": 3, "after": "killed"}]})
@@ -322,6 +323,13 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
     assert f": {errors(quick)} against {errors(frozen)}." in headline()
     at.selectbox(key="overview_finetune").set_value(full.id).run()
     assert f": {errors(full)} against {errors(frozen)}." in headline()
+    # the baseline is counted against the fine-tuned model, with its time: it is the model a BERT has to beat
+    baseline = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    gap = errors(baseline) - errors(full)
+    against = "as many as" if gap == 0 else f"{abs(gap)} {'fewer' if gap < 0 else 'more'} than"
+    assert (f"For scale, the TF-IDF baseline makes {errors(baseline)} error{'s' * (errors(baseline) != 1)} (" in headline()
+            and f"), {against} the fine-tuned model, and its run took {baseline.metrics['total_seconds']:.1f} s."
+            in headline())
     table = at.dataframe[0].value.set_index("model")
     assert table.loc["Fine-tuned BERT", "F1"] == full.metrics["test"]["f1"]
     _page(at, "views/compare.py")  # the pick is the one Compare shows

@@ -642,8 +642,13 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         b_missed, b_alarms = _errors_at(baseline, at(baseline))
         notes = [f"at threshold {at(baseline):g}"] if at(baseline) != at(finetune) else []
         notes += [] if same_test_messages(finetune, baseline) else ["on other test messages"]
-        lines.append(f"For scale, the TF-IDF baseline makes {_n(b_missed + b_alarms, 'error')} ({b_missed} spam "
-                     f"missed, {_n(b_alarms, 'false alarm')}{''.join(', ' + note for note in notes)}).")
+        b_errors, took = b_missed + b_alarms, baseline.metrics.get("total_seconds")
+        gap = b_errors - t_errors  # counted against the fine-tuned model only on the same messages and threshold
+        against = "" if notes else ", as many as the fine-tuned model" if gap == 0 else \
+            f", {abs(gap)} {'fewer' if gap < 0 else 'more'} than the fine-tuned model"
+        lines.append(f"For scale, the TF-IDF baseline makes {_n(b_errors, 'error')} ({b_missed} spam "
+                     f"missed, {_n(b_alarms, 'false alarm')}{''.join(', ' + note for note in notes)}){against}"
+                     + (f", and its run took {took:.1f} s." if took else "."))
     return " ".join(lines)
 
 
