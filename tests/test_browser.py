@@ -259,11 +259,14 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert len(rows) == 3 and rows[1].startswith("see you at 6,")
         for mode in ("frozen", "finetune", "baseline"):
             assert f"{mode} p(spam) [run {runs[mode].id}]" in rows[0] and f"{mode} verdict (spam at p >= 0.5)" in rows[0]
-        page.get_by_role("tab", name="One message").click()
 
         _goto(page, "Runs")
         _settle(page)
         shot(page, "7-runs")
+        _goto(page, "Playground")  # back to a scored batch: its tab is the one open
+        expect(page.get_by_role("tab", name="Batch")).to_have_attribute("aria-selected", "true", timeout=30_000)
+        page.get_by_role("tab", name="One message").click()
+        _settle(page)  # the switch reruns the page, which keeps it for the session
 
         # ---------------------------------------------------------------- what was typed survives page switches
         _goto(page, "Train")

@@ -87,7 +87,11 @@ def percent(p: float) -> str:
     return f"{p:.1%}"
 
 
-single, batch = st.tabs(["One message", "Batch"])
+# the open tab is tracked (on_change) and kept for the session: coming back from another page to a scored batch
+# opens the Batch tab, not "One message" with the batch hidden behind it
+single, batch = st.tabs(["One message", "Batch"], key="play_tab", on_change="rerun",
+                        default=st.session_state.get("play_tab_open", "One message"))
+st.session_state["play_tab_open"] = "Batch" if batch.open else "One message"
 
 # ---------------------------------------------------------------------------- one message
 with single:
