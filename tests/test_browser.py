@@ -295,6 +295,23 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value("32", timeout=30_000)
         expect(page.get_by_role("spinbutton", name="Epochs").nth(1)).to_have_value("3", timeout=30_000)
         assert not (runs_dir / ".train-form.json").exists()
+
+        # last, as a reload starts a new session: the runs overlaid on Runs are kept in the URL
+        _goto(page, "Runs")
+        _settle(page)
+
+        def overlaid():
+            return sorted(re.findall(r"\d{8}-\d{6}-[a-z]+-[0-9a-f]{4}", page.get_by_test_id("stMultiSelect").inner_text()))
+        before = overlaid()
+        page.get_by_test_id("stMultiSelect").locator("input").focus()
+        page.keyboard.press("Backspace")  # one run fewer
+        page.wait_for_url(re.compile(r"runs_overlay="), timeout=30_000)
+        _settle(page)
+        kept = overlaid()
+        assert len(kept) == len(before) - 1 >= 1
+        page.reload()
+        expect(page.get_by_role("button", name=f"Remove {kept[0]}")).to_be_visible(timeout=60_000)
+        assert overlaid() == kept
         browser.close()
 
 

@@ -164,7 +164,8 @@ if "runs_overlay" in st.session_state:
         ([wanted] if wanted in ids and wanted not in st.session_state["runs_overlay"] else [])
 else:
     st.session_state["runs_overlay"] = default
-chosen = st.multiselect("Runs to overlay", ids, key="runs_overlay", persist_state=common.KEEP)
+# bound to the URL (?runs_overlay=<id>&runs_overlay=…): a reload shows the same curves
+chosen = st.multiselect("Runs to overlay", ids, key="runs_overlay", persist_state=common.KEEP, bind="query-params")
 # oldest chosen run first
 figure = common.loss_figure({run_id: read_history(common.run_path(common.runs_dir(), run_id))
                              for run_id in sorted(chosen, key=ids.index, reverse=True)},
