@@ -154,6 +154,19 @@ if a is not None and b is not None:
 SHORT = {"frozen": "frozen", "finetune": "fine-tuned", "baseline": "baseline"}  # column names a laptop screen fits
 
 
+def messages_frame(scored: dict[str, tuple[list[dict], float]]) -> pd.DataFrame:
+    """One row per message: its text and truth, each model's spam probability and whether it is wrong at its
+    threshold. scored: mode -> (its per-message predictions, threshold); every mode scored the same messages, in
+    the same order."""
+    first = next(iter(scored.values()))[0]
+    frame = pd.DataFrame({"message": [p["text"] for p in first], "truth": ["spam" if p["label"] else "ham" for p in first]})
+    for mode, (predictions, _) in scored.items():
+        frame[f"{SHORT[mode]} p(spam)"] = [p["spam_probability"] for p in predictions]
+    for mode, (_, at) in scored.items():
+        frame[f"{SHORT[mode]} wrong"] = (frame[f"{SHORT[mode]} p(spam)"] >= at) != (frame["truth"] == "spam")
+    return frame
+
+
 def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
     """Messages with each model's spam probability ("<model> p(spam)") and a tick where it is wrong ("<model>
     wrong", at: the threshold, in words), sortable; a picked row is shown whole, as plain text."""
@@ -177,16 +190,8 @@ def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
 
 if paired:
     st.subheader("Test messages at least one model gets wrong")
-    frame = pd.DataFrame({"message": [p["text"] for p in a.metrics["predictions"]],
-                          "truth": ["spam" if p["label"] else "ham" for p in a.metrics["predictions"]],
-                          "frozen p(spam)": pa, "fine-tuned p(spam)": pb})
-    truth = y == 1
-    frame["frozen wrong"] = (pa >= threshold) != truth
-    frame["fine-tuned wrong"] = (pb >= threshold) != truth
-    if "baseline" in picked and common.same_test_messages(a, picked["baseline"]):
-        pc = np.array([p["spam_probability"] for p in picked["baseline"].metrics["predictions"]])
-        frame.insert(4, "baseline p(spam)", pc)
-        frame["baseline wrong"] = (pc >= threshold) != truth
+    frame = messages_frame({mode: (run.metrics["predictions"], threshold) for mode, run in picked.items()
+                            if mode != "baseline" or common.same_test_messages(a, run)})
     wrong = frame[frame.filter(like=" wrong").any(axis=1)]
     query = st.text_input("Search the messages", key="compare_search", placeholder="a word or part of one, e.g. call",
                           persist_state=common.KEEP, bind="query-params")
@@ -274,14 +279,8 @@ if own is not None:
             st.warning(warning)
         # which of them each model gets wrong: "which smishing did it let through?" (every run scored the same
         # de-duplicated messages, in the same order)
-        first = next(iter(own_results.values()))["predictions"]
-        yours = pd.DataFrame({"message": [p["text"] for p in first],
-                              "truth": ["spam" if p["label"] else "ham" for p in first]})
-        for mode, res in own_results.items():
-            yours[f"{SHORT[mode]} p(spam)"] = [p["spam_probability"] for p in res["predictions"]]
-        for mode, res in own_results.items():
-            yours[f"{SHORT[mode]} wrong"] = (yours[f"{SHORT[mode]} p(spam)"] >= res["metrics"]["threshold"]) \
-                != (yours["truth"] == "spam")
+        yours = messages_frame({mode: (res["predictions"], res["metrics"]["threshold"])
+                                for mode, res in own_results.items()})
         st.markdown("**Your messages at least one model gets wrong**")
         wrong_messages_table(yours[yours.filter(like=" wrong").any(axis=1)], "compare_own_wrong",
                              "at its run's own threshold")
@@ -304,7 +303,7 @@ def report() -> str:
 st.download_button("Download this comparison as a self-contained HTML report", report, key="compare_report",
                    file_name="spam-model-comparison.html", mime="text/html",
                    help="Charts and tables as on this page, plotly included: it opens without a network.")
-own_thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in (a, b) if r is not None})
-if a is not None and b is not None and own_thresholds != [threshold]:  # a handout that disagrees with the Overview
+run_thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in (a, b) if r is not None})
+if a is not None and b is not None and run_thresholds != [threshold]:  # a handout that disagrees with the Overview
     st.caption(f"The report's \"What fine-tuning bought\" counts errors at the slider's threshold, {threshold:g}; "
-               f"the Overview counts them at each run's own ({' and '.join(f'{t:g}' for t in own_thresholds)}).")
+               f"the Overview counts them at each run's own ({' and '.join(f'{t:g}' for t in run_thresholds)}).")
