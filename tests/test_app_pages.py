@@ -645,6 +645,9 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     at.query_params["run"] = "20990101-000000-frozen-none"
     _page(at, "views/runs.py")
     assert any("is not in" in w.value and "showing the newest run" in w.value for w in at.warning)
+    # no run has a note, and both BERT runs used the tiny model: those columns would only take room
+    assert not {"note", "model"} & set(at.dataframe[0].value.columns)
+    assert f"Every BERT run here used {Path(tiny_bert).name}." in _texts(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = spec["data"]
     assert len(traces) == 4  # train and validation loss of the two neural runs
@@ -763,8 +766,8 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     assert _errors(at) == ["failed: No space left on device"]
 
     def note():
-        table = at.dataframe[0].value
-        return table.loc[table["run"] == stopped.id, "note"].iloc[0]
+        table = at.dataframe[0].value  # no column when no run has a note
+        return table.loc[table["run"] == stopped.id, "note"].iloc[0] if "note" in table else None
     assert "No space left on device" in note()
     at.button(key="runs_finish").click().run()
     assert not at.exception and not at.error  # the error it stopped with is not shown while a job completes it...
@@ -1412,6 +1415,17 @@ def test_loss_chart_names_each_loss_and_shares_an_axis_only_between_equal_losses
     panels = loss_figure({"a": history, "b": history}, modes={"a": "frozen", "b": "finetune"}, balanced={"a", "b"})
     assert panels.layout.yaxis2.matches == "y" and panels.layout.yaxis.title.text == \
         "loss (class-balanced cross-entropy)"  # one loss: one shared axis, named once
+
+
+def test_loss_chart_gives_runs_of_one_mode_contrasting_shades_of_its_colour():
+    from views.common import MODE_COLORS, loss_figure
+
+    history = [{"event": "train", "epoch": 0.5, "loss": 0.4}, {"event": "eval", "epoch": 1.0, "loss": 0.3}]
+    names = ["20261127-105132-finetune-dd6b", "20261127-110323-finetune-74cd", "20261127-110200-frozen-62b4"]
+    fig = loss_figure(dict.fromkeys(names, history), modes={n: n.split("-")[2] for n in names})
+    colour = {t.name.split(" · ")[1]: t.line.color for t in fig.data}
+    # the first run of each mode in the mode's own colour; the second fine-tune in orange, not a second red
+    assert colour == {names[0]: MODE_COLORS["finetune"], names[1]: "#FFA15A", names[2]: MODE_COLORS["frozen"]}
 
 
 def test_runs_page_offers_no_delete_for_a_run_a_job_is_loading_to_resume(monkeypatch, tmp_path, tiny_bert, sms_data,

@@ -58,9 +58,10 @@ LIVE_REFRESH_S = 2.0  # how often the live training panel re-reads history.jsonl
 
 MODE_LABELS = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}
 MODE_COLORS = {"frozen": "#636EFA", "finetune": "#EF553B", "baseline": "#7F7F7F"}
-# loss curves of several runs of one mode: shades of its colour, far enough apart to tell apart
-RUN_SHADES = {"frozen": ["#636EFA", "#1B2A9C", "#19D3F3", "#8E6BE8", "#0B7FAB"],
-              "finetune": ["#EF553B", "#A3200B", "#FFA15A", "#FF6692", "#C2185B"],
+# loss curves of several runs of one mode: shades of its colour, in the order they are given out, each as far as
+# can be from those before it (so two runs are red and orange, not two reds)
+RUN_SHADES = {"frozen": ["#636EFA", "#19D3F3", "#1B2A9C", "#8E6BE8", "#0B7FAB"],
+              "finetune": ["#EF553B", "#FFA15A", "#A3200B", "#FF6692", "#C2185B"],
               None: ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880"]}
 HEADLINE = ["accuracy", "precision", "recall", "f1", "auroc", "auprc"]
 METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC",
@@ -475,9 +476,9 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
                 balanced: set[str] = frozenset()) -> go.Figure | None:
     """Training (solid) and validation (dashed, markers) loss against epochs, one colour per run.
 
-    A run is drawn in a shade of its mode's colour (blue frozen, red fine-tuned, as on every page), picked from its
-    id, so deleting other runs never changes it; two runs on one chart never share one (the second of two ids that
-    pick the same shade takes the next free one). Runs of different modes (`modes`: run -> mode) get a panel each,
+    A run is drawn in a shade of its mode's colour (blue frozen, red fine-tuned, as on every page): the first run of a
+    mode on the chart in that colour itself, the next ones in the shades furthest from it first (a shade picked from
+    the run's id kept it stable, but gave two fine-tuned runs near-identical reds). Runs of different modes (`modes`: run -> mode) get a panel each,
     side by side with one loss axis: a frozen head's 60 epochs on the same epoch axis as a fine-tune's 3 would
     squash the fine-tune into a corner. `balanced`: the runs trained on class-balanced cross-entropy (the frozen
     default), whose level is not comparable with plain cross-entropy's: each panel's axis names its loss, and panels
@@ -494,16 +495,12 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
     mixed = len(set().union(*panel_losses)) > 1
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=not mixed, horizontal_spacing=0.08 if mixed else 0.04,
                         subplot_titles=[MODE_LABELS.get(m, m) for m in panels] if len(panels) > 1 else None)
-    used = set()
-    for name in histories:
-        if name not in drawn:
-            continue
-        shades = RUN_SHADES.get((modes or {}).get(name), RUN_SHADES[None])
-        first = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(shades)
-        # the id's shade, or the next free one (more runs of a mode than shades: colours repeat)
-        color = next((c for k in range(len(shades)) if (c := shades[(first + k) % len(shades)]) not in used),
-                     shades[first])
-        used.add(color)
+    runs_of_mode = Counter()
+    for name in drawn:
+        mode = (modes or {}).get(name)
+        shades = RUN_SHADES.get(mode, RUN_SHADES[None])
+        color = shades[runs_of_mode[mode] % len(shades)]  # more runs of a mode than shades: colours repeat
+        runs_of_mode[mode] += 1
         col = panels.index((modes or {}).get(name)) + 1
         which = f" ({'class-balanced' if name in balanced else 'plain'})" if len(panel_losses[col - 1]) > 1 else ""
         if curves[name]["train"]:

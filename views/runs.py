@@ -140,13 +140,22 @@ for run in all_runs:
                  or cancelled_note(run),
                  "model": Path(run.model or "?").name, "settings": settings(cfg, run.mode != "baseline")})
 frame = pd.DataFrame(rows)
+# columns that say nothing row by row would push the settings off a laptop screen: an empty note column, and the
+# model when every BERT run used the same one (the caption names it)
+if frame["note"].isna().all():
+    frame = frame.drop(columns="note")
+bert_models = set(frame.loc[frame["mode"] != "baseline", "model"])
+if len(bert_models) == 1:
+    frame = frame.drop(columns="model")
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
     "duration (s)": st.column_config.NumberColumn(format="%.0f"),
     "note": st.column_config.TextColumn(width="medium"),  # a long error is cut; hovering shows all of it
     **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
-if len(thresholds) == 1:
-    st.caption(f"Metrics on each run's test split; a message is called spam at probability ≥ {thresholds.pop():g}.")
+st.caption(" ".join(filter(None, [
+    "Metrics on each run's test split" + (f"; a message is called spam at probability ≥ {thresholds.pop():g}."
+                                          if len(thresholds) == 1 else "."),
+    f"Every BERT run here used {common.plain(bert_models.pop())}." if len(bert_models) == 1 else None])))
 broken = [r for r in all_runs if r.status == "broken"]
 if broken:
     st.caption(f"{len(broken)} run(s) are broken (damaged or incomplete files); they are listed but never "
