@@ -664,7 +664,7 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert all(c in RUN_SHADES[name.split(" · ")[1].split("-")[2]] for name, c in colours.items())
     at.multiselect(key="runs_overlay").set_value([r.id for r in list_runs(runs_dir) if r.mode == "baseline"]).run()
     assert not at.get("plotly_chart") and "The TF-IDF baseline has no loss curve" in _texts(at)
-    for alone in ({"frozen"}, {"finetune"}):  # a run keeps its colour whatever else is chosen
+    for alone in ({"frozen"}, {"finetune"}):  # the only run of its mode: its colour does not change with the other mode
         at.multiselect(key="runs_overlay").set_value([r.id for r in list_runs(runs_dir) if r.mode in alone]).run()
         shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
         assert {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()
