@@ -59,7 +59,7 @@ STATE_SAVE_COST_SHARE = 20  # the training state is saved at most once per 20 ti
 
 
 class Cancelled(Exception):
-    """Training was asked to stop (cancel file or SIGTERM)."""
+    """Training was asked to stop (cancel file, SIGTERM or Ctrl-C)."""
 
 
 class Diverged(ValueError):
@@ -125,7 +125,7 @@ def _train_one(cfg: TrainConfig, messages, lock, state) -> Path:
                          f"got {cfg.max_length}")
     if not state.is_main_process:  # other processes train along and write nothing
         return _train_replica(cfg, messages, model_info, state)
-    stop, previous_handler = _install_sigterm()  # before the run exists, so a stop never leaves half a run
+    stop, restore_signals = _install_stop_signals()  # before the run exists, so a stop never leaves half a run
     run_dir = new_run_dir(cfg.runs_dir, cfg.mode)
     _share_run_dir(run_dir, state)
     write_json_atomic(run_dir / "config.json", _run_config(cfg, model_info, time.time()))
@@ -135,8 +135,7 @@ def _train_one(cfg: TrainConfig, messages, lock, state) -> Path:
     try:
         _record(cfg, run_dir, events, stop, lambda: _train(cfg, run_dir, messages, model_info, events, stop))
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        restore_signals()
     return run_dir
 
 
@@ -169,7 +168,7 @@ def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work)
         raise
     finally:
         events.close()
-        if stop["requested"]:  # a SIGTERM that came while the run was saving must still stop the sequence
+        if stop["requested"]:  # a SIGTERM or Ctrl-C that came while the run was saving must still stop the sequence
             request_cancel(run_dir)
         torch.set_num_threads(threads)
 
@@ -190,27 +189,44 @@ def _share_run_dir(run_dir: Path | None, state) -> Path:
 def _train_replica(cfg: TrainConfig, messages, model_info, state) -> Path:
     """A non-main process of a multi-process run: same loop, its share of the batches, no files written."""
     run_dir = _share_run_dir(None, state)
-    stop, previous_handler = _install_sigterm()
+    stop, restore_signals = _install_stop_signals()
     try:
         _train(cfg, run_dir, messages, model_info, EventLog(None), stop, writes=False)
     except Cancelled:
         pass
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        restore_signals()
     return run_dir
 
 
-def _install_sigterm():
-    """SIGTERM asks for a clean cancel. Only the main thread may set handlers; the old one is restored after."""
+def _install_stop_signals():
+    """SIGTERM and a first Ctrl-C ask for a clean stop at the next step, which keeps the best weights and saves the
+    training state there, so `resume` goes on from that very step (a KeyboardInterrupt could land mid-step or mid-save,
+    and left no state). A second Ctrl-C interrupts at once. Only the main thread may set handlers; `restore()` puts
+    the old ones back."""
     stop = {"requested": False}
+    if threading.current_thread() is not threading.main_thread():
+        return stop, lambda: None
 
-    def handler(signum, frame):
+    def on_sigterm(signum, frame):
         stop["requested"] = True
 
-    if threading.current_thread() is not threading.main_thread():
-        return stop, None
-    return stop, signal.signal(signal.SIGTERM, handler)
+    def on_ctrl_c(signum, frame):
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, previous_sigint)
+        log.warning("stopping at the next training step, keeping the work so far (Ctrl-C again stops at once)")
+
+    previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    if previous_sigint is None:  # a handler set outside Python: the default stands in for it
+        previous_sigint = signal.default_int_handler
+    if previous_sigint is not signal.SIG_IGN:  # ignored (started with `&` from a script): it stays ignored
+        signal.signal(signal.SIGINT, on_ctrl_c)
+
+    def restore():
+        signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGINT, previous_sigint)
+    return stop, restore
 
 
 def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventLog, stop: dict,
@@ -362,7 +378,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
             validate = due or step == total_steps or finish_votes
             if stop_votes:
                 if saves_state and stop["requested"] and not cancel_requested(run_dir) and not validate:
-                    save_state()  # SIGTERM (a timeout, docker stop, preemption): resume goes on from this very step
+                    save_state()  # SIGTERM (timeout, docker stop, preemption) or Ctrl-C: resume goes on from this step
                 raise Cancelled
             if validate:
                 val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight)
@@ -519,7 +535,7 @@ def resume_stopped(run_dir: Path) -> Path:
     DataError, ModelError) when it cannot be done."""
     run_dir = Path(run_dir)
     resumable(run_dir)
-    stop, previous_handler = _install_sigterm()
+    stop, restore_signals = _install_stop_signals()
     try:
         with training_lock(run_dir.parent) as lock:
             set_lock_holder(lock, run_dir.name)  # at once: a run named by the running job is not deleted under it
@@ -540,8 +556,7 @@ def resume_stopped(run_dir: Path) -> Path:
             finally:
                 _drop_requests(run_dir)  # those that came too late to be read
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        restore_signals()
     return run_dir
 
 

@@ -109,19 +109,26 @@ def test_a_killed_run_resumes_to_exactly_the_result_it_would_have_had(tmp_path, 
         resumable(run_dir)
 
 
-def test_sigterm_saves_the_state_at_its_very_step_and_a_resume_ends_the_same(tmp_path, data, tiny_bert, uninterrupted,
-                                                                            monkeypatch):
+# SIGTERM: a timeout, docker stop, a scheduler's preemption; SIGINT: Ctrl-C on the terminal
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_same(tmp_path, data, tiny_bert,
+                                                                                  uninterrupted, monkeypatch, caplog,
+                                                                                  signum):
     import core.train
     cancel_requested, checks = core.train.cancel_requested, []
 
-    def sigterm_during_step_41(run_dir):  # read once per step: the signal is real, this only picks its moment
+    def signal_during_step_41(run_dir):  # read once per step: the signal is real, this only picks its moment
         checks.append(1)
         if len(checks) == 41:
-            os.kill(os.getpid(), signal.SIGTERM)  # a timeout, docker stop, a scheduler's preemption
+            os.kill(os.getpid(), signum)
         return cancel_requested(run_dir)
-    monkeypatch.setattr(core.train, "cancel_requested", sigterm_during_step_41)
+    monkeypatch.setattr(core.train, "cancel_requested", signal_during_step_41)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     run_dir = train(_config(tmp_path / "runs", data, tiny_bert))
     monkeypatch.setattr(core.train, "cancel_requested", cancel_requested)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # put back after the run
+    if signum == signal.SIGINT:  # a Ctrl-C no longer lands mid-step as a KeyboardInterrupt: the run says it stops
+        assert "stopping at the next training step, keeping the work so far (Ctrl-C again stops at once)" in caplog.text
     state = saved_state(run_dir)
     assert load_run(run_dir).status == "cancelled"
     assert not (run_dir / "cancel").exists()  # else the resume would stop at once, and discard the state
