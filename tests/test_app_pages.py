@@ -1306,6 +1306,30 @@ def test_probabilities_that_would_show_as_0_or_1_are_flagged():
     assert shows_as_certain([[0.2, 0.99999]], decimals=4) and not shows_as_certain([0.9999], decimals=4)
 
 
+@pytest.fixture
+def server_address():
+    """Sets streamlit's server.address for one test (the app reads it to decide what a viewer may do)."""
+    from streamlit import config
+    before = config.get_option("server.address")
+    yield lambda address: config.set_option("server.address", address)
+    config.set_option("server.address", before)
+
+
+def test_a_typed_dataset_path_is_offered_only_while_the_app_listens_on_localhost(monkeypatch, tmp_path, tiny_bert,
+                                                                                  sms_data, server_address):
+    server_address("localhost")
+    at = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, None)
+    at.sidebar.text_input(key="data_path_input").input(str(sms_data)).run()
+    at.sidebar.button(key="data_path_use").click().run()
+    assert not at.sidebar.error and any(sms_data.name in _unescape(c.value) for c in at.sidebar.caption)
+    # served to the network, a typed path would read any file the server can (and an error quotes its first line)
+    server_address("0.0.0.0")
+    exposed = _app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, None)
+    assert not [t for t in exposed.sidebar.text_input if t.key == "data_path_input"]
+    assert any("upload the file instead" in c.value for c in exposed.sidebar.caption)
+    assert exposed.sidebar.file_uploader  # the upload stays
+
+
 def test_server_config_keeps_the_app_local_and_caps_uploads():
     import tomllib
 

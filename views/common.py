@@ -36,6 +36,11 @@ def default_model() -> str:
     return os.environ.get("SPAM_MODEL", DEFAULT_MODEL)
 
 
+def served_to_network() -> bool:
+    """Whether the server listens beyond this machine (`--server.address 0.0.0.0`, or no address: every interface)."""
+    return st.get_option("server.address") not in ("localhost", "127.0.0.1", "::1")
+
+
 def upload_limit() -> str:
     """The per-file upload limit users are told about (server.maxUploadSize in .streamlit/config.toml)."""
     return f"up to {st.get_option('server.maxUploadSize')} MB"

@@ -46,20 +46,31 @@ def _data() -> None:
                     checked[upload.file_id] = {"error": str(exc)}
             if "error" in checked[upload.file_id]:
                 st.error(common.plain(checked[upload.file_id]["error"]))
-        typed = st.text_input("…or a path on this machine", key="data_path_input", placeholder="/path/to/SMSSpamCollection")
-        if st.button("Use this file", key="data_path_use", disabled=not typed.strip()):
-            try:
-                common._data_summary.clear()
-                from core.data import load_messages
-                load_messages(typed.strip())  # parse and check it now, not when training starts
-                st.session_state["data_path"] = typed.strip()
-                st.rerun()
-            except (DataError, OSError) as exc:
-                st.error(common.plain(exc))
+        if common.served_to_network():
+            # a typed path reads any file the server can, and an error quotes its first line: not for a network
+            st.caption("Paths on the server can be typed only when the app listens on localhost; it is served to "
+                       f"the network now (server.address {common.plain(st.get_option('server.address'))}), so "
+                       "upload the file instead.")
+        else:
+            _typed_path()
         if st.session_state.get("data_path") and st.button("Back to the default dataset", key="data_reset"):
             st.session_state.pop("data_path")
             st.query_params.pop("data", None)  # or the link would bring the upload back
             st.rerun()
+
+
+def _typed_path() -> None:
+    """A dataset path on this machine, checked before it is used (only when the app listens on localhost)."""
+    typed = st.text_input("…or a path on this machine", key="data_path_input", placeholder="/path/to/SMSSpamCollection")
+    if st.button("Use this file", key="data_path_use", disabled=not typed.strip()):
+        try:
+            common._data_summary.clear()
+            from core.data import load_messages
+            load_messages(typed.strip())  # parse and check it now, not when training starts
+            st.session_state["data_path"] = typed.strip()
+            st.rerun()
+        except (DataError, OSError) as exc:
+            st.error(common.plain(exc))
 
 
 def _model() -> None:
