@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ from .runs import EVALUATIONS, read_json, write_json_atomic
 
 def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = None,
                  predictor: Predictor | None = None) -> dict:
-    """Score a labelled file with a run's model; saved as <run>/evaluations/<name>.json and returned."""
+    """Score a labelled file with a run's model; saved as <run>/evaluations/<name>-<content digest>.json (two files
+    of one name, from two folders say, do not overwrite each other's scores) and returned."""
     run_dir = Path(run_dir)
     name = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "upload")
     frame, counts = read_messages(source, name=name)
@@ -27,7 +29,9 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
     threshold = read_json(run_dir / "config.json").get("threshold", 0.5)
     y = np.asarray(frame["label"].tolist())
     p = predictor.predict(frame["text"].tolist())
-    result = {"name": name, "evaluated_at": time.time(), **counts, **dedup,
+    raw = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    result = {"name": name, "sha256": digest, "evaluated_at": time.time(), **counts, **dedup,
               "seen_in_training": seen_in_training(read_json(run_dir / "config.json"), frame["text"].tolist()),
               "metrics": classification_metrics(y, p, threshold), "curves": curves(y, p),
               "predictions": [{"text": t, "label": int(l), "spam_probability": float(q)}
@@ -36,7 +40,7 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
         result["metrics"]["ci95"] = bootstrap_intervals(y, p, threshold)
     out_dir = run_dir / EVALUATIONS
     out_dir.mkdir(exist_ok=True)
-    write_json_atomic(out_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:80] + ".json"), result)
+    write_json_atomic(out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:80]}-{digest[:10]}.json", result)
     return result
 
 

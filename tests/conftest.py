@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny random BERT and a small synthetic SMS dataset, both built in the test."""
+import json
 import os
 import random
 from pathlib import Path
@@ -41,6 +42,13 @@ def ctrl_c_at_evaluations(monkeypatch, *numbers):
         return evaluate(*args)
     monkeypatch.setattr(core.train, "_evaluate", interrupted)
     return evaluate
+
+
+def saved_evaluation(run_dir: Path, name: str) -> dict:
+    """The newest scores a run saved for a file of this name (<run>/evaluations/<name>-<digest>.json)."""
+    files = sorted(Path(run_dir, "evaluations").glob(f"{name}-*.json"), key=lambda f: f.stat().st_mtime_ns)
+    assert files, f"no evaluation of {name} in {run_dir}"
+    return json.loads(files[-1].read_text())
 
 
 def write_uci(path: Path, rows) -> Path:

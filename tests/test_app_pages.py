@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ctrl_c_at_evaluations, make_messages, write_uci
+from conftest import ctrl_c_at_evaluations, make_messages, saved_evaluation, write_uci
 from core import jobs
 from core.config import TrainConfig
 from core.evaluate import seen_in_training
@@ -453,7 +453,7 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
     at.file_uploader(key="compare_own").set_value(("two.csv", two.encode(), "text/csv")).run()
     assert scored(at) == {f"{len(rows)}"} and "Left out of" not in _texts(at)
     # which of the messages each model gets wrong, from the evaluations saved beside the runs
-    saved = {r.mode: json.loads((r.path / "evaluations" / "two.csv.json").read_text()) for r in list_runs(trained)}
+    saved = {r.mode: saved_evaluation(r.path, "two.csv") for r in list_runs(trained)}
     wrong = {p["text"] for e in saved.values() for p in e["predictions"]
              if (p["spam_probability"] >= e["metrics"]["threshold"]) != p["label"]}
     yours = [d.value for d in at.dataframe if "frozen wrong" in d.value.columns][-1]
@@ -478,7 +478,7 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
 
 
 def saved_evaluation_time(run) -> float:
-    return json.loads((run.path / "evaluations" / "mine.csv.json").read_text())["evaluated_at"]
+    return saved_evaluation(run.path, "mine.csv")["evaluated_at"]
 
 
 def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
@@ -512,11 +512,11 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     assert list(yours.loc["messages"]) == ["42"] * 3 and list(yours.loc["spam"]) == ["12"] * 3
     for run in list_runs(trained):  # beside the run's own test scores
         assert yours.loc["F1 (UCI test)", MODE_LABELS[run.mode]] == f"{run.metrics['test']['f1']:.3f}"
-        saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())["metrics"]
+        saved = saved_evaluation(run.path, "mine.csv")["metrics"]
         low, high = saved["ci95"]["accuracy"]  # with the interval saved beside the run
         assert yours.loc["Accuracy (yours)", MODE_LABELS[run.mode]] == f"{saved['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
     for run in list_runs(trained):  # saved next to the run, with the same numbers the page shows
-        saved = json.loads((run.path / "evaluations" / "mine.csv.json").read_text())
+        saved = saved_evaluation(run.path, "mine.csv")
         assert saved["metrics"]["n"] == 42
     scored_at = {run.id: saved_evaluation_time(run) for run in list_runs(trained)}
     assert "at the slider's threshold" not in _texts(at)  # at the runs' own 0.5, the report and the Overview agree

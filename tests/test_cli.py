@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_messages, write_uci
+from conftest import make_messages, saved_evaluation, write_uci
 from core.cli import main
 from core.config import TrainConfig
 from core.data import read_messages
@@ -357,9 +357,15 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     assert code == 0 and mixed_result["seen_in_training"] == 7
     assert {k: mixed_result[k] for k in ("rows_read", "dropped_unknown_label", "duplicates_removed", "rows")} == \
         {"rows_read": 13, "dropped_unknown_label": 1, "duplicates_removed": 1, "rows": 11}
-    saved = json.loads((frozen_run / "evaluations" / "mine.txt.json").read_text())
+    saved = saved_evaluation(frozen_run, "mine.txt")
     assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
     assert len(saved["predictions"]) == 42
+    # another file of the same name (from another folder) is saved beside it, not over it
+    (tmp_path / "elsewhere").mkdir()
+    namesake = write_uci(tmp_path / "elsewhere" / "mine.txt", make_messages(n_ham=5, n_spam=3, seed=11))
+    assert run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(namesake))[0] == 0
+    kept = sorted(len(json.loads(f.read_text())["predictions"]) for f in (frozen_run / "evaluations").glob("mine.txt-*"))
+    assert kept == [8, 42]
     # a file of spam only: recall means something, AUROC does not, and stdout stays valid JSON
     spam = write_uci(tmp_path / "spam.txt", make_messages(n_ham=0, n_spam=12, seed=6))
     code, out, err = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(spam))
