@@ -107,11 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not args.debug:
-        import transformers
-        transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected, not news
-        transformers.logging.disable_progress_bar()  # weight-loading bars would drown the training bar
-        logging.getLogger("accelerate").setLevel(logging.WARNING)  # a line per file of each saved training state
     try:
         return {"train": _train, "finish": _finish, "resume": _resume, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
                 "export": _export}[args.command](args)
@@ -126,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries(args) -> None:
+    """Called once a command is about to load models, not before: importing transformers takes over a second, which
+    a refused setting or an unknown run should not wait for."""
+    if args.debug:
+        return
+    import transformers
+    transformers.logging.set_verbosity_error()  # "newly initialized classifier" is expected, not news
+    transformers.logging.disable_progress_bar()  # weight-loading bars would drown the training bar
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # a line per file of each saved training state
 
 
 def _train(args) -> int:
@@ -149,6 +155,7 @@ def _train(args) -> int:
     # every hyperparameter is validated here, and every entry's data before the first trains (train_sequence)
     configs = [TrainConfig.from_dict({**_env_defaults(), **entry, **flags}) for entry in entries]
     from .runs import load_run  # torch and friends load only once the settings are known to be good
+    _quiet_libraries(args)
     from .train import train_sequence
 
     status = 0
@@ -188,9 +195,11 @@ def _finish(args) -> int:
         request_finish(run_dir)
         print(f"asked {run_dir.name} to finish: it stops at its next step, then tests and saves its best weights",
               file=sys.stderr)
+        print(run_dir)  # last, as every other way this command ends
         return 0
     finishable(run_dir)  # a run that cannot be finished is refused before torch loads
     from .runs import load_run
+    _quiet_libraries(args)
     from .train import finish_stopped
 
     run = load_run(finish_stopped(run_dir))
@@ -209,6 +218,7 @@ def _resume(args) -> int:
     _, state, _ = resumable(run_dir)  # a run that cannot be resumed is refused before torch loads
     log.info("%s: going on from step %s", run_dir.name, state["step"])
     from .runs import load_run
+    _quiet_libraries(args)
     from .train import resume_stopped
 
     run = load_run(resume_stopped(run_dir))
@@ -233,6 +243,7 @@ def _predict(args) -> int:
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
+    _quiet_libraries(args)
     from .predict import Predictor
     predictor = Predictor.load(run_dir)
     for text, p in zip(texts, predictor.predict(texts)):
@@ -253,8 +264,10 @@ def _runs(args) -> int:
     for run in runs:
         t = (run.metrics or {}).get("test", {})
         if args.json:
+            # "stopped" and "resumed" as metrics.json has them: whether a run trained to its end, and how
             print(json.dumps({"id": run.id, "path": str(run.path), "mode": run.mode, "model": run.model,
-                              "status": run.status, "error": run.error, "test": t or None}))
+                              "status": run.status, "error": run.error, "test": t or None,
+                              **{k: (run.metrics or {}).get(k) for k in ("stopped", "resumed")}}))
         else:
             num = lambda k: f"{t[k]:.4f}" if t.get(k) is not None else "     -"
             print(f"{run.id:40} {run.mode or '?':9} {run.status:11} {num('accuracy'):>6} {num('f1'):>6} "
@@ -272,6 +285,7 @@ def _evaluate(args) -> int:
     from .runs import resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)  # before torch loads, as for predict
+    _quiet_libraries(args)
     from .evaluate import evaluate_run
     result = evaluate_run(run_dir, args.data)
     # what reading the file dropped and de-duplicated, as `train` tells it: "rows" alone hides it
@@ -287,6 +301,7 @@ def _export(args) -> int:
     from .runs import resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)  # before torch loads, as for predict
+    _quiet_libraries(args)
     from .export import export_run
     out = args.out or f"{run_dir.name}.zip"
     partial = out + ".part"  # a failed export leaves no zip that looks complete

@@ -94,6 +94,18 @@ def test_finish_refuses_a_completed_run_and_one_being_finished_before_torch_load
     assert not (being / "finish").exists()  # no request left behind for a process that never reads it
 
 
+def test_finish_on_a_running_run_asks_it_to_finish_and_prints_its_folder(tmp_path, frozen_run):
+    import shutil
+
+    from core.runs import set_status
+    running = Path(shutil.copytree(frozen_run, tmp_path / frozen_run.name))
+    set_status(running, "running")  # written by this process, which is alive: a training job, as far as finish sees
+    done = subprocess.run([sys.executable, "-m", "core", "finish", "--run", str(running)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == str(running), done.stderr  # as --help promises
+    assert (running / "finish").exists() and "asked" in done.stderr
+
+
 def test_resume_refuses_a_completed_run_before_torch_loads(frozen_run):
     code = (f"import sys\nfrom core.cli import main\nstatus = main(['resume', '--run', {str(frozen_run)!r}])\n"
             "print(status, 'torch' in sys.modules)")
@@ -260,6 +272,7 @@ def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
     [row] = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and row["id"] == frozen_run.name and row["mode"] == "frozen" and row["status"] == "completed"
     assert 0 <= row["test"]["f1"] <= 1
+    assert row["stopped"] is None and row["resumed"] is None  # it trained to its end, in one go
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(frozen_run.parent))
     assert frozen_run.name in out and "frozen" in out and "completed" in out
 

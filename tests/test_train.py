@@ -375,6 +375,10 @@ def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled_but_keeps_its_weights(
     monkeypatch.undo()
     run = load_run(finish_stopped(run_dir))
     assert run.usable and run.metrics["stopped"]["status"] == "cancelled"
+    # and `core runs --json` tells a script so, as the table does
+    listed = subprocess.run([sys.executable, "-m", "core", "runs", "--json", "--runs-dir", str(run_dir.parent)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(listed.stdout.splitlines()[0])["stopped"] == run.metrics["stopped"]
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
