@@ -55,7 +55,7 @@ head.eval()
 texts = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
 batch = tokenizer(texts, truncation=True, max_length={max_length}, padding=True, return_tensors="pt")
 with torch.inference_mode():
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled={bf16}):  # the encoder ran under bf16; the head in fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled={bf16}):  # the encoder's precision in training; the head fp32
         hidden = encoder(**batch).last_hidden_state.float()
     {pool}
     spam_probability = head(features).softmax(-1)[:, 1]

@@ -30,7 +30,9 @@ def classification_metrics(y_true, p_spam, threshold: float = 0.5) -> dict:
     """Threshold metrics at `threshold`, ranking metrics from the probabilities themselves.
 
     AUROC and AUPRC are undefined with one class in y_true (a file of spam only, say): they come back as None,
-    which JSON writes as null.
+    which JSON writes as null. So do recall and F1 in a file with no spam, and then precision too unless the model
+    called something spam (then it is 0: every alarm false). With spam present, a model that calls nothing spam
+    gets precision 0, as scikit-learn (and the seed's report) give it.
     """
     y, p = _as_arrays(y_true, p_spam)
     pred = (p >= threshold).astype(int)
@@ -39,14 +41,15 @@ def classification_metrics(y_true, p_spam, threshold: float = 0.5) -> dict:
     else:
         auroc = float(skm.roc_auc_score(y, p))
         auprc = float(skm.average_precision_score(y, p))
+    no_spam = not y.any()
     return {
         "n": int(len(y)),
         "n_spam": int(y.sum()),
         "threshold": float(threshold),
         "accuracy": float(skm.accuracy_score(y, pred)),
-        "precision": float(skm.precision_score(y, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "precision": None if no_spam and not pred.any() else float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": None if no_spam else float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": None if no_spam else float(skm.f1_score(y, pred, zero_division=0)),
         "auroc": auroc,
         "auprc": auprc,
         "mcc": _mcc(y, pred),

@@ -1367,8 +1367,10 @@ def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monk
     at.file_uploader(key="compare_own").set_value(("only-ham.txt", only_ham, "text/plain")).run()
     assert not at.exception
     assert [w.value for w in at.warning if "Your file has no spam" in w.value] == [
-        "Your file has no spam: recall, F1 and AUROC need both classes, so they are undefined here (0 or — in the "
-        "table); only accuracy means something."]
+        "Your file has no spam: recall, F1, AUROC and AUPRC are undefined here (– in the table), as is precision for a "
+        "model that calls nothing spam; accuracy is the share of ham let through."]
+    yours = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure")
+    assert set(yours.loc["Recall (yours)"]) == set(yours.loc["F1 (yours)"]) == {"–"}  # not 0: there was none to find
 
     # a run whose dataset has moved: its overlap cannot be checked, and the table says — (not nan), the others 17
     runs_dir = Path(shutil.copytree(trained, tmp_path / "moved"))

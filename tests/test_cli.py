@@ -384,6 +384,12 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     code, out, err = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(spam))
     result = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert code == 0 and result["auroc"] is None and result["n_spam"] == 12 and err == ""
+    # a file of ham only: recall and F1 are undefined (no spam to find), not 0, and so is precision with no alarm
+    ham = write_uci(tmp_path / "ham.txt", make_messages(n_ham=12, n_spam=0, seed=6))
+    code, out, err = run_cli(capsys, "evaluate", "--run", str(frozen_run), "--data", str(ham))
+    result = json.loads(out)
+    assert code == 0 and result["n_spam"] == 0 and result["recall"] is None and result["f1"] is None
+    assert (result["precision"] is None) == (result["confusion_matrix"][0][1] == 0)  # 0 once it raised an alarm
 
 
 def test_unknown_model_is_refused_offline_not_replaced(capsys, tmp_path, monkeypatch, sms_file):

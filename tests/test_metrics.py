@@ -39,6 +39,14 @@ def test_one_class_leaves_the_ranking_metrics_undefined():
     assert m["auroc"] is None and m["auprc"] is None
     assert m["accuracy"] == pytest.approx(2 / 3)
     json.dumps(m, allow_nan=False)  # what `python -m core evaluate` prints stays valid JSON
+    # no spam: nothing to find, so recall and F1 are undefined, not 0; precision is 0 once there was a false alarm
+    assert (m["recall"], m["f1"], m["precision"]) == (None, None, 0.0)
+    quiet = classification_metrics([0, 0, 0], [0.1, 0.2, 0.3])
+    assert (quiet["recall"], quiet["f1"], quiet["precision"], quiet["accuracy"]) == (None, None, None, 1.0)
+    spam_only = classification_metrics([1, 1, 1], [0.1, 0.8, 0.9])  # recall still means something
+    assert (spam_only["recall"], spam_only["precision"]) == (pytest.approx(2 / 3), 1.0)
+    # with spam present, a model that calls nothing spam keeps precision 0, as scikit-learn and the seed's report
+    assert classification_metrics([0, 1], [0.1, 0.2])["precision"] == 0.0
 
 
 @pytest.mark.parametrize("y, p, match", [

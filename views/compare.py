@@ -234,10 +234,13 @@ if own is not None:
             st.error(common.plain(exc))  # DataError names the file already
             break
         m, test = result["metrics"], run.metrics["test"]
-        if m["n_spam"] in (0, m["n"]):  # the same file for every run: one class in it makes every row undefined
-            absent = "spam" if m["n_spam"] == 0 else "ham"
-            text = (f"Your file has no {absent}: recall, F1 and AUROC need both classes, so they are undefined "
-                    f"here (0 or — in the table); only accuracy means something.")
+        if m["n_spam"] in (0, m["n"]):  # the same file for every run: what one class in it leaves undefined
+            text = ("Your file has no spam: recall, F1, AUROC and AUPRC are undefined here (– in the table), as is "
+                    "precision for a model that calls nothing spam; accuracy is the share of ham let through."
+                    if m["n_spam"] == 0 else
+                    "Your file has no ham: AUROC and AUPRC need both classes, so they are undefined here (– in the "
+                    "table), and precision is 1 for any model that calls something spam (there is no ham to raise a "
+                    "false alarm on). Recall, the share of spam caught, is the measure that means something.")
             own_warnings += [text] if text not in own_warnings else []
         elif warning := common.one_class_warning(m, common.MODE_LABELS[mode], "message in your file"):
             own_warnings.append(warning)
