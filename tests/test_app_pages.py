@@ -335,7 +335,8 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
     _page(at, "views/compare.py")  # the pick is the one Compare shows
     assert at.selectbox(key="compare_finetune").value == full.id
     _page(at, "views/overview.py")
-    at.selectbox(key="overview_baseline").set_value(None).run()  # the baseline can be left out
+    at.selectbox(key="overview_baseline").set_value("none").run()  # the baseline can be left out
+    assert at.selectbox(key="overview_baseline").format_func("none") == "not shown"  # said, not an empty box
     assert "TF-IDF baseline" not in list(at.dataframe[0].value["model"]) and "For scale" not in headline()
     # a tiny local model: no word about the bundled MiniLM
     assert "bundled all-MiniLM-L6-v2" not in _texts(at)
@@ -370,7 +371,7 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     _page(at, "views/overview.py")
     assert not {"frozen", "finetune", "baseline"} & set(at.query_params)  # nothing picked: the URL names nothing
     at.selectbox(key="overview_finetune").set_value(quick.id).run()
-    at.selectbox(key="overview_baseline").set_value(None).run()
+    at.selectbox(key="overview_baseline").set_value("none").run()
     assert at.query_params["finetune"] == quick.id and at.query_params["baseline"] == "none"
     _page(at, "views/train.py")  # a page without pickers keeps them in its URL too
     assert at.query_params["finetune"] == quick.id and at.query_params["baseline"] == "none"
@@ -379,7 +380,7 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     reloaded.query_params.update({"finetune": quick.id, "baseline": "none"})
     reloaded.run()
     assert reloaded.selectbox(key="overview_finetune").value == quick.id
-    assert reloaded.selectbox(key="overview_baseline").value is None
+    assert reloaded.selectbox(key="overview_baseline").value == "none"  # "not shown"
     assert "TF-IDF baseline" not in list(reloaded.dataframe[0].value["model"])
     _page(reloaded, "views/compare.py")
     assert reloaded.selectbox(key="compare_finetune").value == quick.id
@@ -487,6 +488,9 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     [reliability] = [c for c in charts if "Calibration" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert sum("Brier" in t.get("name", "") for t in reliability["data"]) == 3  # one curve per model
+    for curve in (t for t in reliability["data"] if "Brier" in t.get("name", "")):  # a hover names its model
+        assert curve["hovertemplate"].startswith(curve["name"].split(" (Brier")[0] + ": predicted")
+        assert all(re.fullmatch(r"1 message|\d[\d,]* messages", c) and c != "1 messages" for c in curve["customdata"])
     [roc] = [c for c in charts if "ROC curve" in json.dumps(c.get("layout", {}).get("title", ""))]
     assert "range" not in roc["layout"].get("xaxis", {})  # the whole curve first
     at.toggle(key="compare_roc_zoom").set_value(True).run()
@@ -567,8 +571,9 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     for run in list_runs(trained):  # the page shows exactly what the saved model predicts
         expected = Predictor.load(run.path).predict([message])[0]
         label = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}[run.mode]
-        # a probability just under 1 is not rounded up to 100 %, where it would contradict a threshold of 1
-        assert shown[label] == (">99.9% spam" if 0.999 <= expected < 1 else f"{expected:.1%} spam")
+        # a probability near 1 or 0, or one that saturated to it, never reads as certainty
+        assert shown[label] == (">99.9% spam" if expected >= 0.999 else "<0.1% spam" if expected < 0.0005
+                                else f"{expected:.1%} spam")
     assert [t.value for t in at.text] == [message]  # echoed as plain text...
     assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
     at.toggle(key="play_explain").set_value(True).run()  # word-occlusion explanations, one column per model
@@ -629,7 +634,7 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert "2 messages from the file mine.txt, scored by" in _texts(at)
     assert any("The file was scored, not the pasted lines" in i.value for i in at.info)
     # scores from other models are not shown under the ones now picked
-    at.selectbox(key="play_baseline").set_value(None).run()
+    at.selectbox(key="play_baseline").set_value("none").run()
     assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)
 
 
@@ -1194,11 +1199,11 @@ def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data
     _page(at, "views/compare.py")
     assert at.selectbox(key="compare_baseline").value == newer.id
     _page(at, "views/playground.py")
-    at.selectbox(key="play_baseline").set_value(None).run()  # "not used" here is "none" there
+    at.selectbox(key="play_baseline").set_value("none").run()  # "not used" here is "none" there
     _page(at, "views/compare.py")
     assert at.selectbox(key="compare_baseline").value is None
     _page(at, "views/playground.py")
-    at.selectbox(key="play_frozen").set_value(None).run()  # a pick Compare's frozen picker cannot show
+    at.selectbox(key="play_frozen").set_value("none").run()  # a pick Compare's frozen picker cannot show
     at.selectbox(key="play_baseline").set_value(older.id).run()
     shutil.rmtree(runs_dir / older.id)  # deleted behind the app's back: the pick falls back to the newest run
     _page(at, "views/compare.py")

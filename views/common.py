@@ -199,6 +199,9 @@ def end_page():
 KEEP = "session"
 
 
+NO_RUN = "none"  # a run picker's "not shown" / "not used" option, as in the URL (?baseline=none); no run id is this
+
+
 def _shared_pick(mode: str) -> str:
     """The session-state key of a mode's run pick, shared by every page's picker and the URL (plain session state,
     which Streamlit never drops)."""
@@ -210,19 +213,21 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     user picks one. The pick is shared by every page's picker for that mode, so Compare and Playground show the
     same runs, and it is kept until the picked run is deleted. Returns the Run or None."""
     by_id, labels = {run.id: run for run in runs}, run_labels(runs)
-    default = getattr(latest(runs), "id", None)
-    options = ([None] if none_label else []) + list(by_id)
+    # "none" and not None for no run: a selectbox at None shows an empty "Choose an option" box, not the label
+    options = ([NO_RUN] if none_label else []) + list(by_id)
+    default = getattr(latest(runs), "id", None) or (NO_RUN if none_label else None)
     shared = _shared_pick(mode)
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
         del st.session_state[shared]  # deleted, or no longer usable
         st.query_params.pop(mode, None)
-    if shared in st.session_state and st.session_state[shared] in options:
-        st.session_state[key] = st.session_state[shared]
+    if shared in st.session_state and (st.session_state[shared] or NO_RUN) in options:
+        st.session_state[key] = st.session_state[shared] or NO_RUN
     else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
         st.session_state[key] = default
     picked = col.selectbox(MODE_LABELS[mode], options, key=key,
-                           on_change=lambda: st.session_state.update({shared: st.session_state[key]}),
-                           format_func=lambda i: none_label if i is None else labels[i])
+                           on_change=lambda: st.session_state.update(
+                               {shared: None if st.session_state[key] == NO_RUN else st.session_state[key]}),
+                           format_func=lambda i: none_label if i == NO_RUN else labels[i])
     if shared not in st.session_state and picked == default and (note := passed_over(runs)):
         col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
@@ -533,8 +538,11 @@ def one_class_warning(metrics: dict, label: str, messages: str = "test message")
     A high AUROC says the probabilities still rank spam first, so the threshold is what failed."""
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     if tp + fp == 0:
-        text = (f"{label} calls no {messages} spam: it has collapsed to 'always ham'. Its accuracy is just the "
-                "share of ham, recall and F1 are 0, and precision is undefined (tables show 0, as scikit-learn does).")
+        # on its own test split that is the seed's failure; on a file of the user's (another language, say) it may
+        # only mean the file is unlike anything the model trained on
+        why = ": it has collapsed to 'always ham'" if messages == "test message" else ""
+        text = (f"{label} calls no {messages} spam{why}. Its accuracy is just the share of ham, recall and F1 are 0, "
+                "and precision is undefined (tables show 0, as scikit-learn does).")
     elif tn + fn == 0:
         text = f"{label} calls every {messages} spam: its accuracy is just the share of spam."
     else:

@@ -77,8 +77,9 @@ for mode, run in picked.items():
                                          thickness=1, width=3),
                             # area ~ messages in the bin: a jump made of one message should look like one
                             marker=dict(size=[min(22, 5 + 1.5 * n ** 0.5) for n in cal["counts"]]),
-                            customdata=cal["counts"], hovertemplate="predicted %{x:.2f}, observed %{y:.2f}, "
-                                                                    "%{customdata} messages<extra></extra>")
+                            customdata=[f"{n:,} message{'s' * (n != 1)}" for n in cal["counts"]],
+                            hovertemplate=f"{common.MODE_LABELS[mode]}: predicted %{{x:.2f}}, observed %{{y:.2f}}, "
+                                          "%{customdata}<extra></extra>")
 reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="lightgray"),
                         name="perfectly calibrated", showlegend=False)
 reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time? (point size: messages; "

@@ -128,7 +128,9 @@ if shown:
         fig.add_scatter(x=[common.METRIC_NAMES[k] for k in common.HEADLINE], y=y, name=common.MODE_LABELS[mode],
                         mode="markers", marker=dict(color=common.MODE_COLORS[mode], size=11),
                         error_y=dict(type="data", array=hi, arrayminus=lo, thickness=1.5, width=6),
-                        customdata=[common._fmt(v, 3) for v in y], hovertemplate="%{x}: %{customdata}<extra></extra>")
+                        # the model and the interval too: the hover is what a stakeholder reads off a point
+                        customdata=[common.with_interval(test, k) for k in common.HEADLINE],
+                        hovertemplate=f"{common.MODE_LABELS[mode]}<br>%{{x}}: %{{customdata}}<extra></extra>")
     low = min((v for run in shown.values() for k in common.HEADLINE  # the lowest point or interval end
                for v in [run.metrics["test"].get(k), *((run.metrics["test"].get("ci95") or {}).get(k) or [])]
                if v is not None), default=0)

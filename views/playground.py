@@ -79,10 +79,11 @@ def verdict(run, p: float) -> str:
 
 
 def percent(p: float) -> str:
-    """p as a percentage that never rounds across 0 or 1: 0.99996 is not "100.0 %" when the threshold is 1."""
-    if 0.999 <= p < 1:
+    """p as a percentage that never reads as certainty: 0.99996 is not "100.0 %", nor is a float32 softmax that
+    saturated to exactly 1.0 (or 0.0)."""
+    if p >= 0.999:
         return ">99.9%"
-    if 0 < p < 0.0005:
+    if p < 0.0005:
         return "<0.1%"
     return f"{p:.1%}"
 
@@ -123,7 +124,9 @@ with single:
             if predictor.max_length:
                 tokens = predictor.token_counts([text])[0]
                 if tokens > predictor.max_length:
-                    col.caption(f"Truncated: {tokens} tokens, the model reads the first {predictor.max_length}.")
+                    counted = f" in its first {MAX_MESSAGE_CHARS:,} characters" if len(text) > MAX_MESSAGE_CHARS else ""
+                    col.caption(f"Truncated: {tokens:,} tokens{counted}, the model reads the first "
+                                f"{predictor.max_length}.")
         truth = next((truth for example, truth in EXAMPLES.values() if example == text), None)
         if truth:  # an example: say what it is, so a miss in a demo reads as a miss, not as the right answer
             wrong = [common.MODE_LABELS[m] for m, (run, _) in models.items()
@@ -146,7 +149,8 @@ with single:
                           height=110 + 45 * len(models), margin=dict(l=10, r=10, t=30, b=10))
         st.plotly_chart(fig, key="play-bars")
         if len(text) > MAX_MESSAGE_CHARS:
-            st.caption(f"Only the first {MAX_MESSAGE_CHARS:,} of {len(text):,} characters were scored.")
+            st.caption(f"Every model scored only the first {MAX_MESSAGE_CHARS:,} of the message's {len(text):,} "
+                       "characters (an SMS is a few hundred), and the BERTs only their max length in tokens of those.")
         if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
                      persist_state=common.KEEP, bind="query-params"):
             st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
