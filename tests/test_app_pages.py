@@ -703,10 +703,14 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert victim.path.is_dir()
     at.selectbox(key="runs_one").set_value(victim.id).run()
     at.button(key="runs_delete").click().run()
+    at.multiselect(key="runs_overlay").set_value([victim.id]).run()  # the only run overlaid
     at.button(key="runs_delete_yes").click().run()
     assert not at.exception and not victim.path.exists()
-    assert len(at.dataframe[0].value) == 2 and not at.warning  # deleted here: no word that it has gone
-    shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the fine-tune, chosen last above
+    assert len(at.dataframe[0].value) == 2 and not at.warning  # deleted here: no word that it has gone...
+    assert [t.value for t in at.toast] == [f"Deleted {victim.id}"]  # ...but a toast, which the rerun does not drop
+    # the chart goes back to the runs compared, not to an empty "Choose options"
+    assert at.multiselect(key="runs_overlay").value == [next(r.id for r in list_runs(runs_dir) if r.mode == "finetune")]
+    shown = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # the fine-tune, the only other neural run
     assert shown and {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()  # colour kept
     # a run deleted elsewhere (another tab, the command line) while this page showed it: the page says so
     other = at.selectbox(key="runs_one").value

@@ -14,6 +14,8 @@ from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights
 from views import common
 
 st.title("Runs")
+if deleted := st.session_state.pop("runs_deleted_toast", None):
+    st.toast(f"Deleted {deleted}", icon=":material/delete:")
 if st.session_state.get("runs_job"):  # a finish or resume started here: its progress, then how it ended
     common.job_panel("runs")
 all_runs = common.runs()
@@ -169,8 +171,10 @@ by_id = {r.id: r for r in all_runs}
 default = [wanted] if wanted in ids else [r.id for r in map(common.compared_run, ("frozen", "finetune")) if r]
 # kept across page switches (persist_state); a kept run that was deleted since drops out; a link's run is added
 if "runs_overlay" in st.session_state:
-    st.session_state["runs_overlay"] = [i for i in st.session_state["runs_overlay"] if i in ids] + \
-        ([wanted] if wanted in ids and wanted not in st.session_state["runs_overlay"] else [])
+    kept = [i for i in st.session_state["runs_overlay"] if i in ids]
+    if not kept and st.session_state["runs_overlay"]:  # every run overlaid was deleted: the default, not an empty chart
+        kept = [r.id for r in map(common.compared_run, ("frozen", "finetune")) if r]
+    st.session_state["runs_overlay"] = kept + ([wanted] if wanted in ids and wanted not in kept else [])
 else:
     st.session_state["runs_overlay"] = default
 # bound to the URL (?runs_overlay=<id>&runs_overlay=…): a reload shows the same curves
@@ -284,7 +288,7 @@ with right:
                     jobs.delete(common.runs_dir(), run.id)
                 common.forget_run(run)
                 st.session_state["runs_deleted"] = run.id  # the toast says so: no warning that it has gone
-                st.toast(f"Deleted {run.id}")
+                st.session_state["runs_deleted_toast"] = run.id  # shown by the rerun: a toast before it is dropped
                 st.rerun()
             except (RunError, OSError) as exc:
                 st.error(common.plain(exc))
