@@ -309,7 +309,7 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
     picker = at.selectbox(key="overview_finetune")  # the full run stays the headline; the quick one is offered
     assert picker.value == full.id and picker.options[0].startswith(f"F1 {quick.metrics['test']['f1']:.3f} · 1 epoch · ")
-    assert any(c.value.startswith("Not the default pick: the newest run (") for c in at.caption)
+    assert any(c.value.startswith("Showing an older run: the newest (") for c in at.caption)
 
     def headline():
         [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
@@ -812,8 +812,8 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
         _page(at, page)
         picker = at.selectbox(key=key)
         assert picker.value == complete.id and any(o.startswith("stopped early · ") for o in picker.options)
-        assert [c.value for c in at.caption if c.value.startswith("Not the default pick")] == [
-            f"Not the default pick: the newest run ({_when(stopped)}), which stopped early."]
+        assert [c.value for c in at.caption if c.value.startswith("Showing an older run")] == [
+            f"Showing an older run: the newest ({_when(stopped)}) stopped early. Pick it here to see it."]
 
     # nor is a newer quick run (fewer epochs than the default, as the Overview's preset trains), and its picker says so
     quick = tmp_path / "runs" / "29991231-235959-finetune-quik"
@@ -824,11 +824,11 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/overview.py")
     picker = at.selectbox(key="overview_finetune")
     assert picker.value == complete.id and " · 1 epoch · " in picker.options[0]  # the quick run heads the list
-    assert [c.value for c in at.caption if c.value.startswith("Not the default pick")] == [
-        f"Not the default pick: the newest run ({_when(load_run(quick))}), which trained 1 epoch, fewer than the "
-        "default 3."]
+    assert [c.value for c in at.caption if c.value.startswith("Showing an older run")] == [
+        f"Showing an older run: the newest ({_when(load_run(quick))}) trained 1 epoch, fewer than the default 3. "
+        "Pick it here to see it."]
     picker.set_value(quick.name).run()  # picked: it is shown everywhere, and the note has done its work
-    assert not [c for c in at.caption if c.value.startswith("Not the default pick")]
+    assert not [c for c in at.caption if c.value.startswith("Showing an older run")]
     assert at.selectbox(key="overview_finetune").value == quick.name
 
 

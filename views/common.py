@@ -153,8 +153,8 @@ def passed_over(found: list) -> str | None:
     newest = found[0]
     why = "stopped early" if not trained_to_end(newest) else \
         f"trained {_n(newest.config['epochs'], 'epoch')}, fewer than the default {MODE_DEFAULTS[newest.mode]['epochs']}"
-    return f"Not the default pick: the newest run ({time.strftime('%d %b %H:%M', time.localtime(newest.created))}), " \
-           f"which {why}."
+    return f"Showing an older run: the newest ({time.strftime('%d %b %H:%M', time.localtime(newest.created))}) " \
+           f"{why}. Pick it here to see it."
 
 
 def run_labels(runs: list) -> dict[str, str]:
@@ -439,8 +439,8 @@ def _last_outcome() -> None:
     if done:
         st.success("  \n".join(done))
         if usable_runs("frozen") or usable_runs("finetune"):  # Compare has nothing to show for a baseline alone
-            st.page_link("views/compare.py", label="Compare them: ROC, PR, confusion matrices and the errors",
-                         icon=":material/compare:")
+            st.page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
+                         + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:")
     for run in reversed(finished):
         if run.status == "completed":
             continue
