@@ -24,6 +24,8 @@ VECTORIZERS = {
     "char": dict(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, lowercase=True),
 }
 
+CLASSIFIER = dict(C=10.0, max_iter=2000)  # recorded in the run's config.json, with VECTORIZERS
+
 
 class Baseline:
     """A fitted TF-IDF + logistic regression model: texts -> spam probabilities."""
@@ -38,8 +40,7 @@ class Baseline:
     @classmethod
     def fit(cls, texts: list[str], labels, class_weight: str | None, seed: int) -> "Baseline":
         vectorizers = {name: TfidfVectorizer(**params) for name, params in VECTORIZERS.items()}
-        baseline = cls(vectorizers, LogisticRegression(C=10.0, max_iter=2000, class_weight=class_weight,
-                                                       random_state=seed))
+        baseline = cls(vectorizers, LogisticRegression(**CLASSIFIER, class_weight=class_weight, random_state=seed))
         x = baseline.features.fit_transform(texts)
         baseline.classifier.fit(x, np.asarray(labels))
         return baseline

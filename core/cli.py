@@ -22,7 +22,7 @@ import sys
 import types
 import typing
 
-from .config import TrainConfig
+from .config import BASELINE_SETTINGS, TrainConfig
 
 log = logging.getLogger("core")
 
@@ -154,6 +154,9 @@ def _train(args) -> int:
                                  + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"))
     # every hyperparameter is validated here, and every entry's data before the first trains (train_sequence)
     configs = [TrainConfig.from_dict({**_env_defaults(), **entry, **flags}) for entry in entries]
+    if all(cfg.mode == "baseline" for cfg in configs) and (ignored := sorted(flags.keys() - BASELINE_SETTINGS)):
+        log.warning("the baseline ignores %s: TF-IDF + logistic regression is fitted in one go, with no model, "
+                    "epochs or learning rate", ", ".join("--" + name.replace("_", "-") for name in ignored))
     from .runs import load_run  # torch and friends load only once the settings are known to be good
     _quiet_libraries(args)
     from .train import train_sequence

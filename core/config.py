@@ -23,6 +23,10 @@ MODE_DEFAULTS = {
     "baseline": {"epochs": 1, "lr": 1.0, "evals_per_epoch": 1, "class_weight": "balanced"},
 }
 
+# what a baseline run uses; every other setting (epochs, lr, model, …) is a BERT's
+BASELINE_SETTINGS = frozenset({"mode", "data", "seed", "val_fraction", "test_fraction", "class_weight", "threshold",
+                               "runs_dir"})
+
 
 def _opt(default, help, **kw):
     return field(default=default, metadata={"help": help, **kw})

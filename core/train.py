@@ -756,10 +756,14 @@ def _class_weight(cfg: TrainConfig, splits, device):
 
 
 def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:
-    return {"format_version": FORMAT_VERSION, "created": created, **cfg.to_dict(),
-            "cache_dir": str(Path(cfg.cache_dir).resolve()),  # found again by `core finish` from anywhere
-            "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
-            "labels": list(LABELS), "versions": _versions(), "allocator": _allocator()}
+    config = {"format_version": FORMAT_VERSION, "created": created, **cfg.to_dict(),
+              "cache_dir": str(Path(cfg.cache_dir).resolve()),  # found again by `core finish` from anywhere
+              "model": model_info.to_dict() if model_info else None, "requested_model": cfg.model,
+              "labels": list(LABELS), "versions": _versions(), "allocator": _allocator()}
+    if cfg.mode == "baseline":  # its own settings, which no flag sets: the rest above are a BERT's
+        from .baseline import CLASSIFIER, VECTORIZERS
+        config["baseline"] = {"classifier": {"LogisticRegression": CLASSIFIER}, "vectorizers": VECTORIZERS}
+    return config
 
 
 def _allocator() -> str:

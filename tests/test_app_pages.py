@@ -691,6 +691,11 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     assert [[matrix.loc[a, f"called {c}"] for c in ("ham", "spam")] for a in ("actual ham", "actual spam")] == \
         test["confusion_matrix"]
     assert f"**Model:** {tiny_bert}" in _unescape(_texts(at)) and "**Versions:** core " in _texts(at)
+    baseline = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    at.selectbox(key="runs_one").set_value(baseline.id).run()  # a baseline names what it fitted instead of a model
+    assert "**Fitted:** word 1-2-grams + char_wb 2-5-grams TF-IDF; LogisticRegression C=10.0, max_iter=2000" in \
+        _unescape(_texts(at))
+    at.selectbox(key="runs_one").set_value(victim.id).run()
     assert not at.get("json")
     at.toggle(key="runs_raw_config").set_value(True).run()  # and config.json as it is, for whoever wants it
     assert json.loads(at.get("json")[0].proto.body)["epochs"] == 20

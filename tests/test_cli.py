@@ -181,6 +181,16 @@ def test_training_preloads_tcmalloc_where_the_system_has_it(tmp_path, sms_file, 
     assert config["allocator"] == ("tcmalloc" if choice == "auto" and available else "system")
 
 
+def test_a_baseline_says_which_flags_it_ignores_and_records_its_own_settings(capsys, caplog, tmp_path, sms_file):
+    code, out, _ = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir",
+                           str(tmp_path), "--epochs", "7", "--lr", "0.3", "--seed", "3")
+    assert code == 0 and "the baseline ignores --epochs, --lr:" in caplog.text  # not --seed: it seeds the split
+    config = json.loads((Path(out.strip().splitlines()[-1]) / "config.json").read_text())
+    from core.baseline import CLASSIFIER
+    assert config["baseline"]["classifier"] == {"LogisticRegression": CLASSIFIER} and CLASSIFIER["C"] == 10.0
+    assert set(config["baseline"]["vectorizers"]) == {"word", "char"}
+
+
 def test_bad_config_file(capsys, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text("[]")

@@ -82,6 +82,12 @@ def configuration_notes(run) -> str:
     cfg, lines = run.config, []
     if run.mode != "baseline":
         lines.append(f"**Model:** {common.plain(common.model_used(run))}")
+    elif isinstance(cfg.get("baseline"), dict):  # its fixed settings (older runs did not record them)
+        fitted = [f"{v.get('analyzer')} {'-'.join(map(str, v.get('ngram_range', [])))}-grams"
+                  for v in (cfg["baseline"].get("vectorizers") or {}).values() if isinstance(v, dict)]
+        classifier = ", ".join(f"{k} {', '.join(f'{p}={x}' for p, x in v.items())}"
+                               for k, v in (cfg["baseline"].get("classifier") or {}).items() if isinstance(v, dict))
+        lines.append("**Fitted:** " + common.plain(" + ".join(fitted) + f" TF-IDF; {classifier}"))
     if isinstance(cfg.get("data_info"), dict):
         try:
             lines.append(f"**Data:** {common.plain(cfg['data_info'].get('source'))}: {describe(cfg['data_info'])}")
