@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a run as a zip that loads with plain transformers / scikit-learn")
     export.add_argument("--run", required=True, help="run folder or run id")
     export.add_argument("--runs-dir", **runs_dir)
-    export.add_argument("--out", help="zip file to write (default: <run id>.zip in the current folder)")
+    export.add_argument("--out", help="zip file to write, or a folder to write <run id>.zip into (default: <run id>.zip "
+                        "in the current folder)")
     return parser
 
 
@@ -307,6 +308,11 @@ def _export(args) -> int:
     _quiet_libraries(args)
     from .export import export_run
     out = args.out or f"{run_dir.name}.zip"
+    if os.path.isdir(out):  # --out some/folder: the zip goes into it, named as by default
+        out = os.path.join(out, f"{run_dir.name}.zip")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):  # said plainly, not as the temp file's errno
+        raise ValueError(f"--out: no folder {os.path.dirname(os.path.abspath(out))} to write {os.path.basename(out)} "
+                         "into")
     partial = out + ".part"  # a failed export leaves no zip that looks complete
     try:
         export_run(run_dir, partial)

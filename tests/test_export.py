@@ -86,3 +86,12 @@ def test_unfinished_run_is_refused(tmp_path, capsys):
     assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "x.zip")]) == 2
     assert "no saved weights" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.zip*"))  # no partial zip left behind
+
+
+def test_out_may_name_a_folder_and_a_missing_one_is_said_plainly(runs, tmp_path, capsys):
+    run_dir = runs["baseline"]
+    assert main(["export", "--run", str(run_dir), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / f"{run_dir.name}.zip")
+    assert zipfile.is_zipfile(tmp_path / f"{run_dir.name}.zip")
+    assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "nope" / "x.zip")]) == 2
+    assert capsys.readouterr().err == f"error: --out: no folder {tmp_path / 'nope'} to write x.zip into\n"
