@@ -384,6 +384,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                 val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight)
                 events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
                             **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
+                if writes and bar.disable:  # no terminal for the bar (a log file, nohup): a line per validation
+                    log.info("step %d of %d (epoch %.2f, %.0f s): validation loss %.4f, accuracy %.4f, f1 %.4f", step,
+                             total_steps, step / steps_per_epoch, time.time() - t_train, val["loss"],
+                             val["metrics"]["accuracy"], val["metrics"]["f1"])
                 if val["loss"] < best["loss"]:  # keep the weights with the lowest validation loss
                     state = accelerator.unwrap_model(model).state_dict()
                     best = {"loss": val["loss"], "step": step, "validation": val["metrics"],
@@ -683,6 +687,9 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
 
         # encoding every message is frozen mode's slow part: it gets its own terminal bar
         bar = tqdm(total=len(messages.frame), desc="encoding", unit="msg", disable=None)
+        if bar.disable:  # no terminal for the bar: say what the silence is
+            log.info("encoding %d messages with the frozen encoder (cached for later runs with the same settings)",
+                     len(messages.frame))
 
         def progress(done, total):
             bar.update(done - bar.n)

@@ -1,6 +1,7 @@
 """Both modes end to end with a tiny random BERT, plus the faults a training run must survive."""
 import dataclasses
 import json
+import re
 import os
 import signal
 import subprocess
@@ -81,8 +82,13 @@ def test_same_seed_same_result(mode, sms_file, tiny_bert, tmp_path):
     assert [p["text"] for p in third.metrics["predictions"]] != [p["text"] for p in first.metrics["predictions"]]
 
 
-def test_frozen_features_are_computed_once(sms_file, tiny_bert, tmp_path):
-    train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1))
+def test_frozen_features_are_computed_once(sms_file, tiny_bert, tmp_path, caplog):
+    caplog.set_level("INFO", logger="core")
+    first = train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1))
+    # no terminal here, so no progress bars: a log file still says what the run is doing
+    steps = next(e["total_steps"] for e in read_history(first) if e["event"] == "start")
+    assert re.search(r"encoding \d+ messages with the frozen encoder", caplog.text)
+    assert re.search(rf"step {steps} of {steps} \(epoch 1\.00, \d+ s\): validation loss [0-9.]+, accuracy", caplog.text)
     second = train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1, head_hidden=16, dropout=0.0))
     ready = [e for e in read_history(second) if e["event"] == "features_ready"]
     assert ready[0]["cached"] is True
