@@ -7,6 +7,7 @@ Labels are 0 = ham, 1 = spam (spam is the positive class everywhere).
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -140,7 +141,16 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
 
 
 def _decode(raw: bytes, name: str) -> tuple[str, str]:
-    """The file's text and encoding (UTF-8, else latin-1); an empty or binary file is a DataError."""
+    """The file's text and encoding (UTF-16 with its byte-order mark, as Excel's "Unicode Text" saves; else UTF-8,
+    else latin-1); an empty or binary file is a DataError."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"{name}: starts as UTF-16 text but does not decode as it; save it as UTF-8") from None
+        if not text.strip():
+            raise DataError(f"{name}: the file is empty")
+        return text, "utf-16"
     if b"\x00" in raw[:8192]:
         raise DataError(f"{name}: this looks like a binary file, expected text (label<TAB>message or a CSV)")
     try:

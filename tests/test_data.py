@@ -103,6 +103,17 @@ def test_duplicated_header_line_in_csv(tmp_path):
     assert frame.label.tolist() == [0, 1] and counts["dropped_unknown_label"] == 1
 
 
+@pytest.mark.parametrize("bom, codec", [(b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")])
+def test_excel_unicode_text_utf16_is_read(tmp_path, bom, codec):
+    # Excel's "Unicode Text" is a tab-separated UTF-16 file with a byte-order mark
+    body = "label\ttext\r\nham\tsee you at 6 \u263a\r\nspam\tWIN \u00a3500 now, reply YES\r\n"
+    path = tmp_path / "excel.txt"
+    path.write_bytes(bom + body.encode(codec))
+    frame, counts = read_messages(path)
+    assert counts["encoding"] == "utf-16" and frame.text.tolist() == ["see you at 6 \u263a", "WIN \u00a3500 now, reply YES"]
+    assert frame.label.tolist() == [0, 1]
+
+
 @pytest.mark.parametrize("content, match", [
     (b"", "empty"),
     (b"   \n\n", "empty"),
