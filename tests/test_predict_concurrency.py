@@ -21,3 +21,10 @@ def test_concurrent_predictions_match_sequential_ones(mode, sms_file, tiny_bert,
         got = list(pool.map(predictor.predict, requests))
     for e, g in zip(expected, got):
         assert np.allclose(e, g, atol=1e-6)
+    # a page's progress bar: told after each batch how far the scoring is, with the very same scores
+    texts = [f"WIN £{i} cash now " * (1 + i % 7) for i in range(150)]
+    seen = []
+    with_progress = predictor.predict(texts, on_progress=lambda done, total: seen.append((done, total)))
+    assert np.array_equal(with_progress, predictor.predict(texts))
+    if mode != "baseline":  # a linear model scores everything at once, in well under a second
+        assert len(seen) > 1 and seen[-1] == (150, 150) and [d for d, _ in seen] == sorted({d for d, _ in seen})

@@ -56,8 +56,18 @@ for mode, run in picked.items():
         st.error(f"{run.id} cannot be loaded: {common.plain(exc)}")
 
 
-def score(texts: list[str]) -> dict[str, np.ndarray]:
-    return {mode: predictor.predict(texts) for mode, (run, predictor) in models.items()}
+def score(texts: list[str], progress=None) -> dict[str, np.ndarray]:
+    """Each model's spam probabilities; with a progress bar, it shows how far each model is (2,000 messages take
+    a minute or more on a laptop CPU), and is removed at the end."""
+    scores = {}
+    for i, (mode, (_, predictor)) in enumerate(models.items()):
+        def step(done, total, i=i, mode=mode):
+            progress.progress((i + done / total) / len(models), text=f"Scoring {total:,} messages: "
+                              f"{common.MODE_LABELS[mode]}, {done:,} done (model {i + 1} of {len(models)})")
+        scores[mode] = predictor.predict(texts, on_progress=step if progress else None)
+    if progress:
+        progress.empty()
+    return scores
 
 
 def highlight(word: str, delta: float) -> str:
@@ -207,8 +217,7 @@ with batch:
             if len(texts) > common.MAX_BATCH_LINES:
                 st.warning(f"{len(texts):,} messages; scoring the first {common.MAX_BATCH_LINES:,}.")
                 texts, labels = texts[:common.MAX_BATCH_LINES], labels and labels[:common.MAX_BATCH_LINES]
-            with st.spinner(f"Scoring {len(texts):,} messages…"):
-                probabilities = score([str(t) for t in texts])
+            probabilities = score([str(t) for t in texts], progress=st.progress(0.0, text="Scoring…"))
             out = pd.DataFrame({"message": texts})
             if labels is not None:
                 out["label"] = ["spam" if l else "ham" for l in labels]
