@@ -678,7 +678,15 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
         assert {t["name"]: t["line"]["color"] for t in shown}.items() <= colours.items()
 
     at.selectbox(key="runs_one").set_value(victim.id).run()
-    assert not at.exception
+    assert not at.exception and at.query_params["runs_pick"] == victim.id
+    for linked, shown in ((victim.id, victim.id), ("../../etc", at.selectbox(key="runs_one").options and None)):
+        reloaded = AppTest.from_file(APP, default_timeout=90)  # a reload: a new session, with only the URL
+        reloaded.query_params["runs_pick"] = linked
+        _page(reloaded.run(), "views/runs.py")
+        if shown:  # the same run, not the newest (the default)
+            assert reloaded.selectbox(key="runs_one").value == shown != list_runs(runs_dir)[0].id
+        else:  # not a run: ignored, and the URL names the run shown instead
+            assert reloaded.query_params["runs_pick"] == reloaded.selectbox(key="runs_one").value != linked
     # its configuration and test metrics read as tables, not raw JSON: the settings of its mode, the metrics with
     # their intervals, the confusion matrix labelled
     tables = {tuple(t.value.columns): t.value for t in at.dataframe[1:]}

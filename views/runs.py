@@ -204,6 +204,8 @@ elif chosen and figure is None:
 st.subheader("One run")
 if wanted is not None:  # a link's run; otherwise the user's pick stays, across page switches too
     st.session_state["runs_one"] = wanted
+elif "runs_one" not in st.session_state and st.query_params.get("runs_pick") in by_id:
+    st.session_state["runs_one"] = st.query_params["runs_pick"]  # a reload (a new session): the pick in the URL
 if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked run was deleted
     gone = st.session_state.get("runs_one")
     if gone is not None and st.session_state.get("runs_deleted") != gone:  # not here: a page left open elsewhere
@@ -216,6 +218,8 @@ if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked 
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
                          format_func=lambda i: f"{i} · {by_id[i].status}"
                                                + ("" if common.trained_to_end(by_id[i]) else ", stopped early"))]
+# in the URL, so a reload shows the same run (not bind="query-params": that would write the label, with its status)
+st.query_params["runs_pick"] = run.id
 if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on to another run
     st.session_state.pop("runs_job")
 left, right = st.columns(2)
