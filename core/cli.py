@@ -169,14 +169,24 @@ def _train(args) -> int:
         status = status or (0 if run.status == "completed" else 1)
         if not main_process:  # two processes printing at once interleave their lines
             continue
-        if run.metrics:
-            t = run.metrics["test"]
-            log.info("%s %s: accuracy %.4f precision %.4f recall %.4f f1 %.4f auroc %.4f", run.mode, run.status,
-                     t["accuracy"], t["precision"], t["recall"], t["f1"], t["auroc"] or float("nan"))
-        else:
-            log.info("run %s ended: %s", run.id, run.status)
+        _log_outcome(run)
         _print_lasting(run_dir)
     return status
+
+
+def _log_outcome(run) -> None:
+    """One line, the same after train, finish and resume: how the run ended, whether it trained to its end, and its
+    test scores."""
+    from .runs import resumed_note, stopped_note
+    if not run.metrics:
+        log.info("run %s ended: %s", run.id, run.status)
+        return
+    t, notes = run.metrics["test"], [resumed_note(run.metrics["resumed"])] if run.metrics.get("resumed") else []
+    if run.metrics.get("stopped"):
+        notes.append(stopped_note(run.metrics["stopped"]))
+    log.info("%s %s%s: accuracy %.4f precision %.4f recall %.4f f1 %.4f auroc %.4f", run.mode, run.status,
+             f" ({'; '.join(notes)})" if notes else "", t["accuracy"], t["precision"], t["recall"], t["f1"],
+             t["auroc"] or float("nan"))
 
 
 def _print_lasting(line) -> None:
@@ -206,11 +216,7 @@ def _finish(args) -> int:
     _quiet_libraries(args)
     from .train import finish_stopped
 
-    run = load_run(finish_stopped(run_dir))
-    t, stopped = run.metrics["test"], run.metrics["stopped"]
-    log.info("%s completed from the weights of step %s (it stopped after step %s of %s): accuracy %.4f f1 %.4f "
-             "auroc %.4f", run.mode, stopped["weights_from_step"], stopped["after_step"], stopped["total_steps"],
-             t["accuracy"], t["f1"], t["auroc"] or float("nan"))
+    _log_outcome(load_run(finish_stopped(run_dir)))
     print(run_dir, flush=True)
     return 0
 
@@ -226,12 +232,7 @@ def _resume(args) -> int:
     from .train import resume_stopped
 
     run = load_run(resume_stopped(run_dir))
-    if run.metrics:
-        t = run.metrics["test"]
-        log.info("%s completed: accuracy %.4f f1 %.4f auroc %.4f", run.mode, t["accuracy"], t["f1"],
-                 t["auroc"] or float("nan"))
-    else:
-        log.info("run %s ended: %s", run.id, run.status)
+    _log_outcome(run)
     print(run_dir, flush=True)
     return 0 if run.status == "completed" else 1
 

@@ -379,8 +379,14 @@ def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled_but_keeps_its_weights(
     # unlike the app's Cancel, which discards: the user is told how to finish it, and can
     assert f"python -m core finish --run {run_dir}" in caplog.text
     monkeypatch.undo()
-    run = load_run(finish_stopped(run_dir))
+    from core.cli import main
+    caplog.set_level("INFO", logger="core")
+    assert main(["finish", "--run", str(run_dir)]) == 0
+    run = load_run(run_dir)
     assert run.usable and run.metrics["stopped"]["status"] == "cancelled"
+    # its last line says how it ended, as train's does: stopped early, with every test score
+    assert re.search(r"frozen completed \(stopped after step \d+ of \d+ \(.*\): accuracy [0-9.]+ precision "
+                     r"[0-9.]+ recall [0-9.]+ f1 [0-9.]+ auroc", caplog.text), caplog.text[-500:]
     # and `core runs --json` tells a script so, as the table does
     listed = subprocess.run([sys.executable, "-m", "core", "runs", "--json", "--runs-dir", str(run_dir.parent)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
