@@ -139,6 +139,8 @@ def _train(args) -> int:
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     entries = [{}]
     if args.config:
+        if not os.path.isfile(args.config):
+            raise ValueError(f"--config: no such file {args.config}")
         with open(args.config, encoding="utf-8") as f:
             try:
                 loaded = json.load(f)
@@ -154,7 +156,13 @@ def _train(args) -> int:
                 raise ValueError(f"{args.config}: unknown setting {key!r}"
                                  + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"))
     # every hyperparameter is validated here, and every entry's data before the first trains (train_sequence)
-    configs = [TrainConfig.from_dict({**_env_defaults(), **entry, **flags}) for entry in entries]
+    configs = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            configs.append(TrainConfig.from_dict({**_env_defaults(), **entry, **flags}))
+        except ValueError as exc:  # in a plan, say which entry
+            raise ValueError(f"{args.config}, entry {number} of {len(entries)}: {exc}" if len(entries) > 1 else
+                             str(exc)) from None
     if all(cfg.mode == "baseline" for cfg in configs) and (ignored := sorted(flags.keys() - BASELINE_SETTINGS)):
         log.warning("the baseline ignores %s: TF-IDF + logistic regression is fitted in one go, with no model, "
                     "epochs or learning rate", ", ".join("--" + name.replace("_", "-") for name in ignored))
@@ -241,7 +249,7 @@ def _predict(args) -> int:
     from .runs import resolve_run, saved_run_config
 
     run_dir = resolve_run(args.run, args.runs_dir)  # an unknown run is refused before torch loads
-    saved_run_config(run_dir)  # and a broken one, before the user types messages for it
+    threshold = saved_run_config(run_dir).get("threshold", 0.5)  # and a broken one, before messages are typed
     if not args.texts and sys.stdin.isatty():  # else it would wait with no word of what for
         print("reading messages from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
     given = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
@@ -252,7 +260,9 @@ def _predict(args) -> int:
     from .predict import Predictor
     predictor = Predictor.load(run_dir)
     for text, p in zip(texts, predictor.predict(texts)):
-        print(json.dumps({"text": text, "spam_probability": round(float(p), 6)}, ensure_ascii=False))
+        # the verdict at the run's own threshold, as the app gives it: a script need not look the threshold up
+        print(json.dumps({"text": text, "spam_probability": round(float(p), 6),
+                          "verdict": "spam" if p >= threshold else "ham"}, ensure_ascii=False))
     return 0
 
 

@@ -50,7 +50,7 @@ class TrainConfig:
     test_fraction: float = _opt(0.2, "share of de-duplicated messages held out for the final test")
     warmup_ratio: float = _opt(0.1, "share of steps with linear learning-rate warmup (BERT paper)")
     weight_decay: float = _opt(0.01, "AdamW weight decay, not applied to biases and LayerNorm")
-    max_grad_norm: float = _opt(1.0, "gradient clipping norm")
+    max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: no clipping)")
     patience: int = _opt(0, "stop after this many validations without a lower validation loss (0: off)")
     evals_per_epoch: int | None = _opt(None, "validations per epoch (finetune 4, frozen 1)")
     pooling: str = _opt("mean", "frozen: how token vectors become one feature vector; mean beats [CLS] "
@@ -69,7 +69,8 @@ class TrainConfig:
                             "at 0 or 1 the verdict would hinge on float rounding, as probabilities saturate)")
     save_state_every: float = _opt(60.0, "seconds between saves of the whole training state (weights, optimiser, "
                                    "random state) that `python -m core resume` goes on from after a crash; a save "
-                                   "waits at least 20 times what the last one took, and comes after a validation")
+                                   "waits at least 20 times what the last one took, and comes after a validation "
+                                   "(0: after every validation that cost allows)")
     runs_dir: str = _opt("checkpoints", "where run folders are written")
     cache_dir: str = _opt("data/cache", "where frozen-mode features are cached")
 

@@ -209,6 +209,11 @@ def test_bad_config_file(capsys, tmp_path):
     plan.write_text('{"mode": "fro')  # the file is named: not mistaken for a bad data file
     code, _, err = run_cli(capsys, "train", "--config", str(plan))
     assert code == 2 and err.startswith(f"error: {plan}: not valid JSON (") and len(err.splitlines()) == 1
+    plan.write_text('[{"mode": "baseline"}, {"mode": "frozen", "lr": 0}]')  # which entry is wrong, in a plan
+    code, _, err = run_cli(capsys, "train", "--config", str(plan))
+    assert (code, err) == (2, f"error: {plan}, entry 2 of 2: lr: expected a value in [1e-08, 1], got 0\n")
+    code, _, err = run_cli(capsys, "train", "--config", str(tmp_path / "nope.json"))
+    assert (code, err) == (2, f"error: --config: no such file {tmp_path / 'nope.json'}\n")
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
@@ -270,6 +275,8 @@ def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and [r["text"] for r in rows] == ["WIN a prize now", "see you at 6"]
     assert all(0 <= r["spam_probability"] <= 1 for r in rows)
+    threshold = json.loads((frozen_run / "config.json").read_text())["threshold"]  # each with the run's verdict
+    assert [r["verdict"] for r in rows] == ["spam" if r["spam_probability"] >= threshold else "ham" for r in rows]
     code, out, _ = run_cli(capsys, "predict", "--run", str(frozen_run), stdin="WIN a prize now\n\nhello\n",
                            monkeypatch=monkeypatch)
     again = [json.loads(line) for line in out.strip().splitlines()]
