@@ -252,6 +252,11 @@ def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
     if label_col is None:
         best = max(columns, key=label_share)
         if label_share(best) <= 0.5:
+            named = next((c for c in columns if c.strip().lower() in _LABEL_HINTS), None)
+            if named is not None:  # the column is there, its values are not ones we know: say which they are
+                found = table[named].astype(str).str.strip().value_counts().index[:4].tolist()
+                raise DataError(f"{name}: the label column {named!r} holds {', '.join(map(repr, found))}"
+                                f"{'…' if table[named].nunique() > 4 else ''}; expected ham/spam or 0/1 labels")
             raise DataError(f"{name}: no label column found: expected a column of ham/spam or 0/1 values, "
                             f"columns are {', '.join(columns)}")
         label_col = best

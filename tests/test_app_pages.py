@@ -1266,7 +1266,7 @@ BAD_UPLOADS = {
     "empty.csv": (b"", "the file is empty"),
     "binary.csv": (bytes(range(256)) * 4, "binary file"),
     "columns.csv": (b"a,b\n1,2\n3,4\n", "no label column"),
-    "labels.csv": (b"label,text\nmaybe,hello\nperhaps,there\n", "no label column"),
+    "labels.csv": (b"label,text\nmaybe,hello\nperhaps,there\n", "the label column 'label' holds 'maybe', 'perhaps'"),
     "few.csv": (b"label,text\n" + b"".join(b"%s,message %d\n" % (b"spam" if i < 3 else b"ham", i) for i in range(40)),
                 "only 3 spam messages"),
 }

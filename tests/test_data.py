@@ -120,7 +120,7 @@ def test_excel_unicode_text_utf16_is_read(tmp_path, bom, codec):
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
     (b"just one column\nanother line\n", "label column|column"),
     (b"a,b\nfoo,bar\nbaz,qux\n", "no label column"),
-    (b"label,text\nmaybe,hi\nunknown,there\n", "no usable rows|no label column"),
+    (b"label,text\nmaybe,hi\nunknown,there\n", "the label column 'label' holds 'maybe', 'unknown'; expected ham/spam"),
 ])
 def test_unusable_files_raise_clear_errors(tmp_path, content, match):
     path = tmp_path / "bad.txt"
