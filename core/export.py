@@ -2,8 +2,8 @@
 
     python -m core export --run checkpoints/<run> --out my-run.zip
 
-The zip holds the run folder (config, history, metrics; not evaluations/, the user's own messages) plus what its
-mode needs to stand alone:
+The zip holds the run folder (config, history, metrics; not evaluations/, the user's own messages, nor the test
+messages' texts and this machine's paths, see SHAREABLE) plus what its mode needs to stand alone:
 - finetune: model/ is a save_pretrained folder: AutoModelForSequenceClassification.from_pretrained("model").
 - frozen: model/encoder/ is the frozen encoder (AutoModel.from_pretrained), beside the MLP head's
   safetensors; no transformers class is "mean pooling + MLP", so README.md shows the dozen lines that join them.
@@ -103,8 +103,9 @@ def readme(config: dict, metrics: dict | None) -> str:
                   "| accuracy | precision | recall | F1 | AUROC |", "|---|---|---|---|---|",
                   "| " + " | ".join(f"{t[k]:.4f}" if t.get(k) is not None else "-"
                                    for k in ("accuracy", "precision", "recall", "f1", "auroc")) + " |", "",
-                  "`metrics.json` holds every metric, curve and test message's probability; `config.json` every "
-                  "hyperparameter; `history.jsonl` the training events.", ""]
+                  "`metrics.json` holds every metric, curve and test message's label and probability (not its "
+                  "text, which stays with whoever trained the run); `config.json` every hyperparameter, with file "
+                  "names instead of that machine's paths; `history.jsonl` the training events.", ""]
         if metrics.get("stopped"):  # fewer steps than config.json says: whoever loads it should know
             lines += [f"This run did not train to its end: {stopped_note(metrics['stopped'])}.", ""]
     return "\n".join(lines)
@@ -130,8 +131,12 @@ def export_run(run_dir: str | Path, target) -> None:
             inside = path.relative_to(run_dir)
             # evaluations/ holds every message of the user's own files (Compare, `core evaluate`): a zip made to
             # share a model must not carry them off
-            if path.is_file() and not path.is_symlink() and path.name not in (CANCEL_FILE, FINISH_FILE) \
-                    and inside.parts[0] != EVALUATIONS:
+            if not path.is_file() or path.is_symlink() or path.name in (CANCEL_FILE, FINISH_FILE) \
+                    or inside.parts[0] == EVALUATIONS:
+                continue
+            if inside in SHAREABLE:  # the messages and this machine's paths stay here (see SHAREABLE)
+                zf.writestr(str(root / inside), json.dumps(SHAREABLE[inside](read_json(path)), indent=1))
+            else:
                 add(path, root / inside)
         if mode == "frozen":
             from .modeling import reresolve
@@ -145,6 +150,35 @@ def export_run(run_dir: str | Path, target) -> None:
             from .baseline import Baseline
             zf.writestr(str(root / "model" / "baseline.skops"), sio.dumps(Baseline.load(run_dir / "model").pipeline))
         zf.writestr(str(root / "README.md"), readme({**config, "run_id": run_dir.name}, metrics))
+
+
+def _without_messages(metrics: dict) -> dict:
+    """metrics.json, each test message kept as its label and probability (every metric and curve comes from those)
+    but not its text: a run trained on someone's own messages must not hand a fifth of them to whoever gets the zip."""
+    return {**metrics, "predictions": [{k: v for k, v in p.items() if k != "text"}
+                                       for p in metrics.get("predictions") or []]}
+
+
+def _without_paths(config: dict) -> dict:
+    """config.json with file names for this machine's paths (the data file, the runs and cache folders, the model's
+    folder; the zip carries the model itself)."""
+    config = dict(config)
+    for key in ("data", "runs_dir", "cache_dir"):
+        if config.get(key):
+            config[key] = Path(config[key]).name
+    for key, path in (("data_info", "source"), ("model", "path")):
+        if isinstance(config.get(key), dict) and config[key].get(path):
+            config[key] = {**config[key], path: Path(config[key][path]).name}
+    # a model named by its local folder (a hub id such as org/name is no path, and stays)
+    if isinstance(config.get("requested_model"), str) and Path(config["requested_model"]).is_absolute():
+        config["requested_model"] = Path(config["requested_model"]).name
+    for key in ("requested", "name"):
+        if isinstance(config.get("model"), dict) and Path(str(config["model"].get(key, ""))).is_absolute():
+            config["model"] = {**config["model"], key: Path(config["model"][key]).name}
+    return config
+
+
+SHAREABLE = {Path("metrics.json"): _without_messages, Path("config.json"): _without_paths}
 
 
 def export_bytes(run_dir: str | Path) -> bytes:

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,13 @@ def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
     assert {"config.json", "metrics.json", "history.jsonl", "README.md"} <= {p.name for p in folder.iterdir()}
     assert not any(n.endswith((".pkl", ".pickle", ".bin", ".pt")) for n in names)  # safetensors / skops only
     assert not any("/evaluations/" in n for n in names)  # the user's own messages stay on this machine
+    # ...and so do the test messages' texts and this machine's paths; every metric can still be recomputed
+    metrics, config = (json.loads((folder / name).read_text()) for name in ("metrics.json", "config.json"))
+    kept = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["predictions"] == [{k: v for k, v in p.items() if k != "text"} for p in kept["predictions"]]
+    assert metrics["test"] == kept["test"] and "text" not in json.dumps(metrics["predictions"])
+    zipped = json.dumps(config)
+    assert '"/' not in zipped and config["data_info"]["source"] == Path(kept_config(run_dir)["data_info"]["source"]).name
     if kind.startswith("frozen"):  # the encoder travels with the head: no reference to this machine's files
         assert (folder / "model" / "encoder" / "model.safetensors").is_file()
 
@@ -76,6 +84,10 @@ def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
     # under bf16 the padding differs (the app batches by length), which moves the third decimal
     atol = 2e-3 if kind.endswith("bf16") else 1e-5
     assert np.allclose(exported, expected, rtol=0, atol=atol), (exported, expected.tolist())
+
+
+def kept_config(run_dir):
+    return json.loads((run_dir / "config.json").read_text())
 
 
 def test_unfinished_run_is_refused(tmp_path, capsys):
