@@ -134,6 +134,8 @@ def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_sa
     assert not (run_dir / "cancel").exists()  # else the resume would stop at once, and discard the state
     # saved at the step it stopped at, mid-epoch: the data order and random state are taken up inside an epoch
     assert state["step"] == max(s for _, s, _ in _losses(run_dir)) == 42
+    if signum == signal.SIGINT:  # the same state as SIGTERM's, at the same step: its resume is tested once, below
+        return
 
     (run_dir / "finish").touch()  # a request the stopped process never read: not meant for the resumed one
     done = _resume_cli(run_dir)
