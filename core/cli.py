@@ -101,12 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--runs-dir", **runs_dir)
     export.add_argument("--out", help="zip file to write, or a folder to write <run id>.zip into (default: <run id>.zip "
                         "in the current folder)")
+    parser.commands = sub.choices  # each command's parser, for main's errors
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, which points to its own --help, with a close flag if there is one
+        command = parser.commands[args.command]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], list(command._option_string_actions), n=1)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}"
+                      + (f"; did you mean {close[0]}?" if close and unknown[0].startswith("-") else ""))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return {"train": _train, "finish": _finish, "resume": _resume, "predict": _predict, "runs": _runs, "evaluate": _evaluate,

@@ -59,6 +59,9 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     (["train", "--lr", "abc"], "error: argument --lr: invalid float value: 'abc'"),
     (["train", "--epochs", "1.5"], "error: argument --epochs: invalid int value: '1.5'"),
     (["predict"], "error: the following arguments are required: --run"),
+    # a misspelt flag: the command's own help, and the flag it is closest to
+    (["train", "--mdoe", "frozen"], "error: unrecognized arguments: --mdoe frozen; did you mean --mode? "
+                                    "(see python -m core train --help)"),
 ])
 def test_usage_errors_are_one_line_too(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
