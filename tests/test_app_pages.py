@@ -1384,6 +1384,9 @@ def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monk
     at.file_uploader(key="play_upload").set_value(("seen.txt", b"".join(training_like), "text/plain")).run()
     at.button(key="play_score").click().run()
     [warning] = [w.value for w in at.warning if "were in a model's training or validation data" in w.value]
+    [accuracies] = [c.value for c in at.caption if " accuracy " in c.value]  # each with its interval, as on Compare
+    assert len(re.findall(r"accuracy [01]\.\d{3} \[[01]\.\d{3}, [01]\.\d{3}\]", accuracies)) == 3
+    assert accuracies.endswith("(95 % intervals)")
     seen = seen_in_training(list_runs(trained)[0].config, [l.decode().split("\t", 1)[1].strip() for l in training_like])
     assert seen > 0 and f"Fine-tuned BERT: {seen}" in warning
     at.file_uploader(key="play_upload").set_value(None).run()

@@ -9,6 +9,7 @@ import streamlit as st
 from core.data import DataError, dropped_rows, read_messages, read_unlabelled
 from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
+from core.metrics import bootstrap_intervals
 from core.predict import MAX_MESSAGE_CHARS
 from core.runs import RunError
 
@@ -227,9 +228,12 @@ with batch:
             # a labelled batch gets accuracies: say when a model had trained on some of its messages, as Compare does
             seen = {m: seen_in_training(run.config, [str(t) for t in texts]) for m, (run, _) in models.items()} \
                 if labels is not None else {}
+            # with its 95 % interval, as on Compare: a batch of 40 messages pins an accuracy down to a few points only
+            intervals = {m: bootstrap_intervals(labels, probabilities[m], threshold(run))["accuracy"]
+                         for m, (run, _) in models.items()} if labels is not None else {}
             st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out,
                                               "source": source, "lines_unused": upload is not None and bool(lines.strip()),
-                                              "seen": seen}
+                                              "seen": seen, "accuracy_ci": intervals}
     scored = st.session_state.get("play_batch")
     if scored and scored["runs"] != {m: run.id for m, (run, _) in models.items()}:
         st.info("The models above changed since this batch was scored: press Score to score it with them.")
@@ -240,8 +244,11 @@ with batch:
         if scored.get("lines_unused"):
             st.info("The file was scored, not the pasted lines: remove the file to score the lines.")
         if "label" in out:
+            ci = scored.get("accuracy_ci") or {}
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
-                                  for m in models if f"{m} verdict" in out))
+                                  + (f" [{ci[m][0]:.3f}, {ci[m][1]:.3f}]" if ci.get(m) else "")
+                                  for m in models if f"{m} verdict" in out)
+                       + (" (95 % intervals)" if any(ci.values()) else ""))
             if seen := {m: n for m, n in scored.get("seen", {}).items() if n}:
                 st.warning("Some of these messages were in a model's training or validation data ("
                            + ", ".join(f"{common.MODE_LABELS[m]}: {n:,}" for m, n in seen.items())
