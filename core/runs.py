@@ -478,8 +478,8 @@ def resumable(run_dir: Path) -> tuple[dict, dict, dict]:
     state = saved_state(run.path)
     if state is None:
         raise RunError(f"{run.id} saved no training state to resume from (it stopped within its first minute of "
-                       "training, after its training had ended, or was cancelled from the app or with a `cancel` file, which "
-                       "discards it)"
+                       "training, after its training had ended, or was cancelled from the app or with a `cancel` "
+                       "file, which discards it)"
                        + ("; `finish` can still test its best weights" if saved_weights(run.path, run.mode) else
                           ": train it again"))
     return run.config, state, status
