@@ -241,9 +241,9 @@ def picks_in_url() -> None:
     for mode in MODE_LABELS:
         shared, linked = _shared_pick(mode), st.query_params.get(mode)
         if shared not in st.session_state and linked:
-            st.session_state[shared] = None if linked == "none" else linked
+            st.session_state[shared] = None if linked == NO_RUN else linked
         if shared in st.session_state:
-            st.query_params[mode] = st.session_state[shared] or "none"
+            st.query_params[mode] = st.session_state[shared] or NO_RUN
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
