@@ -113,7 +113,7 @@ def test_a_killed_run_resumes_to_exactly_the_result_it_would_have_had(tmp_path, 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_same(tmp_path, data, tiny_bert,
                                                                                   uninterrupted, monkeypatch, caplog,
-                                                                                  signum):
+                                                                                  request, signum):
     import core.train
     cancel_requested, checks = core.train.cancel_requested, []
 
@@ -123,6 +123,9 @@ def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_sa
             os.kill(os.getpid(), signum)
         return cancel_requested(run_dir)
     monkeypatch.setattr(core.train, "cancel_requested", signal_during_step_41)
+    # Ctrl-C live, as in a terminal: a process started in the background from a script inherits it ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     run_dir = train(_config(tmp_path / "runs", data, tiny_bert))
     monkeypatch.setattr(core.train, "cancel_requested", cancel_requested)
@@ -306,3 +309,17 @@ def test_after_a_failed_finish_a_resumed_run_can_still_be_asked_to_finish(tmp_pa
     metrics = load_run(run_dir).metrics
     assert answers == [0] and metrics["stopped"]["status"] == "asked"  # asked to finish, not refused
     assert metrics["resumed"][0]["after"] == "failed"
+
+
+def test_an_ignored_ctrl_c_stays_ignored_while_training():
+    """`python -m core train … &` from a script starts with SIGINT ignored; training must not turn it back on."""
+    from core.train import _install_stop_signals
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop, restore = _install_stop_signals()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        restore()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not stop["requested"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
