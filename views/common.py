@@ -490,9 +490,9 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
     mode on the chart in that colour itself, the next ones in the shades furthest from it first (a shade picked from
     the run's id kept it stable, but gave two fine-tuned runs near-identical reds). Runs of different modes
     (`modes`: run -> mode) get a panel each, side by side with one loss axis: a frozen head's 60 epochs on the same
-    epoch axis as a fine-tune's 3 would squash the fine-tune into a corner. `balanced`: the runs trained on class-balanced cross-entropy (the frozen
-    default), whose level is not comparable with plain cross-entropy's: each panel's axis names its loss, and panels
-    of different losses do not share one."""
+    epoch axis as a fine-tune's 3 would squash the fine-tune into a corner. `balanced`: the runs trained on
+    class-balanced cross-entropy (the frozen default), whose level is not comparable with plain cross-entropy's: each
+    panel's axis names its loss, and panels of different losses do not share one."""
     curves = {name: jobs.loss_curves(events) for name, events in histories.items()}
     drawn = [name for name, c in curves.items() if c["train"] or c["validation"]]  # the baseline has no loss
     panels = list(dict.fromkeys((modes or {}).get(name) for name in drawn))

@@ -31,8 +31,8 @@ picked = {m: r for m, r in picked.items() if r is not None}
 # at full scale every ROC curve hugs the top-left corner, where the models differ. The zoom, the threshold and the
 # search are bound to the URL (?compare_threshold=0.3…): a reload or a shared link shows the same view
 zoom = st.toggle("Zoom into the corners where the models differ (ROC: false positive rate up to 10 %; "
-                 "precision-recall: recall from 80 %, precision from 50 %)", key="compare_roc_zoom", persist_state=common.KEEP,
-                 bind="query-params")
+                 "precision-recall: recall from 80 %, precision from 50 %)", key="compare_roc_zoom",
+                 persist_state=common.KEEP, bind="query-params")
 left, right = st.columns(2)
 roc, pr = go.Figure(), go.Figure()
 for mode, run in picked.items():

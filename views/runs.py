@@ -174,12 +174,13 @@ st.subheader("Loss curves")
 ids = [r.id for r in all_runs]
 by_id = {r.id: r for r in all_runs}
 # by default the frozen and fine-tuned runs the other pages compare, not merely the newest two (a quick run, say)
-default = [wanted] if wanted in ids else [r.id for r in map(common.compared_run, ("frozen", "finetune")) if r]
+compared = [r.id for r in map(common.compared_run, ("frozen", "finetune")) if r]
+default = [wanted] if wanted in ids else compared
 # kept across page switches (persist_state); a kept run that was deleted since drops out; a link's run is added
 if "runs_overlay" in st.session_state:
     kept = [i for i in st.session_state["runs_overlay"] if i in ids]
     if not kept and st.session_state["runs_overlay"]:  # every run overlaid was deleted: the default, not an empty chart
-        kept = [r.id for r in map(common.compared_run, ("frozen", "finetune")) if r]
+        kept = compared
     st.session_state["runs_overlay"] = kept + ([wanted] if wanted in ids and wanted not in kept else [])
 else:
     st.session_state["runs_overlay"] = default
