@@ -262,6 +262,9 @@ def _predict(args) -> int:
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
+    if len(texts) < len(given):  # a script pairing output lines with input lines by position would be off
+        print(f"skipped {len(given) - len(texts)} blank message(s): {len(texts)} line(s) of output, each with its "
+              "text", file=sys.stderr)
     _quiet_libraries(args)
     from .predict import Predictor
     predictor = Predictor.load(run_dir)

@@ -274,9 +274,10 @@ def test_train_prints_the_run_folder_last(capsys, caplog, tmp_path, sms_file):
 
 
 def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
-    code, out, _ = run_cli(capsys, "predict", "--run", str(frozen_run), "WIN a prize now", " ", "see you at 6")
+    code, out, err = run_cli(capsys, "predict", "--run", str(frozen_run), "WIN a prize now", " ", "see you at 6")
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and [r["text"] for r in rows] == ["WIN a prize now", "see you at 6"]
+    assert "skipped 1 blank message(s): 2 line(s) of output, each with its text" in err  # not one per input
     assert all(0 <= r["spam_probability"] <= 1 for r in rows)
     threshold = json.loads((frozen_run / "config.json").read_text())["threshold"]  # each with the run's verdict
     assert [r["verdict"] for r in rows] == ["spam" if r["spam_probability"] >= threshold else "ham" for r in rows]
