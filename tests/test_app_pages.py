@@ -1124,6 +1124,50 @@ def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeyp
     assert {c.class_weight for c in launched[-1]} == {"balanced"}
 
 
+def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_the_cli_does(monkeypatch, tmp_path,
+                                                                                           tiny_bert, sms_data):
+    launched = []
+    monkeypatch.setattr(jobs, "launch", launched.append)  # what the page asks to train, not the training itself
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    assert [at.number_input(key=f"train_{m}_evals_per_epoch").value for m in ("frozen", "finetune")] == [1, 4]
+    at.number_input(key="train_shared_threshold").set_value(0.3).run()
+    at.number_input(key="train_finetune_evals_per_epoch").set_value(2).run()
+    at.number_input(key="train_shared_max_grad_norm").set_value(0.5).run()
+    at.selectbox(key="train_precision").set_value("fp32").run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception and not at.error
+    bert = {c.mode: (c.evals_per_epoch, c.max_grad_norm, c.precision) for c in launched[-1] if c.mode != "baseline"}
+    assert bert == {"frozen": (1, 0.5, "fp32"), "finetune": (2, 0.5, "fp32")}
+    assert {c.mode: c.threshold for c in launched[-1]} == {"baseline": 0.3, "frozen": 0.3, "finetune": 0.3}  # one verdict
+    assert json.loads((runs_dir / ".train-form.json").read_text()) == {
+        "train_shared_threshold": 0.3, "train_finetune_evals_per_epoch": 2, "train_shared_max_grad_norm": 0.5,
+        "train_precision": "fp32"}
+
+    # a reload starts from them; a baseline-only plan keeps its threshold, and shows no field it does not use
+    at = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/train.py")
+    assert at.selectbox(key="train_precision").value == "fp32"
+    assert at.number_input(key="train_finetune_evals_per_epoch").value == 2
+    at.number_input(key="train_shared_seed").set_value(7).run()
+    at.radio(key="train_plan").set_value("baseline").run()
+    shown = {w.key for kind in ("number_input", "selectbox") for w in getattr(at, kind)}
+    assert shown == {"train_shared_seed", "train_shared_val_fraction", "train_shared_test_fraction",
+                     "train_class_weight", "train_shared_threshold"}, shown
+    at.button(key="train_launch").click().run()
+    assert [(c.mode, c.seed, c.threshold) for c in launched[-1]] == [("baseline", 7, 0.3)]
+
+    # a threshold TrainConfig refuses: its message under the field, and nothing starts
+    at.number_input(key="train_shared_threshold").set_value(1.5).run()
+    assert _errors_beside(at, "train_shared_threshold") == _errors(at) == ["Expected a value in [0.001, 0.999], got 1.5"]
+    assert at.button(key="train_launch").disabled
+    at.radio(key="train_plan").set_value("both").run()
+    at.button(key="train_reset").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.number_input(key="train_shared_threshold").value, at.number_input(key="train_shared_max_grad_norm").value,
+            at.selectbox(key="train_precision").value, at.number_input(key="train_finetune_evals_per_epoch").value) == \
+        (0.5, 1.0, "bf16", 4)
+
+
 def test_the_train_form_survives_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

@@ -4,7 +4,7 @@ import re
 import streamlit as st
 
 from core import jobs
-from core.config import MODE_DEFAULTS, TrainConfig
+from core.config import BASELINE_SETTINGS, MODE_DEFAULTS, TrainConfig
 from core.data import split_sizes
 from core.runs import read_json, write_json_atomic
 
@@ -104,14 +104,15 @@ wrong_fields = []  # each shows its error under itself; any one keeps Start disa
 LABELS = {}  # field name -> its label on this form, for the messages about a combination of fields
 
 
-def number(label, name, col, kind=int, default=None, fmt=None, scope="shared", limit=None):
+def number(label, name, col, kind=int, default=None, fmt=None, scope="shared", limit=None, help=None):
     """A number field without min/max: TrainConfig's validation gives the message for a bad value. limit: (the
-    most, and why), a tighter bound than TrainConfig's, checked first so the message gives the bound that applies."""
+    most, and why), a tighter bound than TrainConfig's, checked first so the message gives the bound that applies.
+    help: the field's help where TrainConfig's needs more said on this form."""
     LABELS[name] = label
     default, key = kind(getattr(DEFAULTS, name) if default is None else default), f"train_{scope}_{name}"
     entered = drawn(key, default, col.number_input(
-        label, value=saved(key, default), step=kind(1) if kind is int else None, format=fmt, help=HELP[name], key=key,
-        persist_state=common.KEEP))
+        label, value=saved(key, default), step=kind(1) if kind is int else None, format=fmt, help=help or HELP[name],
+        key=key, persist_state=common.KEEP))
     if limit and entered > limit[0]:
         return field_error(col, name, f"expected at most {limit[0]} {limit[1]}, got {entered}")
     return checked(name, entered, col, scope)
@@ -167,6 +168,9 @@ for col, mode in zip(columns, neural):
         per_mode[mode]["epochs"] = number("Epochs", "epochs", c[0], default=MODE_DEFAULTS[mode]["epochs"],
                                          scope=mode)
         per_mode[mode]["lr"] = rate(f"Learning rate ({mode})", "lr", c[1], MODE_DEFAULTS[mode]["lr"], scope=mode)
+        # a row of its own, under Epochs: a third column beside them wraps both long labels at 1280 px with both modes
+        per_mode[mode]["evals_per_epoch"] = number("Validations per epoch", "evals_per_epoch", st.columns(2)[0],
+                                                   default=MODE_DEFAULTS[mode]["evals_per_epoch"], scope=mode)
         if mode == "frozen":
             c = st.columns(3)
             pooling = ["mean", "cls"]
@@ -177,17 +181,32 @@ for col, mode in zip(columns, neural):
             per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
 
 with st.expander("More settings"):
-    c = st.columns(4)
+    # first row: what every run of the plan uses, the baseline's too (core.config.BASELINE_SETTINGS)
+    c = st.columns(4 if neural else 5)
     values["val_fraction"] = number("Validation share", "val_fraction", c[0], float, fmt="%.2f")
     values["test_fraction"] = number("Test share", "test_fraction", c[1], float, fmt="%.2f")
-    values["weight_decay"] = number("Weight decay", "weight_decay", c[2], float, fmt="%.3f")
     choices = ["per mode", "balanced", "none"]
-    weights = drawn("train_class_weight", "per mode", c[3].selectbox(
+    weights = drawn("train_class_weight", "per mode", c[2].selectbox(
         "Class weights", choices, index=choices.index(saved("train_class_weight", "per mode", choices)),
         help=HELP["class_weight"], format_func=lambda v: "mode default" if v == "per mode" else v,
         key="train_class_weight", persist_state=common.KEEP))
     if weights != "per mode":  # else each mode keeps its own (frozen balanced, finetune none), as on the CLI
         values["class_weight"] = weights
+    values["threshold"] = number("Spam threshold", "threshold", c[3], float, fmt="%.3f", help=(
+        f"{HELP['threshold']}; the run's test metrics and confusion matrix, and its verdicts on Overview and "
+        "Playground, use it (Compare's slider tries others)"))
+    if not neural:  # the shared settings above are a BERT's, but for the seed: else a seed kept there went unused
+        values["seed"] = number("Seed", "seed", c[4])
+    if neural:  # second row: a BERT's alone; the baseline's solver has no weight decay, gradients or encoder
+        c = st.columns(4)
+        values["weight_decay"] = number("Weight decay", "weight_decay", c[0], float, fmt="%.3f")
+        values["max_grad_norm"] = number("Gradient clipping", "max_grad_norm", c[1], float, fmt="%.2f")
+        # not "Precision": the form would then seem to set the metric
+        arithmetic = {"bf16": "bf16 where supported", "fp32": "fp32"}
+        values["precision"] = drawn("train_precision", DEFAULTS.precision, c[2].selectbox(
+            "Encoder arithmetic", list(arithmetic),
+            index=list(arithmetic).index(saved("train_precision", DEFAULTS.precision, arithmetic)),
+            help=HELP["precision"], format_func=arithmetic.get, key="train_precision", persist_state=common.KEEP))
 
 changed = {key: value for key, (default, value) in DRAWN.items() if not same(value, default) and value is not None}
 keep = {key: value for key, value in SAVED.items() if key not in DRAWN} | changed  # a field not drawn now keeps its value
@@ -223,7 +242,7 @@ blocked = bool(wrong_fields) or (neural and "error" in model_info)
 configs = []
 for mode in modes:
     settings = {**values, **per_mode[mode]} if mode != "baseline" else \
-        {k: values[k] for k in ("seed", "val_fraction", "test_fraction", "class_weight") if k in values}
+        {k: v for k, v in values.items() if k in BASELINE_SETTINGS}  # the seed, split, class weights and threshold
     settings = {k: v for k, v in settings.items() if v is not None}  # a wrong field (None) is named under itself
     try:
         cfg = TrainConfig(mode=mode, data=data_path, model=model_name.strip() if mode != "baseline" and
