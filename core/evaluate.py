@@ -44,6 +44,22 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
     return result
 
 
+def saved_evaluation(run_dir: Path, digest: str) -> dict | None:
+    """The newest scores a run saved for a file with this content digest (its sha256, or the first 10 or more hex
+    digits of it), or None: Compare reopens them after a reload, which forgets the uploaded file itself."""
+    if not re.fullmatch(r"[0-9a-f]{10,64}", digest or ""):  # it comes from a URL: never a glob pattern
+        return None
+    found = []
+    for file in (Path(run_dir) / EVALUATIONS).glob(f"*-{digest[:10]}.json"):
+        try:
+            evaluation = read_json(file)
+        except (OSError, ValueError):  # damaged, or deleted since the listing
+            continue
+        if isinstance(evaluation, dict) and str(evaluation.get("sha256", "")).startswith(digest):
+            found.append(evaluation)
+    return max(found, key=lambda e: e.get("evaluated_at", 0), default=None)
+
+
 def seen_in_training(config: dict, texts: list[str]) -> int | None:
     """How many of `texts` the run trained or validated on: those score better than new messages would.
     None when the run's dataset is no longer where it was, or has changed since."""

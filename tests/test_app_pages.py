@@ -1,6 +1,7 @@
 """Every dashboard page, driven with streamlit's AppTest, with no runs, with completed runs, and with a
 running, failed, interrupted and broken run present. The runs are made by the real training code
 (core.train) with the tiny random BERT on synthetic messages; the running job is a real process."""
+import hashlib
 import io
 import json
 import os
@@ -639,6 +640,38 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     # scores from other models are not shown under the ones now picked
     at.selectbox(key="play_baseline").set_value("none").run()
     assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)
+
+
+def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # without the batches other tests scored on these runs
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs", ignore=shutil.ignore_patterns(".playground")))
+    kept = runs_dir / ".playground"
+    kept.mkdir()
+    for i in range(20):  # twenty batches scored before: the oldest goes when a new one is saved
+        (kept / f"{i:010x}.json").write_text("{}")
+        os.utime(kept / f"{i:010x}.json", (1e9 + i, 1e9 + i))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/playground.py")
+    at.text_area(key="play_lines").input("see you at 6\nWINNER call 09061 now\n").run()
+    at.button(key="play_score").click().run()
+    table, digest = at.dataframe[0].value, at.query_params["batch"]
+    assert (kept / f"{digest}.json").is_file() and not (kept / f"{0:010x}.json").exists()
+    assert len(list(kept.iterdir())) == 20 and len(list_runs(runs_dir)) == 3  # not taken for a run
+
+    # a reload is a new session: the URL names the batch, which comes back as it was, without scoring it again
+    monkeypatch.setattr(Predictor, "predict", lambda *a, **k: pytest.fail("the batch was scored again"))
+    reloaded = AppTest.from_file(APP, default_timeout=90)
+    reloaded.query_params["batch"] = digest
+    _page(reloaded.run(), "views/playground.py")
+    pd.testing.assert_frame_equal(reloaded.dataframe[0].value, table)
+    assert reloaded.text_area(key="play_lines").value == "see you at 6\nWINNER call 09061 now\n"
+    assert "2 messages from the pasted lines, scored by" in _texts(reloaded)
+    assert reloaded.query_params["batch"] == digest
+    # a link to a batch no longer kept, or not a digest at all, shows none and is dropped from the URL
+    for linked in (f"{1:010x}", "../../x", "*"):
+        stale = AppTest.from_file(APP, default_timeout=90)
+        stale.query_params["batch"] = linked
+        _page(stale.run(), "views/playground.py")
+        assert not stale.dataframe and "batch" not in stale.query_params, linked
 
 
 def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monkeypatch, tmp_path, tiny_bert,
@@ -1456,6 +1489,39 @@ def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monk
     assert pd.isna(row["TF-IDF baseline"]) and row["Fine-tuned BERT"] == str(seen) and row["Frozen BERT + MLP head"] == str(seen)
     assert any(w.value.startswith("Whether TF-IDF baseline trained on some of these messages cannot be checked")
                for w in at.warning)
+
+
+def test_own_file_scores_come_back_after_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/compare.py")
+    mine = b"".join(sms_data.read_bytes().splitlines(keepends=True)[-30:])
+    at.file_uploader(key="compare_own").set_value(("mine.txt", mine, "text/plain")).run()
+    digest = hashlib.sha256(mine).hexdigest()[:10]
+    assert at.query_params["own"] == digest
+    scored = next(d.value for d in at.dataframe if "measure" in d.value.columns)
+
+    # a reload is a new session, with no file: the URL names it, and each run's saved scores are shown again
+    reloaded = AppTest.from_file(APP, default_timeout=90)
+    reloaded.query_params["own"] = digest
+    _page(reloaded.run(), "views/compare.py")
+    pd.testing.assert_frame_equal(next(d.value for d in reloaded.dataframe if "measure" in d.value.columns), scored)
+    assert any(c.value.startswith("The scores of mine.txt, uploaded earlier and saved with each run")
+               for c in reloaded.caption)
+    assert reloaded.query_params["own"] == digest
+    # a run picked since that never scored the file says so, and the others still show theirs
+    quick = load_run(train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=1)))
+    reloaded.run().selectbox(key="compare_frozen").set_value(quick.id).run()
+    assert any(i.value.startswith(f"Frozen BERT + MLP head ({quick.id}) has not scored mine.txt") for i in reloaded.info)
+    yours = next(d.value for d in reloaded.dataframe if "measure" in d.value.columns)
+    assert "Frozen BERT + MLP head" not in yours.columns and "Fine-tuned BERT" in yours.columns
+    reloaded.button(key="compare_own_forget").click().run()
+    assert "own" not in reloaded.query_params and not any("measure" in d.value.columns for d in reloaded.dataframe)
+    # a link naming no saved scores, or not a digest at all, shows nothing and is dropped from the URL
+    for linked in ("0123456789", "*"):
+        stale = AppTest.from_file(APP, default_timeout=90)
+        stale.query_params["own"] = linked
+        _page(stale.run(), "views/compare.py")
+        assert "own" not in stale.query_params and not any("measure" in d.value.columns for d in stale.dataframe)
 
 
 def test_comparison_report_is_self_contained_and_escapes_text():

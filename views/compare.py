@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data import dropped_rows
+from core.evaluate import saved_evaluation
 from core.metrics import calibration, classification_metrics, mcnemar_test
 
 from views import common
@@ -216,6 +217,7 @@ st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank
 def _forget_own_file():
     if st.session_state.get("compare_own") is None:  # the user removed the file from the uploader
         st.session_state.pop("compare_own_file", None)
+        st.query_params.pop("own", None)
 
 
 uploaded = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="compare_own",
@@ -225,20 +227,38 @@ uploaded = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="
 if uploaded is not None:
     st.session_state["compare_own_file"] = (uploaded.name, uploaded.getvalue())
 own = st.session_state.get("compare_own_file")
+# a reload starts a new session, which has no file: the URL names the last one scored (?own=<its sha256, 10 digits>),
+# and each run kept its scores in evaluations/, so they are reopened from there (own[1] None: no bytes to score)
+reopened = {}
+if own is None and (linked := st.query_params.get("own")):
+    reopened = {mode: found for mode, run in picked.items() if (found := saved_evaluation(run.path, linked))}
+    if reopened:
+        own = (next(iter(reopened.values()))["name"], None)
+    else:  # deleted, or none of the runs picked now scored it
+        del st.query_params["own"]
 if own is not None and uploaded is None:
     kept, forget = st.columns([4, 1], vertical_alignment="center")
-    kept.caption(f"Scoring {common.plain(own[0])}, uploaded earlier in this session. Upload a file to replace it.")
+    kept.caption(f"Scoring {common.plain(own[0])}, uploaded earlier in this session. Upload a file to replace it."
+                 if own[1] is not None else
+                 f"The scores of {common.plain(own[0])}, uploaded earlier and saved with each run (a reload forgets "
+                 "the file itself). Upload a file to replace it.")
     if forget.button("Forget this file", key="compare_own_forget"):
-        st.session_state.pop("compare_own_file")
+        st.session_state.pop("compare_own_file", None)
+        st.query_params.pop("own", None)
         st.rerun()
 own_rows, own_warnings, zero_width, own_results = [], [], False, {}
 if own is not None:
     for mode, run in picked.items():
+        if own[1] is None and mode not in reopened:
+            st.info(f"{common.MODE_LABELS[mode]} ({run.id}) has not scored {common.plain(own[0])}: upload the file "
+                    "again to score it with this run too.")
+            continue
         try:
-            result = own_results[mode] = common.evaluate_upload(str(run.path), run.created, *own)
+            result = own_results[mode] = reopened.get(mode) or common.evaluate_upload(str(run.path), run.created, *own)
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
             st.error(common.plain(exc))  # DataError names the file already
             break
+        st.query_params["own"] = result["sha256"][:10]  # again on each rerun: a page switch clears the URL's query
         m, test = result["metrics"], run.metrics["test"]
         if m["n_spam"] in (0, m["n"]):  # the same file for every run: what one class in it leaves undefined
             text = ("Your file has no spam: recall, F1, AUROC and AUPRC are undefined here (– in the table), as is "

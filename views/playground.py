@@ -1,4 +1,6 @@
 """Playground: type a message, see every selected model's spam probability side by side; or score a batch."""
+import hashlib
+import json
 import re
 
 import numpy as np
@@ -11,7 +13,7 @@ from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
 from core.metrics import bootstrap_intervals
 from core.predict import MAX_MESSAGE_CHARS
-from core.runs import RunError
+from core.runs import RunError, read_json, write_json_atomic
 
 from views import common
 
@@ -98,6 +100,50 @@ def percent(p: float) -> str:
         return "<0.1%"
     return f"{p:.1%}"
 
+
+# ---------------------------------------------------------------------------- scored batches, kept on disk
+# A reload starts a new session, which would lose a batch that took minutes to score: each scored batch is saved
+# under the runs folder, and the URL names it (?batch=<digest>), as Compare's does for an uploaded file.
+BATCHES = common.runs_dir() / ".playground"  # a leading dot: list_runs never takes it for a run
+KEEP_BATCHES = 20  # the newest; older ones are deleted when a new one is saved
+
+
+def keep_batch(batch: dict) -> str | None:
+    """Save a scored batch and return its digest, or None where the runs folder is read-only (the session keeps
+    it then, and a reload loses it)."""
+    record = {**batch, "table": batch["table"].to_dict("list")}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    try:
+        BATCHES.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(BATCHES / f"{digest}.json", record)
+        for old in sorted(BATCHES.glob("*.json"), key=lambda f: f.stat().st_mtime_ns)[:-KEEP_BATCHES]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return digest
+
+
+def reopen_batch(digest: str | None) -> dict | None:
+    """The batch saved under this digest, or None (none, deleted, damaged, or not a digest: it comes from a URL)."""
+    if not re.fullmatch(r"[0-9a-f]{10}", digest or ""):
+        return None
+    try:
+        record = read_json(BATCHES / f"{digest}.json")
+        return {**record, "table": pd.DataFrame(record["table"]), "digest": digest}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+if "play_batch" not in st.session_state and (linked := st.query_params.get("batch")):
+    if restored := reopen_batch(linked):
+        st.session_state["play_batch"] = restored
+        st.session_state.setdefault("play_tab_open", "Batch")  # the link was to the batch
+        if restored.get("lines") and "play_lines" not in st.session_state:
+            st.session_state["play_lines"] = restored["lines"]  # what was pasted, back in its box
+    else:
+        del st.query_params["batch"]
+if st.session_state.get("play_batch", {}).get("digest"):
+    st.query_params["batch"] = st.session_state["play_batch"]["digest"]  # again on each rerun: a page switch clears it
 
 # the open tab is tracked (on_change) and kept for the session: coming back from another page to a scored batch
 # opens the Batch tab, not "One message" with the batch hidden behind it
@@ -203,6 +249,7 @@ with batch:
         texts = [t for t in texts if str(t).strip()]
         if problem or not texts:
             st.session_state.pop("play_batch", None)  # the last batch's table would read as this file's result
+            st.query_params.pop("batch", None)
         if problem:
             st.error(common.plain(problem))
         elif not texts:
@@ -231,9 +278,15 @@ with batch:
             # with its 95 % interval, as on Compare: a batch of 40 messages pins an accuracy down to a few points only
             intervals = {m: bootstrap_intervals(labels, probabilities[m], threshold(run))["accuracy"]
                          for m, (run, _) in models.items()} if labels is not None else {}
-            st.session_state["play_batch"] = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out,
-                                              "source": source, "lines_unused": upload is not None and bool(lines.strip()),
-                                              "seen": seen, "accuracy_ci": intervals}
+            scored = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out, "source": source,
+                      "lines_unused": upload is not None and bool(lines.strip()), "seen": seen,
+                      "accuracy_ci": intervals, "lines": lines if upload is None else None}
+            scored["digest"] = keep_batch(scored)
+            st.session_state["play_batch"] = scored
+            if scored["digest"]:
+                st.query_params["batch"] = scored["digest"]
+            else:  # the URL would name the batch before
+                st.query_params.pop("batch", None)
     scored = st.session_state.get("play_batch")
     if scored and scored["runs"] != {m: run.id for m, (run, _) in models.items()}:
         st.info("The models above changed since this batch was scored: press Score to score it with them.")
