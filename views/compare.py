@@ -179,15 +179,18 @@ def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
     wrong", at: the threshold, in words), sortable; a picked row is shown whole, as plain text."""
     st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong {at}. "
                "Click a column header to sort, and a row's left edge to read its whole message.")
-    # short headers, so that all the columns and their names fit a laptop screen; the hover says the rest
+    # short headers, so that all the columns and their names fit a laptop screen; the hover says the rest. Each
+    # model's "wrong" tick sits beside its probability under a short header, leaving the message some 40 characters
+    models = [c.removesuffix(" p(spam)") for c in wrong.columns if c.endswith(" p(spam)")]
     picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key=key, on_select="rerun",
-                              selection_mode="single-row", column_config={
-        c: st.column_config.ProgressColumn(c.removesuffix(" p(spam)"), format="%.3f", min_value=0.0, max_value=1.0,
-                                           width=80, help=f"{c.removesuffix(' p(spam)')}: spam probability")
-        for c in wrong.columns if c.endswith("p(spam)")} | {
-        c: st.column_config.CheckboxColumn(c, width=108, help=f"{c} {at}")
-        for c in wrong.columns if c.endswith(" wrong")} | {"message": st.column_config.TextColumn(width=165)})
-    # the message column shows some 25 characters: a picked row is shown whole, as plain text
+                              selection_mode="single-row",
+                              column_order=["message", "truth"] + [f"{m} {c}" for m in models for c in ("p(spam)", "wrong")],
+                              column_config={
+        f"{m} p(spam)": st.column_config.ProgressColumn(m, format="%.3f", min_value=0.0, max_value=1.0, width=80,
+                                                        help=f"{m}: spam probability") for m in models} | {
+        f"{m} wrong": st.column_config.CheckboxColumn("wrong", width=62, help=f"{m} wrong {at}") for m in models} | {
+        "message": st.column_config.TextColumn(width=300)})
+    # the message column shows some 40 characters: a picked row is shown whole, as plain text
     if picked_row.selection.rows and picked_row.selection.rows[0] < len(wrong):
         row = wrong.iloc[picked_row.selection.rows[0]]
         st.text(row["message"])
