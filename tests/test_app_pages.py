@@ -1508,6 +1508,10 @@ def test_own_file_scores_come_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     assert any(c.value.startswith("The scores of mine.txt, uploaded earlier and saved with each run")
                for c in reloaded.caption)
     assert reloaded.query_params["own"] == digest
+    del reloaded.query_params["own"]  # as a page switch clears it in the browser: the session still knows the file
+    _page(_page(reloaded, "views/overview.py"), "views/compare.py")
+    pd.testing.assert_frame_equal(next(d.value for d in reloaded.dataframe if "measure" in d.value.columns), scored)
+    assert reloaded.query_params["own"] == digest
     # a run picked since that never scored the file says so, and the others still show theirs
     quick = load_run(train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=1)))
     reloaded.run().selectbox(key="compare_frozen").set_value(quick.id).run()

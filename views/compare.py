@@ -220,6 +220,7 @@ st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank
 def _forget_own_file():
     if st.session_state.get("compare_own") is None:  # the user removed the file from the uploader
         st.session_state.pop("compare_own_file", None)
+        st.session_state.pop("compare_own_digest", None)
         st.query_params.pop("own", None)
 
 
@@ -231,14 +232,17 @@ if uploaded is not None:
     st.session_state["compare_own_file"] = (uploaded.name, uploaded.getvalue())
 own = st.session_state.get("compare_own_file")
 # a reload starts a new session, which has no file: the URL names the last one scored (?own=<its sha256, 10 digits>),
-# and each run kept its scores in evaluations/, so they are reopened from there (own[1] None: no bytes to score)
+# and each run kept its scores in evaluations/, so they are reopened from there (own[1] None: no bytes to score).
+# The session keeps the digest too: a page switch clears the URL's query
 reopened = {}
-if own is None and (linked := st.query_params.get("own")):
+if own is None and (linked := st.query_params.get("own") or st.session_state.get("compare_own_digest")):
     reopened = {mode: found for mode, run in picked.items() if (found := saved_evaluation(run.path, linked))}
     if reopened:
         own = (next(iter(reopened.values()))["name"], None)
+        st.session_state["compare_own_digest"] = linked
     else:  # deleted, or none of the runs picked now scored it
-        del st.query_params["own"]
+        st.query_params.pop("own", None)
+        st.session_state.pop("compare_own_digest", None)
 if own is not None and uploaded is None:
     kept, forget = st.columns([4, 1], vertical_alignment="center")
     kept.caption(f"Scoring {common.plain(own[0])}, uploaded earlier in this session. Upload a file to replace it."
@@ -247,6 +251,7 @@ if own is not None and uploaded is None:
                  "the file itself). Upload a file to replace it.")
     if forget.button("Forget this file", key="compare_own_forget"):
         st.session_state.pop("compare_own_file", None)
+        st.session_state.pop("compare_own_digest", None)
         st.query_params.pop("own", None)
         st.rerun()
 own_rows, own_warnings, zero_width, own_results = [], [], False, {}
