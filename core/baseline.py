@@ -48,6 +48,10 @@ class Baseline:
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.pipeline.predict_proba(texts)[:, 1]
 
+    def log_odds(self, texts: list[str]) -> np.ndarray:
+        """ln(p / (1 - p)) of spam: logistic regression's decision function."""
+        return self.pipeline.decision_function(texts)
+
     @property
     def n_parameters(self) -> int:
         return int(self.classifier.coef_.size + self.classifier.intercept_.size)

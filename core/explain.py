@@ -1,8 +1,10 @@
-"""Why this verdict: word occlusion. Each word is removed in turn and the change in spam probability is its
-weight, which works the same for all three models (no gradients needed, so the TF-IDF baseline is covered).
+"""Why this verdict: word occlusion. Each word is removed in turn and the change in the model's log-odds of spam
+is its weight, which works the same for all three models (no gradients needed, so the TF-IDF baseline is covered).
+Log-odds, not probability: a near-certain model's probability barely moves (0.9999 to 0.9990 is a drop of 0.001),
+while its odds of spam fall tenfold, which is what the word did.
 
 >>> explain_words(predictor, "WIN a free prize now")  # doctest: +SKIP
-[("WIN", 0.31), ("a", 0.0), ("free", 0.12), ("prize", 0.2), ("now", 0.03)]
+[("WIN", 2.3), ("a", 0.0), ("free", 0.9), ("prize", 1.6), ("now", 0.1)]
 """
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ MAX_WORDS = 60  # one forward pass per word; an SMS has ~15, and longer texts ge
 
 
 def explain_words(predictor, text: str, max_words: int = MAX_WORDS) -> list[tuple[str, float]]:
-    """(word, p(text) - p(text without the word)) for each word: positive pushes toward spam."""
+    """(word, log-odds(text) - log-odds(text without the word)) for each word: positive pushes toward spam, and
+    exp(weight) is the factor by which the word multiplies the odds of spam."""
     words = text.split()[:max_words]
     if not words:
         return []
     variants = [" ".join(words)] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
-    p = predictor.predict(variants)
-    return [(word, float(p[0] - p[i + 1])) for i, word in enumerate(words)]
+    odds = predictor.predict(variants, log_odds=True)
+    return [(word, float(odds[0] - odds[i + 1])) for i, word in enumerate(words)]

@@ -64,23 +64,26 @@ class Predictor:
         return [len(ids) for ids in self.tokenizer([t[:MAX_MESSAGE_CHARS] for t in texts], verbose=False)["input_ids"]]
 
     @torch.inference_mode()
-    def predict(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def predict(self, texts: list[str], on_progress: Callable[[int, int], None] | None = None,
+                log_odds: bool = False) -> np.ndarray:
         """Spam probability for each text, in order. on_progress(done, total) after each batch: a page scoring
-        2,000 messages shows how far it is (the batches are the same either way, so are the scores)."""
+        2,000 messages shows how far it is (the batches are the same either way, so are the scores).
+        log_odds: ln(p / (1 - p)) instead, from the logits: it still moves where a near-certain model's float
+        probability has saturated at 0 or 1 (word weights for such a model)."""
         texts = [str(t)[:MAX_MESSAGE_CHARS] for t in texts]
         if not texts:
             return np.empty(0)
         if self.baseline is not None:
-            return self.baseline.predict_proba(texts)
+            return self.baseline.log_odds(texts) if log_odds else self.baseline.predict_proba(texts)
         with self._lock:
             if self.mode == "frozen":
                 features = encode(self.model, self.tokenizer, texts, self.max_length, self.pooling, "cpu",
                                   self._autocast, on_progress=on_progress)
-                return torch.softmax(self.head(features), -1)[:, 1].numpy()
+                return _spam(self.head(features), log_odds)
             if len(texts) == 1:  # a typed message: no sorting or padding to do
                 batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_tensors="pt")
                 with self._autocast():
-                    return torch.softmax(self.model(**batch).logits.float(), -1)[:, 1].numpy().astype(float)
+                    return _spam(self.model(**batch).logits.float(), log_odds).astype(float)
             tokens = self.tokenizer(texts, truncation=True, max_length=self.max_length)
             out = np.empty(len(texts))
             # length-sorted batches: similar lengths pad little (SMS run 5-128 tokens, most under 30)
@@ -88,7 +91,7 @@ class Predictor:
             for idx in LengthBucketSampler([len(i) for i in tokens["input_ids"]], PREDICT_BATCH, shuffle=False):
                 batch = self.tokenizer.pad({k: [tokens[k][i] for i in idx] for k in tokens.keys()}, return_tensors="pt")
                 with self._autocast():
-                    out[idx] = torch.softmax(self.model(**batch).logits.float(), -1)[:, 1].numpy()
+                    out[idx] = _spam(self.model(**batch).logits.float(), log_odds)
                 done += len(idx)
                 if on_progress:
                     on_progress(done, len(texts))
@@ -96,3 +99,8 @@ class Predictor:
 
     def _autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+
+def _spam(logits: torch.Tensor, log_odds: bool) -> np.ndarray:
+    """The spam column of a two-class softmax, or its log-odds: the difference of the two logits."""
+    return (logits[:, 1] - logits[:, 0] if log_odds else torch.softmax(logits, -1)[:, 1]).numpy()

@@ -1,6 +1,7 @@
 """Playground: type a message, see every selected model's spam probability side by side; or score a batch."""
 import hashlib
 import json
+import math
 import re
 
 import numpy as np
@@ -73,14 +74,25 @@ def score(texts: list[str], progress=None) -> dict[str, np.ndarray]:
     return scores
 
 
-def highlight(word: str, delta: float) -> str:
-    """A word as inert markdown, on a red (spam) or blue (ham) background when it moves the probability."""
+COLOURED, BOLD = math.log(1.1), math.log(2)  # a word's weight (log-odds) that changes the odds by 10 %, or doubles them
+
+
+def odds_factor(weight: float) -> str:
+    """How a word changes the odds of spam: ×12 (multiplies them by 12) or ÷3 (divides them by 3)."""
+    factor = math.exp(min(abs(weight), 700))  # exp overflows a float past about 709
+    return ("×" if weight > 0 else "÷") + (f"{factor:.1f}" if factor < 10 else f"{factor:,.0f}" if factor < 1e6
+                                           else f"{factor:.0e}")
+
+
+def highlight(word: str, weight: float) -> str:
+    """A word as inert markdown, on a red (spam) or blue (ham) background when it changes the odds of spam."""
     safe = common.plain(word)
-    if abs(delta) < 0.01:
+    if abs(weight) < COLOURED:
         return safe
-    colour = "red" if delta > 0 else "blue"
-    # markdown has one shade per colour: a large effect is told apart by bold and its number
-    return f":{colour}-background[**{safe} {delta:+.2f}**]" if abs(delta) >= 0.1 else f":{colour}-background[{safe}]"
+    colour = "red" if weight > 0 else "blue"
+    # markdown has one shade per colour: a large effect is told apart by bold and its factor
+    return f":{colour}-background[**{safe} {odds_factor(weight)}**]" if abs(weight) >= BOLD else \
+        f":{colour}-background[{safe}]"
 
 
 def threshold(run) -> float:
@@ -210,16 +222,18 @@ with single:
                        "characters (an SMS is a few hundred), and the BERTs only their max length in tokens of those.")
         if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
                      persist_state=common.KEEP, bind="query-params"):
-            st.caption("Each word is left out in turn; the drop in spam probability is its weight. Red pushes "
-                       "toward spam, blue toward ham. Words that move it by 0.10 or more are bold, with the change; "
-                       f"words that move it by less than 0.01 are not coloured (first {MAX_WORDS} words).")
+            st.caption("Each word is left out in turn, and what that does to the model's odds of spam, p / (1 − p), "
+                       "is its weight: odds still move where a near-certain model's probability hardly does. Red "
+                       "words raise the odds, blue words lower them. Bold words at least double or halve them, with "
+                       "the factor (×12: the word multiplies the odds of spam by 12); words that change them by less "
+                       f"than 10 % are not coloured (first {MAX_WORDS} words).")
             for col, (mode, (_, predictor)) in zip(st.columns(len(models)), models.items()):
                 col.markdown(f"**{common.MODE_LABELS[mode]}**")
                 weights = explain_words(predictor, CONTROL.sub(" ", text))
                 col.markdown(" ".join(highlight(w, d) for w, d in weights))
-                if weights and max(abs(d) for _, d in weights) < 0.01:
-                    col.caption("No single word moves this model by a point: the rest of the message decides "
-                                "without it (common when the probability is near 0 or 1).")
+                if weights and max(abs(d) for _, d in weights) < COLOURED:
+                    col.caption("No single word changes this model's odds by 10 %: the rest of the message decides "
+                                "without it.")
         with st.expander("The message as scored (shown as plain text)", expanded=True):
             st.text(CONTROL.sub("\ufffd", text[:MAX_MESSAGE_CHARS]) + ("…" if len(text) > MAX_MESSAGE_CHARS else ""))
 
