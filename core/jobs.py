@@ -354,8 +354,9 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         if step >= total:  # no training left, but the last validation and the test take seconds: no "0 s left"
             return Progress(None, mode, "evaluating", base + (1 - base) * share, None, step=step, total_steps=total,
                             detail=f"step {step}/{total}, the last validation, then the test")
+        # after an encoding the bar has its share too, so it is ahead of the steps: say so
         return Progress(None, mode, "training", base + (1 - base) * share, eta, step=step, total_steps=total,
-                        detail=f"step {step}/{total}")
+                        detail=f"step {step}/{total}" + (" of the head, after encoding the messages" if base else ""))
     # a resumed run reloading its features starts where it had got to, not back at the encoding
     floor = 0.0
     if "resumed" in last:

@@ -182,6 +182,10 @@ def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
     progress = jobs.progress_from_history(events, now=110.0)
     assert progress.eta_seconds is None  # the head and the test come after: no honest ETA for the run yet
     assert progress.describe() == "frozen (features: encoding messages 250/1000, done in about 30 s)"
+    events += [{"event": "features_ready", "cached": False, "time": 140.0},
+               {"event": "start", "total_steps": 100, "time": 141.0}, {"event": "train", "step": 10, "time": 142.0}]
+    training = jobs.progress_from_history(events, now=142.0)  # the bar counts the encoding too: it is ahead of the steps
+    assert training.fraction > 0.1 and training.detail == "step 10/100 of the head, after encoding the messages"
 
 
 def test_after_the_last_step_it_says_validating_and_testing_not_0_s_left():
