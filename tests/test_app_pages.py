@@ -291,6 +291,13 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     assert "The frozen run trained with class-balanced loss and the other without" in verdict
     unweighted = dataclasses.replace(runs["frozen"], config={**runs["frozen"].config, "class_weight": "none"})
     assert "class-balanced" not in finetuning_verdict(unweighted, runs["finetune"], None)
+    # a run shorter than its mode's default (the quick preset's 1-epoch fine-tune) is named as such, in bold
+    assert runs["frozen"].config["epochs"] == 20 and runs["finetune"].config["epochs"] == 3
+    assert "**The frozen run is a quick one**: it trained 20 epochs, fewer than the default 60" in verdict
+    assert "fine-tuned run is a quick one" not in verdict
+    quick = dataclasses.replace(runs["finetune"], config={**runs["finetune"].config, "epochs": 1})
+    assert "**The fine-tuned run is a quick one**: it trained 1 epoch, fewer than the default 3, so a full-length " \
+           "run may do better." in finetuning_verdict(runs["frozen"], quick, None)
 
     # a frozen run on another split: no message-by-message test, and the page says why
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, seed=7))
@@ -301,6 +308,35 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
     assert "tested on different messages" in verdict and "McNemar" not in verdict
     assert "The paired test above" not in _texts(at)  # there is none to point to
+
+
+def test_overview_says_which_missing_run_the_running_job_is_training(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                     trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs", ignore=lambda _, names: [
+        n for n in names if "finetune" in n]))  # the job's fine-tune has not completed yet
+    starting = jobs.Progress(None, "finetune", "starting", 0.0, None, detail="loading data and model")
+    monkeypatch.setattr(jobs, "current_job", lambda *_: starting)
+    monkeypatch.setattr(jobs, "last_job", lambda *_: {"modes": ["finetune"]})
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    infos = [i.value for i in at.info]
+    assert "Fine-tuned BERT: the running job (above) is training it; the results appear here when it completes." in infos
+    assert not any(i.startswith("No completed run yet") for i in infos)
+    monkeypatch.setattr(jobs, "current_job", lambda *_: None)  # no job: the run is missing, and where to start one
+    at.run()
+    assert "No completed run yet for: Fine-tuned BERT. Start one on the Train page." in [i.value for i in at.info]
+
+
+def test_overview_names_each_runs_threshold_in_words_when_they_differ(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                       trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    baseline = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    metrics = json.loads((baseline.path / "metrics.json").read_text())
+    (baseline.path / "metrics.json").write_text(json.dumps({**metrics, "threshold": 0.7}))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    table = next(d.value for d in at.dataframe if "model" in d.value.columns)
+    assert "threshold" not in table.columns and list(table.columns)[-2:] == ["trainable params", "time (s)"]
+    assert ("Each run calls a message spam at its own threshold: frozen at probability ≥ 0.5, fine-tuned at "
+            "probability ≥ 0.5, baseline at probability ≥ 0.7.") in _texts(at)
 
 
 def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
@@ -651,18 +687,27 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
         (kept / f"{i:010x}.json").write_text("{}")
         os.utime(kept / f"{i:010x}.json", (1e9 + i, 1e9 + i))
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/playground.py")
+    at.selectbox(key="play_baseline").set_value("none").run()  # not the default picks
     at.text_area(key="play_lines").input("see you at 6\nWINNER call 09061 now\n").run()
     at.button(key="play_score").click().run()
     table, digest = at.dataframe[0].value, at.query_params["batch"]
     assert (kept / f"{digest}.json").is_file() and not (kept / f"{0:010x}.json").exists()
     assert len(list(kept.iterdir())) == 20 and len(list_runs(runs_dir)) == 3  # not taken for a run
+    del at.query_params["batch"]  # as a page switch clears the URL's query in the browser: every page names it again
+    _page(at, "views/compare.py")
+    assert at.query_params["batch"] == digest
 
-    # a reload is a new session: the URL names the batch, which comes back as it was, without scoring it again
+    # a reload is a new session: the URL names the batch, on whichever page the reload happened, and it comes back
+    # as it was, without scoring it again
     monkeypatch.setattr(Predictor, "predict", lambda *a, **k: pytest.fail("the batch was scored again"))
     reloaded = AppTest.from_file(APP, default_timeout=90)
     reloaded.query_params["batch"] = digest
-    _page(reloaded.run(), "views/playground.py")
+    reloaded.run()  # the Overview
+    del reloaded.query_params["batch"]
+    _page(reloaded, "views/playground.py")
     pd.testing.assert_frame_equal(reloaded.dataframe[0].value, table)
+    # a link naming the batch alone (no picks) shows the runs that scored it, not "the models changed"
+    assert reloaded.selectbox(key="play_baseline").value == "none" and "baseline p(spam)" not in table
     assert reloaded.text_area(key="play_lines").value == "see you at 6\nWINNER call 09061 now\n"
     assert "2 messages from the pasted lines, scored by" in _texts(reloaded)
     assert reloaded.query_params["batch"] == digest
@@ -1191,7 +1236,10 @@ def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_th
 
     # a threshold TrainConfig refuses: its message under the field, and nothing starts
     at.number_input(key="train_shared_threshold").set_value(1.5).run()
-    assert _errors_beside(at, "train_shared_threshold") == _errors(at) == ["Expected a value in [0.001, 0.999], got 1.5"]
+    assert _errors_beside(at, "train_shared_threshold") == ["Expected a value in [0.001, 0.999], got 1.5"]
+    # ...and, since "More settings" may be closed (a reload closes it), a line by Start says where to look
+    assert _errors(at) == ["Expected a value in [0.001, 0.999], got 1.5", 'Start training is disabled: Spam threshold '
+                           'under "More settings" has a value that cannot be used; open it to see why, or reset the form.']
     assert at.button(key="train_launch").disabled
     at.radio(key="train_plan").set_value("both").run()
     at.button(key="train_reset").click().run()
@@ -1499,11 +1547,17 @@ def test_own_file_scores_come_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     digest = hashlib.sha256(mine).hexdigest()[:10]
     assert at.query_params["own"] == digest
     scored = next(d.value for d in at.dataframe if "measure" in d.value.columns)
+    del at.query_params["own"]  # as a page switch clears the URL's query in the browser: every page names it again
+    _page(at, "views/playground.py")
+    assert at.query_params["own"] == digest
 
-    # a reload is a new session, with no file: the URL names it, and each run's saved scores are shown again
+    # a reload is a new session, with no file: the URL names it, on whichever page the reload happened, and each
+    # run's saved scores are shown again on Compare
     reloaded = AppTest.from_file(APP, default_timeout=90)
     reloaded.query_params["own"] = digest
-    _page(reloaded.run(), "views/compare.py")
+    reloaded.run()  # the Overview
+    del reloaded.query_params["own"]
+    _page(reloaded, "views/compare.py")
     pd.testing.assert_frame_equal(next(d.value for d in reloaded.dataframe if "measure" in d.value.columns), scored)
     assert any(c.value.startswith("The scores of mine.txt, uploaded earlier and saved with each run")
                for c in reloaded.caption)

@@ -199,6 +199,9 @@ def end_page():
 KEEP = "session"
 
 
+SHORT_LABELS = {"frozen": "frozen", "finetune": "fine-tuned", "baseline": "baseline"}  # column names a laptop fits
+
+
 NO_RUN = "none"  # a run picker's "not shown" / "not used" option, as in the URL (?baseline=none); no run id is this
 
 
@@ -233,17 +236,27 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     return by_id.get(picked)
 
 
+# what a page scored, by its digest, kept in the URL on every page: URL parameter -> session-state key
+SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest"}
+
+
 def picks_in_url() -> None:
     """Keep the run picks in the URL (?frozen=<run id>&finetune=…&baseline=none), as an upload is: a reload starts a
     new session, which would otherwise go back to the newest runs without a word. A new session takes its picks from
     the URL (run_picker drops one that names no usable run); every page sets them again, since a page switch clears
-    the URL's query."""
+    the URL's query. So with Compare's scored file (?own=<digest>) and the Playground's scored batch (?batch=…): a
+    reload on another page must not lose them (Compare and the Playground drop a digest that names nothing saved)."""
     for mode in MODE_LABELS:
         shared, linked = _shared_pick(mode), st.query_params.get(mode)
         if shared not in st.session_state and linked:
             st.session_state[shared] = None if linked == NO_RUN else linked
         if shared in st.session_state:
             st.query_params[mode] = st.session_state[shared] or NO_RUN
+    for param, key in SCORED_IN_URL.items():
+        if key not in st.session_state and (linked := st.query_params.get(param)):
+            st.session_state[key] = linked
+        if st.session_state.get(key):
+            st.query_params[param] = st.session_state[key]
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -637,6 +650,10 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
     for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")):
         if not trained_to_end(run):  # its numbers are not what training as set up gives
             lines.append(f"The {which} run did not train to its end: {plain(stopped_note(run.metrics['stopped']))}.")
+        elif not full_length(run):  # the quick preset's fine-tune: a stakeholder would repeat its verdict as final
+            lines.append(f"**The {which} run is a quick one**: it trained {_n(run.config['epochs'], 'epoch')}, fewer "
+                         f"than the default {MODE_DEFAULTS[run.mode]['epochs']}, so a full-length run may do better. "
+                         "Train one on the Train page before reading this as what fine-tuning buys.")
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
     if all(params) and all(seconds):

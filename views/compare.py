@@ -102,8 +102,9 @@ metrics_table = pd.DataFrame({"metric": ["threshold"] + [common.METRIC_NAMES[k] 
     + [common.with_interval(run.metrics["test"], k) for k in common.HEADLINE + ["mcc"]] for mode, run in picked.items()})
 st.subheader("Test metrics with 95 % bootstrap intervals")
 thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in picked.values()})
-st.caption(f"At each run's own threshold ({', '.join(f'{t:g}' for t in thresholds)}); the slider below does not "
-           "change these.")
+each = ", ".join(f"{common.SHORT_LABELS[m]} {float(r.metrics.get('threshold', 0.5)):g}" for m, r in picked.items()) \
+    if len(thresholds) > 1 else f"{thresholds[0]:g}"  # which run has which, when they differ
+st.caption(f"At each run's own threshold ({each}, the table's first row); the slider below does not change these.")
 table_note = "The metrics table gives each run at its own threshold (its first row); the confusion matrices{} use {:g}."
 st.dataframe(metrics_table, hide_index=True, placeholder="—")
 table_warnings = [w for mode, run in picked.items()  # a 0.000 precision that means "calls nothing spam" needs saying
@@ -158,7 +159,7 @@ if a is not None and b is not None:
                    "cannot be compared message by message. Pick runs trained on the same data and seed.")
 
 # ---------------------------------------------------------------------------- the messages they get wrong
-SHORT = {"frozen": "frozen", "finetune": "fine-tuned", "baseline": "baseline"}  # column names a laptop screen fits
+SHORT = common.SHORT_LABELS
 
 
 def messages_frame(scored: dict[str, tuple[list[dict], float]]) -> pd.DataFrame:
@@ -207,7 +208,8 @@ if paired:
                           persist_state=common.KEEP, bind="query-params")
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
-    wrong_messages_table(wrong, "compare_wrong", f"at {threshold:g}")
+    # keyed by what filters its rows: a picked row is a position, which would point at another message after a search
+    wrong_messages_table(wrong, f"compare_wrong:{threshold:g}:{query}", f"at {threshold:g}")
 
 # ---------------------------------------------------------------------------- your own messages
 st.subheader("Evaluate on your own messages")
@@ -231,15 +233,14 @@ uploaded = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="
 if uploaded is not None:
     st.session_state["compare_own_file"] = (uploaded.name, uploaded.getvalue())
 own = st.session_state.get("compare_own_file")
-# a reload starts a new session, which has no file: the URL names the last one scored (?own=<its sha256, 10 digits>),
-# and each run kept its scores in evaluations/, so they are reopened from there (own[1] None: no bytes to score).
-# The session keeps the digest too: a page switch clears the URL's query
+# a reload starts a new session, which has no file: the URL names the last one scored (?own=<its sha256, 10 digits>,
+# on every page: common.picks_in_url), and each run kept its scores in evaluations/, so they are reopened from there
+# (own[1] None: no bytes to score)
 reopened = {}
-if own is None and (linked := st.query_params.get("own") or st.session_state.get("compare_own_digest")):
+if own is None and (linked := st.session_state.get("compare_own_digest")):
     reopened = {mode: found for mode, run in picked.items() if (found := saved_evaluation(run.path, linked))}
     if reopened:
         own = (next(iter(reopened.values()))["name"], None)
-        st.session_state["compare_own_digest"] = linked
     else:  # deleted, or none of the runs picked now scored it
         st.query_params.pop("own", None)
         st.session_state.pop("compare_own_digest", None)
@@ -266,7 +267,7 @@ if own is not None:
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
             st.error(common.plain(exc))  # DataError names the file already
             break
-        st.query_params["own"] = result["sha256"][:10]  # again on each rerun: a page switch clears the URL's query
+        st.session_state["compare_own_digest"] = st.query_params["own"] = result["sha256"][:10]
         m, test = result["metrics"], run.metrics["test"]
         if m["n_spam"] in (0, m["n"]):  # the same file for every run: what one class in it leaves undefined
             text = ("Your file has no spam: recall, F1, AUROC and AUPRC are undefined here (– in the table), as is "

@@ -91,8 +91,6 @@ if shown:
     for mode, run in shown.items():
         m = run.metrics
         rows.append({"model": common.MODE_LABELS[mode], "encoder": Path(run.model or "?").name,
-                     # a column only when the runs differ: at 1280 px the cost columns were cut off
-                     **({"threshold": m.get("threshold", 0.5)} if len(thresholds) > 1 else {}),
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
                      "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
                      if m.get("trainable_parameters") else None,
@@ -104,7 +102,11 @@ if shown:
         "time (s)": st.column_config.NumberColumn(
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
     n_test = next(iter(shown.values())).metrics["test"].get("n")
-    at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else ""
+    # in words, not as a column: with one more column the cost columns were cut off at 1280 px
+    at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else \
+        " Each run calls a message spam at its own threshold: " + ", ".join(
+            f"{common.SHORT_LABELS[m]} at probability ≥ {float(r.metrics.get('threshold', 0.5)):g}"
+            for m, r in shown.items()) + "."
     count = f"{n_test:,}" if n_test else "the"
     paired = " The paired test above is what says whether the two BERTs differ." if verdict and \
         common.same_test_messages(shown["frozen"], shown["finetune"]) else ""
@@ -139,7 +141,10 @@ if shown:
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
-    missing = [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown]
-    if missing:
+    planned = set((jobs.last_job(common.runs_dir()) or {}).get("modes") or []) if busy else set()
+    if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
+        st.info(f"{' and '.join(training)}: the running job (above) is training {'it' if len(training) == 1 else 'them'}; "
+                "the results appear here when it completes.")
+    if missing := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m not in planned]:
         st.info(f"No completed run yet for: {', '.join(missing)}. Start one on the Train page.")
     st.page_link("views/compare.py", label="ROC, PR and confusion matrices on Compare", icon=":material/compare:")

@@ -32,6 +32,51 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 st.title("Playground")
 
+# ---------------------------------------------------------------------------- scored batches, kept on disk
+# A reload starts a new session, which would lose a batch that took minutes to score: each scored batch is saved
+# under the runs folder, and the URL names it (?batch=<digest>), as Compare's does for an uploaded file.
+BATCHES = common.runs_dir() / ".playground"  # a leading dot: list_runs never takes it for a run
+KEEP_BATCHES = 20  # the newest; older ones are deleted when a new one is saved
+
+
+def keep_batch(batch: dict) -> str | None:
+    """Save a scored batch and return its digest, or None where the runs folder is read-only (the session keeps
+    it then, and a reload loses it)."""
+    record = {**batch, "table": batch["table"].to_dict("list")}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    try:
+        BATCHES.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(BATCHES / f"{digest}.json", record)
+        for old in sorted(BATCHES.glob("*.json"), key=lambda f: f.stat().st_mtime_ns)[:-KEEP_BATCHES]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return digest
+
+
+def reopen_batch(digest: str | None) -> dict | None:
+    """The batch saved under this digest, or None (none, deleted, damaged, or not a digest: it comes from a URL)."""
+    if not re.fullmatch(r"[0-9a-f]{10}", digest or ""):
+        return None
+    try:
+        record = read_json(BATCHES / f"{digest}.json")
+        return {**record, "table": pd.DataFrame(record["table"]), "digest": digest}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+if "play_batch" not in st.session_state and (linked := st.session_state.get("play_batch_digest")):
+    if restored := reopen_batch(linked):  # the URL named it (on every page: common.picks_in_url)
+        st.session_state["play_batch"] = restored
+        st.session_state.setdefault("play_tab_open", "Batch")  # the link was to the batch
+        for mode in common.MODE_LABELS:  # and to the runs that scored it, unless the link names runs itself
+            st.session_state.setdefault(common._shared_pick(mode), restored["runs"].get(mode))
+        if restored.get("lines") and "play_lines" not in st.session_state:
+            st.session_state["play_lines"] = restored["lines"]  # what was pasted, back in its box
+    else:
+        st.session_state.pop("play_batch_digest")
+        st.query_params.pop("batch", None)
+
 # ---------------------------------------------------------------------------- which models
 picked = {}
 cols = st.columns(3)
@@ -113,50 +158,6 @@ def percent(p: float) -> str:
     return f"{p:.1%}"
 
 
-# ---------------------------------------------------------------------------- scored batches, kept on disk
-# A reload starts a new session, which would lose a batch that took minutes to score: each scored batch is saved
-# under the runs folder, and the URL names it (?batch=<digest>), as Compare's does for an uploaded file.
-BATCHES = common.runs_dir() / ".playground"  # a leading dot: list_runs never takes it for a run
-KEEP_BATCHES = 20  # the newest; older ones are deleted when a new one is saved
-
-
-def keep_batch(batch: dict) -> str | None:
-    """Save a scored batch and return its digest, or None where the runs folder is read-only (the session keeps
-    it then, and a reload loses it)."""
-    record = {**batch, "table": batch["table"].to_dict("list")}
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    try:
-        BATCHES.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(BATCHES / f"{digest}.json", record)
-        for old in sorted(BATCHES.glob("*.json"), key=lambda f: f.stat().st_mtime_ns)[:-KEEP_BATCHES]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        return None
-    return digest
-
-
-def reopen_batch(digest: str | None) -> dict | None:
-    """The batch saved under this digest, or None (none, deleted, damaged, or not a digest: it comes from a URL)."""
-    if not re.fullmatch(r"[0-9a-f]{10}", digest or ""):
-        return None
-    try:
-        record = read_json(BATCHES / f"{digest}.json")
-        return {**record, "table": pd.DataFrame(record["table"]), "digest": digest}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-if "play_batch" not in st.session_state and (linked := st.query_params.get("batch")):
-    if restored := reopen_batch(linked):
-        st.session_state["play_batch"] = restored
-        st.session_state.setdefault("play_tab_open", "Batch")  # the link was to the batch
-        if restored.get("lines") and "play_lines" not in st.session_state:
-            st.session_state["play_lines"] = restored["lines"]  # what was pasted, back in its box
-    else:
-        del st.query_params["batch"]
-if st.session_state.get("play_batch", {}).get("digest"):
-    st.query_params["batch"] = st.session_state["play_batch"]["digest"]  # again on each rerun: a page switch clears it
-
 # the open tab is tracked (on_change) and kept for the session: coming back from another page to a scored batch
 # opens the Batch tab, not "One message" with the batch hidden behind it
 single, batch = st.tabs(["One message", "Batch"], key="play_tab", on_change="rerun",
@@ -207,7 +208,9 @@ with single:
         fig = go.Figure(go.Bar(
             x=[float(probabilities[m][0]) for m in models], y=[common.MODE_LABELS[m] for m in models],
             orientation="h", marker_color=[common.MODE_COLORS[m] for m in models],
-            text=[percent(float(probabilities[m][0])) for m in models], textposition="auto", showlegend=False))
+            text=[percent(float(probabilities[m][0])) for m in models], showlegend=False,
+            # outside a short bar: inside one near 0 the label had no room and was dropped
+            textposition=["inside" if probabilities[m][0] >= 0.2 else "outside" for m in models]))
         # each model's own threshold, where its verdict flips
         fig.add_scatter(x=[threshold(run) for run, _ in models.values()], y=[common.MODE_LABELS[m] for m in models],
                         mode="markers", marker=dict(symbol="line-ns-open", size=34, color="black", line_width=2),
@@ -263,6 +266,7 @@ with batch:
         texts = [t for t in texts if str(t).strip()]
         if problem or not texts:
             st.session_state.pop("play_batch", None)  # the last batch's table would read as this file's result
+            st.session_state.pop("play_batch_digest", None)
             st.query_params.pop("batch", None)
         if problem:
             st.error(common.plain(problem))
@@ -298,8 +302,9 @@ with batch:
             scored["digest"] = keep_batch(scored)
             st.session_state["play_batch"] = scored
             if scored["digest"]:
-                st.query_params["batch"] = scored["digest"]
+                st.session_state["play_batch_digest"] = st.query_params["batch"] = scored["digest"]
             else:  # the URL would name the batch before
+                st.session_state.pop("play_batch_digest", None)
                 st.query_params.pop("batch", None)
     scored = st.session_state.get("play_batch")
     if scored and scored["runs"] != {m: run.id for m, (run, _) in models.items()}:
@@ -329,7 +334,7 @@ with batch:
         st.caption("Per model: its spam probability, then its verdict at its threshold.")
         st.dataframe(out, hide_index=True, placeholder="—", column_config={
             f"{m} p(spam)": st.column_config.ProgressColumn(
-                m, format="%.3f", min_value=0.0, max_value=1.0, width="small",
+                common.SHORT_LABELS[m], format="%.3f", min_value=0.0, max_value=1.0, width="small",
                 help=f"{common.MODE_LABELS[m]} ({run.id}): probability of spam") for m, run in runs.items()} | {
             f"{m} verdict": st.column_config.TextColumn(
                 "verdict", width="small", help=f"{common.MODE_LABELS[m]}: spam at probability ≥ {threshold(run):g}")

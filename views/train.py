@@ -180,6 +180,7 @@ for col, mode in zip(columns, neural):
             per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[1], scope=mode)
             per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
 
+hidden_from = len(wrong_fields)
 with st.expander("More settings"):
     # first row: what every run of the plan uses, the baseline's too (core.config.BASELINE_SETTINGS)
     c = st.columns(4 if neural else 5)
@@ -254,6 +255,11 @@ for mode in modes:
         errors.append(in_labels(str(exc)))
 for message in dict.fromkeys(errors):
     st.error(common.plain(message))
+if hidden := list(dict.fromkeys(LABELS[name] for name in wrong_fields[hidden_from:])):
+    # its message is under the field, which a closed expander (and a reload, which closes it) puts out of sight
+    st.error(f"Start training is disabled: {' and '.join(hidden)} under \"More settings\" "
+             f"{'has a value' if len(hidden) == 1 else 'have values'} that cannot be used; open it to see why, or "
+             "reset the form.")
 
 # ---------------------------------------------------------------------------- how long
 def features_cached(cfg) -> bool:
