@@ -58,7 +58,7 @@ class TrainConfig:
     head_hidden: int = _opt(512, "frozen: hidden units of the MLP head")
     dropout: float = _opt(0.3, "frozen: dropout in the MLP head (with 128 or 512 units and dropout 0.1 or 0.3, "
                           "validation F1 was within noise over six splits; benchmarks/README.md, section 8)")
-    class_weight: str | None = _opt(None, "balanced: weight the loss by inverse class frequency so 13 % spam "
+    class_weight: str | None = _opt(None, "balanced: weight the loss by inverse class frequency so 12 % spam "
                                     "is not ignored (the seed's frozen model collapsed to 'always ham'); frozen "
                                     "default balanced, finetune none (over six splits, weighting cost 2.1 points of "
                                     "validation precision for 1.3 of recall; benchmarks/README.md, section 8)",

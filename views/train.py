@@ -10,7 +10,12 @@ from core.runs import read_json, write_json_atomic
 
 from views import common
 
-HELP = {name: f.metadata.get("help") for name, f in TrainConfig.__dataclass_fields__.items()}
+# the CLI's help, less the pointers to benchmark sections, which mean nothing on a form
+HELP = {name: re.sub(r" \([^()]*benchmarks/README\.md[^()]*\)", "", f.metadata.get("help") or "")
+        for name, f in TrainConfig.__dataclass_fields__.items()}
+HELP["class_weight"] = ("balanced: weight the loss by inverse class frequency, so that the 12 % of spam is not "
+                        "ignored (the seed experiment's frozen model called every message ham); mode default: frozen "
+                        "balanced, fine-tune none (weighting cost the fine-tune precision on validation)")
 DEFAULTS = TrainConfig()  # field defaults, shown in the form
 PLANS = {
     "frozen": ["frozen"],
