@@ -23,9 +23,10 @@ pages = [
 page = st.navigation(pages)
 picks_in_url()  # before the page draws its pickers: a reload's new session takes the runs the URL names
 st.session_state["job_panel_shown"] = False  # common.job_panel sets it: then the sidebar need not repeat the progress
+places = sidebar.reserve()
 try:
     page.run()
 except PageEnd:  # a page with nothing to show yet ended early
     pass
 finally:  # drawn after the page, so it shows what the page just chose (e.g. the model typed on Train)
-    sidebar.render()
+    sidebar.render(places)

@@ -42,6 +42,7 @@ elif not (latest["frozen"] or latest["finetune"]):
     if data_error:
         st.warning("Add a dataset in the sidebar first (upload a file or give a path).")
     if st.button("Train all three with the quick preset", type="primary", disabled=data_path is None,
+                 key="overview_preset",
                  help="TF-IDF baseline, frozen encoder + head, and one fine-tuning epoch at 64 tokens. "
                       "A few minutes on a laptop CPU; the Train page has every setting."):
         try:

@@ -68,7 +68,8 @@ def reopen_batch(digest: str | None) -> dict | None:
 if "play_batch" not in st.session_state and (linked := st.session_state.get("play_batch_digest")):
     if restored := reopen_batch(linked):  # the URL named it (on every page: common.picks_in_url)
         st.session_state["play_batch"] = restored
-        st.session_state.setdefault("play_tab_open", "Batch")  # the link was to the batch
+        if not st.query_params.get("play_text"):  # the link was to the batch, not to a message (and its tab)
+            st.session_state.setdefault("play_tab_open", "Batch")
         for mode in common.MODE_LABELS:  # and to the runs that scored it, unless the link names runs itself
             st.session_state.setdefault(common._shared_pick(mode), restored["runs"].get(mode))
         if restored.get("lines") and "play_lines" not in st.session_state:

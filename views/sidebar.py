@@ -12,10 +12,33 @@ from core.data import DataError, dropped_rows
 from views import common
 
 
-def render() -> None:
+# the buttons that start a training job (their value is True in the rerun a click starts)
+LAUNCH_BUTTONS = ("train_launch", "overview_preset")
+
+
+def reserve() -> tuple:
+    """The sidebar's three places, made before the page runs and filled after it (render). A page that starts a
+    job spends seconds starting it; meanwhile the job's place says so, instead of the last run's "No job running".
+    Only then is a placeholder made: made on every rerun, it would blank the place until the page is done."""
     with st.sidebar:
+        data, model, job = st.container(), st.container(), st.container()
+    starting = None
+    if any(st.session_state.get(key) for key in LAUNCH_BUTTONS):
+        starting = job.empty()
+        with starting.container():
+            st.subheader("Training job")
+            st.caption("Starting a training job…")
+    return data, model, job, starting
+
+
+def render(places: tuple) -> None:
+    """Filled after the page, so it shows what the page just chose (e.g. the model typed on Train)."""
+    data, model, job, starting = places
+    with data:
         _data()
+    with model:
         _model()
+    with starting.container() if starting else job:
         _job_status()
 
 
