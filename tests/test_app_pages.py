@@ -319,7 +319,8 @@ def test_overview_says_which_missing_run_the_running_job_is_training(monkeypatch
     monkeypatch.setattr(jobs, "last_job", lambda *_: {"modes": ["finetune"]})
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
     infos = [i.value for i in at.info]
-    assert "Fine-tuned BERT: the running job (above) is training it; the results appear here when it completes." in infos
+    assert "Fine-tuned BERT: the running job (above) is training it; the results appear here when it completes." \
+        in infos
     assert not any(i.startswith("No completed run yet") for i in infos)
     monkeypatch.setattr(jobs, "current_job", lambda *_: None)  # no job: the run is missing, and where to start one
     at.run()
@@ -1217,7 +1218,8 @@ def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_th
     assert not at.exception and not at.error
     bert = {c.mode: (c.evals_per_epoch, c.max_grad_norm, c.precision) for c in launched[-1] if c.mode != "baseline"}
     assert bert == {"frozen": (1, 0.5, "fp32"), "finetune": (2, 0.5, "fp32")}
-    assert {c.mode: c.threshold for c in launched[-1]} == {"baseline": 0.3, "frozen": 0.3, "finetune": 0.3}  # one verdict
+    # one verdict rule for every run of the plan
+    assert {c.mode: c.threshold for c in launched[-1]} == {"baseline": 0.3, "frozen": 0.3, "finetune": 0.3}
     assert json.loads((runs_dir / ".train-form.json").read_text()) == {
         "train_shared_threshold": 0.3, "train_finetune_evals_per_epoch": 2, "train_shared_max_grad_norm": 0.5,
         "train_precision": "fp32"}
@@ -1238,15 +1240,16 @@ def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_th
     at.number_input(key="train_shared_threshold").set_value(1.5).run()
     assert _errors_beside(at, "train_shared_threshold") == ["Expected a value in [0.001, 0.999], got 1.5"]
     # ...and, since "More settings" may be closed (a reload closes it), a line by Start says where to look
-    assert _errors(at) == ["Expected a value in [0.001, 0.999], got 1.5", 'Start training is disabled: Spam threshold '
-                           'under "More settings" has a value that cannot be used; open it to see why, or reset the form.']
+    assert _errors(at) == ["Expected a value in [0.001, 0.999], got 1.5",
+                           'Start training is disabled: Spam threshold under "More settings" has a value that cannot '
+                           'be used; open it to see why, or reset the form.']
     assert at.button(key="train_launch").disabled
     at.radio(key="train_plan").set_value("both").run()
     at.button(key="train_reset").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert (at.number_input(key="train_shared_threshold").value, at.number_input(key="train_shared_max_grad_norm").value,
-            at.selectbox(key="train_precision").value, at.number_input(key="train_finetune_evals_per_epoch").value) == \
-        (0.5, 1.0, "bf16", 4)
+    assert (at.number_input(key="train_shared_threshold").value,
+            at.number_input(key="train_shared_max_grad_norm").value, at.selectbox(key="train_precision").value,
+            at.number_input(key="train_finetune_evals_per_epoch").value) == (0.5, 1.0, "bf16", 4)
 
 
 def test_the_train_form_survives_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -1569,7 +1572,8 @@ def test_own_file_scores_come_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     # a run picked since that never scored the file says so, and the others still show theirs
     quick = load_run(train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=1)))
     reloaded.run().selectbox(key="compare_frozen").set_value(quick.id).run()
-    assert any(i.value.startswith(f"Frozen BERT + MLP head ({quick.id}) has not scored mine.txt") for i in reloaded.info)
+    assert any(i.value.startswith(f"Frozen BERT + MLP head ({quick.id}) has not scored mine.txt")
+               for i in reloaded.info)
     yours = next(d.value for d in reloaded.dataframe if "measure" in d.value.columns)
     assert "Frozen BERT + MLP head" not in yours.columns and "Fine-tuned BERT" in yours.columns
     reloaded.button(key="compare_own_forget").click().run()

@@ -184,7 +184,7 @@ def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
     assert progress.describe() == "frozen (features: encoding messages 250/1000, done in about 30 s)"
     events += [{"event": "features_ready", "cached": False, "time": 140.0},
                {"event": "start", "total_steps": 100, "time": 141.0}, {"event": "train", "step": 10, "time": 142.0}]
-    training = jobs.progress_from_history(events, now=142.0)  # the bar counts the encoding too: it is ahead of the steps
+    training = jobs.progress_from_history(events, now=142.0)  # the bar counts the encoding too: ahead of the steps
     assert training.fraction > 0.1 and training.detail == "step 10/100 of the head, after encoding the messages"
 
 

@@ -185,7 +185,8 @@ def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
     models = [c.removesuffix(" p(spam)") for c in wrong.columns if c.endswith(" p(spam)")]
     picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key=key, on_select="rerun",
                               selection_mode="single-row",
-                              column_order=["message", "truth"] + [f"{m} {c}" for m in models for c in ("p(spam)", "wrong")],
+                              column_order=["message", "truth"] + [f"{m} {c}" for m in models
+                                                                   for c in ("p(spam)", "wrong")],
                               column_config={
         f"{m} p(spam)": st.column_config.ProgressColumn(m, format="%.3f", min_value=0.0, max_value=1.0, width=80,
                                                         help=f"{m}: spam probability") for m in models} | {

@@ -144,8 +144,8 @@ if shown:
     st.plotly_chart(fig, key="overview-bars")
     planned = set((jobs.last_job(common.runs_dir()) or {}).get("modes") or []) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
-        st.info(f"{' and '.join(training)}: the running job (above) is training {'it' if len(training) == 1 else 'them'}; "
-                "the results appear here when it completes.")
+        st.info(f"{' and '.join(training)}: the running job (above) is training "
+                f"{'it' if len(training) == 1 else 'them'}; the results appear here when it completes.")
     if missing := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m not in planned]:
         st.info(f"No completed run yet for: {', '.join(missing)}. Start one on the Train page.")
     st.page_link("views/compare.py", label="ROC, PR and confusion matrices on Compare", icon=":material/compare:")
