@@ -9,7 +9,7 @@ SPAM_MODEL, SPAM_UPLOADS_DIR, SPAM_CACHE_DIR.
 import streamlit as st
 
 from views import sidebar
-from views.common import PageEnd, picks_in_url
+from views.common import PageEnd, state_in_url
 
 st.set_page_config(page_title="SMS spam: frozen vs fine-tuned BERT", page_icon="✉️", layout="wide")
 
@@ -21,7 +21,7 @@ pages = [
     st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 page = st.navigation(pages)
-picks_in_url()  # before the page draws its pickers: a reload's new session takes the runs the URL names
+state_in_url()  # before the page draws: a reload's new session takes the runs (and scored file, batch) the URL names
 st.session_state["job_panel_shown"] = False  # common.job_panel sets it: then the sidebar need not repeat the progress
 places = sidebar.reserve()
 try:

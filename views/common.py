@@ -240,7 +240,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
 SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest"}
 
 
-def picks_in_url() -> None:
+def state_in_url() -> None:
     """Keep the run picks in the URL (?frozen=<run id>&finetune=…&baseline=none), as an upload is: a reload starts a
     new session, which would otherwise go back to the newest runs without a word. A new session takes its picks from
     the URL (run_picker drops one that names no usable run); every page sets them again, since a page switch clears

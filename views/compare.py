@@ -235,7 +235,7 @@ if uploaded is not None:
     st.session_state["compare_own_file"] = (uploaded.name, uploaded.getvalue())
 own = st.session_state.get("compare_own_file")
 # a reload starts a new session, which has no file: the URL names the last one scored (?own=<its sha256, 10 digits>,
-# on every page: common.picks_in_url), and each run kept its scores in evaluations/, so they are reopened from there
+# on every page: common.state_in_url), and each run kept its scores in evaluations/, so they are reopened from there
 # (own[1] None: no bytes to score)
 reopened = {}
 if own is None and (linked := st.session_state.get("compare_own_digest")):

@@ -66,7 +66,7 @@ def reopen_batch(digest: str | None) -> dict | None:
 
 
 if "play_batch" not in st.session_state and (linked := st.session_state.get("play_batch_digest")):
-    if restored := reopen_batch(linked):  # the URL named it (on every page: common.picks_in_url)
+    if restored := reopen_batch(linked):  # the URL named it (on every page: common.state_in_url)
         st.session_state["play_batch"] = restored
         if not st.query_params.get("play_text"):  # the link was to the batch, not to a message (and its tab)
             st.session_state.setdefault("play_tab_open", "Batch")
