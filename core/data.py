@@ -100,17 +100,20 @@ def download_from_hub(target: Path) -> Path:
 
 # ---------------------------------------------------------------------------- parsing
 
+def source_bytes(source: str | os.PathLike | bytes, name: str = "upload") -> tuple[bytes, str]:
+    """An upload's bytes, or a file's once checked to exist and not be too large, with the name errors give."""
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), name
+    path = _existing_file(source)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: file is {size / 1e6:.0f} MB, expected at most {MAX_FILE_BYTES / 1e6:.0f} MB")
+    return path.read_bytes(), str(path)
+
+
 def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tuple[pd.DataFrame, dict]:
     """Parse a UCI file or a CSV/TSV with a header into DataFrame[text, label] and parse counts."""
-    if isinstance(source, (bytes, bytearray)):
-        raw = bytes(source)
-    else:
-        path = _existing_file(source)
-        name = str(path)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DataError(f"{name}: file is {size / 1e6:.0f} MB, expected at most {MAX_FILE_BYTES / 1e6:.0f} MB")
-        raw = path.read_bytes()
+    raw, name = source_bytes(source, name)
     text, encoding = _decode(raw, name)
 
     lines = [line for line in text.splitlines() if line.strip()]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import deduplicate, load_messages, normalise, read_messages, split_messages
+from .data import deduplicate, load_messages, normalise, read_messages, source_bytes, split_messages
 from .metrics import bootstrap_intervals, classification_metrics, curves
 from .predict import Predictor
 from .runs import EVALUATIONS, read_json, write_json_atomic
@@ -23,16 +23,18 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
     of one name, from two folders say, do not overwrite each other's scores) and returned."""
     run_dir = Path(run_dir)
     name = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "upload")
-    frame, counts = read_messages(source, name=name)
+    # read once, so the digest names the very bytes scored even if the file changes meanwhile
+    raw, shown = source_bytes(source, name)
+    frame, counts = read_messages(raw, name=shown)
     frame, dedup = deduplicate(frame)
     predictor = predictor or Predictor.load(run_dir)
-    threshold = read_json(run_dir / "config.json").get("threshold", 0.5)
+    config = read_json(run_dir / "config.json")
+    threshold = config.get("threshold", 0.5)
     y = np.asarray(frame["label"].tolist())
     p = predictor.predict(frame["text"].tolist())
-    raw = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     result = {"name": name, "sha256": digest, "evaluated_at": time.time(), **counts, **dedup,
-              "seen_in_training": seen_in_training(read_json(run_dir / "config.json"), frame["text"].tolist()),
+              "seen_in_training": seen_in_training(config, frame["text"].tolist()),
               "metrics": classification_metrics(y, p, threshold), "curves": curves(y, p),
               "predictions": [{"text": t, "label": int(l), "spam_probability": float(q)}
                               for t, l, q in zip(frame["text"].tolist(), y, p)]}

@@ -1,4 +1,5 @@
 """The CLI contract: exit codes, one-line errors, stdout formats."""
+import hashlib
 import io
 import json
 import os
@@ -411,6 +412,24 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     result = json.loads(out)
     assert code == 0 and result["n_spam"] == 0 and result["recall"] is None and result["f1"] is None
     assert (result["precision"] is None) == (result["confusion_matrix"][0][1] == 0)  # 0 once it raised an alarm
+
+
+def test_evaluation_names_the_bytes_it_scored(tmp_path, frozen_run):
+    # the file is rewritten while the model scores it: the saved digest must still be the scored content's
+    from core.evaluate import evaluate_run
+    from core.predict import Predictor
+    path = write_uci(tmp_path / "moving.txt", make_messages(n_ham=8, n_spam=4, seed=21))
+    scored = path.read_bytes()
+    predictor = Predictor.load(frozen_run)
+    real_predict = predictor.predict
+
+    def predict_while_the_file_changes(texts, **kw):
+        write_uci(path, make_messages(n_ham=3, n_spam=3, seed=22))
+        return real_predict(texts, **kw)
+    predictor.predict = predict_while_the_file_changes
+    result = evaluate_run(frozen_run, path, predictor=predictor)
+    assert result["sha256"] == hashlib.sha256(scored).hexdigest() != hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(result["predictions"]) == 12
 
 
 def test_unknown_model_is_refused_offline_not_replaced(capsys, tmp_path, monkeypatch, sms_file):
