@@ -62,6 +62,26 @@ def saved_evaluation(run_dir: Path, digest: str) -> dict | None:
     return max(found, key=lambda e: e.get("evaluated_at", 0), default=None)
 
 
+def delete_evaluations(run_dirs, digest: str) -> int:
+    """Delete every saved score of the file with this content digest from these runs; how many files went.
+    An uploaded file's messages are kept in its scores, so the user must be able to remove them."""
+    if not re.fullmatch(r"[0-9a-f]{10,64}", digest or ""):
+        return 0
+    deleted = 0
+    for run_dir in run_dirs:
+        for file in (Path(run_dir) / EVALUATIONS).glob(f"*-{digest[:10]}.json"):
+            try:
+                saved = read_json(file)
+            except ValueError:  # damaged, but named after this file: it may still hold its messages
+                saved = {"sha256": digest}
+            except OSError:  # deleted meanwhile
+                continue
+            if isinstance(saved, dict) and str(saved.get("sha256", "")).startswith(digest):
+                file.unlink(missing_ok=True)
+                deleted += 1
+    return deleted
+
+
 def seen_in_training(config: dict, texts: list[str]) -> int | None:
     """How many of `texts` the run trained or validated on: those score better than new messages would.
     None when the run's dataset is no longer where it was, or has changed since."""

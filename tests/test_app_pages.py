@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ctrl_c_at_evaluations, make_messages, saved_evaluation, write_uci
 from core import jobs
 from core.config import TrainConfig
-from core.evaluate import seen_in_training
+from core.evaluate import evaluate_run, seen_in_training
 from core.predict import Predictor
 from core.runs import RunError, list_runs, load_run, read_history, running_job, saved_state
 from core.train import train
@@ -1584,6 +1584,47 @@ def test_own_file_scores_come_back_after_a_reload(monkeypatch, tmp_path, tiny_be
         stale.query_params["own"] = linked
         _page(stale.run(), "views/compare.py")
         assert "own" not in stale.query_params and not any("measure" in d.value.columns for d in stale.dataframe)
+
+
+def test_saved_scores_of_a_file_and_a_batch_can_be_deleted(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # they hold the user's messages: deleting them from the page leaves none on disk, and no link brings them back
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs", ignore=shutil.ignore_patterns(".playground")))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/compare.py")
+    mine = b"".join(sms_data.read_bytes().splitlines(keepends=True)[-20:])
+    digest = hashlib.sha256(mine).hexdigest()[:10]
+    at.file_uploader(key="compare_own").set_value(("mine.txt", mine, "text/plain")).run()
+    other = b"ham\tsee you at 6\nspam\tWINNER call 09061 now\n"  # another file's scores stay
+    evaluate_run(next(r for r in list_runs(runs_dir) if r.mode == "baseline").path, other, name="other.txt")
+    saved = sorted(runs_dir.glob(f"*/evaluations/mine.txt-{digest}.json"))
+    assert len(saved) == 3 and at.query_params["own"] == digest
+    at.button(key="compare_own_delete").click().run()
+    assert not any(f.exists() for f in saved) and len(list(runs_dir.glob("*/evaluations/other.txt-*.json"))) == 1
+    assert "own" not in at.query_params and not any("measure" in d.value.columns for d in at.dataframe)
+    assert any(t.value == "Deleted the file's saved scores from 3 run(s)" for t in at.toast)
+    # the uploader is empty (a new one): the file is not scored and saved again, and a new upload works
+    assert {u.key for u in at.get("file_uploader")} & {"compare_own", "compare_own-1"} == {"compare_own-1"}
+    at.run()
+    assert not any(f.exists() for f in saved)
+    at.file_uploader(key="compare_own-1").set_value(("mine.txt", mine, "text/plain")).run()
+    assert all(f.exists() for f in saved) and at.query_params["own"] == digest
+    at.button(key="compare_own_delete").click().run()
+    stale = AppTest.from_file(APP, default_timeout=90)
+    stale.query_params["own"] = digest
+    _page(stale.run(), "views/compare.py")
+    assert not any("measure" in d.value.columns for d in stale.dataframe) and "own" not in stale.query_params
+
+    _page(at, "views/playground.py")
+    at.text_area(key="play_lines").input("see you at 6\nWINNER call 09061 now\n").run()
+    at.button(key="play_score").click().run()
+    batch = at.query_params["batch"]
+    assert (runs_dir / ".playground" / f"{batch}.json").is_file()
+    at.button(key="play_batch_delete").click().run()
+    assert not (runs_dir / ".playground" / f"{batch}.json").exists() and "batch" not in at.query_params
+    assert not at.dataframe and not at.exception
+    stale = AppTest.from_file(APP, default_timeout=90)
+    stale.query_params["batch"] = batch
+    _page(stale.run(), "views/playground.py")
+    assert not stale.dataframe and "batch" not in stale.query_params
 
 
 def test_comparison_report_is_self_contained_and_escapes_text():

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data import dropped_rows
-from core.evaluate import saved_evaluation
+from core.evaluate import delete_evaluations, saved_evaluation
 from core.metrics import calibration, classification_metrics, mcnemar_test
 
 from views import common
@@ -220,15 +220,26 @@ st.caption("The UCI messages date from 2011; today's smishing (parcel fees, bank
            "in each run's evaluations/ folder, which a run's zip leaves out.")
 
 
-def _forget_own_file():
-    if st.session_state.get("compare_own") is None:  # the user removed the file from the uploader
+def _forget_own_file(uploader_key: str | None = None):
+    if uploader_key is None or st.session_state.get(uploader_key) is None:  # None: removed from the uploader
         st.session_state.pop("compare_own_file", None)
         st.session_state.pop("compare_own_digest", None)
         st.query_params.pop("own", None)
 
 
-uploaded = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key="compare_own",
-                            on_change=_forget_own_file)
+def _delete_own_scores(digest: str):
+    st.session_state["compare_own_deleted"] = delete_evaluations([run.path for run in common.runs()], digest)
+    common.evaluate_upload.clear()  # else a cached result would come back without being saved again
+    _forget_own_file()
+    # a new key empties the uploader, which would otherwise hand the file back to be scored and saved again
+    st.session_state["compare_own_uploader"] = st.session_state.get("compare_own_uploader", 0) + 1
+
+
+if (deleted := st.session_state.pop("compare_own_deleted", None)) is not None:
+    st.toast(f"Deleted the file's saved scores from {deleted:,} run(s)", icon=":material/delete:")
+uploader_key = "compare_own" + (f"-{n}" if (n := st.session_state.get("compare_own_uploader")) else "")
+uploaded = st.file_uploader(f"Labelled messages, {common.upload_limit()}", key=uploader_key,
+                            on_change=_forget_own_file, args=(uploader_key,))
 # an uploader forgets its file on a page switch (it has no persist_state): the session keeps it, so the results
 # and the report still hold it when the user comes back
 if uploaded is not None:
@@ -323,6 +334,10 @@ if own is not None:
         st.markdown("**Your messages at least one model gets wrong**")
         wrong_messages_table(yours[yours.filter(like=" wrong").any(axis=1)], "compare_own_wrong",
                              "at its run's own threshold")
+        st.button("Delete this file's saved scores", key="compare_own_delete", on_click=_delete_own_scores,
+                  args=(result["sha256"],), help="Each run keeps the file's messages and scores in its evaluations/ "
+                  "folder, so that a reload shows them again. This removes them from every run, and the file from "
+                  "this page.")
 
 # ---------------------------------------------------------------------------- the take-away for stakeholders
 def report() -> str:

@@ -65,6 +65,13 @@ def reopen_batch(digest: str | None) -> dict | None:
         return None
 
 
+def delete_batch(digest: str) -> None:
+    (BATCHES / f"{digest}.json").unlink(missing_ok=True)
+    for key in ("play_batch", "play_batch_digest"):
+        st.session_state.pop(key, None)
+    st.query_params.pop("batch", None)
+
+
 if "play_batch" not in st.session_state and (linked := st.session_state.get("play_batch_digest")):
     if restored := reopen_batch(linked):  # the URL named it (on every page: common.state_in_url)
         st.session_state["play_batch"] = restored
@@ -350,5 +357,10 @@ with batch:
         safe = safe.rename(columns={**{f"{m} p(spam)": f"{m} p(spam) [run {run.id}]" for m, run in runs.items()},
                                     **{f"{m} verdict": f"{m} verdict (spam at p >= {threshold(run):g})"
                                        for m, run in runs.items()}})
-        st.download_button("Download CSV", safe.to_csv(index=False, float_format="%.9g").encode("utf-8-sig"),
-                           "predictions.csv", "text/csv", key="play_download")
+        with st.container(horizontal=True):
+            st.download_button("Download CSV", safe.to_csv(index=False, float_format="%.9g").encode("utf-8-sig"),
+                               "predictions.csv", "text/csv", key="play_download")
+            if scored.get("digest"):
+                st.button("Delete this batch", key="play_batch_delete", on_click=delete_batch, args=(scored["digest"],),
+                          help="Scored batches are saved under the runs folder (the 20 newest), messages included, "
+                               "so that a reload shows them again. This deletes this one.")
