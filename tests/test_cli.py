@@ -432,6 +432,19 @@ def test_evaluation_names_the_bytes_it_scored(tmp_path, frozen_run):
     assert len(result["predictions"]) == 12
 
 
+def test_deleting_a_files_saved_scores(tmp_path, frozen_run):
+    from core.evaluate import delete_evaluations, evaluate_run
+    keep = evaluate_run(frozen_run, write_uci(tmp_path / "keep.txt", make_messages(n_ham=4, n_spam=2, seed=31)))
+    gone = evaluate_run(frozen_run, write_uci(tmp_path / "gone.txt", make_messages(n_ham=4, n_spam=2, seed=32)))
+    damaged = frozen_run / "evaluations" / f"older-{gone['sha256'][:10]}.json"  # half-written: it may hold messages
+    damaged.write_text('{"predictions": [{"text": "my bank PIN is')
+    for not_a_digest in ("*", "", "../x"):
+        assert delete_evaluations([frozen_run], not_a_digest) == 0
+    assert delete_evaluations([frozen_run, tmp_path / "no-such-run"], gone["sha256"][:10]) == 2
+    assert not damaged.exists() and not list((frozen_run / "evaluations").glob("gone.txt-*"))
+    assert saved_evaluation(frozen_run, "keep.txt")["sha256"] == keep["sha256"]
+
+
 def test_unknown_model_is_refused_offline_not_replaced(capsys, tmp_path, monkeypatch, sms_file):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out, err = run_cli(capsys, "train", "--data", str(sms_file), "--model", "bert-base-uncasd",
