@@ -20,10 +20,11 @@ pages = [
     st.Page("views/playground.py", title="Playground", icon=":material/edit_note:"),
     st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
-page = st.navigation(pages)
+# the sidebar's own links replace Streamlit's: they carry the run picks in the URL (common.url_state)
+page = st.navigation(pages, position="hidden")
 state_in_url()  # before the page draws: a reload's new session takes the runs (and scored file, batch) the URL names
 st.session_state["job_panel_shown"] = False  # common.job_panel sets it: then the sidebar need not repeat the progress
-places = sidebar.reserve()
+places = sidebar.reserve(pages)
 try:
     page.run()
 except PageEnd:  # a page with nothing to show yet ended early

@@ -434,6 +434,38 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     assert stale.selectbox(key="overview_finetune").value == full.id and "finetune" not in stale.query_params
 
 
+def test_back_and_forward_undo_and_redo_a_pick(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # in the browser Back goes to the URL before the pick (each pick is a history entry) and reruns the page: the
+    # pick follows the URL, or Back would seem to do nothing
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    quick = load_run(train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=1)))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    at.selectbox(key="overview_finetune").set_value(quick.id).run()
+    at.selectbox(key="overview_finetune").set_value(full.id).run()
+    assert at.query_params["finetune"] == full.id
+    at.query_params["finetune"] = quick.id  # Back
+    at.run()
+    assert at.selectbox(key="overview_finetune").value == quick.id and at.query_params["finetune"] == quick.id
+    del at.query_params["finetune"]  # Back again, to before the first pick: the default, which is the full run
+    at.run()
+    assert at.selectbox(key="overview_finetune").value == full.id and "finetune" not in at.query_params
+    at.query_params["finetune"] = quick.id  # Forward
+    at.run()
+    assert at.selectbox(key="overview_finetune").value == quick.id
+    _page(at, "views/compare.py")  # the pick is the one every page shows
+    assert at.selectbox(key="compare_finetune").value == quick.id
+
+    # Runs keeps a picked run in the URL, but not its default (another history entry on every visit)
+    _page(at, "views/runs.py")
+    assert "runs_pick" not in at.query_params
+    at.selectbox(key="runs_one").set_value(full.id).run()
+    assert at.query_params["runs_pick"] == full.id
+    at.query_params["runs_pick"] = quick.id  # Back, to a URL that named another pick
+    at.run()
+    assert at.selectbox(key="runs_one").value == quick.id
+
+
 def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):
     # threshold 0.999: no probability of a tiny model reaches it, so every message is called ham, as the seed's
     # frozen model did
@@ -764,8 +796,8 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
         _page(reloaded.run(), "views/runs.py")
         if shown:  # the same run, not the newest (the default)
             assert reloaded.selectbox(key="runs_one").value == shown != list_runs(runs_dir)[0].id
-        else:  # not a run: ignored, and the URL names the run shown instead
-            assert reloaded.query_params["runs_pick"] == reloaded.selectbox(key="runs_one").value != linked
+        else:  # not a run: ignored, and dropped from the URL (which names no default: a history entry per visit)
+            assert "runs_pick" not in reloaded.query_params and not reloaded.warning
     # its configuration and test metrics read as tables, not raw JSON: the settings of its mode, the metrics with
     # their intervals, the confusion matrix labelled
     tables = {tuple(t.value.columns): t.value for t in at.dataframe[1:]}
@@ -1003,7 +1035,7 @@ def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkey
     assert "The job ended before it started its Frozen BERT + MLP head run: start it again on the Train page." in \
         [w.value for w in at.warning]  # counted from the run it died in, not from how many runs are left
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
-    [link] = at.get("page_link")
+    [link] = at.main.get("page_link")
     assert "test them and complete the run on the Runs page" in link.proto.label
     assert link.proto.page == "runs" and link.proto.query_string == f"run={live}"
 
@@ -1154,7 +1186,7 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     assert run.mode == "finetune" and run.status == "completed" and run.config["epochs"] == 2
     at.run()
     assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}{_scores(run)}"]  # its test scores
-    assert [l.proto.page for l in at.get("page_link")] == ["compare"]  # and where to see them against the others
+    assert [l.proto.page for l in at.main.get("page_link")] == ["compare"]  # and where to see them against the others
     # a run trained since by another process (the CLI) is not reported as this job's
     other = train(_config("baseline", tmp_path, tiny_bert, sms_data))
     at.run()
@@ -1174,7 +1206,7 @@ def test_a_baseline_only_job_links_to_no_empty_compare_page(monkeypatch, tmp_pat
     at.run()
     [run] = list_runs(runs_dir)
     assert [s.value for s in at.success] == [f"TF-IDF baseline finished: {run.id}{_scores(run)}"]
-    assert not at.get("page_link")  # Compare needs a frozen or fine-tuned run
+    assert not at.main.get("page_link")  # Compare needs a frozen or fine-tuned run
 
 
 def test_finish_now_from_the_train_page_completes_the_run_with_its_best_weights(monkeypatch, tmp_path, tiny_bert,

@@ -23,8 +23,8 @@ from core.config import DEFAULT_MODEL, MODE_DEFAULTS
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
-from core.runs import FINISHABLE, RunError, finishable_weights, list_runs, read_history, read_json, read_status, \
-    resumable_state, run_path, stopped_note
+from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
+    read_status, resumable_state, run_path, stopped_note
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -222,7 +222,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     shared = _shared_pick(mode)
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
         del st.session_state[shared]  # deleted, or no longer usable
-        st.query_params.pop(mode, None)
+        set_in_url(mode, None)
     if shared in st.session_state and (st.session_state[shared] or NO_RUN) in options:
         st.session_state[key] = st.session_state[shared] or NO_RUN
     else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
@@ -240,23 +240,67 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
 SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest"}
 
 
+URL_WRITTEN = "url_written"  # what url_state() put in the URL last: another value there came from Back or Forward
+
+
+def url_state() -> dict[str, str]:
+    """What the URL keeps on every page, so that a reload (a new session) or a shared link shows the same: the run
+    picks (?frozen=<run id>&finetune=…&baseline=none), Compare's scored file (?own=<digest>), the Playground's scored
+    batch (?batch=…), an uploaded dataset (?data=<its name in the uploads folder>) and the run picked on Runs
+    (?runs_pick=). Links between pages carry it (page_link): a page switch clears the URL's query, and setting it
+    again would add a second browser-history entry per page, which made Back seem to do nothing."""
+    state = {mode: st.session_state[_shared_pick(mode)] or NO_RUN
+             for mode in MODE_LABELS if _shared_pick(mode) in st.session_state}
+    state |= {param: st.session_state[key] for param, key in SCORED_IN_URL.items() if st.session_state.get(key)}
+    if (chosen := st.session_state.get("data_path")) and Path(chosen).resolve().parent == uploads_dir().resolve():
+        state["data"] = Path(chosen).name
+    if st.session_state.get("runs_one_chosen") and st.session_state.get("runs_one"):
+        state["runs_pick"] = st.session_state["runs_one"]
+    return state
+
+
 def state_in_url() -> None:
-    """Keep the run picks in the URL (?frozen=<run id>&finetune=…&baseline=none), as an upload is: a reload starts a
-    new session, which would otherwise go back to the newest runs without a word. A new session takes its picks from
-    the URL (run_picker drops one that names no usable run); every page sets them again, since a page switch clears
-    the URL's query. So with Compare's scored file (?own=<digest>) and the Playground's scored batch (?batch=…): a
-    reload on another page must not lose them (Compare and the Playground drop a digest that names nothing saved)."""
+    """Before the page runs: take the run picks from the URL where it differs from what this session last wrote
+    there (a new session's link, or Back and Forward, which so undo a pick), and the scored file and batch where
+    the session has none; then write url_state() where the URL differs (each write is a browser-history entry).
+    Pages drop a pick or digest that names nothing usable."""
+    written = st.session_state.get(URL_WRITTEN, {})
     for mode in MODE_LABELS:
-        shared, linked = _shared_pick(mode), st.query_params.get(mode)
-        if shared not in st.session_state and linked:
-            st.session_state[shared] = None if linked == NO_RUN else linked
-        if shared in st.session_state:
-            st.query_params[mode] = st.session_state[shared] or NO_RUN
+        if (linked := st.query_params.get(mode)) and linked != written.get(mode):
+            st.session_state[_shared_pick(mode)] = None if linked == NO_RUN else linked
+        elif not linked and mode in written:  # links carry the picks: Back went to before the first pick
+            st.session_state.pop(_shared_pick(mode), None)
+    linked = st.query_params.get("runs_pick")  # the Runs page's pick; not a run (deleted, say): its default
+    if linked and linked != written.get("runs_pick") and RUN_ID_RE.match(linked) and (runs_dir() / linked).is_dir():
+        st.session_state["runs_one"], st.session_state["runs_one_chosen"] = linked, True
+    elif not linked and "runs_pick" in written:
+        st.session_state["runs_one_chosen"] = False
+        st.session_state.pop("runs_one", None)
     for param, key in SCORED_IN_URL.items():
         if key not in st.session_state and (linked := st.query_params.get(param)):
             st.session_state[key] = linked
-        if st.session_state.get(key):
-            st.query_params[param] = st.session_state[key]
+    st.session_state[URL_WRITTEN] = {}
+    for param, value in url_state().items():
+        if param != "runs_pick":  # the Runs page writes it after its curves' picker, whose bound value joins it
+            set_in_url(param, value)
+
+
+def set_in_url(param: str, value: str | None) -> None:
+    """Write a URL parameter (None: drop it), and note it as this session's own for state_in_url."""
+    written = st.session_state.setdefault(URL_WRITTEN, {})
+    if value is None:
+        st.query_params.pop(param, None)
+        written.pop(param, None)
+    else:
+        if st.query_params.get(param) != value:
+            st.query_params[param] = value
+        written[param] = value
+
+
+def page_link(page: str, **kwargs) -> None:
+    """st.page_link that keeps url_state() in the URL (kwargs' query_params added to it)."""
+    query_params = url_state() | kwargs.pop("query_params", {})
+    st.page_link(page, **kwargs, query_params=query_params)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -301,7 +345,8 @@ def data_source() -> tuple[str | None, dict | None, str | None]:
         if Path(linked).name == linked and (uploads_dir() / linked).is_file():
             chosen = st.session_state["data_path"] = str(uploads_dir() / linked)
     if chosen and Path(chosen).resolve().parent == uploads_dir().resolve():
-        st.query_params["data"] = Path(chosen).name  # again on each page: a page switch clears the URL's query
+        if st.query_params.get("data") != Path(chosen).name:  # chosen just now (url_state() keeps it on every page)
+            st.query_params["data"] = Path(chosen).name
     elif linked:
         del st.query_params["data"]
     try:
@@ -452,7 +497,7 @@ def _last_outcome() -> None:
     if done:
         st.success("  \n".join(done))
         if usable_runs("frozen") or usable_runs("finetune"):  # Compare has nothing to show for a baseline alone
-            st.page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
+            page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
                          + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:")
     for run in reversed(finished):
         if run.status == "completed":
@@ -462,10 +507,10 @@ def _last_outcome() -> None:
         else:
             st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
         if run.status in FINISHABLE and resumable_state(run.path):
-            st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
+            page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its training state was saved: resume it on the Runs page")
         elif run.status in FINISHABLE and finishable_weights(run.path):
-            st.page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
+            page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                          label="Its best weights so far were saved: test them and complete the run on the Runs page")
     planned = info.get("modes") or []
     last = finished[0] if finished else None  # newest first: the run the job was on when it ended

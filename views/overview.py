@@ -148,4 +148,4 @@ if shown:
                 f"{'it' if len(training) == 1 else 'them'}; the results appear here when it completes.")
     if missing := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m not in planned]:
         st.info(f"No completed run yet for: {', '.join(missing)}. Start one on the Train page.")
-    st.page_link("views/compare.py", label="ROC, PR and confusion matrices on Compare", icon=":material/compare:")
+    common.page_link("views/compare.py", label="ROC, PR and confusion matrices on Compare", icon=":material/compare:")

@@ -203,10 +203,9 @@ elif chosen and figure is None:
 
 # ---------------------------------------------------------------------------- one run: details, download, delete
 st.subheader("One run")
-if wanted is not None:  # a link's run; otherwise the user's pick stays, across page switches too
-    st.session_state["runs_one"] = wanted
-elif "runs_one" not in st.session_state and st.query_params.get("runs_pick") in by_id:
-    st.session_state["runs_one"] = st.query_params["runs_pick"]  # a reload (a new session): the pick in the URL
+# a link's run; otherwise the user's pick stays, across page switches too (or the URL's: common.state_in_url)
+if wanted is not None:
+    st.session_state["runs_one"], st.session_state["runs_one_chosen"] = wanted, True
 if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked run was deleted
     gone = st.session_state.get("runs_one")
     if gone is not None and st.session_state.get("runs_deleted") != gone:  # not here: a page left open elsewhere
@@ -216,11 +215,16 @@ if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked 
     needs_action = newest.status in FINISHABLE and (resumable_state(newest.path) or finishable_weights(newest.path))
     # else not a cancelled or failed one
     st.session_state["runs_one"] = newest.id if needs_action else next((r.id for r in all_runs if r.usable), ids[0])
+    st.session_state["runs_one_chosen"] = False  # a default, which the URL does not keep
+    common.set_in_url("runs_pick", None)
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
+                         on_change=lambda: st.session_state.update(runs_one_chosen=True),
                          format_func=lambda i: f"{i} · {by_id[i].status}"
                                                + ("" if common.trained_to_end(by_id[i]) else ", stopped early"))]
-# in the URL, so a reload shows the same run (not bind="query-params": that would write the label, with its status)
-st.query_params["runs_pick"] = run.id
+# a pick is kept in the URL (common.url_state), so a reload shows the same run; not bind="query-params", which would
+# write the label, with its status. The default is not: it would add a browser-history entry to every visit
+if st.session_state.get("runs_one_chosen"):
+    common.set_in_url("runs_pick", run.id)
 if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on to another run
     st.session_state.pop("runs_job")
 left, right = st.columns(2)

@@ -16,30 +16,41 @@ from views import common
 LAUNCH_BUTTONS = ("train_launch", "overview_preset")
 
 
-def reserve() -> tuple:
-    """The sidebar's three places, made before the page runs and filled after it (render). A page that starts a
+def reserve(pages: list) -> tuple:
+    """The sidebar's places, made before the page runs and filled after it (render). A page that starts a
     job spends seconds starting it; meanwhile the job's place says so, instead of the last run's "No job running".
-    Only then is a placeholder made: made on every rerun, it would blank the place until the page is done."""
+    Only then is a placeholder made: made on every rerun, it would blank the place until the page is done. The page
+    links are drawn at once (a first page takes seconds), and again after the page if it changed what they carry."""
     with st.sidebar:
-        data, model, job = st.container(), st.container(), st.container()
+        nav, data, model, job = st.empty(), st.container(), st.container(), st.container()
+    _links(nav, pages)
     starting = None
     if any(st.session_state.get(key) for key in LAUNCH_BUTTONS):
         starting = job.empty()
         with starting.container():
             st.subheader("Training job")
             st.caption("Starting a training job…")
-    return data, model, job, starting
+    return (nav, pages, common.url_state()), data, model, job, starting
 
 
 def render(places: tuple) -> None:
     """Filled after the page, so it shows what the page just chose (e.g. the model typed on Train)."""
-    data, model, job, starting = places
+    (nav, pages, carried), data, model, job, starting = places
+    if common.url_state() != carried:  # e.g. a batch scored: the links take it along
+        _links(nav, pages)
     with data:
         _data()
     with model:
         _model()
     with starting.container() if starting else job:
         _job_status()
+
+
+def _links(nav, pages: list) -> None:
+    with nav.container():
+        for page in pages:
+            common.page_link(page)
+        st.divider()
 
 
 def _data() -> None:
@@ -122,7 +133,7 @@ def _job_status() -> None:
         st.caption(f"{common.plain(common.MODE_LABELS.get(progress.mode, 'Training'))}: live on this page.")
     elif busy:
         st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(common.MODE_LABELS))
-        st.page_link("views/train.py", label="Watch it on Train", icon=":material/monitoring:")
+        common.page_link("views/train.py", label="Watch it on Train", icon=":material/monitoring:")
     else:
         st.caption("No job running.")
     was = st.session_state.get("sidebar_job_busy")
