@@ -1052,14 +1052,19 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     _page(at, "views/runs.py")  # the running run's duration is the time since it started
     durations = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["duration (s)"]))
     assert durations[live] == pytest.approx(time.time() - load_run(runs_dir / live).created, abs=5)
+    # the hyperparameters share one column, to fit a laptop screen; those every run shares are in the caption
+    [shared] = [c.value.split("Settings every run shares (where they apply): ")[1].rstrip(".").split(" · ")
+                for c in at.caption if "Settings every run shares" in c.value]
+    assert "seed 42" in shared
     for run_id, mode, settings in at.dataframe[0].value[["run", "mode", "settings"]].itertuples(index=False):
-        cfg = load_run(runs_dir / run_id).config  # the hyperparameters share one column, to fit a laptop screen
+        cfg = load_run(runs_dir / run_id).config
         if cfg is None:
-            assert settings is None
+            assert pd.isna(settings)
         else:
-            assert settings.endswith(f"seed {cfg['seed']}")
             epochs = f"{cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)}"
-            assert (mode == "baseline") != settings.startswith(f"{epochs} · lr {cfg['lr']:g} · ")
+            expected = [epochs, f"lr {cfg['lr']:g}", f"batch {cfg['batch_size']}", f"max len {cfg['max_length']}"] \
+                * (mode != "baseline") + [f"seed {cfg['seed']}"]
+            assert ([] if pd.isna(settings) else settings.split(" · ")) == [s for s in expected if s not in shared]
     assert "threshold" not in at.dataframe[0].value.columns and "probability ≥ 0.5" in _texts(at)  # all the same
     assert len(at.sidebar.progress) == 1  # on a page without the live panel, the sidebar shows the job's progress
     _page(at, "views/train.py")

@@ -51,16 +51,17 @@ def duration(run) -> float | None:
     return time_spent(events, run.created)[1] if events else None
 
 
-def settings(cfg: dict, neural: bool) -> str | None:
-    """The hyperparameters in one column: one column each pushed the results off a laptop screen."""
+def settings(cfg: dict, neural: bool) -> dict[str, str]:
+    """The main hyperparameters, as shown in one column: one column each pushed the results off a laptop screen."""
     if not cfg:  # a broken run's config is unreadable
-        return None
+        return {}
     lr = cfg.get("lr")
     epochs = cfg.get("epochs")
-    trained = [f"{epochs} epoch{'s' * (epochs != 1)}", f"lr {lr:g}" if isinstance(lr, (int, float)) else f"lr {lr}",
-               f"batch {cfg.get('batch_size')}",
-               f"max len {cfg.get('max_length')}"] if neural else []  # they do not apply to the linear model
-    return " · ".join(trained + [f"seed {cfg.get('seed')}"])
+    trained = {"epochs": f"{epochs} epoch{'s' * (epochs != 1)}",
+               "lr": f"lr {lr:g}" if isinstance(lr, (int, float)) else f"lr {lr}",
+               "batch_size": f"batch {cfg.get('batch_size')}",
+               "max_length": f"max len {cfg.get('max_length')}"} if neural else {}  # not the linear model's
+    return trained | {"seed": f"seed {cfg.get('seed')}"}
 
 
 # the settings that apply to each mode, in the Train form's order: a baseline has no epochs or learning rate
@@ -147,7 +148,16 @@ for run in all_runs:
                      stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
                  or cancelled_note(run),
                  "model": Path(run.model or "?").name, "settings": settings(cfg, run.mode != "baseline")})
+# a setting every run that has it shares goes in the caption, so the column shows what tells the runs apart (the
+# full list cut it off at 1280 px)
+listed = [row["settings"] for row in rows if row["settings"]]
+shared = {name: text for name, text in {n: t for parts in listed for n, t in parts.items()}.items()
+          if len(listed) > 1 and len({parts[name] for parts in listed if name in parts}) == 1}
+for row in rows:
+    row["settings"] = " · ".join(text for name, text in row["settings"].items() if name not in shared) or None
 frame = pd.DataFrame(rows)
+if frame["settings"].isna().all():
+    frame = frame.drop(columns="settings")
 # columns that say nothing row by row would push the settings off a laptop screen: an empty note column, and the
 # model when every BERT run used the same one (the caption names it)
 if frame["note"].isna().all():
@@ -163,7 +173,8 @@ st.dataframe(frame, hide_index=True, placeholder="—", column_config={
 st.caption(" ".join(filter(None, [
     "Metrics on each run's test split" + (f"; a message is called spam at probability ≥ {thresholds.pop():g}."
                                           if len(thresholds) == 1 else "."),
-    f"Every BERT run here used {common.plain(bert_models.pop())}." if len(bert_models) == 1 else None])))
+    f"Every BERT run here used {common.plain(bert_models.pop())}." if len(bert_models) == 1 else None,
+    f"Settings every run shares (where they apply): {' · '.join(shared.values())}." if shared else None])))
 broken = [r for r in all_runs if r.status == "broken"]
 if broken:
     st.caption(f"{len(broken)} run(s) are broken (damaged or incomplete files); they are listed but never "
