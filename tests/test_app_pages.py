@@ -630,7 +630,8 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     assert set(table["message"]) == set.union(*wrong_by.values())
     assert set(table.loc[table["baseline wrong"], "message"]) == wrong_by["baseline"]
     at.text_input(key="compare_search").input("no such message anywhere").run()
-    assert "0 message(s)" in _texts(at)
+    assert "No message that a model gets wrong at 0.99 contains “no such message anywhere”." in _texts(at)
+    assert not any("baseline wrong" in d.value.columns for d in at.dataframe)  # no empty table
 
 
 def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatch, tmp_path, tiny_bert, sms_data,

@@ -43,3 +43,11 @@ def test_log_odds_are_the_probabilities_logits_and_do_not_saturate(mode, sms_fil
     with torch.no_grad():
         last.bias[1] += 40.0
     assert predictor.predict(["ok"])[0] == 1.0 and predictor.predict(["ok"], log_odds=True)[0] > 30
+
+
+def test_odds_factors_read_as_numbers():
+    from views.common import odds_factor
+    assert odds_factor(math.log(2.6)) == "×2.6" and odds_factor(-math.log(4.3)) == "÷4.3"
+    assert odds_factor(math.log(1234)) == "×1,234"
+    assert odds_factor(math.log(3e6)) == "×3·10⁶" and odds_factor(-math.log(7e12)) == "÷7·10¹²"
+    assert odds_factor(1e5) == "×1·10³⁰⁴"  # past where exp overflows a float: capped, not an error

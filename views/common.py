@@ -6,6 +6,7 @@ User text is shown with st.text / st.dataframe / plotly, never as markdown or ra
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import time
@@ -186,6 +187,23 @@ def same_test_messages(a, b) -> bool:
 
 class PageEnd(Exception):
     """Raised by end_page; app.py catches it."""
+
+
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def odds_factor(weight: float) -> str:
+    """How a word changes the odds of spam, from its log-odds weight: ×12 (multiplies them by 12), ÷3 (divides them
+    by 3), ×2·10⁶ (not "×2e+06", which a stakeholder reads as a typo)."""
+    factor = math.exp(min(abs(weight), 700))  # exp overflows a float past about 709
+    if factor < 10:
+        shown = f"{factor:.1f}"
+    elif factor < 1e6:
+        shown = f"{factor:,.0f}"
+    else:
+        mantissa, exponent = f"{factor:.0e}".split("e")
+        shown = f"{mantissa}·10{str(int(exponent)).translate(SUPERSCRIPT)}"
+    return ("×" if weight > 0 else "÷") + shown
 
 
 def end_page():

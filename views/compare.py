@@ -178,6 +178,9 @@ def messages_frame(scored: dict[str, tuple[list[dict], float]]) -> pd.DataFrame:
 def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
     """Messages with each model's spam probability ("<model> p(spam)") and a tick where it is wrong ("<model>
     wrong", at: the threshold, in words), sortable; a picked row is shown whole, as plain text."""
+    if wrong.empty:  # "0 message(s)" over an empty table read as a fault
+        st.caption(f"None {at}: every model gets every message here right.")
+        return
     st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong {at}. "
                "Click a column header to sort, and a row's left edge to read its whole message.")
     # short headers, so that all the columns and their names fit a laptop screen; the hover says the rest. Each
@@ -209,8 +212,10 @@ if paired:
                           persist_state=common.KEEP, bind="query-params")
     if query:
         wrong = wrong[wrong["message"].str.contains(query, case=False, regex=False)]
-    # keyed by what filters its rows: a picked row is a position, which would point at another message after a search
-    wrong_messages_table(wrong, f"compare_wrong:{threshold:g}:{query}", f"at {threshold:g}")
+    if query and wrong.empty:
+        st.caption(f"No message that a model gets wrong at {threshold:g} contains “{common.plain(query)}”.")
+    else:  # keyed by what filters its rows: a picked row is a position, which would point elsewhere after a search
+        wrong_messages_table(wrong, f"compare_wrong:{threshold:g}:{query}", f"at {threshold:g}")
 
 # ---------------------------------------------------------------------------- your own messages
 st.subheader("Evaluate on your own messages")

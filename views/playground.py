@@ -130,13 +130,6 @@ def score(texts: list[str], progress=None) -> dict[str, np.ndarray]:
 COLOURED, BOLD = math.log(1.1), math.log(2)  # a word's weight (log-odds) that changes the odds by 10 %, or doubles them
 
 
-def odds_factor(weight: float) -> str:
-    """How a word changes the odds of spam: ×12 (multiplies them by 12) or ÷3 (divides them by 3)."""
-    factor = math.exp(min(abs(weight), 700))  # exp overflows a float past about 709
-    return ("×" if weight > 0 else "÷") + (f"{factor:.1f}" if factor < 10 else f"{factor:,.0f}" if factor < 1e6
-                                           else f"{factor:.0e}")
-
-
 def highlight(word: str, weight: float) -> str:
     """A word as inert markdown, on a red (spam) or blue (ham) background when it changes the odds of spam."""
     safe = common.plain(word)
@@ -144,7 +137,7 @@ def highlight(word: str, weight: float) -> str:
         return safe
     colour = "red" if weight > 0 else "blue"
     # markdown has one shade per colour: a large effect is told apart by bold and its factor
-    return f":{colour}-background[**{safe} {odds_factor(weight)}**]" if abs(weight) >= BOLD else \
+    return f":{colour}-background[**{safe} {common.odds_factor(weight)}**]" if abs(weight) >= BOLD else \
         f":{colour}-background[{safe}]"
 
 
