@@ -516,7 +516,7 @@ def _last_outcome() -> None:
         st.success("  \n".join(done))
         if usable_runs("frozen") or usable_runs("finetune"):  # Compare has nothing to show for a baseline alone
             page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
-                         + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:")
+                      + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:")
     for run in reversed(finished):
         if run.status == "completed":
             continue
@@ -526,10 +526,10 @@ def _last_outcome() -> None:
             st.error(f"{run.id} ended as {run.status}: {plain(run.error or 'no reason recorded')}")
         if run.status in FINISHABLE and resumable_state(run.path):
             page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
-                         label="Its training state was saved: resume it on the Runs page")
+                      label="Its training state was saved: resume it on the Runs page")
         elif run.status in FINISHABLE and finishable_weights(run.path):
             page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
-                         label="Its best weights so far were saved: test them and complete the run on the Runs page")
+                      label="Its best weights so far were saved: test them and complete the run on the Runs page")
     planned = info.get("modes") or []
     last = finished[0] if finished else None  # newest first: the run the job was on when it ended
     if last is not None and last.status in ("interrupted", "failed") and last.mode in planned:
