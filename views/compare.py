@@ -268,9 +268,7 @@ if own is not None and uploaded is None:
                  f"The scores of {common.plain(own[0])}, uploaded earlier and saved with each run (a reload forgets "
                  "the file itself). Upload a file to replace it.")
     if forget.button("Forget this file", key="compare_own_forget"):
-        st.session_state.pop("compare_own_file", None)
-        st.session_state.pop("compare_own_digest", None)
-        st.query_params.pop("own", None)
+        _forget_own_file()
         st.rerun()
 own_rows, own_warnings, zero_width, own_results = [], [], False, {}
 if own is not None:

@@ -47,9 +47,10 @@ def render(places: tuple) -> None:
 
 
 def _links(nav, pages: list) -> None:
+    carried = common.url_state()  # once for the five links
     with nav.container():
         for page in pages:
-            common.page_link(page)
+            st.page_link(page, query_params=carried)
         st.divider()
 
 
