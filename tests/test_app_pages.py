@@ -11,6 +11,7 @@ import signal
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
@@ -464,6 +465,36 @@ def test_back_and_forward_undo_and_redo_a_pick(monkeypatch, tmp_path, tiny_bert,
     at.query_params["runs_pick"] = quick.id  # Back, to a URL that named another pick
     at.run()
     assert at.selectbox(key="runs_one").value == quick.id
+
+
+def test_back_brings_back_a_typed_message(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # each message is a history entry the app writes (not bind="query-params": leaving the page, Streamlit pushed an
+    # entry without the message, and Back onto it showed an empty box); links to the Playground carry the message
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/playground.py")
+    at.text_area(key="play_text").input("see you at 6").run()
+    at.text_area(key="play_text").input("WINNER call 09061 now").run()
+    assert at.query_params["play_text"] == "WINNER call 09061 now"
+    at.toggle(key="play_explain").set_value(True).run()
+    assert at.query_params["play_explain"] == "true"
+
+    def link_to_playground():
+        [link] = [link for link in at.sidebar.get("page_link") if link.proto.page == "playground"]
+        return parse_qs(link.proto.query_string)
+    assert link_to_playground() == {"play_text": ["WINNER call 09061 now"], "play_explain": ["true"]}
+    _page(at, "views/train.py")
+    assert link_to_playground()["play_text"] == ["WINNER call 09061 now"]  # another page's link still carries it
+    _page(at, "views/playground.py")
+    at.query_params.update({"play_text": "see you at 6"})  # Back, to the first message (no explanations yet)
+    del at.query_params["play_explain"]
+    at.run()
+    assert at.text_area(key="play_text").value == "see you at 6" and not at.toggle(key="play_explain").value
+    assert len(at.metric) == 3  # scored, not only shown
+    del at.query_params["play_text"]  # Back, to before the first message: the empty box
+    at.run()
+    assert at.text_area(key="play_text").value == "" and "play_text" not in link_to_playground()
+    at.query_params["play_text"] = "see you at 6"  # Forward
+    at.run()
+    assert at.text_area(key="play_text").value == "see you at 6"
 
 
 def test_overview_and_playground_warn_when_a_model_calls_no_message_spam(monkeypatch, tmp_path, tiny_bert, sms_data):

@@ -260,6 +260,12 @@ SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest"}
 
 URL_WRITTEN = "url_written"  # what url_state() put in the URL last: another value there came from Back or Forward
 
+# widget values the URL keeps on their own page only, written by the app (widget_from_url, set_in_url), not bound
+# with bind="query-params": leaving a page, Streamlit strips bound parameters in a browser-history entry of their
+# own, and Back onto it showed the widgets' defaults, so a message typed in the Playground was gone. Written, each
+# value is a history entry (Back steps through the messages, as through the picks), and links to the page carry it
+PAGE_PARAMS = {"playground": ("play_text", "play_explain")}
+
 
 def url_state() -> dict[str, str]:
     """What the URL keeps on every page, so that a reload (a new session) or a shared link shows the same: the run
@@ -297,7 +303,8 @@ def state_in_url() -> None:
     for param, key in SCORED_IN_URL.items():
         if key not in st.session_state and (linked := st.query_params.get(param)):
             st.session_state[key] = linked
-    st.session_state[URL_WRITTEN] = {}
+    st.session_state[URL_WRITTEN] = {param: value for param, value in written.items()  # kept for links to the page
+                                     if any(param in params for params in PAGE_PARAMS.values())}
     for param, value in url_state().items():
         if param != "runs_pick":  # the Runs page writes it after its curves' picker, whose bound value joins it
             set_in_url(param, value)
@@ -315,9 +322,29 @@ def set_in_url(param: str, value: str | None) -> None:
         written[param] = value
 
 
+def widget_from_url(key: str, default, parse=str) -> None:
+    """Before a PAGE_PARAMS widget: its value from the URL where that differs from what this session last wrote
+    there (a shared link, Back or Forward); its default where the URL has none but the session wrote one (Back to
+    before it). After the widget, the page writes its value with set_in_url."""
+    written = st.session_state.setdefault(URL_WRITTEN, {})
+    linked = st.query_params.get(key)
+    if linked is not None and linked != written.get(key):
+        st.session_state[key], written[key] = parse(linked), linked
+    elif linked is None and key in written:
+        del written[key]
+        st.session_state[key] = default  # set, not deleted: the browser would keep showing the old value
+
+
+def link_params(page: str, carried: dict[str, str]) -> dict[str, str]:
+    """What a link to `page` (its URL path, e.g. "playground") puts in the URL: url_state() (`carried`), plus the
+    page's own widget values as it last wrote them (PAGE_PARAMS), so that going back to it is one history entry."""
+    written = st.session_state.get(URL_WRITTEN, {})
+    return carried | {param: written[param] for param in PAGE_PARAMS.get(page, ()) if param in written}
+
+
 def page_link(page: str, **kwargs) -> None:
     """st.page_link that keeps url_state() in the URL (kwargs' query_params added to it)."""
-    query_params = url_state() | kwargs.pop("query_params", {})
+    query_params = link_params(Path(page).stem, url_state()) | kwargs.pop("query_params", {})
     st.page_link(page, **kwargs, query_params=query_params)
 
 

@@ -173,12 +173,15 @@ with single:
     with st.container(horizontal=True):  # buttons as wide as their labels, wrapping: equal columns cut them
         for label, (text, _) in EXAMPLES.items():
             st.button(label, on_click=use_example, args=(text,), key=f"example-{label}")
-    # bound to the URL (?play_text=…), so a reload or a shared link shows the same message. Typing replaces the URL;
-    # an example click adds a browser history entry, so Back brings back what was typed before it
-    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, bind="query-params", height=110,
+    # kept in the URL (?play_text=…), so a reload or a shared link shows the same message; each message (typed or
+    # an example) is a browser-history entry, so Back brings back the one before it (common.PAGE_PARAMS)
+    common.widget_from_url("play_text", "")
+    text = st.text_area("Message", key="play_text", persist_state=common.KEEP, height=110,
                         placeholder="Type or paste an SMS…",
                         help=f"Up to {common.MAX_INPUT_CHARS:,} characters; the models read the first "
                              f"{MAX_MESSAGE_CHARS:,} characters and at most their max length in tokens.")
+    # not one too long to score: a browser's URL has its limits too
+    common.set_in_url("play_text", text if text and len(text) <= common.MAX_INPUT_CHARS else None)
     if not text.strip():
         st.info("Type a message above, or click an example.")
     elif len(text) > common.MAX_INPUT_CHARS:
@@ -224,8 +227,11 @@ with single:
         if len(text) > MAX_MESSAGE_CHARS:
             st.caption(f"Every model scored only the first {MAX_MESSAGE_CHARS:,} of the message's {len(text):,} "
                        "characters (an SMS is a few hundred), and the BERTs only their max length in tokens of those.")
-        if st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
-                     persist_state=common.KEEP, bind="query-params"):
+        common.widget_from_url("play_explain", False, parse=lambda linked: linked == "true")
+        explain = st.toggle("Why this verdict: which words push each model toward spam", key="play_explain",
+                            persist_state=common.KEEP)
+        common.set_in_url("play_explain", "true" if explain else None)
+        if explain:
             st.caption("Each word is left out in turn, and what that does to the model's odds of spam, p / (1 − p), "
                        "is its weight: odds still move where a near-certain model's probability hardly does. Red "
                        "words raise the odds, blue words lower them. Bold words at least double or halve them, with "

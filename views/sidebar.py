@@ -30,13 +30,13 @@ def reserve(pages: list) -> tuple:
         with starting.container():
             st.subheader("Training job")
             st.caption("Starting a training job…")
-    return (nav, pages, common.url_state()), data, model, job, starting
+    return (nav, pages, _carried()), data, model, job, starting
 
 
 def render(places: tuple) -> None:
     """Filled after the page, so it shows what the page just chose (e.g. the model typed on Train)."""
     (nav, pages, carried), data, model, job, starting = places
-    if common.url_state() != carried:  # e.g. a batch scored: the links take it along
+    if _carried() != carried:  # e.g. a batch scored or a message typed: the links take it along
         _links(nav, pages)
     with data:
         _data()
@@ -46,11 +46,16 @@ def render(places: tuple) -> None:
         _job_status()
 
 
+def _carried() -> dict[str, str]:
+    """What the links carry: url_state() and what pages wrote of their own widgets (common.PAGE_PARAMS)."""
+    return common.url_state() | st.session_state.get(common.URL_WRITTEN, {})
+
+
 def _links(nav, pages: list) -> None:
     carried = common.url_state()  # once for the five links
     with nav.container():
         for page in pages:
-            st.page_link(page, query_params=carried)
+            st.page_link(page, query_params=common.link_params(page.url_path, carried))
         st.divider()
 
 
