@@ -1223,7 +1223,14 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     assert run.mode == "finetune" and run.status == "completed" and run.config["epochs"] == 2
     at.run()
     assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}{_scores(run)}"]  # its test scores
-    assert [l.proto.page for l in at.main.get("page_link")] == ["compare"]  # and where to see them against the others
+    # and where to see them against the others: the link picks the job's run, which Compare would not show
+    # unpicked (2 epochs, fewer than the default's 3)
+    [link] = at.main.get("page_link")
+    assert link.proto.page == "compare" and parse_qs(link.proto.query_string) == {"finetune": [run.id]}
+    at.query_params.update({"finetune": run.id})  # the click
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_finetune").value == run.id
+    _page(at, "views/train.py")
     # a run trained since by another process (the CLI) is not reported as this job's
     other = train(_config("baseline", tmp_path, tiny_bert, sms_data))
     at.run()

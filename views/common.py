@@ -542,8 +542,10 @@ def _last_outcome() -> None:
     if done:
         st.success("  \n".join(done))
         if usable_runs("frozen") or usable_runs("finetune"):  # Compare has nothing to show for a baseline alone
+            # picks the job's runs: a shorter run than the defaults' is not what Compare shows unpicked
             page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
-                      + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:")
+                      + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:",
+                      query_params={r.mode: r.id for r in finished if r.status == "completed" and r.usable})
     for run in reversed(finished):
         if run.status == "completed":
             continue
