@@ -429,6 +429,13 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     shutil.rmtree(quick.path)  # the picked run deleted since: back to the default, and the URL forgets it
     _page(reloaded, "views/overview.py")
     assert reloaded.selectbox(key="overview_finetune").value == full.id and "finetune" not in reloaded.query_params
+    gone = f"The run picked before, {quick.id}, is gone (deleted, perhaps in another tab) or can no longer be loaded"
+    assert any(c.value.startswith(gone) for c in reloaded.caption)  # said, until another pick
+    _page(reloaded, "views/compare.py")
+    assert any(c.value.startswith(gone) for c in reloaded.caption)
+    _page(reloaded, "views/playground.py")
+    reloaded.selectbox(key="play_finetune").set_value("none").run()  # a pick ("not used")
+    assert not any(c.value.startswith(gone) for c in reloaded.caption)
     stale = AppTest.from_file(APP, default_timeout=90)  # an old link naming that run
     stale.query_params["finetune"] = quick.id
     stale.run()

@@ -237,9 +237,9 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     # "none" and not None for no run: a selectbox at None shows an empty "Choose an option" box, not the label
     options = ([NO_RUN] if none_label else []) + list(by_id)
     default = getattr(latest(runs), "id", None) or (NO_RUN if none_label else None)
-    shared = _shared_pick(mode)
+    shared, gone = _shared_pick(mode), f"{_shared_pick(mode)}_gone"
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
-        del st.session_state[shared]  # deleted, or no longer usable
+        st.session_state[gone] = st.session_state.pop(shared)  # deleted, or no longer usable: said below
         set_in_url(mode, None)
     if shared in st.session_state and (st.session_state[shared] or NO_RUN) in options:
         st.session_state[key] = st.session_state[shared] or NO_RUN
@@ -247,8 +247,11 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
         st.session_state[key] = default
     picked = col.selectbox(MODE_LABELS[mode], options, key=key,
                            on_change=lambda: st.session_state.update(
-                               {shared: None if st.session_state[key] == NO_RUN else st.session_state[key]}),
+                               {shared: None if st.session_state[key] == NO_RUN else st.session_state[key], gone: None}),
                            format_func=lambda i: none_label if i == NO_RUN else labels[i])
+    if st.session_state.get(gone) and shared not in st.session_state:  # or the numbers change with no word why
+        col.caption(f"The run picked before, {plain(st.session_state[gone])}, is gone (deleted, perhaps in another "
+                    "tab) or can no longer be loaded: this is the default.")
     if shared not in st.session_state and picked == default and (note := passed_over(runs)):
         col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
