@@ -94,15 +94,19 @@ def bootstrap_intervals(y_true, p_spam, threshold: float = 0.5, n_resamples: int
     tp, fp = counts @ (y & pred), counts @ ((1 - y) & pred)
     fn, tn = counts @ (y & (1 - pred)), counts @ ((1 - y) & (1 - pred))
     with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        # a resample where nothing is called spam has no precision: left out, not counted as 0, which dragged the
+        # lower bound of a small file's interval to 0 (a few of 20 messages called spam: 1 in 25 resamples has none)
+        precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
         recall = tp / (tp + fn)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        f1 = 2 * tp / (2 * tp + fp + fn)  # 0 where nothing is called spam: the resamples all hold spam
         denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn).astype(float))
         mcc = np.where(denom > 0, (tp * tn - fp * fn) / denom, 0.0)
     auroc, auprc = weighted_ranking_metrics(y, p, counts)
     values = {"accuracy": (tp + tn) / len(y), "precision": precision, "recall": recall, "f1": f1, "mcc": mcc,
               "auroc": auroc, "auprc": auprc}
-    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in values.items()}
+    defined = {name: v[~np.isnan(v)] for name, v in values.items()}
+    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
+            for name, v in defined.items()}
 
 
 def weighted_ranking_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

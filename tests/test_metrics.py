@@ -127,11 +127,25 @@ def test_bootstrap_counts_agree_with_sklearn_scorers_on_every_resample(threshold
     idx = np.random.default_rng(5).integers(0, len(y), (200, len(y)))  # the same resamples, drawn the same way
     idx = idx[[len(np.unique(y[i])) == 2 for i in idx]]
     scorers = {"accuracy": skm.accuracy_score, "mcc": skm.matthews_corrcoef,
-               "precision": lambda t, q: skm.precision_score(t, q, zero_division=0),
+               "precision": lambda t, q: skm.precision_score(t, q, zero_division=np.nan),
                "recall": skm.recall_score, "f1": lambda t, q: skm.f1_score(t, q, zero_division=0)}
     for name, scorer in scorers.items():
         values = [scorer(y[i], (p[i] >= threshold).astype(int)) for i in idx]
-        assert ci[name] == pytest.approx([np.percentile(values, 2.5), np.percentile(values, 97.5)]), name
+        # precision: over the resamples that call something spam; where none does it is undefined, not 0
+        assert ci[name] == pytest.approx([np.nanpercentile(values, 2.5), np.nanpercentile(values, 97.5)]), name
+    undefined = [i for i in idx if not (p[i] >= threshold).any()]
+    assert (len(undefined) > 0) == (threshold == 0.95)  # the case this checks happens
+
+
+def test_a_small_files_precision_interval_leaves_out_resamples_with_no_spam_called():
+    # 20 messages, 3 called spam, all rightly: precision is 1 in every resample that calls any spam. Counted as 0,
+    # the ~4 % of resamples that call none gave the interval [0, 1]
+    y = np.r_[np.ones(3), np.ones(1), np.zeros(16)].astype(int)
+    p = np.r_[np.full(3, 0.9), 0.2, np.full(16, 0.1)]
+    ci = bootstrap_intervals(y, p, n_resamples=1000, seed=0)
+    assert ci["precision"] == [1.0, 1.0]
+    assert ci["recall"][0] < 1.0 and ci["f1"][0] < ci["f1"][1]
+    assert bootstrap_intervals(y, np.full(20, 0.1))["precision"] is None  # nothing ever called spam
 
 
 def test_batched_auroc_and_auprc_equal_sklearns_under_every_weighting():

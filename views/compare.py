@@ -294,7 +294,7 @@ if own is not None:
             own_warnings += [text] if text not in own_warnings else []
         elif warning := common.one_class_warning(m, common.MODE_LABELS[mode], "message in your file"):
             own_warnings.append(warning)
-        zero_width |= any(round(low, 3) == 1.0 for k, (low, high) in (m.get("ci95") or {}).items()
+        zero_width |= any(ci and round(ci[0], 3) == 1.0 for k, ci in (m.get("ci95") or {}).items()
                           if k in common.HEADLINE)
         own_rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{m['threshold']:g}",
                          "messages": m["n"], "spam": m["n_spam"],
