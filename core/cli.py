@@ -167,8 +167,11 @@ def _train(args) -> int:
         try:
             configs.append(TrainConfig.from_dict({**_env_defaults(), **entry, **flags}))
         except ValueError as exc:  # in a plan, say which entry
-            raise ValueError(f"{args.config}, entry {number} of {len(entries)}: {exc}" if len(entries) > 1 else
-                             str(exc)) from None
+            message, field = str(exc), str(exc).split(":", 1)[0]
+            if field in flags:  # a flag's value: named as the user typed it (--batch-size, not batch_size)
+                message = "--" + field.replace("_", "-") + message[len(field):]
+            raise ValueError(f"{args.config}, entry {number} of {len(entries)}: {message}" if len(entries) > 1 else
+                             message) from None
     if all(cfg.mode == "baseline" for cfg in configs) and (ignored := sorted(flags.keys() - BASELINE_SETTINGS)):
         log.warning("the baseline ignores %s: TF-IDF + logistic regression is fitted in one go, with no model, "
                     "epochs or learning rate", ", ".join("--" + name.replace("_", "-") for name in ignored))
@@ -278,10 +281,11 @@ def _predict(args) -> int:
 def _runs(args) -> int:
     from .runs import list_runs, resumed_note, stopped_note
 
+    if not os.path.isdir(args.runs_dir):  # a mistyped folder is not an empty one
+        raise ValueError(f"no such folder: {os.path.abspath(args.runs_dir)} (--runs-dir or $SPAM_RUNS_DIR names it)")
     runs = list_runs(args.runs_dir)
     if not runs:
-        missing = "" if os.path.isdir(args.runs_dir) else " (there is no such folder; --runs-dir or $SPAM_RUNS_DIR names another)"
-        print(f"no runs in {os.path.abspath(args.runs_dir)}{missing}", file=sys.stderr)
+        print(f"no runs in {os.path.abspath(args.runs_dir)}", file=sys.stderr)
         return 0
     if not args.json:
         print(f"{'run':40} {'mode':9} {'status':11} {'acc':>6} {'f1':>6} {'auroc':>6}  model")

@@ -221,6 +221,8 @@ def resolve_run(run: str | os.PathLike, runs_dir: str | os.PathLike = "checkpoin
     """A run given as a folder path or as an id under runs_dir."""
     path = Path(run)
     if not path.is_dir():
+        if len(path.parts) > 1:  # a folder path, not an id: "invalid run id" would puzzle
+            raise RunError(f"unknown run: {run} (no such folder)")
         path = run_path(runs_dir, str(run))
     if not (path / "config.json").is_file():
         raise RunError(f"unknown run: {run} (no config.json under {path})")

@@ -37,14 +37,17 @@ def run_cli(capsys, *argv, stdin=None, monkeypatch=None):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "/no/such/file"], "error: data file not found: /no/such/file"),
-    (["train", "--lr", "0"], "error: lr: expected a value in [1e-08, 1], got 0.0"),
-    (["train", "--epochs", "0"], "error: epochs: expected a value in [1, 1000], got 0"),
-    (["train", "--batch-size", "0"], "error: batch_size: expected a value in [1, 4096], got 0"),
+    (["train", "--lr", "0"], "error: --lr: expected a value in [1e-08, 1], got 0.0"),
+    (["train", "--epochs", "0"], "error: --epochs: expected a value in [1, 1000], got 0"),
+    (["train", "--batch-size", "0"], "error: --batch-size: expected a value in [1, 4096], got 0"),
     (["predict", "--run", "no-such-run", "hi"], "error: unknown run: no-such-run"),
-    (["predict", "--run", "../../etc", "hi"], "error: invalid run id '../../etc'"),
+    (["predict", "--run", "../../etc", "hi"], "error: unknown run: ../../etc (no such folder)"),
+    (["predict", "--run", "nosuch/run", "hi"], "error: unknown run: nosuch/run (no such folder)"),
+    (["predict", "--run", "bad id!", "hi"], "error: invalid run id 'bad id!'"),
+    (["runs", "--runs-dir", "no-such-folder"], "error: no such folder: "),
     (["evaluate", "--run", "nope", "--data", "x"], "error: unknown run: nope"),
-    (["train", "--seed", "-1"], "error: seed: expected a value in [0, 4294967295], got -1"),
-    (["train", "--threshold", "1"], "error: threshold: expected a value in [0.001, 0.999], got 1.0"),
+    (["train", "--seed", "-1"], "error: --seed: expected a value in [0, 4294967295], got -1"),
+    (["train", "--threshold", "1"], "error: --threshold: expected a value in [0.001, 0.999], got 1.0"),
     (["train", "--data", "."], "error: . is a folder: expected the dataset file itself"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
@@ -301,10 +304,12 @@ def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
 
 def test_runs_on_a_folder_that_does_not_exist_says_so(capsys, tmp_path):
     code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "nope"))
-    assert (code, out) == (0, "") and err == f"no runs in {tmp_path / 'nope'} (there is no such folder; --runs-dir or " \
-                                             "$SPAM_RUNS_DIR names another)\n"
-    code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path))
-    assert err == f"no runs in {tmp_path}\n"
+    assert (code, out) == (2, "") and err == f"error: no such folder: {tmp_path / 'nope'} (--runs-dir or " \
+                                             "$SPAM_RUNS_DIR names it)\n"
+    (tmp_path / "a-file").write_text("x")
+    assert run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "a-file"))[0] == 2
+    code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path))  # a folder with no runs: not an error
+    assert (code, err) == (0, f"no runs in {tmp_path}\n")
 
 
 def test_the_apps_environment_settings_are_the_clis_defaults(capsys, monkeypatch, tmp_path, tiny_bert, sms_file,
@@ -315,8 +320,9 @@ def test_the_apps_environment_settings_are_the_clis_defaults(capsys, monkeypatch
     assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [frozen_run.name]
     code, out, _ = run_cli(capsys, "predict", "--run", frozen_run.name, "WIN a prize now")
     assert code == 0 and json.loads(out)["text"] == "WIN a prize now"
-    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "other"))  # a flag wins
-    assert (code, out) == (0, "")
+    (tmp_path / "other").mkdir()
+    code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "other"))  # a flag wins
+    assert (code, out, err) == (0, "", f"no runs in {tmp_path / 'other'}\n")
 
     runs, cache = tmp_path / "app-runs", tmp_path / "app-cache"
     monkeypatch.setenv("SPAM_RUNS_DIR", str(runs))
