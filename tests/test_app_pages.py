@@ -1512,6 +1512,10 @@ def test_user_text_in_messages_stays_text():
     assert ":x:" not in shown and ":material/home:" not in shown  # no emoji, no icon
     assert "**" not in shown and "[link]" not in shown  # no markdown
     assert _unescape(shown).replace("\u200b", "").replace("\u2060", "") == "root:x:0:0:root:/root:/bin/bash **bold** :material/home: [link](http://x)"
+    # a colour directive, or a bare ":red", would vanish from the page, colon and name (seen in Chromium)
+    for text in (":red[x]", "say :blue-background[hi]", "a :red word", "Re:WIN"):
+        shown = plain(text)
+        assert not re.search(r":[A-Za-z]", shown) and _unescape(shown).replace("\u200b", "") == text
     # bare URLs, www. names and e-mail addresses would be autolinked: a phishing link one click away
     for text, live in (("http://evil.example/win", "http://"), ("HTTPS://evil.example", "HTTPS://"),
                        ("www.evil.example", "www."), ("win@evil.example", "n@"), ("visit_www.evil.example", "www.")):

@@ -77,7 +77,9 @@ METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Rec
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")  # links, images, emphasis, code, HTML, tables, LaTeX
 
 
-_SHORTCODE = re.compile(r":(?=[\w+/-]+:)")  # ":x:" would show as an emoji, ":material/...:" as an icon
+# ":x:" would show as an emoji, ":material/...:" as an icon, and ":red[x]" or a bare ":red" as a colour directive,
+# whose name and colon vanish (the brackets are escaped anyway)
+_SHORTCODE = re.compile(r":(?=[\w+/-]+:)|:(?=[A-Za-z])")
 
 
 # markdown makes bare URLs, www. names and e-mail addresses live links (GFM autolinks): in a spam message, a phishing
