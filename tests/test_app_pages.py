@@ -804,7 +804,7 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     _page(at, "views/runs.py")
     assert any("is not in" in w.value and "showing the newest run" in w.value for w in at.warning)
     # no run has a note, and both BERT runs used the tiny model: those columns would only take room
-    assert not {"note", "model"} & set(at.dataframe[0].value.columns)
+    assert "model" not in at.dataframe[0].value.columns
     assert f"Every BERT run here used {Path(tiny_bert).name}." in _texts(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = spec["data"]
@@ -940,9 +940,9 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     assert "It saved its best weights before it stopped" in _texts(at)
     assert _errors(at) == ["failed: No space left on device"]
 
-    def note():
-        table = at.dataframe[0].value  # no column when no run has a note
-        return table.loc[table["run"] == stopped.id, "note"].iloc[0] if "note" in table else None
+    def note():  # why a run failed or how it stopped, in its status cell
+        table = at.dataframe[0].value
+        return table.loc[table["run"] == stopped.id, "status"].iloc[0]
     assert "No space left on device" in note()
     at.button(key="runs_finish").click().run()
     assert not at.exception and not at.error  # the error it stopped with is not shown while a job completes it...
@@ -953,10 +953,9 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     assert done.startswith(f"Fine-tuned BERT finished: {stopped.id} (stopped after step "), done
     assert at.selectbox(key="runs_one").value == stopped.id and load_run(stopped.path).usable
     assert "This run did not train to its end" in _texts(at) and "runs_finish" not in [b.key for b in at.button]
-    note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
-    assert "No space left on device" in note and "tested with the best weights saved by then" in note
-    assert dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"]))[stopped.id] == \
-        "completed, stopped early"
+    status = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"]))[stopped.id]
+    assert status.startswith("completed: ") and "No space left on device" in status \
+        and "tested with the best weights saved by then" in status
     _page(at, "views/overview.py")  # shown as a fine-tuned run, and said to be cut short
     assert f"Fine-tuned BERT ({stopped.id}) did not train to its end" in _texts(at)
     from views.common import finetuning_verdict  # and in the headline, beside a frozen run
@@ -1024,8 +1023,8 @@ def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tm
     assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}{_scores(stopped)}"]  # no note
     assert f"resumed at step {step} after it was cancelled" in _texts(at)
     assert "runs_resume" not in [b.key for b in at.button] and "did not train to its end" not in _texts(at)
-    note = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["note"]))[stopped.id]
-    assert note == f"resumed at step {step} after it was cancelled"
+    status = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"]))[stopped.id]
+    assert status == f"completed: resumed at step {step} after it was cancelled"
     assert load_run(stopped.path).metrics["steps"] == next(
         e["total_steps"] for e in read_history(stopped.path) if e["event"] == "start")  # trained to its end
 
@@ -1089,7 +1088,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
         _page(at, page)
 
     _page(at, "views/runs.py")  # the running run's duration is the time since it started
-    durations = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["duration (s)"]))
+    durations = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["time (s)"]))
     assert durations[live] == pytest.approx(time.time() - load_run(runs_dir / live).created, abs=5)
     # the hyperparameters share one column, to fit a laptop screen; those every run shares are in the caption
     [shared] = [c.value.split("Settings every run shares (where they apply): ")[1].rstrip(".").split(" · ")
@@ -1127,7 +1126,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert load_run(runs_dir / live).status == "cancelled"
 
     _page(at, "views/runs.py")
-    problems = dict(zip(at.dataframe[0].value["status"], at.dataframe[0].value["note"]))
+    problems = {status.split(":")[0].split(" ")[0]: status for status in at.dataframe[0].value["status"]}
     assert "No space left on device" in problems["failed"]
     assert "stopped without finishing" in problems["interrupted"]
     assert "metrics.json" in problems["broken"]

@@ -131,22 +131,27 @@ def cancelled_note(run) -> str | None:
     return f"cancelled {where}; no weights were kept"
 
 
+def status_text(run, worked_on: str | None) -> str:
+    """The status, with why a run failed, how it stopped early or was resumed, in the same cell: a column of its own
+    pushed the settings off a 1280 px screen, and repeated "stopped early"."""
+    note = (run.error if run.id != worked_on else None) or "; ".join(note for note in (  # in order
+        resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
+        stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note) \
+        or cancelled_note(run)
+    if not note:
+        return run.status if common.trained_to_end(run) else f"{run.status}, stopped early"
+    return note if note.startswith(run.status) else f"{run.status}: {note}"
+
+
 thresholds = {run.config["threshold"] for run in all_runs if "threshold" in (run.config or {})}
 worked_on = running_job(common.runs_dir())  # a run a job is resuming or finishing: its old error is old news
 rows = []
 for run in all_runs:
     cfg, test = run.config or {}, (run.metrics or {}).get("test", {})
-    rows.append({"run": run.id, "mode": run.mode,
-                 "status": run.status if common.trained_to_end(run) else f"{run.status}, stopped early",
+    rows.append({"run": run.id, "mode": run.mode, "status": status_text(run, worked_on),  # no "created": in the id
                  **{k: test.get(k) for k in ("accuracy", "f1", "auroc")},
                  **({"threshold": cfg.get("threshold")} if len(thresholds) > 1 else {}),
-                 "duration (s)": duration(run),
-                 # before model and settings, which the pages name elsewhere: at 1280 px the columns after the
-                 # fifth or so are off screen, and this one says why a run failed. No "created": the id starts with it
-                 "note": (run.error if run.id != worked_on else None) or "; ".join(note for note in (  # in order
-                     resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
-                     stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
-                 or cancelled_note(run),
+                 "time (s)": duration(run),
                  "model": Path(run.model or "?").name, "settings": settings(cfg, run.mode != "baseline")})
 # a setting every run that has it shares goes in the caption, so the column shows what tells the runs apart (the
 # full list cut it off at 1280 px)
@@ -158,17 +163,16 @@ for row in rows:
 frame = pd.DataFrame(rows)
 if frame["settings"].isna().all():
     frame = frame.drop(columns="settings")
-# columns that say nothing row by row would push the settings off a laptop screen: an empty note column, and the
-# model when every BERT run used the same one (the caption names it)
-if frame["note"].isna().all():
-    frame = frame.drop(columns="note")
+# a column that says nothing row by row would push the settings off a laptop screen: the model when every BERT run
+# used the same one (the caption names it)
 bert_models = set(frame.loc[frame["mode"] != "baseline", "model"])
 if len(bert_models) == 1:
     frame = frame.drop(columns="model")
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
-    "duration (s)": st.column_config.NumberColumn(format="%.0f"),
-    "note": st.column_config.TextColumn(width="medium"),  # a long error is cut; hovering shows all of it
+    "time (s)": st.column_config.NumberColumn(format="%.0f", help="How long the run took, from start to end"),
+    "mode": None,  # hidden: the run id names it, and the settings need the room at 1280 px
+    "status": st.column_config.TextColumn(width="medium"),  # a long error is cut; hovering shows all of it
     **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
 st.caption(" ".join(filter(None, [
     "Metrics on each run's test split" + (f"; a message is called spam at probability ≥ {thresholds.pop():g}."
