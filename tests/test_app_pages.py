@@ -1366,6 +1366,11 @@ def test_the_train_form_survives_a_reload(monkeypatch, tmp_path, tiny_bert, sms_
     assert reloaded.selectbox(key="train_frozen_pooling").value == "cls"
     assert reloaded.selectbox(key="train_class_weight").value == "none"
     assert reloaded.number_input(key="train_shared_seed").value == 42
+    # said, as a demo in another session could take them for the recipe
+    [note] = [c.value for c in reloaded.caption if c.value.startswith("Not the defaults")]
+    assert "Epochs (Frozen BERT + MLP head) 7 (default 60)" in note and "Batch size 8 (default 32)" in note
+    assert "What to train Frozen encoder + MLP head (default Both, one after the other)" in note
+    assert "Learning rate (Frozen BERT + MLP head) 0.002 (default 0.001)" in note
 
     # the default typed another way is the default: 5e-5 for 5e-05
     reloaded.radio(key="train_plan").set_value("finetune").run()  # the frozen fields are not drawn now...
@@ -1375,6 +1380,7 @@ def test_the_train_form_survives_a_reload(monkeypatch, tmp_path, tiny_bert, sms_
     reloaded.button(key="train_reset").click().run()  # ...and reset too
     assert not reloaded.exception, [e.value for e in reloaded.exception]
     assert not (runs_dir / ".train-form.json").exists() and reloaded.button(key="train_reset").disabled
+    assert not any(c.value.startswith("Not the defaults") for c in reloaded.caption)
     assert reloaded.radio(key="train_plan").value == "both"
     assert reloaded.number_input(key="train_shared_batch_size").value == 32
     assert reloaded.number_input(key="train_frozen_epochs").value == 60

@@ -45,6 +45,7 @@ try:
 except (OSError, ValueError):  # none yet, or damaged: the defaults
     SAVED = {}
 DRAWN = {}  # widget key -> (default, value now) of each field drawn on this run
+DRAWN_LABELS = {}  # widget key -> how the form names it, for the note on fields that differ from their defaults
 
 
 def saved(key: str, default, options=None):
@@ -69,19 +70,19 @@ def same(value, default) -> bool:
     return value == default
 
 
-def drawn(key: str, default, value):
-    DRAWN[key] = (default, value)
+def drawn(key: str, default, value, label: str):
+    DRAWN[key], DRAWN_LABELS[key] = (default, value), label
     st.session_state.setdefault("train_field_defaults", {})[key] = default  # for the reset, drawn now or not
     return value
 
 
 choice = drawn("train_plan", "both", st.radio(
     "What to train", list(PLANS), format_func=PLAN_LABELS.get, horizontal=True, key="train_plan",
-    index=list(PLANS).index(saved("train_plan", "both", PLANS)), persist_state=common.KEEP))
+    index=list(PLANS).index(saved("train_plan", "both", PLANS)), persist_state=common.KEEP), "What to train")
 modes = list(PLANS[choice])
 if choice != "baseline" and drawn("train_with_baseline", True, st.checkbox(
         "Also fit the TF-IDF + logistic-regression baseline first (seconds)", key="train_with_baseline",
-        value=saved("train_with_baseline", True), persist_state=common.KEEP)):
+        value=saved("train_with_baseline", True), persist_state=common.KEEP), "Also fit the baseline"):
     modes.insert(0, "baseline")
 neural = [m for m in modes if m != "baseline"]
 
@@ -89,7 +90,7 @@ model_name = common.default_model()
 if neural:
     model_name = drawn("train_model", common.default_model(), st.text_input(
         "Model (hub id or local directory)", help=HELP["model"], key="train_model", persist_state=common.KEEP,
-        value=st.session_state.get("model_name", saved("train_model", common.default_model()))))
+        value=st.session_state.get("model_name", saved("train_model", common.default_model()))), "Model")
     if not model_name.strip():
         model_info = {"error": "Model: enter a hub id (such as bert-base-uncased) or a local model directory"}
     else:
@@ -117,16 +118,21 @@ def number(label, name, col, kind=int, default=None, fmt=None, scope="shared", l
     default, key = kind(getattr(DEFAULTS, name) if default is None else default), f"train_{scope}_{name}"
     entered = drawn(key, default, col.number_input(
         label, value=saved(key, default), step=kind(1) if kind is int else None, format=fmt, help=help or HELP[name],
-        key=key, persist_state=common.KEEP))
+        key=key, persist_state=common.KEEP), scoped(label, scope))
     if limit and entered > limit[0]:
         return field_error(col, name, f"expected at most {limit[0]} {limit[1]}, got {entered}")
     return checked(name, entered, col, scope)
 
 
+def scoped(label: str, scope: str) -> str:
+    """"Epochs (Fine-tuned BERT)": a per-mode field named with its mode."""
+    return label if scope == "shared" else f"{label} ({common.MODE_LABELS[scope]})"
+
+
 def rate(label, name, col, default, scope):
     key = f"train_{scope}_{name}"
     text = drawn(key, f"{default:g}", col.text_input(label, value=saved(key, f"{default:g}"), help=HELP[name], key=key,
-                                                     persist_state=common.KEEP))
+                                                     persist_state=common.KEEP), scoped("Learning rate", scope))
     try:
         return checked(name, float(text), col, scope)
     except ValueError:
@@ -181,7 +187,7 @@ for col, mode in zip(columns, neural):
             pooling = ["mean", "cls"]
             per_mode[mode]["pooling"] = drawn("train_frozen_pooling", "mean", c[0].selectbox(
                 "Pooling", pooling, index=pooling.index(saved("train_frozen_pooling", "mean", pooling)),
-                help=HELP["pooling"], key="train_frozen_pooling", persist_state=common.KEEP))
+                help=HELP["pooling"], key="train_frozen_pooling", persist_state=common.KEEP), scoped("Pooling", mode))
             per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[1], scope=mode)
             per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
 
@@ -195,7 +201,7 @@ with st.expander("More settings"):
     weights = drawn("train_class_weight", "per mode", c[2].selectbox(
         "Class weights", choices, index=choices.index(saved("train_class_weight", "per mode", choices)),
         help=HELP["class_weight"], format_func=lambda v: "mode default" if v == "per mode" else v,
-        key="train_class_weight", persist_state=common.KEEP))
+        key="train_class_weight", persist_state=common.KEEP), "Class weights")
     if weights != "per mode":  # else each mode keeps its own (frozen balanced, finetune none), as on the CLI
         values["class_weight"] = weights
     values["threshold"] = number("Spam threshold", "threshold", c[3], float, fmt="%.3f", help=(
@@ -212,7 +218,8 @@ with st.expander("More settings"):
         values["precision"] = drawn("train_precision", DEFAULTS.precision, c[2].selectbox(
             "Encoder arithmetic", list(arithmetic),
             index=list(arithmetic).index(saved("train_precision", DEFAULTS.precision, arithmetic)),
-            help=HELP["precision"], format_func=arithmetic.get, key="train_precision", persist_state=common.KEEP))
+            help=HELP["precision"], format_func=arithmetic.get, key="train_precision", persist_state=common.KEEP),
+            "Encoder arithmetic")
 
 changed = {key: value for key, (default, value) in DRAWN.items() if not same(value, default) and value is not None}
 keep = {key: value for key, value in SAVED.items() if key not in DRAWN} | changed  # a field not drawn now keeps its value
@@ -222,6 +229,11 @@ if keep != SAVED:
         write_json_atomic(FORM_FILE, keep)
     except OSError:  # a read-only runs folder: the form still works, and a reload resets it
         pass
+
+
+def shown(value) -> str:
+    return common.plain({True: "on", False: "off"}.get(value, PLAN_LABELS.get(value, value)) if isinstance(value, (bool, str))
+                        else f"{value:g}")
 
 
 def reset_form():
@@ -236,6 +248,9 @@ def reset_form():
         pass
 
 
+if changed:  # kept for every session and tab: one opened later, or by someone else, could take them for the recipe
+    st.caption("Not the defaults (the form keeps them for every session, in the runs folder): " + "; ".join(
+        f"{DRAWN_LABELS[key]} {shown(value)} (default {shown(DRAWN[key][0])})" for key, value in changed.items()) + ".")
 st.button("Reset the form to its defaults", type="tertiary", icon=":material/restart_alt:", on_click=reset_form,
           disabled=not keep, key="train_reset")
 
