@@ -73,11 +73,15 @@ if any(latest.values()):
                 shown[mode] = run
     st.caption("Each defaults to the newest run of its kind that trained to its end for at least the default epochs "
                "(else the newest that trained to its end); a pick here is kept on Compare and Playground too.")
-    encoders = [(run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"]
-    bundled = [m for m in encoders if m.get("source") == "bundled"]
+    encoders = {mode: (run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"}
+    bundled = {mode: m for mode, m in encoders.items() if m.get("source") == "bundled"}
     if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
-        stand_in = next((f", standing in for {m['requested']} ({m['fallback_reason']})" for m in bundled
-                         if m.get("fallback_reason")), "")
+        fell_back = {mode: m for mode, m in bundled.items() if m.get("fallback_reason")}
+        # only for the runs that asked for another model: one may have asked for MiniLM by name
+        which = "" if len(fell_back) == len(bundled) else \
+            " in the " + " and ".join(common.MODE_LABELS[mode] for mode in fell_back) + " run"
+        stand_in = next((f", standing in for {m['requested']}{which} ({m['fallback_reason']})"
+                         for m in fell_back.values()), "")
         st.info(f"The BERT here is the bundled all-MiniLM-L6-v2{common.plain(stand_in)}: a 6-layer BERT trained as a "
                 "sentence encoder, so its frozen features are good from the start. What fine-tuning buys on it need "
                 "not be what it buys on bert-base-uncased.", icon=":material/info:")
