@@ -404,8 +404,8 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
             config["model"].update(requested="sentence-transformers/all-MiniLM-L6-v2", fallback_reason=None)
             (run.path / "config.json").write_text(json.dumps(config))
     at.run()
-    assert "The BERT here is the bundled all-MiniLM-L6-v2, standing in for bert-base-uncased in the Frozen BERT + MLP " \
-           "head run (HF_HUB_OFFLINE is set)" in _texts(at)
+    assert "The BERT here is the bundled all-MiniLM-L6-v2, standing in for bert-base-uncased in the Frozen BERT + " \
+           "MLP head run (HF_HUB_OFFLINE is set)" in _texts(at)
 
 
 def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

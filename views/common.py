@@ -247,9 +247,12 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
         st.session_state[key] = st.session_state[shared] or NO_RUN
     else:  # no pick, or one this picker cannot show (Playground's "not used" on a Compare picker without it)
         st.session_state[key] = default
-    picked = col.selectbox(MODE_LABELS[mode], options, key=key,
-                           on_change=lambda: st.session_state.update(
-                               {shared: None if st.session_state[key] == NO_RUN else st.session_state[key], gone: None}),
+
+    def on_pick():  # the user's pick, shared by every page's picker; no longer a gone one's default
+        st.session_state[shared] = None if st.session_state[key] == NO_RUN else st.session_state[key]
+        st.session_state[gone] = None
+
+    picked = col.selectbox(MODE_LABELS[mode], options, key=key, on_change=on_pick,
                            format_func=lambda i: none_label if i == NO_RUN else labels[i])
     if st.session_state.get(gone) and shared not in st.session_state:  # or the numbers change with no word why
         col.caption(f"The run picked before, {plain(st.session_state[gone])}, is gone (deleted, perhaps in another "

@@ -232,8 +232,10 @@ if keep != SAVED:
 
 
 def shown(value) -> str:
-    return common.plain({True: "on", False: "off"}.get(value, PLAN_LABELS.get(value, value)) if isinstance(value, (bool, str))
-                        else f"{value:g}")
+    """A field's value as the note on changed fields gives it: on/off, a plan's label, 0.002."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return common.plain(PLAN_LABELS.get(value, value)) if isinstance(value, str) else f"{value:g}"
 
 
 def reset_form():
