@@ -1413,6 +1413,28 @@ def test_the_train_form_survives_a_reload(monkeypatch, tmp_path, tiny_bert, sms_
     assert reload().radio(key="train_plan").value == "both"
 
 
+def test_a_train_tab_that_reruns_does_not_write_back_what_another_tab_changed(monkeypatch, tmp_path, tiny_bert,
+                                                                           sms_data):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / ".train-form.json").write_text(json.dumps({"train_shared_seed": 7}))
+    first = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    second = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/train.py")  # another tab, opened before
+    first.number_input(key="train_finetune_epochs").set_value(2).run()
+    first.number_input(key="train_shared_seed").set_value(5).run()
+    second.run()  # what every open tab does when a job ends: it still shows seed 7 and epochs 3...
+    assert second.number_input(key="train_shared_seed").value == 7
+    second.number_input(key="train_shared_batch_size").set_value(16).run()  # ...and its own edit is kept
+    assert json.loads((runs_dir / ".train-form.json").read_text()) == {
+        "train_shared_seed": 5, "train_finetune_epochs": 2, "train_shared_batch_size": 16}
+    second.number_input(key="train_shared_seed").set_value(42).run()  # edited back to its default: forgotten
+    assert json.loads((runs_dir / ".train-form.json").read_text()) == {
+        "train_finetune_epochs": 2, "train_shared_batch_size": 16}
+    reloaded = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/train.py")
+    assert reloaded.number_input(key="train_finetune_epochs").value == 2
+    assert reloaded.number_input(key="train_shared_batch_size").value == 16
+
+
 def test_inputs_survive_a_page_switch(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     older = next(r for r in list_runs(runs_dir) if r.mode == "baseline")

@@ -222,7 +222,17 @@ with st.expander("More settings"):
             "Encoder arithmetic")
 
 changed = {key: value for key, (default, value) in DRAWN.items() if not same(value, default) and value is not None}
-keep = {key: value for key, value in SAVED.items() if key not in DRAWN} | changed  # a field not drawn now keeps its value
+# the file takes only the fields this session edited since its last run: every open Train tab reruns (when a job
+# ends, for one), and writing all its fields wrote back what it showed when opened over another tab's edits
+seen = st.session_state.setdefault("train_form_seen", {})  # field -> its value on this session's last run
+keep = dict(SAVED)
+for key, (default, value) in DRAWN.items():
+    if key in seen and not same(value, seen[key]):  # edited here: kept, or forgotten when back at its default
+        if key in changed:
+            keep[key] = value
+        else:
+            keep.pop(key, None)
+    seen[key] = value
 if keep != SAVED:
     try:
         FORM_FILE.parent.mkdir(parents=True, exist_ok=True)
