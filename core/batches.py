@@ -49,7 +49,11 @@ def token_loader(encodings: list[dict], labels, tokenizer, batch_size: int, shuf
     """Tokenised messages -> padded batches {input_ids, attention_mask, ..., labels}."""
     items = [{**enc, "labels": int(y)} for enc, y in zip(encodings, labels)]
     sampler = LengthBucketSampler([len(e["input_ids"]) for e in encodings], batch_size, shuffle, seed)
-    return DataLoader(items, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer))
+    # a generator of its own: each pass over a DataLoader seeds its iterator with a draw from the loader's generator,
+    # else from the global random state, and that draw shifted every later dropout mask. So how often a run validated
+    # changed the model it trained (the order comes from the sampler, so nothing else uses the draw)
+    return DataLoader(items, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
+                      generator=torch.Generator())
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -106,4 +110,4 @@ def shard_loader(loader: DataLoader, num_shards: int, index: int) -> DataLoader:
     if num_shards == 1:
         return loader
     return DataLoader(loader.dataset, batch_sampler=Shard(loader.batch_sampler, num_shards, index),
-                      collate_fn=loader.collate_fn)
+                      collate_fn=loader.collate_fn, generator=torch.Generator())  # as token_loader's

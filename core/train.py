@@ -295,11 +295,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
 
     # ------------------------------------------------------------------ loop
     best = {"loss": float("inf"), "step": 0, "state": None}
-    evals_since_best, step, running, stopped, resumes, rng = 0, 0, [], None, [], None
+    evals_since_best, step, running, stopped, resumes = 0, 0, [], None, []
     t_train = time.time()
     if resume:  # weights, optimiser, scheduler and random state as they were at the saved step
         accelerator.load_state(str(resume["folder"]))
-        rng = torch.get_rng_state()  # replaying the data order below draws from it: set again where training goes on
         step, evals_since_best, running = resume["step"], resume["evals_since_best"], resume["running"]
         best = {**resume["best"], "loss": resume["best"]["loss"] if resume["best"]["loss"] is not None else math.inf,
                 "state": None}
@@ -334,15 +333,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     replayed = 0  # batches drawn; a resumed run draws those it trained on before it stopped, keeping the data order
     for _ in range(cfg.epochs):
         model.train()
-        # a resumed run takes up its saved random state where it was saved: before this epoch's loader draws from
-        # it when the state was saved at an epoch's end, else right before the next batch
-        if rng is not None and replayed == step:
-            torch.set_rng_state(rng)
-            rng = None
         for batch in train_loader:
-            if rng is not None and replayed == step:
-                torch.set_rng_state(rng)
-                rng = None
             replayed += 1
             if replayed <= step:
                 continue

@@ -193,6 +193,21 @@ def test_no_validation_just_before_the_final_one(sms_file, tiny_bert, tmp_path):
     assert [e["step"] for e in events if e["event"] == "eval"] == [11, 23]
 
 
+@pytest.mark.parametrize("mode", ["frozen", "finetune"])
+def test_how_often_a_run_validates_does_not_change_what_it_trains(mode, sms_file, tiny_bert, tmp_path):
+    # a validation once drew from the global random state (a DataLoader's iterator seeds itself from it), which
+    # shifted every later dropout mask: 16 validations per epoch trained another model than 4
+    def steps(evals_per_epoch):
+        events = read_history(train(quick_config(mode, sms_file, tiny_bert, tmp_path, evals_per_epoch=evals_per_epoch)))
+        train_losses = [(e["step"], e["loss"]) for e in events if e["event"] == "train"]
+        last = max((e for e in events if e["event"] == "eval"), key=lambda e: e["step"])
+        return train_losses, last["loss"]
+
+    rarely, often = steps(1), steps(4)
+    assert len(rarely[0]) > 10
+    assert rarely == often
+
+
 def test_nan_loss_fails_the_run_with_the_reason(sms_file, tiny_bert, tmp_path):
     from transformers import BertModel
     broken = tmp_path / "nan-bert"
