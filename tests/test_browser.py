@@ -431,6 +431,12 @@ def test_server_restart_keeps_runs_and_the_job_and_refuses_big_uploads(tmp_path,
             resume.click()
             live = page.get_by_test_id("stMain").get_by_text(re.compile(r"Fine-tuned BERT \(training: step \d+/"))
             live.wait_for(timeout=120_000)  # the Runs page follows the job it started
+            # and the picker's label follows the run's status: it kept reading "interrupted" while the run trained
+            picker = page.get_by_role("combobox", name="Run", exact=True)
+            deadline = time.time() + 30
+            while picker.input_value() != f"{running} · running":
+                assert time.time() < deadline, picker.input_value()
+                page.wait_for_timeout(200)
             live.scroll_into_view_if_needed()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "browser-8-resumed.png"))

@@ -232,6 +232,9 @@ if st.session_state.get("runs_one") not in by_id:  # first visit, or the picked 
     st.session_state["runs_one"] = newest.id if needs_action else next((r.id for r in all_runs if r.usable), ids[0])
     st.session_state["runs_one_chosen"] = False  # a default, which the URL does not keep
     common.set_in_url("runs_pick", None)
+# set again, to itself: the label carries the run's status, and the selectbox redraws the label it shows only when
+# its value is set (Streamlit 1.67), so a run resumed from here read "interrupted" on screen while it trained
+st.session_state["runs_one"] = st.session_state["runs_one"]
 run = by_id[st.selectbox("Run", ids, key="runs_one", persist_state=common.KEEP,
                          on_change=lambda: st.session_state.update(runs_one_chosen=True),
                          format_func=lambda i: f"{i} · {by_id[i].status}"

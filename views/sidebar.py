@@ -142,7 +142,9 @@ def _job_status() -> None:
         common.page_link("views/train.py", label="Watch it on Train", icon=":material/monitoring:")
     else:
         st.caption("No job running.")
-    was = st.session_state.get("sidebar_job_busy")
-    st.session_state["sidebar_job_busy"] = busy
-    if was is not None and was != busy:  # a job started or ended elsewhere: redraw the page
-        st.rerun(scope="app")
+    # the job's run: None until it is training (a resume or a plan's next run first loads data and model)
+    now = (busy, progress.run_id if busy else None)
+    was = st.session_state.get("sidebar_job")
+    st.session_state["sidebar_job"] = now
+    if was is not None and was != now:  # a job started or ended, or its run did: redraw the page, whose run
+        st.rerun(scope="app")  # statuses and picks (Runs' list and picker, the next run of a plan) are out of date
