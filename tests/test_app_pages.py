@@ -952,7 +952,7 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     def note():  # why a run failed or how it stopped, in its status cell
         table = at.dataframe[0].value
         return table.loc[table["run"] == stopped.id, "status"].iloc[0]
-    assert "No space left on device" in note()
+    assert note() == "failed: No space left on device; its best weights are kept (finish it under One run)"
     at.button(key="runs_finish").click().run()
     assert not at.exception and not at.error  # the error it stopped with is not shown while a job completes it...
     assert "No space left on device" not in str(note())  # ...nor in the table
@@ -1023,6 +1023,8 @@ def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tm
     _page(at, "views/runs.py")  # opened directly, not through a link: the run that needs resuming is the one shown
     assert at.selectbox(key="runs_one").value == stopped.id and at.button(key="runs_resume")
     assert f"It saved its whole training state at step {step} of " in _texts(at)
+    cell = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"]))[stopped.id]  # not just "cancelled"
+    assert cell == "cancelled: its training state is kept (resume or finish it under One run)", cell
     resume = at.button(key="runs_resume")
     assert resume.label == f"Resume training from step {step}" and at.button(key="runs_finish")  # both offered
     resume.click().run()

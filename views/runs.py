@@ -131,13 +131,28 @@ def cancelled_note(run) -> str | None:
     return f"cancelled {where}; no weights were kept"
 
 
+def kept_note(run) -> str | None:
+    """What a run that stopped before its end kept, so the table tells one that can go on from one that cannot."""
+    if run.status not in FINISHABLE:
+        return None
+    if resumable_state(run.path):
+        return "its training state is kept (resume or finish it under One run)"
+    if finishable_weights(run.path):
+        return "its best weights are kept (finish it under One run)"
+    return cancelled_note(run)
+
+
 def status_text(run, worked_on: str | None) -> str:
     """The status, with why a run failed, how it stopped early or was resumed, in the same cell: a column of its own
     pushed the settings off a 1280 px screen, and repeated "stopped early"."""
-    note = (run.error if run.id != worked_on else None) or "; ".join(note for note in (  # in order
-        resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
-        stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note) \
-        or cancelled_note(run)
+    if run.id == worked_on:  # being resumed or finished: its old error, and what it kept, are old news
+        note = None
+    elif run.status in FINISHABLE:
+        note = "; ".join(note for note in (run.error, kept_note(run)) if note)
+    else:
+        note = run.error or "; ".join(note for note in (  # in order
+            resumed_note(run.metrics["resumed"]) if (run.metrics or {}).get("resumed") else None,
+            stopped_note(run.metrics["stopped"]) if (run.metrics or {}).get("stopped") else None) if note)
     if not note:
         return run.status if common.trained_to_end(run) else f"{run.status}, stopped early"
     return note if note.startswith(run.status) else f"{run.status}: {note}"
