@@ -1809,6 +1809,17 @@ def test_loss_chart_names_each_loss_and_shares_an_axis_only_between_equal_losses
         "loss (class-balanced cross-entropy)"  # one loss: one shared axis, named once
 
 
+def test_loss_chart_shows_a_live_runs_first_logged_step():
+    from views.common import loss_figure
+
+    fig = loss_figure({"a": [{"event": "train", "epoch": 0.01, "loss": 0.7}]}, modes={"a": "finetune"})
+    [train] = fig.data
+    assert train.mode == "markers" and list(train.y) == [0.7]  # a line through one point drew nothing
+    two = loss_figure({"a": [{"event": "train", "epoch": 0.01, "loss": 0.7}, {"event": "train", "epoch": 0.02,
+                                                                           "loss": 0.6}]}, modes={"a": "finetune"})
+    assert two.data[0].mode == "lines"
+
+
 def test_loss_chart_gives_runs_of_one_mode_contrasting_shades_of_its_colour():
     from views.common import MODE_COLORS, loss_figure
 
