@@ -631,7 +631,8 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
             # thin and faded: per-step losses are noisy, and would hide the validation points drawn over them
             # a line through one point draws nothing: the first logged step of a live run showed empty axes
             fig.add_scatter(x=epochs, y=losses, mode="lines" if len(epochs) > 1 else "markers",
-                            name=f"train · {name}{which}", line=dict(color=color, width=1), opacity=0.5, row=1, col=col)
+                            name=f"train · {name}{which}", line=dict(color=color, width=1), opacity=0.5,
+                            row=1, col=col)
         if curves[name]["validation"]:
             epochs, losses = zip(*curves[name]["validation"])
             fig.add_scatter(x=epochs, y=losses, mode="lines+markers", name=f"validation · {name}{which}",
