@@ -214,7 +214,8 @@ def _install_stop_signals():
     def on_ctrl_c(signum, frame):
         stop["requested"] = True
         signal.signal(signal.SIGINT, previous_sigint)
-        log.warning("stopping at the next training step, keeping the work so far (Ctrl-C again stops at once)")
+        log.warning("stopping at the next step (of training, or of encoding in frozen mode), keeping the work so far "
+                    "(Ctrl-C again stops at once)")
 
     previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
     previous_sigint = signal.getsignal(signal.SIGINT)

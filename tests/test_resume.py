@@ -131,7 +131,8 @@ def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_sa
     monkeypatch.setattr(core.train, "cancel_requested", cancel_requested)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # put back after the run
     if signum == signal.SIGINT:  # a Ctrl-C no longer lands mid-step as a KeyboardInterrupt: the run says it stops
-        assert "stopping at the next training step, keeping the work so far (Ctrl-C again stops at once)" in caplog.text
+        assert ("stopping at the next step (of training, or of encoding in frozen mode), keeping the work so far "
+                "(Ctrl-C again stops at once)") in caplog.text
     state = saved_state(run_dir)
     assert load_run(run_dir).status == "cancelled"
     assert not (run_dir / "cancel").exists()  # else the resume would stop at once, and discard the state
