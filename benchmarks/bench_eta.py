@@ -4,7 +4,9 @@
 
 For every completed frozen or fine-tuned run in the folder, the estimate core.jobs.progress_from_history would have
 shown at its first appearance, a quarter and half way through the logged steps, against the time that was actually
-left until the last training step (what the estimate claims) and until the test result.
+left until the last training step (what the estimate claims) and until the test result. For every frozen run that
+encoded its features, the same for the encoding's "done in about …" (core.jobs.encoding_left), at the first estimate
+and a quarter and half way through the encoding's time, against the time left until its last batch.
 """
 from __future__ import annotations
 
@@ -31,6 +33,18 @@ def main(argv=None) -> int:
         if any(str(run.config.get(key)) != value for key, value in where.items()):
             continue
         events = read_history(run.path)
+        encoding = [e for e in events if e.get("event") == "features"]
+        if len(encoding) > 2:
+            start, end = encoding[0]["time"], encoding[-1]["time"]
+            at = {"first shown": encoding[1]}
+            for share in (0.25, 0.5):  # the event nearest that share of the encoding's time
+                at[f"{share:.0%} of the time"] = min(encoding[1:-1],
+                                                     key=lambda e: abs(e["time"] - start - share * (end - start)))
+            for point, e in at.items():
+                left, truth = jobs.encoding_left(encoding[0], e, e["time"])[1], end - e["time"]
+                rows.append([run.id, f"encoding, {point}", f"batch {encoding.index(e) + 1}/{len(encoding)}",
+                             f"{left:.0f}", f"{truth:.0f}", f"{tested_at(events) - e['time']:.0f}"])
+                errors.setdefault(("encoding", point), []).append(left / truth - 1 if truth > 0 else 0.0)
         trains = [i for i, e in enumerate(events) if e.get("event") == "train"]
         tested = next((e["time"] for e in events if e.get("event") == "test"), None)
         if not trains or tested is None:
@@ -50,6 +64,10 @@ def main(argv=None) -> int:
                   [[mode, point, len(e), f"{statistics.median(e):+.0%}", f"{max(e, key=abs):+.0%}"]
                    for (mode, point), e in errors.items()]))
     return 0
+
+
+def tested_at(events: list[dict]) -> float:
+    return next((e["time"] for e in events if e.get("event") == "test"), events[-1]["time"])
 
 
 if __name__ == "__main__":

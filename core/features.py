@@ -76,9 +76,13 @@ def partial_file(cache_dir: str | os.PathLike, key: str) -> Path:
 
 @torch.inference_mode()
 def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, device, autocast=contextlib.nullcontext,
-           on_progress: Callable[[int, int], None] | None = None, resume: Path | None = None,
+           on_progress: Callable[[int, int, int, int], None] | None = None, resume: Path | None = None,
            save_every: float = 10.0) -> torch.Tensor:
     """texts -> (N, H) float32 pooled features, in the order of `texts`.
+
+    on_progress(messages done, messages, tokens done, tokens) after each batch. Tokens count the padded batches the
+    encoder runs: the batches go from the shortest messages to the longest, so the messages done are a poor clock
+    (a time left reckoned from them was a third of the truth on the SMS data), the tokens a far better one.
 
     With `resume`, the rows done so far are saved there every `save_every` seconds (longer if saving is slow) and
     when the encoding is stopped, and rows found there are not encoded again: the batches are the same every time
@@ -99,7 +103,10 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
                         out, finished = saved, saved_done
         except Exception as exc:  # a damaged partial file only costs the rows it held
             log.warning("ignoring unreadable partial features %s: %s", resume, exc)
+    batches = list(LengthBucketSampler(lengths, EXTRACT_BATCH, shuffle=False))
+    work = [len(idx) * max(lengths[i] for i in idx) for idx in batches]  # padded tokens per batch
     done, last_save, interval = int(finished.sum()), time.monotonic(), save_every
+    tokens_done = sum(w for idx, w in zip(batches, work) if finished[idx].all())
 
     def save():
         nonlocal last_save, interval
@@ -108,7 +115,7 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
         last_save = time.monotonic()
         interval = max(save_every, 20 * (last_save - started))  # saving takes at most about 5 % of the time
 
-    for batch_idx in LengthBucketSampler(lengths, EXTRACT_BATCH, shuffle=False):
+    for batch_idx, batch_work in zip(batches, work):
         if finished[batch_idx].all():
             continue
         batch = tokenizer.pad({k: [tokens[k][i] for i in batch_idx] for k in tokens.keys()}, return_tensors="pt")
@@ -118,11 +125,12 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
         out[batch_idx] = pool(hidden.float(), batch["attention_mask"], pooling).cpu()
         finished[batch_idx] = True
         done += len(batch_idx)
+        tokens_done += batch_work
         if resume is not None and time.monotonic() - last_save >= interval:
             save()
         if on_progress:
             try:
-                on_progress(done, len(texts))
+                on_progress(done, len(texts), tokens_done, sum(work))
             except BaseException:  # a cancel or Ctrl-C stops the encoding here: keep everything done so far
                 if resume is not None:
                     save()

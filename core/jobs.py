@@ -304,6 +304,19 @@ def _created(run_dir: Path) -> float:
 FEATURES_SHARE = 0.4
 
 
+def encoding_left(first: dict, latest: dict, now: float) -> tuple[float, float | None]:
+    """Share of a frozen run's encoding done and its seconds left (None before there is a rate), from its first and
+    latest "features" events. The clock is the tokens encoded: the batches go from the shortest messages to the
+    longest, so a time left reckoned from the messages done was about a third of the truth (benchmarks/README.md,
+    section 12). Histories written before the events counted tokens fall back to the messages."""
+    unit, whole = ("tokens", "tokens_total") if "tokens" in latest and "tokens" in first else ("done", "total")
+    done, total, start = int(latest.get(unit, 0)), max(1, int(latest.get(whole, 1))), int(first.get(unit, 0))
+    if done <= start:
+        return done / total, None
+    rate = (latest["time"] - first["time"]) / (done - start)  # from the first to the latest progress event
+    return done / total, max(0.0, rate * (total - done) - (now - latest["time"]))
+
+
 def progress_from_history(events: list[dict], now: float | None = None) -> Progress:
     """Phase, fraction done and ETA of one run from its history events (pure, for tests)."""
     now = time.time() if now is None else now
@@ -364,14 +377,12 @@ def progress_from_history(events: list[dict], now: float | None = None) -> Progr
         floor = base + (1 - base) * step / total if total else 0.0
     if "features" in last:
         feats = last["features"]
-        done, total = int(feats.get("done", 0)), max(1, int(feats.get("total", 1)))
-        first = next(e for e in events if e.get("event") == "features")
-        detail = f"encoding messages {done}/{total}"
-        if done > int(first.get("done", 0)):  # rate from the first to the latest progress event
-            rate = (feats["time"] - first["time"]) / (done - int(first.get("done", 0)))
-            detail += f", done in about {format_seconds(max(0.0, rate * (total - done) - (now - feats['time'])))}"
+        share, left = encoding_left(next(e for e in events if e.get("event") == "features"), feats, now)
+        detail = f"encoding messages {int(feats.get('done', 0))}/{int(feats.get('total', 0))}"
+        if left is not None:
+            detail += f", done in about {format_seconds(left)}"
         # no ETA for the run: the head's epochs and the test come after, and their time is not known yet
-        return Progress(None, "frozen", "features", max(floor, FEATURES_SHARE * done / total), None, detail=detail)
+        return Progress(None, "frozen", "features", max(floor, FEATURES_SHARE * share), None, detail=detail)
     if "features_ready" in last:
         return Progress(None, "frozen", "training", max(floor, base), None)
     if "resumed" in last:  # as far as it had got: it goes on from there

@@ -77,8 +77,9 @@ class Predictor:
             return self.baseline.log_odds(texts) if log_odds else self.baseline.predict_proba(texts)
         with self._lock:
             if self.mode == "frozen":
+                messages_done = on_progress and (lambda done, total, *tokens: on_progress(done, total))
                 features = encode(self.model, self.tokenizer, texts, self.max_length, self.pooling, "cpu",
-                                  self._autocast, on_progress=on_progress)
+                                  self._autocast, on_progress=messages_done)
                 return _spam(self.head(features), log_odds)
             if len(texts) == 1:  # a typed message: no sorting or padding to do
                 batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_tensors="pt")

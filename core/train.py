@@ -677,15 +677,19 @@ def _setup_frozen(cfg, model_info, splits, messages, accelerator, events, check_
         tokenizer = AutoTokenizer.from_pretrained(model_info.path)
         encoder = AutoModel.from_pretrained(model_info.path, use_safetensors=True).to(accelerator.device)
 
-        # encoding every message is frozen mode's slow part: it gets its own terminal bar
-        bar = tqdm(total=len(messages.frame), desc="encoding", unit="msg", disable=None)
+        # encoding every message is frozen mode's slow part: it gets its own terminal bar, counting the tokens the
+        # encoder runs (a time left from the messages done was far too short: the shortest come first)
+        bar = tqdm(desc="encoding", unit="tok", unit_scale=True, disable=None, delay=0.1)  # shown from the first batch
         if bar.disable:  # no terminal for the bar: say what the silence is
             log.info("encoding %d messages with the frozen encoder (cached for later runs with the same settings)",
                      len(messages.frame))
 
-        def progress(done, total):
-            bar.update(done - bar.n)
-            events.emit("features", done=done, total=total)
+        def progress(done, total, tokens_done, tokens_total):
+            if bar.total is None:  # the first batch: the whole encoding's tokens are known now
+                bar.reset(total=tokens_total)
+            bar.update(tokens_done - bar.n)
+            bar.set_postfix_str(f"{done}/{total} messages", refresh=False)
+            events.emit("features", done=done, total=total, tokens=tokens_done, tokens_total=tokens_total)
             check_stop()
 
         # bf16 pays off in the encoder's large matmuls; the head below trains in fp32 (see _train)

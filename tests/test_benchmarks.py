@@ -75,6 +75,10 @@ def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, t
     assert bench("bench_eta").main([str(tmp_path / "runs"), "--where", "head_hidden=16"]) == 0
     out = capsys.readouterr().out
     assert out.count("| first shown |") == 3 and "| frozen | 1/2 | 2 |" in out  # 2 runs, each in 3 rows
+    # and the encoding's time left, from the one run that encoded (the others read the cached features)
+    assert bench("bench_eta").main([str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "| encoding | first shown | 1 |" in out and "| encoding | 50% of the time | 1 |" in out
 
 
 def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys, monkeypatch, tmp_path):

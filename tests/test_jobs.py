@@ -188,6 +188,15 @@ def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
     assert training.fraction > 0.1 and training.detail == "step 10/100 of the head, after encoding the messages"
 
 
+def test_the_encoding_s_time_left_counts_tokens_since_the_short_messages_come_first():
+    # 436 short messages took 10 s; the 500 left are longer: 15,552 of the 20,000 padded tokens are still to encode
+    events = [{"event": "features", "done": 64, "total": 1000, "tokens": 448, "tokens_total": 20000, "time": 100.0},
+              {"event": "features", "done": 500, "total": 1000, "tokens": 4448, "tokens_total": 20000, "time": 110.0}]
+    progress = jobs.progress_from_history(events, now=110.0)
+    assert progress.describe() == "frozen (features: encoding messages 500/1000, done in about 39 s)"  # not 11 s
+    assert progress.fraction == pytest.approx(jobs.FEATURES_SHARE * 4448 / 20000)  # the bar moves with the work
+
+
 def test_after_the_last_step_it_says_validating_and_testing_not_0_s_left():
     events = [{"event": "start", "total_steps": 100, "time": 0.0},
               {"event": "train", "step": 10, "time": 10.0}, {"event": "eval", "step": 50, "time": 55.0},

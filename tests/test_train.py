@@ -121,21 +121,26 @@ def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path
     partial = partial_file(tmp_path, "key")
     first = []
 
-    def killed_after_two_batches(done, total):
-        first.append(done)
+    def killed_after_two_batches(done, total, tokens, tokens_total):
+        first.append((done, tokens))
         if len(first) == 2:
             raise KeyboardInterrupt  # a cancel or Ctrl-C arrives here, after the second batch was saved
     with pytest.raises(KeyboardInterrupt):  # no timed save: what it keeps, it saved as it stopped
         encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=killed_after_two_batches, resume=partial,
                save_every=1e9)
     other = []  # other tokens (here a shorter max length) are other work: the saved rows are not taken
-    encode(encoder, tokenizer, texts, 8, "mean", "cpu", on_progress=lambda done, total: other.append(done),
+    encode(encoder, tokenizer, texts, 8, "mean", "cpu", on_progress=lambda *progress: other.append(progress),
            resume=partial, save_every=1e9)
     assert len(other) == 5
     again = []
-    resumed = encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=lambda done, total: again.append(done),
+    resumed = encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=lambda *progress: again.append(progress),
                      resume=partial, save_every=0)
-    assert len(again) == 3 and again[0] > first[1] and again[-1] == 300  # only the three batches left were encoded
+    assert len(again) == 3 and again[0][0] > first[1][0] and again[-1][0] == 300  # only the three batches left ran
+    # the tokens count the padded batches, shortest first, and a resumed encoding counts what was done before it
+    lengths = sorted(len(ids) for ids in tokenizer(texts, truncation=True, max_length=32)["input_ids"])
+    padded = [len(lengths[i:i + 64]) * max(lengths[i:i + 64]) for i in range(0, 300, 64)]
+    assert [t for _, t in first] == [padded[0], sum(padded[:2])] and again[0][2] == sum(padded[:3])
+    assert again[-1][2:] == (sum(padded), sum(padded))
     assert torch.equal(resumed, whole)  # the same batches as an encoding from scratch: the same features
     cached_features(tmp_path, "key", lambda: (resumed, {}))
     assert not partial.exists()  # the complete features replace it
