@@ -105,6 +105,7 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
             log.warning("ignoring unreadable partial features %s: %s", resume, exc)
     batches = list(LengthBucketSampler(lengths, EXTRACT_BATCH, shuffle=False))
     work = [len(idx) * max(lengths[i] for i in idx) for idx in batches]  # padded tokens per batch
+    tokens_total = sum(work)
     done, last_save, interval = int(finished.sum()), time.monotonic(), save_every
     tokens_done = sum(w for idx, w in zip(batches, work) if finished[idx].all())
 
@@ -130,7 +131,7 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
             save()
         if on_progress:
             try:
-                on_progress(done, len(texts), tokens_done, sum(work))
+                on_progress(done, len(texts), tokens_done, tokens_total)
             except BaseException:  # a cancel or Ctrl-C stops the encoding here: keep everything done so far
                 if resume is not None:
                     save()
