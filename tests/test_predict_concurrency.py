@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from core.config import TrainConfig
-from core.predict import Predictor
+from core.features import EXTRACT_BATCH
+from core.predict import PREDICT_BATCH, Predictor
 from core.train import train
 
 
@@ -24,7 +25,14 @@ def test_concurrent_predictions_match_sequential_ones(mode, sms_file, tiny_bert,
     # a page's progress bar: told after each batch how far the scoring is, with the very same scores
     texts = [f"WIN £{i} cash now " * (1 + i % 7) for i in range(150)]
     seen = []
-    with_progress = predictor.predict(texts, on_progress=lambda done, total: seen.append((done, total)))
+    with_progress = predictor.predict(texts, on_progress=lambda *progress: seen.append(progress))
     assert np.array_equal(with_progress, predictor.predict(texts))
     if mode != "baseline":  # a linear model scores everything at once, in well under a second
-        assert len(seen) > 1 and seen[-1] == (150, 150) and [d for d, _ in seen] == sorted({d for d, _ in seen})
+        done, total, tokens, tokens_total = zip(*seen)
+        assert len(seen) > 1 and seen[-1][:2] == (150, 150) and list(done) == sorted(set(done))
+        # the time left's clock: the padded tokens of each batch, shortest messages first, so later batches weigh more
+        lengths = sorted(min(n, predictor.max_length) for n in predictor.token_counts(texts))
+        size = EXTRACT_BATCH if mode == "frozen" else PREDICT_BATCH
+        padded = [len(chunk) * chunk[-1] for chunk in (lengths[i:i + size] for i in range(0, len(texts), size))]
+        assert set(tokens_total) == {sum(padded)} and list(tokens) == list(np.cumsum(padded))
+        assert tokens[-1] / tokens_total[-1] == 1 and tokens[0] / tokens_total[0] < done[0] / total[0]

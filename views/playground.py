@@ -3,6 +3,7 @@ import hashlib
 import json
 import math
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import streamlit as st
 from core.data import DataError, dropped_rows, read_messages, read_unlabelled
 from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
+from core.jobs import encoding_left, format_seconds
 from core.metrics import bootstrap_intervals
 from core.predict import MAX_MESSAGE_CHARS
 from core.runs import RunError, read_json, write_json_atomic
@@ -118,9 +120,16 @@ def score(texts: list[str], progress=None) -> dict[str, np.ndarray]:
     a minute or more on a laptop CPU), and is removed at the end."""
     scores = {}
     for i, (mode, (_, predictor)) in enumerate(models.items()):
-        def step(done, total, i=i, mode=mode):
-            progress.progress((i + done / total) / len(models), text=f"Scoring {total:,} messages: "
-                              f"{common.MODE_LABELS[mode]}, {done:,} done (model {i + 1} of {len(models)})")
+        first = {}
+
+        def step(done, total, tokens, tokens_total, i=i, mode=mode, first=first):
+            # the tokens are the clock: the batches run from the shortest messages to the longest
+            latest = {"time": time.monotonic(), "tokens": tokens, "tokens_total": tokens_total}
+            share, left = encoding_left(first.setdefault("event", latest), latest, latest["time"])
+            progress.progress((i + share) / len(models), text=(
+                f"Scoring {total:,} messages: {common.MODE_LABELS[mode]}, {done:,} done"
+                + (f", about {format_seconds(left)} left for it" if left is not None and left >= 1 else "")
+                + f" (model {i + 1} of {len(models)})"))
         scores[mode] = predictor.predict(texts, on_progress=step if progress else None)
     if progress:
         progress.empty()
