@@ -79,6 +79,8 @@ def _existing_file(given: str | os.PathLike, prefix: str = "") -> Path:
     path = Path(given).expanduser()
     if path.is_dir():
         raise DataError(f"{prefix}{path} is a folder: expected the dataset file itself")
+    if path.exists() and not path.is_file():  # /dev/null, a pipe: reading one would hang or find nothing
+        raise DataError(f"{prefix}{path} is not a regular file: expected the dataset file itself")
     if not path.is_file():
         raise DataError(f"data file not found: {prefix}{path}")
     return path
