@@ -118,7 +118,7 @@ def read_messages(source: str | os.PathLike | bytes, name: str = "upload") -> tu
     raw, name = source_bytes(source, name)
     text, encoding = _decode(raw, name)
 
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in split_lines(text) if line.strip()]
     unparseable = 0
     if _looks_uci(lines):
         header = not _uci_row(lines[0]) and lines[0].split("\t", 1)[0].strip().lower() in _LABEL_HINTS
@@ -172,7 +172,7 @@ def read_unlabelled(raw: bytes, name: str = "upload") -> tuple[list[str], int]:
     .csv/.tsv file's text column (by name, else the column with the longest values); any other file holds one
     message per line (messages have commas in them)."""
     text, _ = _decode(raw, name)
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in split_lines(text) if line.strip()]
     if not name.lower().endswith((".csv", ".tsv")):
         return lines, 0
     # the header line names the separator (a sniffer guesses letters from single-column files)
@@ -191,6 +191,12 @@ def _text_column(table: pd.DataFrame, candidates: list[str]) -> str:
     return named if named is not None else max(candidates, key=lambda c: table[c].astype(str).str.len().mean())
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines split at line feeds and carriage returns only: str.splitlines also splits at NEL (U+0085, the byte
+    0x85 of a Windows "…" read as latin-1), U+2028 and form feeds, which cut a message in two."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
 def _uci_row(line: str) -> bool:
     label, tab, _ = line.partition("\t")
     return bool(tab) and label.strip().lower() in _LABEL_VALUES
@@ -207,6 +213,9 @@ def _looks_uci(lines: list[str]) -> bool:
     """
     if _uci_row(lines[0]):
         return True
+    header = [field.strip().lower() for field in lines[0].split("\t")]
+    if len(header) > 2 and any(field in _LABEL_HINTS + _TEXT_HINTS for field in header):
+        return False  # a header naming three or more columns: a table, read by its columns, not label<TAB>rest
     sample = lines[1:201]
     if not sample or sum(map(_uci_row, sample)) < 0.9 * len(sample):
         return False
@@ -240,7 +249,7 @@ def _read_table(text: str, name: str) -> tuple[pd.DataFrame, int]:
     the CSV reader could not split into fields (skipped, but counted)."""
     # the header line names the separator: the sniffer, reading the messages too, took the commas in a
     # semicolon-separated file's messages for its separator
-    header = next(line for line in text.splitlines() if line.strip())
+    header = next(line for line in split_lines(text) if line.strip())
     delimiter = max("\t,;|", key=header.count) if any(d in header for d in "\t,;|") else ","
     table, bad_lines = _split_table(text, delimiter, name)
     if table.shape[1] < 2:

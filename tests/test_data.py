@@ -34,6 +34,26 @@ def test_tsv_header_any_column_order_and_names(tmp_path):
     assert frame.to_dict("records") == [{"text": "hello", "label": 0}, {"text": "WIN NOW", "label": 1}]
 
 
+def test_a_tsv_with_a_header_and_more_columns_is_read_by_its_columns(tmp_path):
+    # label first, as in the UCI file, but a header naming a third column: not label<TAB>everything else
+    path = tmp_path / "msgs.tsv"
+    path.write_text("label\ttext\tid\nham\tsee you at 6\t1001\nspam\tWIN a free phone\t1002\n", encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert counts["format"] == "table"
+    assert frame.to_dict("records") == [{"text": "see you at 6", "label": 0}, {"text": "WIN a free phone", "label": 1}]
+
+
+def test_a_windows_ellipsis_or_a_unicode_line_separator_does_not_cut_a_message(tmp_path):
+    # cp1252's "…" is the byte 0x85, NEL when read as latin-1: str.splitlines would end the line there
+    path = tmp_path / "d.txt"
+    path.write_bytes("ham\tWait\x85 I'll call you back\nspam\tWin \xa3100 now\n".encode("latin-1"))
+    frame, counts = read_messages(path)
+    assert counts["encoding"] == "latin-1" and counts["rows_read"] == 2 and counts["dropped_unknown_label"] == 0
+    assert frame.text.tolist() == ["Wait\x85 I'll call you back", "Win £100 now"]
+    assert read_unlabelled("one\u2028message\r\nand\x0canother\rthird".encode(), "m.txt") == (
+        ["one\u2028message", "and\x0canother", "third"], 0)
+
+
 def test_bad_rows_are_dropped_and_counted(tmp_path):
     path = tmp_path / "d.txt"
     path.write_text("ham\thello\nspam\t   \nmaybe\twhat\nlabel\ttext\nspam\tbuy now\n", encoding="utf-8")

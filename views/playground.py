@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DataError, dropped_rows, read_messages, read_unlabelled
+from core.data import DataError, dropped_rows, read_messages, read_unlabelled, split_lines
 from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
 from core.jobs import encoding_left, format_seconds
@@ -277,7 +277,7 @@ with batch:
                     problem = str(exc)
             source = f"the file {upload.name}"
         else:
-            texts = [l for l in lines.splitlines() if l.strip()]
+            texts = [l for l in split_lines(lines) if l.strip()]
             source = "the pasted lines"
         texts = [t for t in texts if str(t).strip()]
         if problem or not texts:
