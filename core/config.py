@@ -80,21 +80,19 @@ class TrainConfig:
         for name, value in MODE_DEFAULTS[self.mode].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        self._check("epochs", self.epochs, 1, 1000, int)
-        self._check("lr", self.lr, 1e-8, 1.0, float)
-        self._check("batch_size", self.batch_size, 1, 4096, int)
-        self._check("max_length", self.max_length, 8, 8192, int)
-        self._check("evals_per_epoch", self.evals_per_epoch, 1, 100, int)
-        self._check("head_hidden", self.head_hidden, 1, 65536, int)
-        self._check("patience", self.patience, 0, 1000, int)
-        self._check("seed", self.seed, 0, 2**32 - 1, int)  # numpy's seed range
-        for name in ("dropout", "warmup_ratio", "weight_decay"):
-            self._check(name, getattr(self, name), 0.0, 0.99, float)
-        self._check("val_fraction", self.val_fraction, 0.01, 0.5, float)
-        self._check("test_fraction", self.test_fraction, 0.01, 0.5, float)
-        self._check("threshold", self.threshold, 0.001, 0.999, float)
-        self._check("max_grad_norm", self.max_grad_norm, 0.0, 1e6, float)
-        self._check("save_state_every", self.save_state_every, 0.0, 1e6, float)
+        for name, low, high, kind in (("epochs", 1, 1000, int), ("lr", 1e-8, 1.0, float), ("batch_size", 1, 4096, int),
+                                      ("max_length", 8, 8192, int), ("evals_per_epoch", 1, 100, int),
+                                      ("head_hidden", 1, 65536, int), ("patience", 0, 1000, int),
+                                      ("seed", 0, 2**32 - 1, int),  # numpy's seed range
+                                      ("dropout", 0.0, 0.99, float), ("warmup_ratio", 0.0, 0.99, float),
+                                      ("weight_decay", 0.0, 0.99, float), ("val_fraction", 0.01, 0.5, float),
+                                      ("test_fraction", 0.01, 0.5, float), ("threshold", 0.001, 0.999, float),
+                                      ("max_grad_norm", 0.0, 1e6, float), ("save_state_every", 0.0, 1e6, float)):
+            # stored as its kind: a --config file's 2.0 for an integer passed the check, then failed in range()
+            setattr(self, name, kind(self._check(name, getattr(self, name), low, high, kind)))
+        for name in ("model", "data", "runs_dir", "cache_dir"):  # a --config file's value may be a number or a list
+            if not isinstance(getattr(self, name), str) and (name != "data" or self.data is not None):
+                raise ValueError(f"{name}: expected a name or path in quotes, got {getattr(self, name)!r}")
         if self.val_fraction + self.test_fraction >= 0.8:
             raise ValueError("val_fraction + test_fraction: expected < 0.8 so some data is left to train on, "
                              f"got {self.val_fraction + self.test_fraction:g}")
@@ -112,6 +110,7 @@ class TrainConfig:
         if not math.isfinite(value) or value < low or value > high:
             bounds = f"{low}, {high}" if kind is int else f"{low:g}, {high:g}"
             raise ValueError(f"{name}: expected a value in [{bounds}], got {value!r}")
+        return value
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -220,9 +220,21 @@ def test_bad_config_file(capsys, tmp_path):
     plan.write_text('[{"mode": "baseline"}, {"mode": "frozen", "lr": 0}]')  # which entry is wrong, in a plan
     code, _, err = run_cli(capsys, "train", "--config", str(plan))
     assert (code, err) == (2, f"error: {plan}, entry 2 of 2: lr: expected a value in [1e-08, 1], got 0\n")
+    plan.write_text('[{"mode": "baseline"}, {"mode": "frozen", "model": 5}]')  # JSON's types, not only its values
+    code, _, err = run_cli(capsys, "train", "--config", str(plan))
+    assert (code, err) == (2, f"error: {plan}, entry 2 of 2: model: expected a name or path in quotes, got 5\n")
     code, _, err = run_cli(capsys, "train", "--config", str(tmp_path / "nope.json"))
     assert (code, err) == (2, f"error: --config: no such file {tmp_path / 'nope.json'}\n")
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_whole_numbers_written_as_floats_are_integers_in_the_config():
+    # a --config file's "epochs": 2.0 passed the check, then failed in range() with a traceback and a failed run
+    config = TrainConfig.from_dict({"mode": "finetune", "epochs": 2.0, "batch_size": 16.0, "seed": 7.0, "lr": 1})
+    assert (config.epochs, config.batch_size, config.seed, config.lr) == (2, 16, 7, 1.0)
+    assert [type(v) for v in (config.epochs, config.batch_size, config.seed, config.lr)] == [int, int, int, float]
+    with pytest.raises(ValueError, match=r"^data: expected a name or path in quotes, got \[\]$"):
+        TrainConfig(data=[])
 
 
 def test_a_plan_checks_every_entrys_data_before_the_first_trains(capsys, tmp_path, sms_file):
