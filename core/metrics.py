@@ -76,20 +76,38 @@ def curves(y_true, p_spam) -> dict:
     }
 
 
+BOOTSTRAP_CELLS = 2_000_000  # resamples x messages held at once: a 60,000-message file took 5 GB in one pass
+
+
 def bootstrap_intervals(y_true, p_spam, threshold: float = 0.5, n_resamples: int = 1000, seed: int = 0) -> dict:
     """95 % percentile-bootstrap intervals for every metric: the test split holds ~130 spam messages,
-    so one miss moves recall by almost a point and a lone number overstates what is known."""
+    so one miss moves recall by almost a point and a lone number overstates what is known. The resamples are
+    drawn and scored a slice at a time, so memory stays bounded for a large file (a test split is one slice)."""
     y, p = _as_arrays(y_true, p_spam)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), (n_resamples, len(y)))  # (R, N) resampled positions
-    # a resample is the original messages weighted by how often it drew each one
-    counts = np.bincount((np.arange(n_resamples)[:, None] * len(y) + idx).ravel(), minlength=idx.size)
-    counts = counts.reshape(idx.shape)
-    n_spam = counts @ y
-    counts = counts[(n_spam > 0) & (n_spam < len(y))]  # ranking metrics need both classes
-    if len(counts) == 0:
-        return {name: None for name in ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "mcc")}
     pred = (p >= threshold).astype(int)
+    per_slice = max(1, BOOTSTRAP_CELLS // len(y))
+    slices = []
+    for start in range(0, n_resamples, per_slice):
+        rows = min(per_slice, n_resamples - start)
+        idx = rng.integers(0, len(y), (rows, len(y)))  # (R, N) resampled positions
+        # a resample is the original messages weighted by how often it drew each one
+        counts = np.bincount((np.arange(rows)[:, None] * len(y) + idx).ravel(), minlength=idx.size)
+        counts = counts.reshape(idx.shape)
+        n_spam = counts @ y
+        counts = counts[(n_spam > 0) & (n_spam < len(y))]  # ranking metrics need both classes
+        if len(counts):
+            slices.append(_resampled_metrics(y, p, pred, counts))
+    if not slices:
+        return {name: None for name in ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "mcc")}
+    defined = {name: np.concatenate([s[name] for s in slices]) for name in slices[0]}
+    defined = {name: v[~np.isnan(v)] for name, v in defined.items()}
+    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
+            for name, v in defined.items()}
+
+
+def _resampled_metrics(y: np.ndarray, p: np.ndarray, pred: np.ndarray, counts: np.ndarray) -> dict:
+    """Every metric of each resample, a row of `counts` (how often it drew each message), at once."""
     # the confusion counts of all resamples at once; the formulas are those of sklearn's scorers
     tp, fp = counts @ (y & pred), counts @ ((1 - y) & pred)
     fn, tn = counts @ (y & (1 - pred)), counts @ ((1 - y) & (1 - pred))
@@ -102,11 +120,8 @@ def bootstrap_intervals(y_true, p_spam, threshold: float = 0.5, n_resamples: int
         denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn).astype(float))
         mcc = np.where(denom > 0, (tp * tn - fp * fn) / denom, 0.0)
     auroc, auprc = weighted_ranking_metrics(y, p, counts)
-    values = {"accuracy": (tp + tn) / len(y), "precision": precision, "recall": recall, "f1": f1, "mcc": mcc,
-              "auroc": auroc, "auprc": auprc}
-    defined = {name: v[~np.isnan(v)] for name, v in values.items()}
-    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
-            for name, v in defined.items()}
+    return {"accuracy": (tp + tn) / len(y), "precision": precision, "recall": recall, "f1": f1, "mcc": mcc,
+            "auroc": auroc, "auprc": auprc}
 
 
 def weighted_ranking_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

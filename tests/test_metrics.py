@@ -117,6 +117,22 @@ def test_calibration_counts_follow_the_bins_of_its_points():
     assert cal["observed_ci95"][1] == pytest.approx([0.2065, 1], abs=1e-4)
 
 
+def test_a_large_file_is_bootstrapped_a_slice_at_a_time_with_the_same_intervals(monkeypatch):
+    # one pass held every resample of every message: 5 GB for a 60,000-message file; slices draw the same stream
+    # (a test split of 1,032 messages is one slice, so its intervals are bit for bit those of one pass)
+    import core.metrics
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.15).astype(int)
+    p = np.clip(0.4 * y + 0.7 * rng.random(400), 0, 1)
+    whole = bootstrap_intervals(y, p, 0.5, n_resamples=250, seed=7)
+    monkeypatch.setattr(core.metrics, "BOOTSTRAP_CELLS", 400 * 30)  # 30 resamples a slice: 9 slices, the last of 10
+    for name, interval in bootstrap_intervals(y, p, 0.5, n_resamples=250, seed=7).items():
+        assert interval == pytest.approx(whole[name], rel=1e-12, abs=0), name  # the same, to the last bits of a sum
+    monkeypatch.setattr(core.metrics, "BOOTSTRAP_CELLS", 1)  # one resample a slice
+    for name, interval in bootstrap_intervals(y, p, 0.5, n_resamples=250, seed=7).items():
+        assert interval == pytest.approx(whole[name], rel=1e-12, abs=0), name
+
+
 @pytest.mark.parametrize("threshold", [0.5, 0.95])  # 0.95: some resamples have no predicted spam at all
 def test_bootstrap_counts_agree_with_sklearn_scorers_on_every_resample(threshold):
     from sklearn import metrics as skm
