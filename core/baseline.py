@@ -96,7 +96,8 @@ def train_baseline(cfg, splits, run_dir: Path, events, check_stop=lambda: None) 
     train_seconds = time.time() - t0
     check_stop()  # the fit takes seconds and cannot be interrupted; a cancel during it is honoured here
     val = splits["validation"]
-    val_metrics = classification_metrics(val["label"].tolist(), baseline.predict_proba(val["text"].tolist()))
+    val_metrics = classification_metrics(val["label"].tolist(), baseline.predict_proba(val["text"].tolist()),
+                                         cfg.threshold)
     events.emit("eval", split="validation", step=1, epoch=1.0, loss=None,
                 **{k: val_metrics[k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
     save_folder_atomic(run_dir / "model", baseline.save)

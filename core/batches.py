@@ -99,7 +99,8 @@ class Shard(Sampler[list[int]]):
     def __iter__(self):
         every = list(self.batches)  # the same order in every process: same seed
         per_shard = -(-len(every) // self.num_shards)
-        padded = (every * 2)[:per_shard * self.num_shards]
+        # cycled, not doubled: with fewer than half as many batches as processes, a doubled list left some with none
+        padded = [every[i % len(every)] for i in range(per_shard * self.num_shards)]
         yield from padded[self.index::self.num_shards]
 
     def __len__(self) -> int:

@@ -43,3 +43,13 @@ def test_accelerate_launch_two_cpu_processes(mode, tmp_path, sms_file, tiny_bert
     assert json.loads((single / "config.json").read_text())["num_processes"] == 1
     probabilities = Predictor.load(multi.path).predict(["WIN cash now", "see you soon"])
     assert probabilities.shape == (2,)
+
+
+@pytest.mark.parametrize("batches,processes", [(1, 4), (3, 8), (5, 2), (6, 3)])
+def test_every_process_gets_the_same_number_of_batches_even_with_fewer_batches_than_processes(batches, processes):
+    # each step all-reduces across the processes: one left without a batch would hang the others
+    from core.batches import Shard
+    order = [[i] for i in range(batches)]
+    shares = [list(Shard(order, processes, index)) for index in range(processes)]
+    assert {len(share) for share in shares} == {len(Shard(order, processes, 0))} == {-(-batches // processes)}
+    assert {b[0] for share in shares for b in share} == set(range(batches))  # every batch is taken

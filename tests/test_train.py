@@ -188,14 +188,14 @@ def test_early_stopping_stops_and_keeps_the_best(sms_file, tiny_bert, tmp_path):
 
 
 def test_no_validation_just_before_the_final_one(sms_file, tiny_bert, tmp_path):
-    # 23 steps, a validation due every 11: at 11, then 22 would come one step before the last step's own
-    cfg = dataclasses.replace(quick_config("finetune", sms_file, tiny_bert, tmp_path, epochs=1, evals_per_epoch=2),
-                              batch_size=4)
+    # 13 steps, a validation due every 4: at 4 and 8, then 12 would come one step before the last step's own
+    cfg = dataclasses.replace(quick_config("finetune", sms_file, tiny_bert, tmp_path, epochs=1, evals_per_epoch=3),
+                              batch_size=7)
     run_dir = train(cfg)
     events = read_history(run_dir)
     [start] = [e for e in events if e["event"] == "start"]
-    assert (start["total_steps"], start["eval_every"]) == (23, 11)
-    assert [e["step"] for e in events if e["event"] == "eval"] == [11, 23]
+    assert (start["total_steps"], start["eval_every"]) == (13, 4)
+    assert [e["step"] for e in events if e["event"] == "eval"] == [4, 8, 13]
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
@@ -546,3 +546,41 @@ def test_frozen_bundled_model_on_the_real_data(real_data, tmp_path):
     test = run.metrics["test"]
     assert test["n"] > 1000 and test["n_spam"] > 100
     assert test["accuracy"] > 0.96 and test["recall"] > 0.85 and test["precision"] > 0.8 and test["auroc"] > 0.98
+
+
+@pytest.mark.parametrize("batch_size", [3, 8, 40])
+def test_validation_loss_is_weighted_over_the_split_and_metrics_use_the_run_threshold(batch_size):
+    # class-weighted loss summed over the split and divided by its total weight, however the batches fall; a mean
+    # of per-batch weighted means moved with the batch size (and the length-sorted batches are class-skewed)
+    from accelerate import Accelerator
+    from core.batches import feature_loader
+    from core.modeling import MLPHead
+    from core.train import _evaluate
+    torch.manual_seed(0)
+    features, labels = torch.randn(40, 6), torch.tensor([0] * 30 + [1] * 10)
+    head, weight = MLPHead(6, 4, dropout=0.0), torch.tensor([0.6, 2.5])
+    result = _evaluate(head, feature_loader(features, labels, batch_size, shuffle=False), Accelerator(cpu=True),
+                       weight, threshold=0.3)
+    with torch.no_grad():
+        logits = head(features)
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weight).item()  # torch's weighted mean
+    assert result["loss"] == pytest.approx(expected, rel=1e-6)
+    p = torch.softmax(logits, -1)[:, 1].numpy()
+    assert result["metrics"]["threshold"] == 0.3 and result["metrics"]["confusion_matrix"] == [
+        [int(((p < 0.3) & (labels.numpy() == 0)).sum()), int(((p >= 0.3) & (labels.numpy() == 0)).sum())],
+        [int(((p < 0.3) & (labels.numpy() == 1)).sum()), int(((p >= 0.3) & (labels.numpy() == 1)).sum())]]
+
+
+def test_a_baseline_run_scores_validation_at_its_own_threshold(sms_file, tmp_path):
+    run_dir = train(TrainConfig(mode="baseline", data=str(sms_file), runs_dir=str(tmp_path / "runs"), threshold=0.2))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["threshold"] == metrics["test"]["threshold"] == metrics["validation"]["threshold"] == 0.2
+
+
+@pytest.mark.parametrize("steps_per_epoch,asked,every", [(113, 4, 28), (113, 1, 113), (113, 30, 4), (113, 60, 2),
+                                                         (3, 2, 2), (5, 100, 1)])
+def test_validations_per_epoch_come_as_close_to_those_asked_as_whole_steps_allow(steps_per_epoch, asked, every):
+    from core.train import eval_interval
+    assert eval_interval(steps_per_epoch, asked) == every  # 113 // 30 = 3 steps validated 37.7 times an epoch
+    per_epoch = [steps_per_epoch / e for e in range(1, steps_per_epoch + 1)]
+    assert abs(steps_per_epoch / every - asked) == min(abs(n - asked) for n in per_epoch)
