@@ -408,6 +408,34 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
            "MLP head run (HF_HUB_OFFLINE is set)" in _texts(at)
 
 
+def test_a_baseline_tested_on_other_messages_is_not_the_default_and_is_flagged_when_picked(
+        monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    same = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    other_data = write_uci(tmp_path / "other.txt", make_messages()[:90])  # an upload of the last 400 lines, say
+    other = load_run(train(_config("baseline", tmp_path, tiny_bert, other_data)))  # newer, fitted in seconds
+    assert other.metrics["test"]["n"] != same.metrics["test"]["n"]
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert at.selectbox(key="overview_baseline").value == same.id  # beside the BERTs: the one on their messages
+    assert any(c.value.startswith("Showing an older run: the newest (") and "was tested on other messages than the "
+               "Fine-tuned BERT run shown (other data, seed or split)" in c.value for c in at.caption)
+    assert not any("other messages (" in c.value or "not comparable row by row" in c.value for c in at.caption)
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_baseline").value == same.id
+    assert not [w for w in at.warning if "other messages" in w.value]
+    # picked by hand: kept, and said on both pages
+    at.selectbox(key="compare_baseline").set_value(other.id).run()
+    [warning] = [w.value for w in at.warning if "other messages" in w.value]
+    assert warning.startswith(f"The TF-IDF baseline run was tested on other messages ({other.metrics['test']['n']}, "
+                              f"against {same.metrics['test']['n']}: other data, seed or split)")
+    _page(at, "views/overview.py")
+    assert at.selectbox(key="overview_baseline").value == other.id
+    n = same.metrics["test"]["n"]
+    assert any(c.value.startswith(f"Test split: {n:,} messages never seen in training (for Frozen BERT + MLP head and "
+                                  f"Fine-tuned BERT; TF-IDF baseline: {other.metrics['test']['n']} other messages, "
+                                  "from other data or another split: not comparable row by row).") for c in at.caption)
+
+
 def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")

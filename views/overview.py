@@ -72,7 +72,8 @@ if any(latest.values()):
             if run is not None:
                 shown[mode] = run
     st.caption("Each defaults to the newest run of its kind that trained to its end for at least the default epochs "
-               "(else the newest that trained to its end); a pick here is kept on Compare and Playground too.")
+               "(else the newest that trained to its end); the frozen and baseline ones, among the runs tested on the "
+               "same messages as the fine-tuned one. A pick here is kept on Compare and Playground too.")
     encoders = {mode: (run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"}
     bundled = {mode: m for mode, m in encoders.items() if m.get("source") == "bundled"}
     if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
@@ -106,16 +107,23 @@ if shown:
         "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
         "time (s)": st.column_config.NumberColumn(
             format="%.0f", help="Whole run on this machine: data, encoding (frozen), training and testing")})
-    n_test = next(iter(shown.values())).metrics["test"].get("n")
     # in words, not as a column: with one more column the cost columns were cut off at 1280 px
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else \
         " Each run calls a message spam at its own threshold: " + ", ".join(
             f"{common.SHORT_LABELS[m]} at probability ≥ {float(r.metrics.get('threshold', 0.5)):g}"
             for m, r in shown.items()) + "."
-    count = f"{n_test:,}" if n_test else "the"
+    first = next(iter(shown.values()))  # a run picked by hand may have been tested on other data: say so
+    same = [common.MODE_LABELS[m] for m, r in shown.items() if common.same_test_messages(first, r)] or \
+        [common.MODE_LABELS[next(iter(shown))]]
+    elsewhere = [f"{common.MODE_LABELS[m]}: {r.metrics['test'].get('n') or 'its'} other messages" for m, r in shown.items()
+                 if common.MODE_LABELS[m] not in same]
+    n_test = first.metrics["test"].get("n")
+    count = (f"{n_test:,}" if n_test else "the") + " messages never seen in training" + (
+        f" (for {' and '.join(same)}; " + "; ".join(elsewhere) + ", from other data or another split: not comparable "
+        "row by row)" if elsewhere else "")
     paired = " The paired test above is what says whether the two BERTs differ." if verdict and \
         common.same_test_messages(shown["frozen"], shown["finetune"]) else ""
-    st.caption(f"Test split: {count} messages never seen in training. Spam is the positive class.{at} The chart's "
+    st.caption(f"Test split: {count}. Spam is the positive class.{at} The chart's "
                f"whiskers are 95 % bootstrap intervals, one model at a time; overlapping ones do not show that two "
                f"models are equal.{paired}")
     for mode, run in shown.items():
