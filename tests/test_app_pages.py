@@ -297,8 +297,14 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     assert "**The frozen run is a quick one**: it trained 20 epochs, fewer than the default 60" in verdict
     assert "fine-tuned run is a quick one" not in verdict
     quick = dataclasses.replace(runs["finetune"], config={**runs["finetune"].config, "epochs": 1})
+    full_frozen = dataclasses.replace(runs["frozen"], config={**runs["frozen"].config, "epochs": 60})
     assert "**The fine-tuned run is a quick one**: it trained 1 epoch, fewer than the default 3, so a full-length " \
-           "run may do better." in finetuning_verdict(runs["frozen"], quick, None)
+           "run may do better." in finetuning_verdict(full_frozen, quick, None)
+    both = finetuning_verdict(runs["frozen"], quick, None)  # a 1-epoch "Both" job: the advice once, not twice
+    assert "**Both runs are quick ones**: the fine-tuned one trained 1 epoch, fewer than the default 3; the frozen " \
+           "one trained 20 epochs, fewer than the default 60. Full-length runs may do better: train them on the " \
+           "Train page before reading this as what fine-tuning buys." in both
+    assert both.count("Train page") == 1 and "is a quick one" not in both
 
     # a frozen run on another split: no message-by-message test, and the page says why
     train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=2, seed=7))

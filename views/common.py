@@ -766,13 +766,22 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         lines.append(f"The {' and '.join(weighted)} run{'s' * (len(weighted) > 1)} trained with class-balanced loss and "
                      "the other without: such weighting trades false alarms for spam caught on its own, so the split "
                      "between the two kinds of error is not all fine-tuning's doing (the total is the fairer measure).")
+    quick = []
     for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")):
         if not trained_to_end(run):  # its numbers are not what training as set up gives
             lines.append(f"The {which} run did not train to its end: {plain(stopped_note(run.metrics['stopped']))}.")
         elif not full_length(run):  # the quick preset's fine-tune: a stakeholder would repeat its verdict as final
-            lines.append(f"**The {which} run is a quick one**: it trained {_n(run.config['epochs'], 'epoch')}, fewer "
-                         f"than the default {MODE_DEFAULTS[run.mode]['epochs']}, so a full-length run may do better. "
-                         "Train one on the Train page before reading this as what fine-tuning buys.")
+            quick.append((which, f"{_n(run.config['epochs'], 'epoch')}, fewer than the default "
+                                 f"{MODE_DEFAULTS[run.mode]['epochs']}"))
+    advice = "before reading this as what fine-tuning buys."
+    if len(quick) == 1:
+        [(which, what)] = quick
+        lines.append(f"**The {which} run is a quick one**: it trained {what}, so a full-length run may do better. "
+                     f"Train one on the Train page {advice}")
+    elif quick:  # a 1-epoch "Both" job: one sentence, not the same advice twice
+        lines.append("**Both runs are quick ones**: " + "; ".join(f"the {which} one trained {what}"
+                                                                    for which, what in quick)
+                     + f". Full-length runs may do better: train them on the Train page {advice}")
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
     if all(params) and all(seconds):
