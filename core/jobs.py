@@ -508,6 +508,11 @@ def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, 
     return found[0] if found else None
 
 
+def _about(seconds: float) -> str:
+    """An estimate in words: a baseline's fit or one head epoch takes a fraction of a second, not "about 0 s"."""
+    return "under a second" if seconds < 0.5 else f"about {format_seconds(seconds)}"
+
+
 def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str | None, n_train: int,
                       n_messages: int, features_cached: bool = False, measured: dict | None = None
                       ) -> tuple[str, bool]:
@@ -520,7 +525,7 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     if found:
         per_epoch, sources = found
         epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit
-        line = f"{label}: about {format_seconds(per_epoch * cfg.epochs)}{epochs}"
+        line = f"{label}: {_about(per_epoch * cfg.epochs)}{epochs}"
         basis = f"run {sources[0]}" if len(sources) == 1 else f"the median of the last {len(sources)} runs"
         other = []  # no run with this setting: say theirs
         for key, wanted in (("max_length", length), ("batch_size", batch)):
@@ -529,7 +534,7 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
                 other.append(f"{key.replace('_', ' ')} {', '.join(str(u) for u in sorted(used, key=str))}")
         line += f" (from {basis}, which used {' and '.join(other)})" if other else f" (from {basis} on this machine)"
     elif measured and cfg.mode == "finetune":
-        line = (f"{label}: about {format_seconds(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
+        line = (f"{label}: {_about(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
                 f"epoch{'s' * (cfg.epochs != 1)} (a few steps timed just now)")
     elif cfg.mode == "frozen":
         line = f"{label}: the head's epochs take seconds"
@@ -542,11 +547,11 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
             line += "; the encoder's features are cached, so nothing to encode"
         elif rate := encoding_rate(past, model_name, cfg.max_length):
             seconds, source, used = rate
-            line += (f", plus about {format_seconds(seconds * n_messages)} to encode the {n_messages:,} messages "
+            line += (f", plus {_about(seconds * n_messages)} to encode the {n_messages:,} messages "
                      f"once (rate from run {source}" + (f", which used max length {used})" if used != cfg.max_length
                                                         else ")"))
         elif measured:
-            line += f", plus about {format_seconds(measured['features_seconds'])} to encode the messages once " \
+            line += f", plus {_about(measured['features_seconds'])} to encode the messages once " \
                     "(timed just now)"
         else:
             line, untimed = line + ", plus the one-time encoding of every message (not yet timed on this machine)", True

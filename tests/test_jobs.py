@@ -134,6 +134,12 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
                                      n_train=4000, n_messages=5000)
     assert line == ("Fine-tuned BERT: about 13 min 20 s for 2 epochs (from the median of the last 3 runs, which used "
                     "batch size 16, 32)")
+    # a fraction of a second (a baseline's fit on a small file) is said so, not "about 0 s"
+    fast = [SimpleNamespace(id="b1", usable=True, mode="baseline", model="tfidf", config={},
+                            metrics={"train_messages_per_second": 5000.0})]
+    line, _ = jobs.describe_estimate(TrainConfig(mode="baseline"), "TF-IDF baseline", fast, "tfidf", n_train=300,
+                                     n_messages=400)
+    assert line == "TF-IDF baseline: under a second (from run b1 on this machine)"
 
 
 def test_a_frozen_run_bar_gives_encoding_its_share_only_when_it_encodes(tiny_bert, sms_file, tmp_path):
