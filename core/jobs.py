@@ -306,9 +306,10 @@ FEATURES_SHARE = 0.4
 
 def encoding_left(first: dict, latest: dict, now: float) -> tuple[float, float | None]:
     """Share of an encoding done and its seconds left (None before there is a rate), from its first and latest
-    progress events: a frozen run's "features" events, or the Playground's batch scoring. The clock is the tokens encoded: the batches go from the shortest messages to the
-    longest, so a time left reckoned from the messages done was about a third of the truth (benchmarks/README.md,
-    section 12). Histories written before the events counted tokens fall back to the messages."""
+    progress events: a frozen run's "features" events, or the Playground's batch scoring. The clock is the tokens
+    encoded: the batches go from the shortest messages to the longest, so a time left reckoned from the messages
+    done was about a third of the truth (benchmarks/README.md, section 12). Histories written before the events
+    counted tokens fall back to the messages."""
     unit, whole = ("tokens", "tokens_total") if "tokens" in latest and "tokens" in first else ("done", "total")
     done, total, start = int(latest.get(unit, 0)), max(1, int(latest.get(whole, 1))), int(first.get(unit, 0))
     if done <= start:

@@ -1288,7 +1288,8 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
     assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {run.id}{_scores(run)}"]
     assert other.name not in _texts(at)
     # the next estimate comes from that run, at the same max length
-    assert any("about" in c.value and f"for 2 epochs (from run {run.id} on this machine)" in c.value
+    assert any(re.search(r": (about \d+ s|under a second) for 2 epochs", c.value)
+               and f"for 2 epochs (from run {run.id} on this machine)" in c.value
                for c in at.caption), [c.value for c in at.caption]
 
 

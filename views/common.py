@@ -153,26 +153,31 @@ def compared_run(mode: str):
 FOLLOWS = {"frozen": ("finetune",), "baseline": ("finetune", "frozen")}
 
 
-def default_run(mode: str, found: list):
+def followed_run(mode: str) -> tuple[str, object] | None:
+    """The mode whose run shown this mode's default follows (FOLLOWS), and that run; None for none."""
+    return next(((other, run) for other in FOLLOWS.get(mode, ()) if (run := compared_run(other)) is not None), None)
+
+
+def default_run(mode: str, found: list, followed: tuple | None = None):
     """The run a mode's picker starts on: latest(), among the runs tested on the same messages as the fine-tuned
     run shown (for the baseline with none, the frozen one's) where there are any. A baseline fitted in seconds on an
-    uploaded file had become the default beside BERTs tested on 1,032 other messages, in one table and chart."""
-    anchor = next((run for other in FOLLOWS.get(mode, ()) if (run := compared_run(other)) is not None), None)
-    same = [r for r in found if same_test_messages(r, anchor)] if anchor is not None else []
+    uploaded file had become the default beside BERTs tested on 1,032 other messages, in one table and chart.
+    followed: followed_run(mode), where the caller has it already (each call reads the runs folder)."""
+    followed = followed or followed_run(mode)
+    same = [r for r in found if same_test_messages(r, followed[1])] if followed else []
     return latest(same or found)
 
 
-def passed_over(mode: str, found: list) -> str | None:
-    """Why default_run() did not take the newest run, in words for under a picker; None when it did."""
-    if not found or default_run(mode, found) is found[0]:
+def passed_over(found: list, default, followed: tuple | None) -> str | None:
+    """Why the default pick (default_run) is not the newest run, in words for under a picker; None when it is."""
+    if not found or default is found[0]:
         return None
     newest = found[0]
-    if full_length(newest):  # passed over for its test messages
-        anchor = next(MODE_LABELS[other] for other in FOLLOWS[mode] if compared_run(other) is not None)
-        why = f"was tested on other messages than the {anchor} run shown (other data, seed or split)"
+    if full_length(newest) and followed:  # passed over for its test messages
+        why = f"was tested on other messages than the {MODE_LABELS[followed[0]]} run shown (other data, seed or split)"
     else:
-        why = "stopped early" if not trained_to_end(newest) else \
-            f"trained {_n(newest.config['epochs'], 'epoch')}, fewer than the default {MODE_DEFAULTS[newest.mode]['epochs']}"
+        why = "stopped early" if not trained_to_end(newest) else f"trained {_n(newest.config['epochs'], 'epoch')}, " \
+            f"fewer than the default {MODE_DEFAULTS[newest.mode]['epochs']}"
     return f"Showing an older run: the newest ({time.strftime('%d %b %H:%M', time.localtime(newest.created))}) " \
            f"{why}. Pick it here to see it."
 
@@ -255,7 +260,9 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     by_id, labels = {run.id: run for run in runs}, run_labels(runs)
     # "none" and not None for no run: a selectbox at None shows an empty "Choose an option" box, not the label
     options = ([NO_RUN] if none_label else []) + list(by_id)
-    default = getattr(default_run(mode, runs), "id", None) or (NO_RUN if none_label else None)
+    followed = followed_run(mode)
+    default_pick = default_run(mode, runs, followed)
+    default = getattr(default_pick, "id", None) or (NO_RUN if none_label else None)
     shared, gone = _shared_pick(mode), f"{_shared_pick(mode)}_gone"
     if st.session_state.get(shared) is not None and st.session_state[shared] not in by_id:
         st.session_state[gone] = st.session_state.pop(shared)  # deleted, or no longer usable: said below
@@ -274,7 +281,7 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     if st.session_state.get(gone) and shared not in st.session_state:  # or the numbers change with no word why
         col.caption(f"The run picked before, {plain(st.session_state[gone])}, is gone (deleted, perhaps in another "
                     "tab) or can no longer be loaded: this is the default.")
-    if shared not in st.session_state and picked == default and (note := passed_over(mode, runs)):
+    if shared not in st.session_state and picked == default and (note := passed_over(runs, default_pick, followed)):
         col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
 

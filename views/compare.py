@@ -29,8 +29,9 @@ for col, mode in zip(c, ("frozen", "finetune", "baseline")):
 picked = {m: r for m, r in picked.items() if r is not None}
 bert = picked.get("finetune") or picked.get("frozen")  # the two BERTs' own mismatch is said with their McNemar test
 if "baseline" in picked and bert is not None and not common.same_test_messages(picked["baseline"], bert):
-    st.warning(f"The TF-IDF baseline run was tested on other messages ({picked['baseline'].metrics['test'].get('n', '?')}, "
-               f"against {bert.metrics['test'].get('n', '?')}: other data, seed or split), so its curves, matrix and "
+    counts = [run.metrics["test"].get("n", "?") for run in (picked["baseline"], bert)]
+    st.warning(f"The TF-IDF baseline run was tested on other messages ({counts[0]}, against {counts[1]}: other "
+               "data, seed or split), so its curves, matrix and "
                "metrics are not comparable with the BERTs', and it is left out of the table of messages they get "
                "wrong. Pick a baseline trained on the same data and seed, or none.")
 

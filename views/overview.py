@@ -117,8 +117,8 @@ if shown:
     first = next(iter(shown.values()))  # a run picked by hand may have been tested on other data: say so
     same = [common.MODE_LABELS[m] for m, r in shown.items() if common.same_test_messages(first, r)] or \
         [common.MODE_LABELS[next(iter(shown))]]
-    elsewhere = [f"{common.MODE_LABELS[m]}: {r.metrics['test'].get('n') or 'its'} other messages" for m, r in shown.items()
-                 if common.MODE_LABELS[m] not in same]
+    elsewhere = [f"{common.MODE_LABELS[m]}: {r.metrics['test'].get('n') or 'its'} other messages"
+                 for m, r in shown.items() if common.MODE_LABELS[m] not in same]
     n_test = first.metrics["test"].get("n")
     count = (f"{n_test:,}" if n_test else "the") + " messages never seen in training" + (
         f" (for {' and '.join(same)}; " + "; ".join(elsewhere) + ", from other data or another split: not comparable "
