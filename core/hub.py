@@ -22,7 +22,8 @@ def hub_reachable() -> bool:
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True  # behind a proxy a direct connect says nothing; let the hub client try
     try:
-        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=CONNECT_TIMEOUT_S):
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)  # a mirror at http://host is on 80
+        with socket.create_connection((endpoint.hostname, port), timeout=CONNECT_TIMEOUT_S):
             return True
     except OSError:
         return False

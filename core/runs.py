@@ -583,6 +583,9 @@ def delete_run(runs_dir: str | os.PathLike, run_id: str) -> None:
 
 # ---------------------------------------------------------------------------- one job at a time
 
+LOCK_TRIES = 20  # 10 ms apart: a poller's shared lock lasts microseconds
+
+
 @contextmanager
 def training_lock(runs_dir: str | os.PathLike):
     """An exclusive lock on the runs folder, held for the whole training process.
@@ -592,12 +595,18 @@ def training_lock(runs_dir: str | os.PathLike):
     """
     root = Path(runs_dir)
     f = _open_in_runs_dir(root, LOCK_NAME)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        holder = running_job(runs_dir)
-        raise RunError(f"another training job is running: {holder or 'unknown run'}") from None
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            # running_job's shared lock, held for a moment by a page polling for the job, collides too: only a
+            # lock still held after a few tries is another job's
+            if attempt == LOCK_TRIES - 1 or running_job(runs_dir) is not None:
+                f.close()
+                holder = running_job(runs_dir)
+                raise RunError(f"another training job is running: {holder or 'unknown run'}") from None
+            time.sleep(0.01)
     set_lock_holder(f, "")  # the previous holder's run id is stale from here on
     try:
         yield f

@@ -260,3 +260,25 @@ def test_split_sizes_are_those_of_the_split_itself(n, val, test):
     frame = pd.DataFrame({"text": [f"m{i}" for i in range(n)], "label": [int(i % 7 == 0) for i in range(n)]})
     parts = split_messages(frame, val, test, seed=3)
     assert split_sizes(n, val, test) == {name: len(part) for name, part in parts.items()}
+
+
+@pytest.mark.parametrize("endpoint,address", [("https://huggingface.co", ("huggingface.co", 443)),
+                                              ("http://mirror.local", ("mirror.local", 80)),
+                                              ("http://mirror.local:8080", ("mirror.local", 8080))])
+def test_the_hub_check_connects_to_the_endpoints_own_port(monkeypatch, endpoint, address):
+    # a mirror at http://host (port 80) was tried on 443, found unreachable, and the app went offline
+    import contextlib
+    import socket
+
+    import core.hub
+    tried = []
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(socket, "create_connection", lambda addr, timeout: tried.append(addr) or contextlib.nullcontext())
+    core.hub.hub_reachable.cache_clear()
+    try:
+        assert core.hub.hub_reachable() and tried == [address]
+    finally:
+        core.hub.hub_reachable.cache_clear()

@@ -267,3 +267,19 @@ def test_a_baseline_without_its_coefficients_file_is_broken(tmp_path):
     set_status(run, "completed")
     [info] = list_runs(tmp_path)
     assert (info.status, info.error) == ("broken", "model/baseline.safetensors is missing")
+
+
+def test_a_page_polling_for_the_job_does_not_make_a_starting_job_refuse_itself(tmp_path):
+    # running_job takes a shared flock for a moment: a training process starting in that moment was refused with
+    # "another training job is running: unknown run" while none ran (5,000 starts beside a fast poller: 11 refused)
+    import fcntl
+    import threading
+
+    from core.runs import LOCK_NAME, training_lock
+    tmp_path.joinpath(LOCK_NAME).touch()
+    poller = open(tmp_path / LOCK_NAME)
+    fcntl.flock(poller, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.05, poller.close).start()  # the poll ends 50 ms later
+    with training_lock(tmp_path):
+        assert running_job(tmp_path) == "starting"  # this process holds it now
+    assert running_job(tmp_path) is None
