@@ -834,6 +834,29 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
         assert not stale.dataframe and "batch" not in stale.query_params, linked
 
 
+def test_runs_page_times_a_resumed_run_by_the_stretches_it_ran(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # a run resumed two days after it stopped showed 172,800 s while it ran, then about 90 once it completed
+    import psutil
+    source = next(r for r in list_runs(trained) if r.mode == "finetune")
+    run_dir = Path(shutil.copytree(source.path, tmp_path / "runs" / "20261126-083844-finetune-aaaa"))
+    (run_dir / "metrics.json").unlink()
+    now = time.time()
+    created = now - 2 * 86400
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "created": created}))
+    events = [{"event": "start", "time": created + 5, "step": 0, "total_steps": 339},
+              {"event": "train", "time": created + 60, "step": 100, "loss": 0.2},
+              {"event": "resumed", "time": now - 30, "step": 100, "total_steps": 339, "after": "interrupted"},
+              {"event": "train", "time": now - 5, "step": 120, "loss": 0.1}]
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (run_dir / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid(), "updated_at": now,
+                                                     "pid_started": psutil.Process().create_time()}))
+    assert load_run(run_dir).status == "running"
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/runs.py")
+    table = at.dataframe[0].value.set_index("run")
+    assert 90 <= table.loc[run_dir.name, "time (s)"] < 90 + (time.time() - now) + 1  # 60 + 25 + 5, and what passed
+
+
 def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monkeypatch, tmp_path, tiny_bert,
                                                                           sms_data, trained):
     runs_dir = tmp_path / "runs"
@@ -1899,3 +1922,10 @@ def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch,
         assert any("discard this run's weights?" in w.value for w in at.warning)
         at.button(key="train-cancel-no").click().run()
         assert at.button(key="train-cancel") and not any("discard" in w.value for w in at.warning)
+
+
+def test_counts_and_run_times_read_as_people_write_them():
+    from views.common import _count, seconds_shown
+    assert [_count(n) for n in (950, 39_039, 999_499, 999_623, 22_713_986)] == ["950", "39 k", "999 k", "1.0 M",
+                                                                                 "22.7 M"]
+    assert [seconds_shown(s) for s in (None, 0.2049, 9.96, 25.93, 861.4)] == [None, 0.2, 10.0, 26, 861]

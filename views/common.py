@@ -705,7 +705,13 @@ def _errors_at(run, threshold: float) -> tuple[int, int]:
 
 
 def _count(n: int) -> str:
-    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k" if n >= 1e3 else str(n)
+    # from 999,500 on, "1.0 M": "1000 k" would say the same less plainly
+    return f"{n / 1e6:.1f} M" if n >= 999_500 else f"{n / 1e3:.0f} k" if n >= 1e3 else str(n)
+
+
+def seconds_shown(seconds: float | None) -> float | None:
+    """A run's time for a table (with format "%g"): tenths below 10 s (a baseline's 0.2 s read as 0), else whole."""
+    return None if seconds is None else round(seconds, 1 if seconds < 10 else None)
 
 
 def _n(count: int, thing: str) -> str:

@@ -158,7 +158,7 @@ if a is not None and b is not None:
         test = mcnemar_test(y, pa, pb, threshold)
         verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
         mcnemar = (f"McNemar test at threshold {threshold:g}: only the frozen model is right on "
-                   f"{test['only_a_right']} messages, only the fine-tuned one on {test['only_b_right']}; "
+                   f"{common._n(test['only_a_right'], 'message')}, only the fine-tuned one on {test['only_b_right']}; "
                    f"p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
         st.markdown(f"**{mcnemar}**")
     else:

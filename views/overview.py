@@ -100,9 +100,7 @@ if shown:
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
                      "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
                      if m.get("trainable_parameters") else None,
-                     # a baseline's 0.2 s read as 0: a tenth of a second below 10 s
-                     "time (s)": None if m.get("total_seconds") is None else
-                     round(m["total_seconds"], 1 if m["total_seconds"] < 10 else None)})
+                     "time (s)": common.seconds_shown(m.get("total_seconds"))})
     st.subheader("Test-set results")
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {

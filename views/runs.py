@@ -43,9 +43,15 @@ def duration(run) -> float | None:
     m = run.metrics or {}
     if m.get("total_seconds") is not None:
         return m["total_seconds"]
-    if run.status == "running":  # so far: its events may all be seconds old while it loads or encodes
-        return time.time() - run.created
     events = read_history(run.path)
+    if run.status == "running":  # so far, up to now: its events may all be seconds old while it loads or encodes
+        finishing = next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)
+        timed = [e["time"] for e in events[:finishing] if isinstance(e.get("time"), (int, float))]
+        if not timed:
+            return time.time() - run.created
+        # the stretches it ran, then this one: a run resumed or finished days after it stopped did not run meanwhile
+        since = events[finishing]["time"] if finishing is not None else timed[-1]
+        return time_spent(events[:finishing], run.created)[1] + max(0.0, time.time() - since)
     # until it stopped: a finish from its checkpoint may come hours later, as may each resume
     events = events[:next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)]
     return time_spent(events, run.created)[1] if events else None
@@ -166,7 +172,7 @@ for run in all_runs:
     rows.append({"run": run.id, "mode": run.mode, "status": status_text(run, worked_on),  # no "created": in the id
                  **{k: test.get(k) for k in ("accuracy", "f1", "auroc")},
                  **({"threshold": cfg.get("threshold")} if len(thresholds) > 1 else {}),
-                 "time (s)": duration(run),
+                 "time (s)": common.seconds_shown(duration(run)),
                  "model": Path(run.model or "?").name, "settings": settings(cfg, run.mode != "baseline")})
 # a setting every run that has it shares goes in the caption, so the column shows what tells the runs apart (the
 # full list cut it off at 1280 px)
@@ -185,7 +191,7 @@ if len(bert_models) == 1:
     frame = frame.drop(columns="model")
 st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
-    "time (s)": st.column_config.NumberColumn(format="%.0f", help="How long the run took, from start to end"),
+    "time (s)": st.column_config.NumberColumn(format="%g", help="How long the run took, from start to end"),
     "mode": None,  # hidden: the run id names it, and the settings need the room at 1280 px
     "status": st.column_config.TextColumn(width="medium"),  # a long error is cut; hovering shows all of it
     **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
