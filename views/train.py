@@ -121,6 +121,10 @@ def number(label, name, col, kind=int, default=None, fmt=None, scope="shared", l
         key=key, persist_state=common.KEEP), scoped(label, scope))
     if limit and entered > limit[0]:
         return field_error(col, name, f"expected at most {limit[0]} {limit[1]}, got {entered}")
+    decimals = int(fmt[2:-1]) if fmt else None  # "%.3f": the box shows 3 decimals, and trains what it shows
+    if decimals is not None and abs(entered - round(entered, decimals)) > 1e-9:
+        return field_error(col, name, f"expected at most {decimals} decimals (the box rounds to that many), "
+                                      f"got {entered:g}")
     return checked(name, entered, col, scope)
 
 
