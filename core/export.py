@@ -89,7 +89,7 @@ def readme(config: dict, metrics: dict | None) -> str:
         needs = "torch, transformers, safetensors"
     else:
         code, needs = _BASELINE, "scikit-learn, skops"
-    model = (config.get("model") or {}).get("name", "tfidf-logreg")
+    model = _names_for_paths(config.get("model") or {}).get("name", "tfidf-logreg")  # a local folder: its name
     lines = [f"# {config.get('run_id', 'run')}: {mode} ({model})", "",
              f"Needs {needs}. Run the code from this folder (the one holding `model/`).", "",
              f"Spam probability at or above {config.get('threshold', 0.5)} means spam "
@@ -104,8 +104,8 @@ def readme(config: dict, metrics: dict | None) -> str:
                   "| " + " | ".join(f"{t[k]:.4f}" if t.get(k) is not None else "-"
                                    for k in ("accuracy", "precision", "recall", "f1", "auroc")) + " |", "",
                   "`metrics.json` holds every metric, curve and test message's label and probability (not its "
-                  "text, which stays with whoever trained the run); `config.json` every hyperparameter, with file "
-                  "names instead of that machine's paths; `history.jsonl` the training events.", ""]
+                  "text, which stays with whoever trained the run); `config.json` every hyperparameter, and "
+                  "`history.jsonl` the training events, both with file names instead of that machine's paths.", ""]
         if metrics.get("stopped"):  # fewer steps than config.json says: whoever loads it should know
             lines += [f"This run did not train to its end: {stopped_note(metrics['stopped'])}.", ""]
     return "\n".join(lines)
@@ -136,6 +136,8 @@ def export_run(run_dir: str | Path, target) -> None:
                 continue
             if inside in SHAREABLE:  # the messages and this machine's paths stay here (see SHAREABLE)
                 zf.writestr(str(root / inside), json.dumps(SHAREABLE[inside](read_json(path)), indent=1))
+            elif inside == Path("history.jsonl"):  # its data and model events name this machine's files too
+                zf.writestr(str(root / inside), _history_without_paths(path.read_text(encoding="utf-8")))
             else:
                 add(path, root / inside)
         if mode == "frozen":
@@ -154,9 +156,10 @@ def export_run(run_dir: str | Path, target) -> None:
 
 def _without_messages(metrics: dict) -> dict:
     """metrics.json, each test message kept as its label and probability (every metric and curve comes from those)
-    but not its text: a run trained on someone's own messages must not hand a fifth of them to whoever gets the zip."""
-    return {**metrics, "predictions": [{k: v for k, v in p.items() if k != "text"}
-                                       for p in metrics.get("predictions") or []]}
+    but not its text: a run trained on someone's own messages must not hand a fifth of them to whoever gets the zip.
+    A model named by its local folder is named by the folder's name."""
+    return {**_names_for_paths(metrics), "predictions": [{k: v for k, v in p.items() if k != "text"}
+                                                        for p in metrics.get("predictions") or []]}
 
 
 def _without_paths(config: dict) -> dict:
@@ -178,7 +181,26 @@ def _without_paths(config: dict) -> dict:
     return config
 
 
-SHAREABLE = {Path("metrics.json"): _without_messages, Path("config.json"): _without_paths}
+def _names_for_paths(record: dict) -> dict:
+    """A record with each absolute path among its values (a data file, a model's folder) cut to its file name."""
+    return {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v for k, v in record.items()}
+
+
+def _history_without_paths(text: str) -> str:
+    """history.jsonl with file names for this machine's paths: the data event's source, the model event's folder."""
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line cut short by a kill: nothing to read in it, and nothing to leak
+            continue
+        events.append(json.dumps(_names_for_paths(event) if isinstance(event, dict) else event) + "\n")
+    return "".join(events)
+
+
+SHAREABLE = {Path("metrics.json"): _without_messages, Path("config.json"): _without_paths,
+             # a frozen head's encoder is in the zip (model/encoder/), not at this machine's path
+             Path("model", "head_config.json"): lambda head: {**head, "encoder": _names_for_paths(head["encoder"])}}
 
 
 def export_bytes(run_dir: str | Path) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 from core.cli import main
 from core.config import TrainConfig
 from core.predict import Predictor
-from core.runs import set_status
+from core.runs import read_history, set_status
 from core.train import train
 
 EXAMPLES = ["WINNER!! Claim your free prize now, call 09061701461", "Are we still on for lunch?"]
@@ -63,6 +63,13 @@ def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
     assert metrics["test"] == kept["test"] and "text" not in json.dumps(metrics["predictions"])
     zipped = json.dumps(config)
     assert '"/' not in zipped and config["data_info"]["source"] == Path(kept_config(run_dir)["data_info"]["source"]).name
+    # nor anywhere else in the zip: the history's data and model events, a frozen head's encoder (it names the
+    # data file and the tiny model's folder here, both under this test's temp folder)
+    for name in names:
+        if name.endswith((".json", ".jsonl", ".md")):
+            assert str(tmp_path.parent) not in (tmp_path / name).read_text(), name
+    history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert len(history) == len(read_history(run_dir)) and history[0]["source"] == "sms.txt"
     if kind.startswith("frozen"):  # the encoder travels with the head: no reference to this machine's files
         assert (folder / "model" / "encoder" / "model.safetensors").is_file()
 
