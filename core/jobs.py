@@ -29,7 +29,7 @@ import psutil
 
 from .config import TrainConfig
 from .runs import LOCK_NAME, RunError, delete_run, finish_requested, finishable, load_run, read_history, read_json, \
-    read_status, request_cancel, request_finish, resumable, run_path, running_job, write_json_atomic
+    process_alive, read_status, request_cancel, request_finish, resumable, run_path, running_job, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -258,6 +258,8 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
     if not holder:
         return None
     info = last_job(runs_dir) or {}
+    if not process_alive(info.get("pid"), info.get("pid_started")):
+        info = {}  # the app's last job has ended: this one was started elsewhere (the CLI), its plan unknown here
     count = max(1, len(info.get("modes") or [1]))
     if holder == "starting":
         return Progress(None, (info.get("modes") or [None])[0], "starting", 0.0, None, count=count,

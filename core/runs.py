@@ -317,7 +317,7 @@ def finish_requested(run_dir: Path) -> bool:
 
 # ---------------------------------------------------------------------------- reading runs
 
-def _alive(pid: int | None, started: float | None) -> bool:
+def process_alive(pid: int | None, started: float | None) -> bool:
     """Is this exact process still running? (pid plus start time, so a recycled pid does not count)"""
     if not pid:
         return False
@@ -339,7 +339,7 @@ def read_status(run_dir: Path) -> dict:
     if (not isinstance(status, dict) or not isinstance(status.get("status"), str)
             or not isinstance(status.get("pid"), number) or not isinstance(status.get("pid_started"), number)):
         return {"status": "broken", "error": "status.json is missing or unreadable"}
-    if status.get("status") == "running" and not _alive(status.get("pid"), status.get("pid_started")):
+    if status.get("status") == "running" and not process_alive(status.get("pid"), status.get("pid_started")):
         status = {**status, "status": "interrupted", "error": "the training process stopped without finishing"}
     return status
 

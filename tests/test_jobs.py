@@ -1,5 +1,9 @@
 """core.jobs: one detached training process at a time, followed through history.jsonl, cancellable."""
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -392,3 +396,23 @@ def test_the_time_left_waits_for_a_validation_or_a_tenth_of_the_run():
     going = jobs.progress_from_history(validated, now=22.0)
     assert going.eta_seconds == pytest.approx((22.0 - 12.0) / 2 * 97)
     assert going.describe().endswith("about 8 min 05 s of training left")
+
+
+def test_a_job_started_elsewhere_is_not_given_the_apps_last_plan(tmp_path):
+    # the app's last job (a plan of three) had ended; a CLI job then showed as "run 3 of 3" of that old plan
+    import psutil
+
+    from core.runs import training_lock
+    (tmp_path / jobs.JOBS_DIR).mkdir()
+    last = {"started": time.time() - 60, "modes": ["baseline", "frozen", "finetune"], "log": "x", "plan": None}
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (tmp_path / jobs.JOBS_DIR / jobs.LAST_JOB).write_text(json.dumps({**last, "pid": ended.pid, "pid_started": 1.0}))
+    with training_lock(tmp_path):  # a job started by another process, not yet naming its run
+        progress = jobs.current_job(tmp_path)
+        assert (progress.phase, progress.count, progress.mode) == ("starting", 1, None)
+        # the app's own job, still running: its plan is this one's
+        me = {"pid": os.getpid(), "pid_started": psutil.Process().create_time()}
+        (tmp_path / jobs.JOBS_DIR / jobs.LAST_JOB).write_text(json.dumps({**last, **me}))
+        progress = jobs.current_job(tmp_path)
+        assert (progress.phase, progress.count, progress.mode) == ("starting", 3, "baseline")
