@@ -1231,11 +1231,10 @@ def test_train_form_refuses_bad_settings_before_anything_starts(monkeypatch, tmp
         ("train_frozen_lr", "fast", "Expected a number such as 5e-5"),
     ]
     # more decimals than the box shows: it read 0.000 and would have trained with 0.0004
-    for key, value, message in [
-            ("train_shared_weight_decay", 0.0004, "Expected at most 3 decimals (the box rounds to that many), got 0.0004"),
-            ("train_shared_warmup_ratio", 0.125, "Expected at most 2 decimals (the box rounds to that many), got 0.125")]:
+    for key, value, decimals in [("train_shared_weight_decay", 0.0004, 3), ("train_shared_warmup_ratio", 0.125, 2)]:
         at = fresh_form()
         at.number_input(key=key).set_value(value).run()
+        message = f"Expected at most {decimals} decimals (the box rounds to that many), got {value:g}"
         assert _errors_beside(at, key) == [message] and at.button(key="train_launch").disabled
     for key, value, message in fields:
         at = fresh_form()

@@ -276,7 +276,8 @@ def test_the_hub_check_connects_to_the_endpoints_own_port(monkeypatch, endpoint,
     for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    monkeypatch.setattr(socket, "create_connection", lambda addr, timeout: tried.append(addr) or contextlib.nullcontext())
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda addr, timeout: tried.append(addr) or contextlib.nullcontext())
     core.hub.hub_reachable.cache_clear()
     try:
         assert core.hub.hub_reachable() and tried == [address]
