@@ -189,10 +189,10 @@ def _names_for_paths(record: dict) -> dict:
 def _history_without_paths(text: str) -> str:
     """history.jsonl with file names for this machine's paths: the data event's source, the model event's folder."""
     events = []
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines: a U+2028 written raw inside a JSON string is no line end
         try:
             event = json.loads(line)
-        except ValueError:  # a line cut short by a kill: nothing to read in it, and nothing to leak
+        except ValueError:  # the empty last line, or one cut short by a kill: nothing to leak
             continue
         events.append(json.dumps(_names_for_paths(event) if isinstance(event, dict) else event) + "\n")
     return "".join(events)
