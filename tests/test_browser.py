@@ -223,7 +223,11 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
             page.get_by_role("button", name="Download this comparison as a self-contained HTML report").click()
         report = Path(download.value.path()).read_text()
         assert "<h2>What fine-tuning bought</h2>" in report and "<script src=" not in report
-        assert f": {errors['finetune']} against {errors['frozen']}." in report
+        # at the slider's threshold (0.48), as the report says: the fine-tune ends where "Finish this run now" caught
+        # it, so a probability between 0.48 and 0.5 can move a count from the Overview's
+        at_048 = {m: sum((p["spam_probability"] >= 0.48) != bool(p["label"]) for p in runs[m].metrics["predictions"])
+                  for m in ("frozen", "finetune")}
+        assert f": {at_048['finetune']} against {at_048['frozen']}." in report
 
         # ---------------------------------------------------------------- Playground: two probabilities, text stays text
         _goto(page, "Playground")
