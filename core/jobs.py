@@ -522,8 +522,10 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     """How long `cfg` will take on this machine, as one line for the Train page, and whether nothing here could
     answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
     (measure_epoch_seconds, just now)."""
-    # only fine-tuning's steps scale with max length: the frozen head trains on one vector per message
-    length, batch = (cfg.max_length, cfg.batch_size) if cfg.mode == "finetune" else (None, None)
+    # only fine-tuning's steps scale with max length: the frozen head trains on one vector per message, in steps that
+    # cost about the same whatever their size, so its time follows the batch size (the baseline's is one solver fit)
+    length = cfg.max_length if cfg.mode == "finetune" else None
+    batch = cfg.batch_size if cfg.mode != "baseline" else None
     found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch), False
     if found:
         per_epoch, sources = found

@@ -138,6 +138,18 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
                                      n_train=4000, n_messages=5000)
     assert line == ("Fine-tuned BERT: about 13 min 20 s for 2 epochs (from the median of the last 3 runs, which used "
                     "batch size 16, 32)")
+    # the frozen head's steps cost about the same at any batch size: a run at another one is named, one at this one
+    # comes first
+    def head(i, rate, batch_size):
+        return SimpleNamespace(id=f"h{i}", usable=True, mode="frozen", model="m", config={"batch_size": batch_size},
+                               metrics={"train_messages_per_second": rate})
+    frozen = TrainConfig(mode="frozen", epochs=60, batch_size=8)
+    line, _ = jobs.describe_estimate(frozen, "Frozen", [head(1, 8000.0, 32)], "m", n_train=4000, n_messages=5000,
+                                     features_cached=True)
+    assert line.startswith("Frozen: about 30 s for 60 epochs (from run h1, which used batch size 32)")
+    line, _ = jobs.describe_estimate(frozen, "Frozen", [head(1, 8000.0, 32), head(2, 2000.0, 8)], "m", n_train=4000,
+                                     n_messages=5000, features_cached=True)
+    assert line.startswith("Frozen: about 2 min 00 s for 60 epochs (from run h2 on this machine)")
     # a fraction of a second (a baseline's fit on a small file) is said so, not "about 0 s"
     fast = [SimpleNamespace(id="b1", usable=True, mode="baseline", model="tfidf", config={},
                             metrics={"train_messages_per_second": 5000.0})]
