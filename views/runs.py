@@ -44,17 +44,17 @@ def duration(run) -> float | None:
     if m.get("total_seconds") is not None:
         return m["total_seconds"]
     events = read_history(run.path)
+    # until it stopped: a finish from its checkpoint may come hours later, as may each resume
+    finishing = next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)
+    ran = events[:finishing]
     if run.status == "running":  # so far, up to now: its events may all be seconds old while it loads or encodes
-        finishing = next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)
-        timed = [e["time"] for e in events[:finishing] if isinstance(e.get("time"), (int, float))]
+        timed = [e["time"] for e in ran if isinstance(e.get("time"), (int, float))]
         if not timed:
             return time.time() - run.created
         # the stretches it ran, then this one: a run resumed or finished days after it stopped did not run meanwhile
         since = events[finishing]["time"] if finishing is not None else timed[-1]
-        return time_spent(events[:finishing], run.created)[1] + max(0.0, time.time() - since)
-    # until it stopped: a finish from its checkpoint may come hours later, as may each resume
-    events = events[:next((i for i, e in enumerate(events) if e.get("event") == "finish_saved"), None)]
-    return time_spent(events, run.created)[1] if events else None
+        return time_spent(ran, run.created)[1] + max(0.0, time.time() - since)
+    return time_spent(ran, run.created)[1] if ran else None
 
 
 def settings(cfg: dict, neural: bool) -> dict[str, str]:
