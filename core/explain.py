@@ -14,9 +14,9 @@ MAX_WORDS = 60  # one forward pass per word; an SMS has ~15, and longer texts ge
 def explain_words(predictor, text: str, max_words: int = MAX_WORDS) -> list[tuple[str, float]]:
     """(word, log-odds(text) - log-odds(text without the word)) for each word: positive pushes toward spam, and
     exp(weight) is the factor by which the word multiplies the odds of spam."""
-    words = text.split()[:max_words]
-    if not words:
-        return []
-    variants = [" ".join(words)] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
-    odds = predictor.predict(variants, log_odds=True)
-    return [(word, float(odds[0] - odds[i + 1])) for i, word in enumerate(words)]
+    words = text.split()
+    shown = words[:max_words]
+    # each word left out of the whole text, not of its first max_words: the weights explain the verdict shown
+    variants = [" ".join(words)] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(shown))]
+    odds = predictor.predict(variants, log_odds=True) if shown else []
+    return [(word, float(odds[0] - odds[i + 1])) for i, word in enumerate(shown)]

@@ -27,6 +27,13 @@ def test_weights_are_log_odds_drops_and_point_at_spam_words(sms_file, tmp_path):
     assert top in spam_vocabulary
     assert explain_words(predictor, "   ") == []
     assert len(explain_words(predictor, "word " * 200)) == 60
+    # past the first 60 words, the weights still explain the whole message's verdict, not its first 60 words'
+    long_text = "see you at dinner " * 15 + "URGENT claim your cash reward now"
+    first = long_text.split(" ", 1)[1]
+    assert logit(predictor.predict([long_text])[0]) != pytest.approx(logit(predictor.predict([" ".join(
+        long_text.split()[:60])])[0]))
+    assert explain_words(predictor, long_text)[0][1] == pytest.approx(
+        logit(predictor.predict([long_text])[0]) - logit(predictor.predict([first])[0]))
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
