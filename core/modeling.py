@@ -89,7 +89,7 @@ def _found(requested: str, name: str, path: Path, source: str, reason: str | Non
 def resolve_model(requested: str) -> ResolvedModel:
     """Find the encoder: a directory, the local HF cache, the hub, else (default model only) the bundled MiniLM."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
     from huggingface_hub.utils import validate_repo_id
 
     path = Path(requested).expanduser()
@@ -114,9 +114,12 @@ def resolve_model(requested: str) -> ResolvedModel:
         try:
             fetched = Path(snapshot_download(requested, allow_patterns=_HUB_FILES))
             return _found(requested, requested, fetched, "hub")
+        except GatedRepoError:  # a subclass of RepositoryNotFoundError, but the model does exist
+            raise ModelError(f"{requested!r} is a gated model on the Hugging Face hub: accept its terms on its "
+                             f"hub page and log in on this machine (`hf auth login`, or set HF_TOKEN)") from None
         except RepositoryNotFoundError:
             raise ModelError(f"unknown model: {requested!r} is neither a directory nor a model on the "
-                             f"Hugging Face hub") from None
+                             f"Hugging Face hub (a private one needs `hf auth login` first)") from None
         except ModelError:
             raise
         except Exception as exc:  # network trouble mid-download

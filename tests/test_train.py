@@ -260,6 +260,26 @@ def test_model_resolution(tiny_bert, tmp_path, monkeypatch):
         resolve_model("bert base uncased")
 
 
+def test_a_gated_or_unknown_hub_model_is_named_as_such(monkeypatch):
+    """The hub's answers, as huggingface_hub raises them (this machine has no network): a gated model is no
+    unknown one, since its GatedRepoError subclasses RepositoryNotFoundError."""
+    import httpx2  # huggingface_hub's own HTTP client
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    response = httpx2.Response(401, request=httpx2.Request("GET", "https://huggingface.co/api/models/org/nothing-here"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("core.modeling.hub_reachable", lambda: True)
+    for error, expected in [(GatedRepoError, "is a gated model on the Hugging Face hub"),
+                            (RepositoryNotFoundError, "unknown model: 'org/nothing-here'")]:
+        def snapshot_download(repo_id, local_files_only=False, **kwargs):
+            if local_files_only:
+                raise FileNotFoundError(repo_id)  # not in the local cache, as huggingface_hub says it
+            raise error("403 Client Error", response=response)
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+        with pytest.raises(ModelError, match=expected):
+            resolve_model("org/nothing-here")
+
+
 def test_max_length_above_the_model_limit_is_refused_before_a_run_exists(sms_file, tiny_bert, tmp_path):
     with pytest.raises(ModelError, match="max_length: expected at most 128"):
         train(quick_config("finetune", sms_file, tiny_bert, tmp_path, max_length=256))
