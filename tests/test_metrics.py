@@ -153,6 +153,26 @@ def test_bootstrap_counts_agree_with_sklearn_scorers_on_every_resample(threshold
     assert (len(undefined) > 0) == (threshold == 0.95)  # the case this checks happens
 
 
+def test_each_metrics_interval_keeps_every_resample_that_defines_it():
+    # 40 messages, 1 spam, missed (the only error): 36 % of resamples skip it, and they are the ones with no error.
+    # Dropping every resample without spam for all metrics capped accuracy's interval at its point estimate, 0.975
+    from sklearn import metrics as skm
+    y = np.r_[1, np.zeros(39)].astype(int)
+    p = np.r_[0.2, np.full(39, 0.1)]
+    ci = bootstrap_intervals(y, p, n_resamples=1000, seed=0)
+    idx = np.random.default_rng(0).integers(0, len(y), (1000, len(y)))  # the same resamples, drawn the same way
+    accuracy = [skm.accuracy_score(y[i], (p[i] >= 0.5).astype(int)) for i in idx]
+    assert ci["accuracy"] == pytest.approx([np.percentile(accuracy, 2.5), np.percentile(accuracy, 97.5)])
+    assert ci["accuracy"][1] == 1.0 and ci["accuracy"][0] < 0.975
+    # over the resamples that hold the spam message: missed in each, ranked above every ham in each
+    assert ci["recall"] == ci["f1"] == ci["mcc"] == [0.0, 0.0] and ci["auroc"] == ci["auprc"] == [1.0, 1.0]
+    assert ci["precision"] is None  # nothing is ever called spam
+    one_class = bootstrap_intervals(np.zeros(30, dtype=int), np.r_[0.7, np.full(29, 0.2)], n_resamples=500)
+    assert one_class["accuracy"][0] < 29 / 30 < one_class["accuracy"][1]  # well defined without spam
+    assert one_class["recall"] is one_class["f1"] is one_class["auroc"] is one_class["mcc"] is None
+    assert one_class["precision"] == [0.0, 0.0]  # every alarm false, as classification_metrics says
+
+
 def test_a_small_files_precision_interval_leaves_out_resamples_with_no_spam_called():
     # 20 messages, 3 called spam, all rightly: precision is 1 in every resample that calls any spam. Counted as 0,
     # the ~4 % of resamples that call none gave the interval [0, 1]
