@@ -629,6 +629,14 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
     assert "Left out of three.csv: 1 with an unknown label, 2 that did not parse" in _texts(at)
 
 
+def test_only_intervals_of_no_width_are_explained_as_such():
+    from views.common import flat_intervals
+    ci = {"accuracy": [0.9996, 1.0], "recall": [1.0, 1.0], "f1": [0.0, 0.0], "auroc": [0.5, 0.5], "mcc": [0.0, 0.0]}
+    assert flat_intervals({"ci95": ci}) == {0, 1}  # recall and F1; AUROC's flat 0.5 is no such end, MCC no headline
+    assert flat_intervals({"ci95": {"accuracy": [0.9996, 1.0], "precision": None}}) == set()
+    assert flat_intervals({}) == set()
+
+
 def saved_evaluation_time(run) -> float:
     return saved_evaluation(run.path, "mine.csv")["evaluated_at"]
 

@@ -615,6 +615,13 @@ def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
     return f"{value} [{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]" if ci else value
 
 
+def flat_intervals(metrics: dict) -> set:
+    """The ends, 0 or 1, at which a headline metric's interval has no width: every resample perfect, or every one
+    wrong, which reads as certainty. Unrounded: [0.9996, 1.0] has resamples with an error in them."""
+    return {ci[0] for k, ci in (metrics.get("ci95") or {}).items()
+            if k in HEADLINE and ci and ci[0] == ci[1] and ci[0] in (0, 1)}
+
+
 def _fmt(value, digits=4) -> str:
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 

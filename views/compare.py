@@ -277,7 +277,7 @@ if own is not None and uploaded is None:
     if forget.button("Forget this file", key="compare_own_forget"):
         _forget_own_file()
         st.rerun()
-own_rows, own_warnings, zero_width, own_results = [], [], False, {}
+own_rows, own_warnings, zero_width, own_results = [], [], set(), {}
 if own is not None:
     for mode, run in picked.items():
         if own[1] is None and mode not in reopened:
@@ -301,8 +301,7 @@ if own is not None:
             own_warnings += [text] if text not in own_warnings else []
         elif warning := common.one_class_warning(m, common.MODE_LABELS[mode], "message in your file"):
             own_warnings.append(warning)
-        zero_width |= any(ci and round(ci[0], 3) == 1.0 for k, ci in (m.get("ci95") or {}).items()
-                          if k in common.HEADLINE)
+        zero_width |= common.flat_intervals(m)
         own_rows.append({"model": common.MODE_LABELS[mode], "threshold": f"{m['threshold']:g}",
                          "messages": m["n"], "spam": m["n_spam"],
                          "seen in training": result.get("seen_in_training"),
@@ -314,10 +313,16 @@ if own is not None:
         own_warnings.insert(0, f"Left out of {common.plain(own[0])}: {', '.join(dropped)}, of {result['rows_read']:,} "
                                "rows read. The scores are on the rest." + common.QUOTE_ADVICE * bool(
                                    result.get("dropped_unparseable")))
-    if zero_width:  # every resample perfect: a percentile interval of no width, which reads as certainty
+    # every resample perfect, or every one wrong: a percentile interval of no width, which reads as certainty
+    if 1 in zero_width:
         own_warnings.append("An interval of 1.000 [1.000, 1.000] means that no resample of your "
                             "file held a single error of that kind. It does not show that the model makes none: with "
                             "no errors in n cases, the true rate can still be up to about 3/n (95 %).")
+    if 0 in zero_width:
+        own_warnings.append("An interval of 0.000 [0.000, 0.000] means that every resample of your file that holds "
+                            "cases of that kind (spam, for recall) got all of them wrong: usually a file with only a "
+                            "few. It does not show that the model always fails there: with none right in n cases, "
+                            "the true rate can still be up to about 3/n (95 %).")
     if own_rows and result.get("duplicates_removed"):
         own_warnings.append(f"{result['duplicates_removed']:,} repeated message(s) in {common.plain(own[0])} were "
                             "scored once.")
