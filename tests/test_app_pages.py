@@ -1697,6 +1697,29 @@ def test_no_page_renders_raw_html():
     assert offenders == []
 
 
+def test_a_labelled_file_with_repeats_scores_the_same_on_compare_and_the_playground(
+        monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    rows = make_messages(30, 10, seed=6)
+    rows += [row for row in rows if row[0] == "spam"] * 3  # each spam message 4 times: 70 rows, 40 messages
+    labelled = "".join(f"{label}\t{text}\n" for label, text in rows).encode()
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
+    at.file_uploader(key="compare_own").set_value(("repeats.txt", labelled, "text/plain")).run()
+    yours = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure")
+    on_compare = dict(zip(yours.columns, yours.loc["Accuracy (yours)"]))
+    assert "30 repeated message(s) in repeats.txt were scored once." in [w.value for w in at.warning]
+    _page(at, "views/playground.py")
+    at.file_uploader(key="play_upload").set_value(("repeats.txt", labelled, "text/plain")).run()
+    at.button(key="play_score").click().run()
+    [accuracies] = [c.value for c in at.caption if " accuracy " in c.value]
+    assert accuracies.endswith("(95 % intervals; each repeated message counted once, as on Compare (30 repeats))")
+    for label, shown in on_compare.items():  # the same accuracy and interval on both pages
+        assert f"{label} accuracy {shown}" in accuracies
+    table = at.dataframe[0].value
+    assert len(table) == 70  # every row is still in the table and its CSV
+    per_row = {m: (table[f"{m} verdict"] == table["label"]).mean() for m in ("frozen", "finetune", "baseline")}
+    assert any(f"accuracy {a:.3f} " not in accuracies for a in per_row.values())  # counting repeats would differ
+
+
 def test_own_messages_warn_about_training_overlap_and_a_file_with_one_class(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                           trained):
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DataError, dropped_rows, read_messages, read_unlabelled, split_lines
+from core.data import DataError, dropped_rows, normalise, read_messages, read_unlabelled, split_lines
 from core.evaluate import seen_in_training
 from core.explain import MAX_WORDS, explain_words
 from core.jobs import encoding_left, format_seconds
@@ -309,12 +309,15 @@ with batch:
             # a labelled batch gets accuracies: say when a model had trained on some of its messages, as Compare does
             seen = {m: seen_in_training(run.config, [str(t) for t in texts]) for m, (run, _) in models.items()} \
                 if labels is not None else {}
+            # accuracy counts each message once, as Compare scores a file: a repeated one would count its verdict
+            # as often as it appears, and the same file would score differently on the two pages
+            once = (~pd.Series([normalise(str(t)) for t in texts]).duplicated()).tolist()
             # with its 95 % interval, as on Compare: a batch of 40 messages pins an accuracy down to a few points only
-            intervals = {m: bootstrap_intervals(labels, probabilities[m], threshold(run))["accuracy"]
-                         for m, (run, _) in models.items()} if labels is not None else {}
+            intervals = {m: bootstrap_intervals(np.asarray(labels)[once], probabilities[m][once], threshold(run))[
+                "accuracy"] for m, (run, _) in models.items()} if labels is not None else {}
             scored = {"runs": {m: run.id for m, (run, _) in models.items()}, "table": out, "source": source,
                       "lines_unused": upload is not None and bool(lines.strip()), "seen": seen,
-                      "accuracy_ci": intervals, "lines": lines if upload is None else None}
+                      "accuracy_ci": intervals, "lines": lines if upload is None else None, "once": once}
             scored["digest"] = keep_batch(scored)
             st.session_state["play_batch"] = scored
             if scored["digest"]:
@@ -333,10 +336,14 @@ with batch:
             st.info("The file was scored, not the pasted lines: remove the file to score the lines.")
         if "label" in out:
             ci = scored.get("accuracy_ci") or {}
-            st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy {np.mean(out[f'{m} verdict'] == out['label']):.3f}"
+            once = np.asarray(scored.get("once") or [True] * len(out), dtype=bool)
+            repeats = f"each repeated message counted once, as on Compare ({int((~once).sum()):,} repeats)"
+            notes = ["95 % intervals"] * any(ci.values()) + [repeats] * (not once.all())
+            st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy "
+                                  f"{np.mean((out[f'{m} verdict'] == out['label'])[once]):.3f}"
                                   + (f" [{ci[m][0]:.3f}, {ci[m][1]:.3f}]" if ci.get(m) else "")
                                   for m in models if f"{m} verdict" in out)
-                       + (" (95 % intervals)" if any(ci.values()) else ""))
+                       + (f" ({'; '.join(notes)})" if notes else ""))
             if seen := {m: n for m, n in scored.get("seen", {}).items() if n}:
                 st.warning("Some of these messages were in a model's training or validation data ("
                            + ", ".join(f"{common.MODE_LABELS[m]}: {n:,}" for m, n in seen.items())
