@@ -347,6 +347,20 @@ def test_overview_names_each_runs_threshold_in_words_when_they_differ(monkeypatc
             "probability ≥ 0.5, baseline at probability ≥ 0.7.") in _texts(at)
 
 
+def test_overview_says_when_a_frozen_runs_time_leaves_encoding_out(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                   trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    shutil.rmtree(next(r for r in list_runs(runs_dir) if r.mode == "finetune").path)  # no paragraph to say it
+    note = "The frozen run read its features from the cache: its time leaves encoding out."
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert "What fine-tuning bought" not in _texts(at) and note not in _texts(at)  # this one encoded
+    cached = train(TrainConfig(mode="frozen", model=tiny_bert, data=str(sms_data), runs_dir=str(runs_dir),
+                               cache_dir=str(trained.parent / "cache"), max_length=32, epochs=20))
+    assert any(e.get("event") == "features_ready" and e.get("cached") for e in read_history(cached))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert note in _texts(at)
+
+
 def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")

@@ -106,7 +106,8 @@ if shown:
         common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
         "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
         "time (s)": st.column_config.NumberColumn(
-            format="%g", help="Whole run on this machine: data, encoding (frozen), training and testing")})
+            format="%g", help="Whole run on this machine: data, encoding (frozen, unless it read its features from "
+                              "the cache), training and testing")})
     # in words, not as a column: with one more column the cost columns were cut off at 1280 px
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else \
         " Each run calls a message spam at its own threshold: " + ", ".join(
@@ -123,7 +124,10 @@ if shown:
         "row by row)" if elsewhere else "")
     paired = " The paired test above is what says whether the two BERTs differ." if verdict and \
         common.same_test_messages(shown["frozen"], shown["finetune"]) else ""
-    st.caption(f"Test split: {count}. Spam is the positive class.{at} The chart's "
+    # the paragraph above says it where there is one; the table alone would read the time as one with encoding
+    cached = " The frozen run read its features from the cache: its time leaves encoding out." if not verdict and \
+        "frozen" in shown and common._encoded_from_cache(shown["frozen"]) else ""
+    st.caption(f"Test split: {count}. Spam is the positive class.{at}{cached} The chart's "
                f"whiskers are 95 % bootstrap intervals, one model at a time; overlapping ones do not show that two "
                f"models are equal.{paired}")
     for mode, run in shown.items():
