@@ -65,7 +65,7 @@ def _data() -> None:
     if path:
         st.caption(f"**{common.plain(Path(path).name)}** · {summary['rows']:,} messages after removing "
                    f"{summary['duplicates_removed']:,} duplicates · {summary['spam']:,} spam "
-                   f"({summary['spam'] / summary['rows']:.0%})")
+                   f"({summary['spam'] / summary['rows']:.1%})")
         if dropped := dropped_rows(summary):
             st.caption(f"Of {summary['rows_read']:,} rows read, dropped {', '.join(dropped)}")
         st.caption(common.plain(path))
