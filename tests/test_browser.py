@@ -141,6 +141,22 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         page.get_by_role("spinbutton", name="Batch size").fill("8")
         page.get_by_role("spinbutton", name="Batch size").press("Enter")
         _settle(page)
+        # a number typed just before a page switch (no Enter) is the one shown, and trained, back on the form; a
+        # field whose starting value followed the saved form showed the number before it
+        seed = page.get_by_label("Seed", exact=True)
+        seed.fill("7")
+        seed.press("Enter")
+        _settle(page)
+        seed.fill("8")
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Runs", exact=True).click()  # one click, as a user
+        page.wait_for_timeout(800)
+        _settle(page)
+        _goto(page, "Train")
+        _settle(page)
+        expect(page.get_by_label("Seed", exact=True)).to_have_value("8")
+        page.get_by_label("Seed", exact=True).fill("42")  # back to the default: nothing below depends on a seed
+        page.get_by_label("Seed", exact=True).press("Enter")
+        _settle(page)
         # the fine-tune column: 2,400 tiny steps, more than any CPU trains while the checks below run; the run ends
         # when the test clicks "Finish this run now"
         page.get_by_role("spinbutton", name="Epochs").nth(1).fill("200")

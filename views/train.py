@@ -44,6 +44,10 @@ try:
     SAVED = SAVED if isinstance(SAVED, dict) else {}
 except (OSError, ValueError):  # none yet, or damaged: the defaults
     SAVED = {}
+# Each field starts from the file as this session first read it, and from nothing else: a widget's value= that
+# followed the file, which this page rewrites after each edit, brought a number typed just before a page switch back
+# as the one before it (and Start trained that one)
+START = st.session_state.setdefault("train_form_start", SAVED)
 DRAWN = {}  # widget key -> (default, value now) of each field drawn on this run
 DRAWN_LABELS = {}  # widget key -> how the form names it, for the note on fields that differ from their defaults
 
@@ -51,7 +55,7 @@ DRAWN_LABELS = {}  # widget key -> how the form names it, for the note on fields
 def saved(key: str, default, options=None):
     """The field's kept value if it has the right type (and is among the options), else its default. Only the first
     draw of a field in a session uses it: after that the field keeps what the user typed."""
-    value = SAVED.get(key, default)
+    value = START.get(key, default)
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not type(default) or (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -90,7 +94,7 @@ model_name = common.default_model()
 if neural:
     model_name = drawn("train_model", common.default_model(), st.text_input(
         "Model (hub id or local directory)", help=HELP["model"], key="train_model", persist_state=common.KEEP,
-        value=st.session_state.get("model_name", saved("train_model", common.default_model()))), "Model")
+        value=saved("train_model", common.default_model())), "Model")
     if not model_name.strip():
         model_info = {"error": "Model: enter a hub id (such as bert-base-uncased) or a local model directory"}
     else:
@@ -258,6 +262,7 @@ def reset_form():
     for key, default in st.session_state.get("train_field_defaults", {}).items():
         st.session_state[key] = default
     st.session_state.pop("model_name", None)  # the model the sidebar shows
+    st.session_state["train_form_start"] = {}  # a field drawn afresh starts from its default, not the old file
     try:
         FORM_FILE.unlink(missing_ok=True)
     except OSError:
