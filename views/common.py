@@ -362,9 +362,11 @@ def widget_from_url(key: str, default, parse=str) -> None:
     linked = st.query_params.get(key)
     if linked is not None and linked != written.get(key):
         st.session_state[key], written[key] = parse(linked), linked
-    elif linked is None and key in written:
+    elif linked is None and key in written and st.session_state.get(key) in (None, parse(written[key])):
         del written[key]
         st.session_state[key] = default  # set, not deleted: the browser would keep showing the old value
+    # else changed since it was written: a page switch that cut the run short left the URL behind, and Back to
+    # before it would have wiped what the user had just typed
 
 
 def link_params(page: str, carried: dict[str, str]) -> dict[str, str]:
