@@ -31,7 +31,10 @@ common.job_panel("train")
 busy = jobs.current_job(common.runs_dir())
 # while a job runs, its live panel is the page: Start was pressed at the bottom of a long form, and the curves would
 # be out of sight above it. The form, with what was typed, comes back when asked for or when the job ends.
-if busy and not st.toggle("Set up the next run while this one trains", key="train_next"):
+with st.container():  # drawn with or without the toggle: when the job ends and the toggle goes, the fields below
+    # keep their places on the page, and one being typed in keeps what was typed (moved, the browser redrew it afresh)
+    next_run = bool(busy) and st.toggle("Set up the next run while this one trains", key="train_next")
+if busy and not next_run:
     common.end_page()
 
 # ---------------------------------------------------------------------------- the form, kept on disk
