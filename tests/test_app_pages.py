@@ -732,6 +732,16 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     # nothing spam at its own threshold
     at_own = [r for r in list_runs(trained) if sum(r.metrics["test"]["confusion_matrix"][i][1] for i in (0, 1)) == 0]
     assert sum("collapsed to 'always ham'" in w.value for w in at.warning) == len(collapsed) + len(at_own)
+    # the HTML report, built as the download button builds it on a click, carries the matrices' warnings too
+    import streamlit
+    reports, download_button = [], streamlit.download_button
+    def building(label, data, *args, **kwargs):
+        if kwargs.get("key") == "compare_report":
+            reports.append(data())
+        return download_button(label, data, *args, **kwargs)
+    monkeypatch.setattr(streamlit, "download_button", building)
+    at.run()
+    assert reports[-1].count("At the confusion matrices&#x27; threshold, 0.99: ") == len(collapsed)
     # the messages any of the three models gets wrong at the slider's threshold, the baseline's included
     wrong_by = {r.mode: {x["text"] for x in r.metrics["predictions"] if (x["spam_probability"] >= 0.99) != x["label"]}
                 for r in list_runs(trained)}

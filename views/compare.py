@@ -129,7 +129,7 @@ threshold = st.slider("Spam threshold: a message is called spam when its probabi
                       0.01, 0.99, 0.5, 0.01, key="compare_threshold", persist_state=common.KEEP,
                       bind="query-params")
 cols = st.columns(len(picked))
-matrices = {}
+matrices, matrix_warnings = {}, []
 for col, (mode, run) in zip(cols, picked.items()):
     preds = run.metrics.get("predictions") or []
     if not preds:
@@ -148,6 +148,7 @@ for col, (mode, run) in zip(cols, picked.items()):
                  f"Recall **{common._fmt(m['recall'], 3)}** · F1 **{common._fmt(m['f1'], 3)}**")
     if warning := common.one_class_warning(m, common.MODE_LABELS[mode]):
         col.warning(warning)
+        matrix_warnings.append(f"At the confusion matrices' threshold, {threshold:g}: {warning}")  # the report too
 
 mcnemar = None
 if a is not None and b is not None:
@@ -361,7 +362,8 @@ def report() -> str:
     headline = common.finetuning_verdict(a, b, picked.get("baseline"), threshold) if a is not None and b is not None \
         else None
     also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
-    notes = [table_note.format(also, threshold), *table_warnings] + [n for n in (mcnemar,) if n and not headline]
+    notes = [table_note.format(also, threshold), *table_warnings, *matrix_warnings] + [
+        n for n in (mcnemar,) if n and not headline]
     extra = {f"Your own messages ({own[0]}), at each run's own threshold": (own_frame, own_warnings)} \
         if own_rows else None
     return common.comparison_report(runs={common.MODE_LABELS[m]: (r.id, common.model_used(r)) for m, r in picked.items()},
