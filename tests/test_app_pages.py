@@ -1977,6 +1977,23 @@ def test_runs_page_offers_no_delete_for_a_run_a_job_is_loading_to_resume(monkeyp
     assert not at.button(key="runs_delete").disabled
 
 
+def test_runs_page_shows_the_job_on_the_picked_run_again_after_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                         trained):
+    from core.runs import set_lock_holder, set_status, training_lock
+
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    target, other = [next(r for r in list_runs(runs_dir) if r.mode == mode) for mode in ("frozen", "baseline")]
+    set_status(target.path, "running")  # resumed by a job: its process holds the lock and names it
+    with training_lock(runs_dir) as lock:
+        set_lock_holder(lock, target.id)
+        for picked, shown in ((target, True), (other, False)):  # a reload (a new session) with the run in the URL
+            at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
+            at.query_params["runs_pick"] = picked.id
+            _page(at, "views/runs.py")
+            assert at.selectbox(key="runs_one").value == picked.id
+            assert (f"Run {target.id} · the curves update every" in _texts(at)) == shown, picked.mode
+
+
 def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch, tmp_path, tiny_bert, sms_data):
     from core.runs import training_lock
 

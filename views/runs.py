@@ -16,6 +16,9 @@ from views import common
 st.title("Runs")
 if deleted := st.session_state.pop("runs_deleted_toast", None):
     st.toast(f"Deleted {deleted}", icon=":material/delete:")
+picked = st.session_state.get("runs_one")  # from the URL after a reload: the job's progress is shown again
+if not st.session_state.get("runs_job") and picked and jobs.in_use(common.runs_dir(), picked):
+    st.session_state["runs_job"] = picked
 if st.session_state.get("runs_job"):  # a finish or resume started here: its progress, then how it ended
     common.job_panel("runs")
 all_runs = common.runs()
