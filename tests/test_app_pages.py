@@ -137,6 +137,8 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
                                      for m in ("frozen", "finetune", "baseline")])
     assert not any(b.label == "Train all three with the quick preset" for b in at.button)
     assert "The paired test above is what says whether the two BERTs differ." in _texts(at)
+    # one encoder: named once in the caption, not in a column that repeats it on every BERT row
+    assert "encoder" not in table.columns and f"is called spam at probability ≥ 0.5. Both BERTs use {Path(finetune.model).name}." in _texts(at)
     shutil.rmtree(finetune.path)  # a run of the job deleted since: the job still ran its whole plan
     _page(at, "views/train.py")
     assert "Frozen BERT + MLP head finished" in _texts(at) + " ".join(s.value for s in at.success)
@@ -765,8 +767,8 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
         expected = Predictor.load(run.path).predict([message])[0]
         label = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}[run.mode]
         # a probability near 1 or 0, or one that saturated to it, never reads as certainty
-        assert shown[label] == (">99.9% spam" if expected >= 0.999 else "<0.1% spam" if expected < 0.0005
-                                else f"{expected:.1%} spam")
+        assert shown[label] == (">99.9%" if expected >= 0.999 else "<0.1%" if expected < 0.0005
+                                else f"{expected:.1%}")
     assert [t.value for t in at.text] == [message]  # echoed as plain text...
     assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
     at.toggle(key="play_explain").set_value(True).run()  # word-occlusion explanations, one column per model

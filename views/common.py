@@ -649,7 +649,7 @@ def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None =
 
     panel_losses = [{loss(n) for n in drawn if (modes or {}).get(n) == panel} for panel in panels]
     mixed = len(set().union(*panel_losses)) > 1
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=not mixed, horizontal_spacing=0.08 if mixed else 0.04,
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=not mixed, horizontal_spacing=0.12 if mixed else 0.04,
                         subplot_titles=[MODE_LABELS.get(m, m) for m in panels] if len(panels) > 1 else None)
     runs_of_mode = Counter()
     for name in drawn:

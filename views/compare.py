@@ -95,11 +95,12 @@ for mode, run in picked.items():
                                           "%{customdata}<extra></extra>")
 reliability.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="lightgray"),
                         name="perfectly calibrated", showlegend=False)
-reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time? (point size: messages; "
-                                "bars: 95 % intervals)",
+# the key on a line of its own: on one line, a 1024 px screen cut it off
+reliability.update_layout(title="Calibration: does 80 % spam mean spam 80 % of the time?<br><sup>point size: messages; "
+                                "bars: 95 % intervals</sup>",
                           height=380,
                           xaxis_title="predicted spam probability (10 bins)", yaxis_title="share that is spam",
-                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+                          margin=dict(l=10, r=10, t=60, b=10), legend=dict(orientation="h", y=-0.25))
 st.plotly_chart(reliability, key="compare-calibration")
 
 # ---------------------------------------------------------------------------- intervals and the paired test
@@ -128,7 +129,7 @@ st.subheader("Confusion matrices at one threshold")
 threshold = st.slider("Spam threshold: a message is called spam when its probability is at least this",
                       0.01, 0.99, 0.5, 0.01, key="compare_threshold", persist_state=common.KEEP,
                       bind="query-params")
-cols = st.columns(len(picked))
+cols = st.columns(max(len(picked), 3))  # one or two matrices keep the size of three, not the page's width
 matrices, matrix_warnings = {}, []
 for col, (mode, run) in zip(cols, picked.items()):
     preds = run.metrics.get("predictions") or []
@@ -168,6 +169,7 @@ if a is not None and b is not None:
 
 # ---------------------------------------------------------------------------- the messages they get wrong
 SHORT = common.SHORT_LABELS
+BY_SHORT = {short: mode for mode, short in SHORT.items()}
 
 
 def messages_frame(scored: dict[str, tuple[list[dict], float]]) -> pd.DataFrame:
@@ -190,17 +192,19 @@ def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
         st.caption(f"None {at}: every model gets every message here right.")
         return
     st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong {at}. "
-               "Click a column header to sort, and a row's left edge to read its whole message.")
+               "Click a column header to sort, and a row's left edge to read its whole message (the last column).")
     # short headers, so that all the columns and their names fit a laptop screen; the hover says the rest. Each
-    # model's "wrong" tick sits beside its probability under a short header, leaving the message some 40 characters
+    # model's "wrong" tick sits beside its probability under a short header. The message comes last: first, at
+    # 1024 px it pushed every model but the first out of sight, and a picked row shows it whole anyway
     models = [c.removesuffix(" p(spam)") for c in wrong.columns if c.endswith(" p(spam)")]
     picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key=key, on_select="rerun",
                               selection_mode="single-row",
-                              column_order=["message", "truth"] + [f"{m} {c}" for m in models
-                                                                   for c in ("p(spam)", "wrong")],
+                              column_order=["truth"] + [f"{m} {c}" for m in models for c in ("p(spam)", "wrong")]
+                              + ["message"],
                               column_config={
         f"{m} p(spam)": st.column_config.ProgressColumn(m, format="%.3f", min_value=0.0, max_value=1.0, width=80,
-                                                        help=f"{m}: spam probability") for m in models} | {
+                                                        help=f"{m}: spam probability",  # in the model's colour
+                                                        color=common.MODE_COLORS[BY_SHORT[m]]) for m in models} | {
         f"{m} wrong": st.column_config.CheckboxColumn("wrong", width=62, help=f"{m} wrong {at}") for m in models} | {
         "message": st.column_config.TextColumn(width=300)})
     # the message column shows some 40 characters: a picked row is shown whole, as plain text

@@ -94,9 +94,12 @@ if shown:
         st.markdown(verdict)
     thresholds = {float(run.metrics.get("threshold", 0.5)) for run in shown.values()}
     rows = []
+    # a column only where the BERTs' encoders differ: the same name twice cost the cost columns their place at 1024 px
+    encoder_names = {mode: Path(run.model or "?").name for mode, run in shown.items() if mode != "baseline"}
+    one_encoder = len(set(encoder_names.values())) <= 1
     for mode, run in shown.items():
         m = run.metrics
-        rows.append({"model": common.MODE_LABELS[mode], "encoder": Path(run.model or "?").name,
+        rows.append({"model": common.MODE_LABELS[mode], **({} if one_encoder else {"encoder": encoder_names.get(mode)}),
                      **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
                      "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
                      if m.get("trainable_parameters") else None,
@@ -127,7 +130,9 @@ if shown:
     # the paragraph above says it where there is one; the table alone would read the time as one with encoding
     cached = " The frozen run read its features from the cache: its time leaves encoding out." if not verdict and \
         "frozen" in shown and common._encoded_from_cache(shown["frozen"]) else ""
-    st.caption(f"Test split: {count}. Spam is the positive class.{at}{cached} The chart's "
+    both = (" Both BERTs use" if len(encoder_names) > 1 else " The BERT uses") + f" {encoder_names.popitem()[1]}." \
+        if one_encoder and encoder_names else ""
+    st.caption(f"Test split: {count}. Spam is the positive class.{at}{both}{cached} The chart's "
                f"whiskers are 95 % bootstrap intervals, one model at a time; overlapping ones do not show that two "
                f"models are equal.{paired}")
     for mode, run in shown.items():

@@ -140,11 +140,12 @@ COLOURED, BOLD = math.log(1.1), math.log(2)  # a word's weight (log-odds) that c
 
 
 def highlight(word: str, weight: float) -> str:
-    """A word as inert markdown, on a red (spam) or blue (ham) background when it changes the odds of spam."""
+    """A word as inert markdown, on an orange (toward spam) or green (toward ham) background when it changes the odds
+    of spam. Not red and blue: beside the bars, those are the fine-tuned and the frozen model's colours."""
     safe = common.plain(word)
     if abs(weight) < COLOURED:
         return safe
-    colour = "red" if weight > 0 else "blue"
+    colour = "orange" if weight > 0 else "green"
     # markdown has one shade per colour: a large effect is told apart by bold and its factor
     return f":{colour}-background[**{safe} {common.odds_factor(weight)}**]" if abs(weight) >= BOLD else \
         f":{colour}-background[{safe}]"
@@ -198,10 +199,12 @@ with single:
                  "An SMS is at most a few hundred. Paste a shorter text.")
     elif models:
         probabilities = score([text])
+        # the probability alone in the big figure: "85.9% spam" did not fit a third of a 1024 px screen ("85.9% sp…")
+        st.caption("Each model's probability that this message is spam, and its verdict at its own threshold:")
         cols = st.columns(len(models))
         for col, (mode, (run, predictor)) in zip(cols, models.items()):
             p = float(probabilities[mode][0])
-            col.metric(common.MODE_LABELS[mode], f"{percent(p)} spam",
+            col.metric(common.MODE_LABELS[mode], percent(p),
                        delta=f"{verdict(run, p).upper()} (spam at ≥ {threshold(run):g})",
                        delta_color="inverse" if verdict(run, p) == "spam" else "normal", delta_arrow="off")
             if predictor.max_length:
@@ -242,10 +245,10 @@ with single:
         common.set_in_url("play_explain", "true" if explain else None)
         if explain:
             st.caption("Each word is left out in turn, and what that does to the model's odds of spam, p / (1 − p), "
-                       "is its weight: odds still move where a near-certain model's probability hardly does. Red "
-                       "words raise the odds, blue words lower them. Bold words at least double or halve them, with "
-                       "the factor (×12: the word multiplies the odds of spam by 12); words that change them by less "
-                       f"than 10 % are not coloured (first {MAX_WORDS} words).")
+                       "is its weight: odds still move where a near-certain model's probability hardly does. Orange "
+                       "words raise the odds, green words lower them. Bold words at least double or halve them, with "
+                       "the factor (×12: the word multiplies the odds of spam by 12; ÷4: it divides them by 4); words "
+                       f"that change them by less than 10 % are not coloured (first {MAX_WORDS} words).")
             for col, (mode, (_, predictor)) in zip(st.columns(len(models)), models.items()):
                 col.markdown(f"**{common.MODE_LABELS[mode]}**")
                 weights = explain_words(predictor, CONTROL.sub(" ", text))
@@ -351,14 +354,17 @@ with batch:
             if unknown := [common.MODE_LABELS[m] for m, n in scored.get("seen", {}).items() if n is None]:
                 st.caption(f"Whether {' and '.join(unknown)} trained on some of these messages cannot be checked: "
                            "its dataset has moved or changed since.")
-        # narrow columns, so every model's verdict fits a laptop screen beside the message (hover shows it whole).
-        # Short headers: "finetune p(spam)" and "baseline verdict" were cut off in a narrow column
+        # narrow columns, so every model's verdict fits a laptop screen (hover shows a message whole), and the
+        # message last: first, at 1024 px it pushed the baseline's columns out of sight. Short headers:
+        # "finetune p(spam)" and "baseline verdict" were cut off in a narrow column
         runs = {m: run for m, (run, _) in models.items()}
-        st.caption("Per model: its spam probability, then its verdict at its threshold.")
-        st.dataframe(out, hide_index=True, placeholder="—", column_config={
+        st.caption("Per model: its spam probability, then its verdict at its threshold; the message last.")
+        st.dataframe(out, hide_index=True, placeholder="—", column_order=[c for c in out if c != "message"] + [
+            "message"], column_config={
             f"{m} p(spam)": st.column_config.ProgressColumn(
                 common.SHORT_LABELS[m], format="%.3f", min_value=0.0, max_value=1.0, width="small",
-                help=f"{common.MODE_LABELS[m]} ({run.id}): probability of spam") for m, run in runs.items()} | {
+                help=f"{common.MODE_LABELS[m]} ({run.id}): probability of spam",
+                color=common.MODE_COLORS[m]) for m, run in runs.items()} | {
             f"{m} verdict": st.column_config.TextColumn(
                 "verdict", width="small", help=f"{common.MODE_LABELS[m]}: spam at probability ≥ {threshold(run):g}")
             for m, run in runs.items()} | {"message": st.column_config.TextColumn("message", width="medium")})

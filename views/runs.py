@@ -196,8 +196,10 @@ st.dataframe(frame, hide_index=True, placeholder="—", column_config={
     "run": st.column_config.TextColumn(pinned=True),  # still names the row when the table scrolls sideways
     "time (s)": st.column_config.NumberColumn(format="%g", help="How long the run took, from start to end"),
     "mode": None,  # hidden: the run id names it, and the settings need the room at 1280 px
-    "status": st.column_config.TextColumn(width="medium"),  # a long error is cut; hovering shows all of it
-    **{k: st.column_config.NumberColumn(format="%.4f") for k in ("accuracy", "f1", "auroc")}})
+    # a long error is cut, and hovering shows all of it; "completed" alone leaves the settings the room
+    "status": st.column_config.TextColumn(width="medium" if frame["status"].str.len().max() > 20 else "small"),
+    # as the other pages name and round them
+    **{k: st.column_config.NumberColumn(common.METRIC_NAMES[k], format="%.3f") for k in ("accuracy", "f1", "auroc")}})
 st.caption(" ".join(filter(None, [
     "Metrics on each run's test split" + (f"; a message is called spam at probability ≥ {thresholds.pop():g}."
                                           if len(thresholds) == 1 else "."),
