@@ -299,6 +299,19 @@ def _process_space() -> str:
     return f"{socket.gethostname()} {namespace}".strip()
 
 
+def stopped_here(run_dir: Path, status: dict) -> bool:
+    """Whether an interrupted run's process was one of this machine's, so that it is surely dead. Also when only
+    the pid namespace differs (a restarted container keeps its host name, and gets a new one) and no job holds
+    this runs folder's lock, or it names another run: a process training the run would hold it, whatever its
+    namespace."""
+    host = status.get("host")
+    if host == _process_space():
+        return True
+    if not isinstance(host, str) or host.split(" ")[0] != socket.gethostname():
+        return False
+    return running_job(Path(run_dir).parent) not in (Path(run_dir).name, "starting")
+
+
 def request_cancel(run_dir: Path) -> None:
     (Path(run_dir) / CANCEL_FILE).touch()
 
@@ -449,7 +462,7 @@ def _stopped_run(run_dir: Path, doing: str) -> tuple:
     if run.mode == "baseline":
         raise RunError(f"{run.id} is a baseline run, which keeps no checkpoint: train it again (it takes seconds)")
     status = read_status(run.path)
-    if run.status == "interrupted" and status.get("host") != _process_space():
+    if run.status == "interrupted" and not stopped_here(run.path, status):
         # its process was looked for among this machine's: on a runs folder shared with another machine it may
         # still be training there
         raise RunError(f"{run.id} was training on another machine ({status.get('host') or 'unknown'}): "
@@ -529,7 +542,7 @@ def load_run(run_dir: Path) -> RunInfo:
     status = read_status(run_dir)
     state = status.get("status", "broken")
     error = status.get("error") if config_ok else "config.json is missing or unreadable"
-    if state == "interrupted" and status.get("host") == _process_space():
+    if state == "interrupted" and stopped_here(run_dir, status):
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save
         for partial in run_dir.glob("*.tmp"):

@@ -102,6 +102,16 @@ def test_a_run_interrupted_on_another_machine_is_not_finished_here(tmp_path):
     set_status(run, "running")  # this machine's process...
     set_status(run, "running", pid=2**22 + 7, pid_started=0.0)  # ...now gone: finishable here
     assert finishable(run)[1] == run / "checkpoint-8"
+    # this machine's name in another pid namespace: a container restarted since. Dead, unless a job holds this
+    # runs folder's lock for it (a process training it would); then it may be training in another container
+    import socket
+    from core.runs import set_lock_holder, training_lock
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host=f"{socket.gethostname()} pid:[1]")
+    assert finishable(run)[1] == run / "checkpoint-8"
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, run.name)
+        with pytest.raises(RunError, match="was training on another machine"):
+            finishable(run)
 
 
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
