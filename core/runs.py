@@ -581,7 +581,14 @@ def list_runs(runs_dir: str | os.PathLike = "checkpoints") -> list[RunInfo]:
         folders = [p for p in root.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
     except OSError as exc:
         raise RunError(f"cannot read the runs folder {root} ({exc.strerror or exc})") from None
-    runs = [load_run(p) for p in folders]
+    runs = []
+    for folder in folders:
+        try:
+            runs.append(load_run(folder))
+        except FileNotFoundError:
+            if folder.exists():
+                raise
+            # deleted since the folder was listed (from another tab, or the CLI): not a run any more
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 

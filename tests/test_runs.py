@@ -1,6 +1,7 @@
 """The run store: atomic writes, ids, status of dead processes, broken runs, the one-job lock; config checks."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -293,3 +294,20 @@ def test_a_page_polling_for_the_job_does_not_make_a_starting_job_refuse_itself(t
     with training_lock(tmp_path):
         assert running_job(tmp_path) == "starting"  # this process holds it now
     assert running_job(tmp_path) is None
+
+
+def test_a_run_deleted_while_the_folder_is_listed_is_left_out(tmp_path, monkeypatch):
+    import core.runs
+    runs = [tmp_path / f"20260101-00000{i}-frozen-aaaa" for i in (1, 2)]
+    for run in runs:
+        run.mkdir()
+        write_json_atomic(run / "config.json", {"mode": "frozen", "created": 1.0, "model": {"name": "m"}})
+        set_status(run, "completed")
+    load_run = core.runs.load_run
+
+    def deleted_meanwhile(run_dir):  # another tab deletes the first run after iterdir() named it
+        if run_dir == runs[0]:
+            shutil.rmtree(run_dir)
+        return load_run(run_dir)
+    monkeypatch.setattr(core.runs, "load_run", deleted_meanwhile)
+    assert [r.id for r in list_runs(tmp_path)] == [runs[1].name]
