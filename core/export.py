@@ -131,8 +131,11 @@ def export_run(run_dir: str | Path, target) -> None:
             inside = path.relative_to(run_dir)
             # evaluations/ holds every message of the user's own files (Compare, `core evaluate`): a zip made to
             # share a model must not carry them off
+            # a temp file or folder a kill left behind (.metrics.json.x1y2.tmp, model.tmp) holds what the cleaned
+            # copies leave out, the test messages among it
             if not path.is_file() or path.is_symlink() or path.name in (CANCEL_FILE, FINISH_FILE) \
-                    or inside.parts[0] == EVALUATIONS:
+                    or inside.parts[0] == EVALUATIONS \
+                    or any(part.startswith(".") or part.endswith(".tmp") for part in inside.parts):
                 continue
             if inside in SHAREABLE:  # the messages and this machine's paths stay here (see SHAREABLE)
                 zf.writestr(str(root / inside), json.dumps(SHAREABLE[inside](read_json(path)), indent=1))

@@ -46,12 +46,23 @@ def test_zip_loads_with_plain_libraries(kind, runs, tmp_path, capsys):
     assert main(["evaluate", "--run", str(run_dir), "--data", str(mine)]) == 0
     assert list((run_dir / "evaluations").glob("mine.tsv-*.json"))
     capsys.readouterr()
+    # what a kill between a temp file and its rename leaves: a full copy of metrics.json, test messages and all
+    leftover = run_dir / ".metrics.json.x1y2z3.tmp"
+    leftover.write_text((run_dir / "metrics.json").read_text())
+    (run_dir / "model.tmp").mkdir()
+    (run_dir / "model.tmp" / "model.safetensors").write_bytes(b"half")
     out = tmp_path / "run.zip"
-    assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
+    try:
+        assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 0
+    finally:
+        leftover.unlink()
+        (run_dir / "model.tmp" / "model.safetensors").unlink()
+        (run_dir / "model.tmp").rmdir()
     assert capsys.readouterr().out.strip() == str(out)
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
         zf.extractall(tmp_path)
+    assert not any(".tmp" in n for n in names), names
     folder = tmp_path / run_dir.name
     assert {"config.json", "metrics.json", "history.jsonl", "README.md"} <= {p.name for p in folder.iterdir()}
     assert not any(n.endswith((".pkl", ".pickle", ".bin", ".pt")) for n in names)  # safetensors / skops only
