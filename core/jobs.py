@@ -236,6 +236,13 @@ def last_job(runs_dir: str | os.PathLike) -> dict | None:
         return None
 
 
+def planned_modes(runs_dir: str | os.PathLike) -> list[str]:
+    """The modes the app's job trains, in order, while its process lives; none after it ended (a job started
+    elsewhere, from the CLI, has a plan the app cannot see)."""
+    info = last_job(runs_dir) or {}
+    return list(info.get("modes") or []) if process_alive(info.get("pid"), info.get("pid_started")) else []
+
+
 def log_tail(runs_dir: str | os.PathLike, lines: int = 20) -> str:
     """The end of the last job's output (what the CLI printed), for showing why a job failed."""
     info = last_job(runs_dir)

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -325,12 +326,20 @@ def test_overview_says_which_missing_run_the_running_job_is_training(monkeypatch
         n for n in names if "finetune" in n]))  # the job's fine-tune has not completed yet
     starting = jobs.Progress(None, "finetune", "starting", 0.0, None, detail="loading data and model")
     monkeypatch.setattr(jobs, "current_job", lambda *_: starting)
-    monkeypatch.setattr(jobs, "last_job", lambda *_: {"modes": ["finetune"]})
+    me = psutil.Process()  # the app's job: a process alive
+    monkeypatch.setattr(jobs, "last_job", lambda *_: {"modes": ["finetune"], "pid": me.pid,
+                                                      "pid_started": me.create_time()})
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
     infos = [i.value for i in at.info]
     assert "Fine-tuned BERT: the running job (above) is training it; the results appear here when it completes." \
         in infos
     assert not any(i.startswith("No completed run yet") for i in infos)
+    # the app's last job has ended, and the running one was started from the CLI: its plan is unknown here
+    monkeypatch.setattr(jobs, "last_job", lambda *_: {"modes": ["finetune"], "pid": me.pid, "pid_started": 1.0})
+    at.run()
+    assert not any("the running job (above) is training" in i.value for i in at.info)
+    monkeypatch.setattr(jobs, "last_job", lambda *_: {"modes": ["finetune"], "pid": me.pid,
+                                                      "pid_started": me.create_time()})
     monkeypatch.setattr(jobs, "current_job", lambda *_: None)  # no job: the run is missing, and where to start one
     at.run()
     assert "No completed run yet for: Fine-tuned BERT. Start one on the Train page." in [i.value for i in at.info]

@@ -163,7 +163,7 @@ if shown:
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
-    planned = set((jobs.last_job(common.runs_dir()) or {}).get("modes") or []) if busy else set()
+    planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
         st.info(f"{' and '.join(training)}: the running job (above) is training "
                 f"{'it' if len(training) == 1 else 'them'}; the results appear here when it completes.")
