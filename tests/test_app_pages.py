@@ -139,7 +139,8 @@ def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_resul
     assert not any(b.label == "Train all three with the quick preset" for b in at.button)
     assert "The paired test above is what says whether the two BERTs differ." in _texts(at)
     # one encoder: named once in the caption, not in a column that repeats it on every BERT row
-    assert "encoder" not in table.columns and f"is called spam at probability ≥ 0.5. Both BERTs use {Path(finetune.model).name}." in _texts(at)
+    assert "encoder" not in table.columns
+    assert f"is called spam at probability ≥ 0.5. Both BERTs use {Path(finetune.model).name}." in _texts(at)
     shutil.rmtree(finetune.path)  # a run of the job deleted since: the job still ran its whole plan
     _page(at, "views/train.py")
     assert "Frozen BERT + MLP head finished" in _texts(at) + " ".join(s.value for s in at.success)

@@ -304,7 +304,8 @@ def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
     assert [r["text"] for r in again] == ["WIN a prize now", "hello"]
     assert again[0]["spam_probability"] == rows[0]["spam_probability"]
     from core.predict import Predictor  # unrounded, so the verdict beside it never contradicts the number
-    assert [r["spam_probability"] for r in rows] == Predictor.load(frozen_run).predict([r["text"] for r in rows]).tolist()
+    expected = Predictor.load(frozen_run).predict([r["text"] for r in rows]).tolist()
+    assert [r["spam_probability"] for r in rows] == expected
 
 
 def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
