@@ -482,24 +482,13 @@ def finish_stopped(run_dir: Path) -> Path:
             steps = max([e["step"] for e in stepped] + [int(info.get("step") or 0)])
             train_seconds, ran = time_spent(history, float(config.get("created") or t0))
             train_seconds = train_seconds or info.get("train_seconds")
-            # a run that had ended its training (its last validation, or early stopping) and stopped while it
-            # tested did not stop early: labelled so, the pages passed it over as a default
-            total = start.get("total_steps")
-            early = next((e for e in history if e.get("event") == "early_stop"), {})
-            if early.get("reason") == "asked" and isinstance(total, int) and (early.get("step") or total) < total:
-                stopped_early = {"status": "asked", "reason": "finished early on request", "after_step": early["step"],
-                                 "total_steps": total, "weights_from_step": info.get("step")}
-            elif early or any(e.get("event") == "eval" and e.get("step") == total for e in history):
-                stopped_early = None
-            else:
-                stopped_early = {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
-                                 "total_steps": total, "weights_from_step": info.get("step")}
             result = {
                 "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
                 "train_messages_per_second": steps * cfg.batch_size / train_seconds if train_seconds else None,
                 "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
                 "total_parameters": config.get("total_parameters"),
-                "stopped": stopped_early,
+                "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
+                            "total_steps": start.get("total_steps"), "weights_from_step": info.get("step")},
                 "resumed": [{"from_step": e.get("step"), "after": e.get("after")} for e in history
                             if e.get("event") == "resumed"]}
             # the states first: a run killed between the two renames must not be resumed with a stale model/

@@ -1,5 +1,4 @@
 """`core resume`: a run that stopped goes on from its saved training state and ends exactly as it would have."""
-import dataclasses
 import json
 import os
 import signal
@@ -325,28 +324,3 @@ def test_an_ignored_ctrl_c_stays_ignored_while_training():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not stop["requested"]
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-# with patience (a frozen head, as test_train's early stopping test trains it), early stopping ends it: its last
-# validation is not at its last step
-@pytest.mark.parametrize("settings", [{"epochs": 4}, {"mode": "frozen", "epochs": 200, "patience": 2, "lr": 0.05}])
-def test_a_run_stopped_while_it_tested_is_finished_as_one_that_trained_to_its_end(tmp_path, data, tiny_bert,
-                                                                                 monkeypatch, settings):
-    """Ctrl-C (or a kill) after the last validation, or after early stopping, while the best weights are tested:
-    finishing them is the uninterrupted run, not a run "stopped after step N of N"."""
-    import core.train
-
-    config = TrainConfig(data=str(data), model=tiny_bert, runs_dir=str(tmp_path / "whole"),
-                         cache_dir=str(tmp_path / "cache"), **{**SETTINGS, **settings})
-    whole = load_run(train(config))
-    validations = sum(e.get("event") == "eval" for e in read_history(whole.path))
-    assert any(e.get("event") == "early_stop" for e in read_history(whole.path)) == ("patience" in settings)
-    ctrl_c_at_evaluations(monkeypatch, validations + 1)  # the next evaluation is the test
-    with pytest.raises(KeyboardInterrupt):
-        train(dataclasses.replace(config, runs_dir=str(tmp_path / "stopped")))
-    [stopped] = list_runs(tmp_path / "stopped")
-    monkeypatch.undo()
-    finished = load_run(core.train.finish_stopped(stopped.path))
-    assert "stopped" not in finished.metrics and "stopped" not in whole.metrics
-    assert finished.metrics["test"]["confusion_matrix"] == whole.metrics["test"]["confusion_matrix"]
-    assert finished.metrics["best_step"] == whole.metrics["best_step"]
