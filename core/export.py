@@ -17,7 +17,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .runs import CANCEL_FILE, EVALUATIONS, FINISH_FILE, read_json, saved_run_config, stopped_note
+from .runs import CANCEL_FILE, EVALUATIONS, FINISH_FILE, cut_short, read_json, saved_run_config, stopped_note
 
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json")
@@ -107,7 +107,8 @@ def readme(config: dict, metrics: dict | None) -> str:
                   "text, which stays with whoever trained the run); `config.json` every hyperparameter, and "
                   "`history.jsonl` the training events, both with file names instead of that machine's paths.", ""]
         if metrics.get("stopped"):  # fewer steps than config.json says: whoever loads it should know
-            lines += [f"This run did not train to its end: {stopped_note(metrics['stopped'])}.", ""]
+            lines += ["This run " + ("did not train to its end: " if cut_short(metrics["stopped"]) else "")
+                      + f"{stopped_note(metrics['stopped'])}.", ""]
     return "\n".join(lines)
 
 

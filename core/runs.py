@@ -521,9 +521,18 @@ def resumed_note(resumed: list[dict]) -> str:
     return "; ".join(f"resumed at step {r.get('from_step')} after it was {r.get('after')}" for r in resumed)
 
 
+def cut_short(stopped: dict | None) -> bool:
+    """Whether metrics.json's "stopped" record says the run trained fewer steps than it was set for; not so for one
+    that had ended its training (its last validation, or early stopping) and stopped while it tested."""
+    return bool(stopped) and not stopped.get("trained_to_end")
+
+
 def stopped_note(stopped: dict) -> str:
     """One line on a run that did not train to its end: finished on request, or from a checkpoint after it stopped
-    (metrics.json "stopped")."""
+    (metrics.json "stopped"); or on one that trained to its end and stopped while it tested."""
+    if stopped.get("trained_to_end"):
+        return (f"trained to its end, then stopped before it completed ({stopped.get('reason') or stopped.get('status')})"
+                f"; tested later with its best weights, from step {stopped.get('weights_from_step')}")
     total = f" of {stopped['total_steps']}" if stopped.get("total_steps") else ""
     return (f"stopped after step {stopped.get('after_step')}{total} ({stopped.get('reason') or stopped.get('status')}); "
             f"tested with the best weights saved by then, from step {stopped.get('weights_from_step')}")

@@ -482,13 +482,18 @@ def finish_stopped(run_dir: Path) -> Path:
             steps = max([e["step"] for e in stepped] + [int(info.get("step") or 0)])
             train_seconds, ran = time_spent(history, float(config.get("created") or t0))
             train_seconds = train_seconds or info.get("train_seconds")
+            # its training had ended (its last validation, or early stopping) and it stopped while it tested: not a
+            # run cut short, which the pages pass over as a default
+            ended = any(e.get("event") == "early_stop" or (e.get("event") == "eval" and e.get("step") ==
+                                                            start.get("total_steps")) for e in history)
             result = {
                 "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
                 "train_messages_per_second": steps * cfg.batch_size / train_seconds if train_seconds else None,
                 "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
                 "total_parameters": config.get("total_parameters"),
                 "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
-                            "total_steps": start.get("total_steps"), "weights_from_step": info.get("step")},
+                            "total_steps": start.get("total_steps"), "weights_from_step": info.get("step"),
+                            **({"trained_to_end": True} if ended else {})},
                 "resumed": [{"from_step": e.get("step"), "after": e.get("after")} for e in history
                             if e.get("event") == "resumed"]}
             # the states first: a run killed between the two renames must not be resumed with a stale model/

@@ -1043,9 +1043,14 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
                                                                   trained):
     import core.train
 
-    def disk_trouble(*args):  # the run fails after training, as on a full disk
-        raise OSError("No space left on device")
-    monkeypatch.setattr(core.train, "_finish", disk_trouble)
+    evaluate, calls = core.train._evaluate, []
+
+    def disk_trouble(*args):  # the run fails mid-training, as on a full disk, after its first validation kept weights
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", disk_trouble)
     with pytest.raises(OSError):
         train(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=2))
     monkeypatch.undo()

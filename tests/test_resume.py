@@ -324,3 +324,33 @@ def test_an_ignored_ctrl_c_stays_ignored_while_training():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not stop["requested"]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# with patience (a frozen head, as test_train's early stopping test trains it), early stopping ends it: its last
+# validation is not at its last step
+@pytest.mark.parametrize("settings", [{"epochs": 4}, {"mode": "frozen", "epochs": 200, "patience": 2, "lr": 0.05}])
+def test_a_run_stopped_while_it_tested_is_finished_as_one_that_trained_to_its_end(tmp_path, data, tiny_bert,
+                                                                                 monkeypatch, settings):
+    """Ctrl-C (or a kill) after the last validation, or after early stopping, while the best weights are tested:
+    finishing them gives the uninterrupted run's results, and it reads as trained to its end, with why it stopped."""
+    import dataclasses
+
+    import core.train
+    from core.runs import stopped_note
+    from views.common import trained_to_end
+
+    config = TrainConfig(data=str(data), model=tiny_bert, runs_dir=str(tmp_path / "whole"),
+                         cache_dir=str(tmp_path / "cache"), **{**SETTINGS, **settings})
+    whole = load_run(train(config))
+    validations = sum(e.get("event") == "eval" for e in read_history(whole.path))
+    assert any(e.get("event") == "early_stop" for e in read_history(whole.path)) == ("patience" in settings)
+    ctrl_c_at_evaluations(monkeypatch, validations + 1)  # the next evaluation is the test
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(config, runs_dir=str(tmp_path / "stopped")))
+    [stopped] = list_runs(tmp_path / "stopped")
+    monkeypatch.undo()
+    finished = load_run(core.train.finish_stopped(stopped.path))
+    assert finished.metrics["test"]["confusion_matrix"] == whole.metrics["test"]["confusion_matrix"]
+    assert finished.metrics["best_step"] == whole.metrics["best_step"]
+    assert finished.metrics["stopped"]["trained_to_end"] and trained_to_end(finished)  # a default on the pages
+    assert stopped_note(finished.metrics["stopped"]).startswith("trained to its end, then stopped before it completed (")

@@ -427,9 +427,10 @@ def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled_but_keeps_its_weights(
     assert main(["finish", "--run", str(run_dir)]) == 0
     run = load_run(run_dir)
     assert run.usable and run.metrics["stopped"]["status"] == "cancelled"
-    # its last line says how it ended, as train's does: stopped early, with every test score
-    assert re.search(r"frozen completed \(stopped after step \d+ of \d+ \(.*\): accuracy [0-9.]+ precision "
-                     r"[0-9.]+ recall [0-9.]+ f1 [0-9.]+ auroc", caplog.text), caplog.text[-500:]
+    # its last line says how it ended, with every test score: it had trained its steps, and stopped while it saved
+    assert re.search(r"frozen completed \(trained to its end, then stopped before it completed \(cancelled\); tested "
+                     r"later .*\): accuracy [0-9.]+ precision [0-9.]+ recall [0-9.]+ f1 [0-9.]+ auroc", caplog.text), \
+        caplog.text[-500:]
     # and `core runs --json` tells a script so, as the table does
     listed = subprocess.run([sys.executable, "-m", "core", "runs", "--json", "--runs-dir", str(run_dir.parent)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
@@ -466,8 +467,10 @@ def test_a_run_that_failed_after_training_finishes_from_its_saved_weights_with_t
     # the same weights on the same split: the clean run's numbers, to the last digit
     assert run.metrics["test"] == clean.metrics["test"] and run.metrics["best_step"] == clean.metrics["best_step"]
     assert run.metrics["stopped"]["reason"] == "No space left on device"
-    from core.export import readme  # the README of its zip says so too
-    assert "did not train to its end" in readme(run.config, run.metrics)
+    from core.export import readme  # the README of its zip says so too: it had trained its steps, then failed
+    assert "trained to its end, then stopped before it completed (No space left on device)" in readme(run.config,
+                                                                                                    run.metrics)
+    assert "did not train to its end" not in readme(run.config, run.metrics)
     with pytest.raises(RunError, match="already completed"):
         finishable(run_dir)
 

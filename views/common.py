@@ -25,7 +25,7 @@ from core.data import DataError, check_classes, deduplicate, find_data_source, l
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
-    read_status, resumable_state, run_path, stopped_note
+    cut_short, read_status, resumable_state, run_path, stopped_note
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -120,7 +120,7 @@ def usable_runs(mode: str | None = None) -> list:
 def trained_to_end(run) -> bool:
     """False for a run that stopped before the steps it was set for (finished early on request, or from a
     checkpoint after a kill)."""
-    return not (run.metrics or {}).get("stopped")
+    return not cut_short((run.metrics or {}).get("stopped"))
 
 
 def full_length(run) -> bool:

@@ -139,8 +139,8 @@ if shown:
         if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
             st.warning(warning)
         if run.metrics.get("stopped"):
-            st.info(f"{common.MODE_LABELS[mode]} ({run.id}) did not train to its end: "
-                    f"{common.plain(stopped_note(run.metrics['stopped']))}.")
+            st.info(f"{common.MODE_LABELS[mode]} ({run.id}) " + ("did not train to its end: " if not
+                    common.trained_to_end(run) else "") + f"{common.plain(stopped_note(run.metrics['stopped']))}.")
 
     fig = go.Figure()
     for mode, run in shown.items():

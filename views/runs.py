@@ -281,7 +281,8 @@ with left:
         st.info(f"This run stopped and went on training from its saved state: "
                 f"{common.plain(resumed_note(run.metrics['resumed']))}.")
     if (run.metrics or {}).get("stopped"):
-        st.info(f"This run did not train to its end: {common.plain(stopped_note(run.metrics['stopped']))}.")
+        st.info("This run " + ("did not train to its end: " if not common.trained_to_end(run) else "")
+                + f"{common.plain(stopped_note(run.metrics['stopped']))}.")
     weights = finishable_weights(run.path) if run.status in FINISHABLE else None
     state = resumable_state(run.path) if run.status in FINISHABLE else None
     if state:
