@@ -531,8 +531,9 @@ def stopped_note(stopped: dict) -> str:
     """One line on a run that did not train to its end: finished on request, or from a checkpoint after it stopped
     (metrics.json "stopped"); or on one that trained to its end and stopped while it tested."""
     if stopped.get("trained_to_end"):
-        return (f"trained to its end, then stopped before it completed ({stopped.get('reason') or stopped.get('status')})"
-                f"; tested later with its best weights, from step {stopped.get('weights_from_step')}")
+        why = stopped.get("reason") or stopped.get("status")
+        return (f"trained to its end, then stopped before it completed ({why}); tested later with its best weights, "
+                f"from step {stopped.get('weights_from_step')}")
     total = f" of {stopped['total_steps']}" if stopped.get("total_steps") else ""
     return (f"stopped after step {stopped.get('after_step')}{total} ({stopped.get('reason') or stopped.get('status')}); "
             f"tested with the best weights saved by then, from step {stopped.get('weights_from_step')}")

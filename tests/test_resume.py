@@ -353,4 +353,5 @@ def test_a_run_stopped_while_it_tested_is_finished_as_one_that_trained_to_its_en
     assert finished.metrics["test"]["confusion_matrix"] == whole.metrics["test"]["confusion_matrix"]
     assert finished.metrics["best_step"] == whole.metrics["best_step"]
     assert finished.metrics["stopped"]["trained_to_end"] and trained_to_end(finished)  # a default on the pages
-    assert stopped_note(finished.metrics["stopped"]).startswith("trained to its end, then stopped before it completed (")
+    note = stopped_note(finished.metrics["stopped"])
+    assert note.startswith("trained to its end, then stopped before it completed (")
