@@ -236,11 +236,16 @@ def last_job(runs_dir: str | os.PathLike) -> dict | None:
         return None
 
 
-def planned_modes(runs_dir: str | os.PathLike) -> list[str]:
-    """The modes the app's job trains, in order, while its process lives; none after it ended (a job started
-    elsewhere, from the CLI, has a plan the app cannot see)."""
+def live_job(runs_dir: str | os.PathLike) -> dict:
+    """last.json while the app's job that wrote it lives; {} after it ended (a job running now was started
+    elsewhere, from the CLI, and its plan is unknown here)."""
     info = last_job(runs_dir) or {}
-    return list(info.get("modes") or []) if process_alive(info.get("pid"), info.get("pid_started")) else []
+    return info if process_alive(info.get("pid"), info.get("pid_started")) else {}
+
+
+def planned_modes(runs_dir: str | os.PathLike) -> list[str]:
+    """The modes the app's running job trains, in order; none where it has ended."""
+    return list(live_job(runs_dir).get("modes") or [])
 
 
 def log_tail(runs_dir: str | os.PathLike, lines: int = 20) -> str:
@@ -264,9 +269,7 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
     holder = running_job(runs_dir)
     if not holder:
         return None
-    info = last_job(runs_dir) or {}
-    if not process_alive(info.get("pid"), info.get("pid_started")):
-        info = {}  # the app's last job has ended: this one was started elsewhere (the CLI), its plan unknown here
+    info = live_job(runs_dir)
     count = max(1, len(info.get("modes") or [1]))
     if holder == "starting":
         return Progress(None, (info.get("modes") or [None])[0], "starting", 0.0, None, count=count,
