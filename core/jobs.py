@@ -29,7 +29,8 @@ import psutil
 
 from .config import TrainConfig
 from .runs import LOCK_NAME, RunError, delete_run, finish_requested, finishable, load_run, read_history, read_json, \
-    process_alive, read_status, request_cancel, request_finish, resumable, run_path, running_job, write_json_atomic
+    process_alive, read_status, request_cancel, request_finish, resumable, run_path, running_job, \
+    running_position, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -278,11 +279,8 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
         run_dir = run_path(runs_dir, holder)
     except ValueError:
         return Progress(None, None, "starting", 0.0, None, count=count)
-    index = 1
-    if info.get("started"):  # position in the plan: runs created since the job started
-        since = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-                 and _created(p) >= info["started"] - 1]
-        index = max(1, min(count, len(since)))
+    # the job's own count of its plan (a CLI plan's too); a job from before it wrote one is run 1 of the app's plan
+    _, index, count = running_position(runs_dir) or (holder, 1, count)
     if read_status(run_dir).get("status") != "running":
         # named, but not (yet, or any more) trained by this job: a resume or finish names its run before it loads
         # the data and model, and a plan names the run it completed until the next one starts
@@ -302,13 +300,6 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
                            "asked to finish: it validates at its next step, then tests its best weights")
         progress.phase, progress.eta_seconds = "finishing", None
     return progress
-
-
-def _created(run_dir: Path) -> float:
-    try:
-        return float(read_json(run_dir / "config.json").get("created", 0))
-    except (OSError, ValueError, TypeError):
-        return 0.0
 
 
 # frozen mode's bar: the share of encoding every message, when the run encodes them. With the bundled MiniLM on a

@@ -654,15 +654,17 @@ def _open_in_runs_dir(root: Path, name: str):
                        f"--runs-dir") from None
 
 
-def set_lock_holder(lock_file, run_id: str) -> None:
+def set_lock_holder(lock_file, run_id: str, position: tuple[int, int] = (1, 1)) -> None:
+    """Name the run the job trains now, and its place in the job's plan (run 2 of 3): counting run folders
+    instead would miscount once one of them is deleted mid-plan."""
     lock_file.seek(0)
     lock_file.truncate()
-    lock_file.write(run_id)
+    lock_file.write(f"{run_id}\n{position[0]} {position[1]}" if run_id else "")
     lock_file.flush()
 
 
-def running_job(runs_dir: str | os.PathLike) -> str | None:
-    """The run id of the training job holding the lock, or None when no job runs."""
+def _lock_text(runs_dir: str | os.PathLike) -> str | None:
+    """What the training job holding the lock wrote in it, or None when no job runs."""
     path = Path(runs_dir) / LOCK_NAME
     try:
         f = open(path)  # flock needs no write access, so a read-only results folder can still be browsed
@@ -673,8 +675,24 @@ def running_job(runs_dir: str | os.PathLike) -> str | None:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            return f.read().strip() or "starting"
+            return f.read()
         except OSError:  # a file system without flock: no job this process can see
             return None
         fcntl.flock(f, fcntl.LOCK_UN)
         return None
+
+
+def running_job(runs_dir: str | os.PathLike) -> str | None:
+    """The run id of the training job holding the lock, "starting" before it names one, or None when no job runs."""
+    text = _lock_text(runs_dir)
+    return None if text is None else (text.split("\n")[0].strip() or "starting")
+
+
+def running_position(runs_dir: str | os.PathLike) -> tuple[str, int, int] | None:
+    """The running job's run id and its place in the job's plan (run 2 of 3), or None before it names a run."""
+    lines = (_lock_text(runs_dir) or "").split("\n")
+    try:
+        index, count = map(int, lines[1].split())
+    except (IndexError, ValueError):
+        return None
+    return lines[0].strip(), index, count

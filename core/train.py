@@ -102,8 +102,8 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
         for cfg in configs:
             if cfg.data not in data:
                 data[cfg.data] = load_messages(cfg.data)
-        for cfg in configs:
-            run_dir = _train_one(cfg, data[cfg.data], lock, state)
+        for position, cfg in enumerate(configs, 1):
+            run_dir = _train_one(cfg, data[cfg.data], lock, state, (position, len(configs)))
             # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
             # main process decides, once it has written the run, and tells the others (who wait for it here), so
             # no process reads the cancel file after it is removed
@@ -118,7 +118,7 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
                 break
 
 
-def _train_one(cfg: TrainConfig, messages, lock, state) -> Path:
+def _train_one(cfg: TrainConfig, messages, lock, state, position: tuple[int, int]) -> Path:
     model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
     if model_info and cfg.max_length > model_info.max_positions:
         raise ModelError(f"max_length: expected at most {model_info.max_positions} for {model_info.name}, "
@@ -130,7 +130,7 @@ def _train_one(cfg: TrainConfig, messages, lock, state) -> Path:
     _share_run_dir(run_dir, state)
     write_json_atomic(run_dir / "config.json", _run_config(cfg, model_info, time.time()))
     set_status(run_dir, "running", started_at=time.time())
-    set_lock_holder(lock, run_dir.name)  # named only once its status can be read
+    set_lock_holder(lock, run_dir.name, position)  # named only once its status can be read
     events = EventLog(run_dir / "history.jsonl")
     try:
         _record(cfg, run_dir, events, stop, lambda: _train(cfg, run_dir, messages, model_info, events, stop))

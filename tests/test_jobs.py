@@ -111,6 +111,24 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     assert jobs.estimate_from_runs(done, "finetune", "another-model", n_train=1000) is None
 
 
+def test_a_plan_counts_its_runs_itself_so_deleting_a_finished_one_does_not_renumber_the_next(tiny_bert, sms_file,
+                                                                                             tmp_path):
+    # the place in the plan was counted from the run folders made since the job started: with the plan's completed
+    # baseline deleted mid-plan, the fine-tune read "run 1 of 2"
+    runs = tmp_path / "runs"
+    jobs.launch([_cfg(tiny_bert, sms_file, tmp_path, mode="baseline"),
+                  _cfg(tiny_bert, sms_file, tmp_path, mode="finetune", epochs=300, batch_size=8)])
+    progress = _wait(lambda: (p := jobs.current_job(runs)) and p.mode == "finetune" and p.phase == "training" and p)
+    assert (progress.index, progress.count) == (2, 2)
+    [baseline] = [r for r in list_runs(runs) if r.mode == "baseline"]
+    jobs.delete(runs, baseline.id)
+    progress = jobs.current_job(runs)
+    assert (progress.mode, progress.index, progress.count) == ("finetune", 2, 2)
+    assert progress.describe().startswith("finetune (run 2 of 2, training")
+    jobs.cancel(runs)
+    _wait(lambda: running_job(runs) is None)
+
+
 def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it():
     from types import SimpleNamespace
 
