@@ -175,11 +175,11 @@ if neural:
     st.subheader("Shared settings")
     c = st.columns(5)
     values["batch_size"] = number("Batch size", "batch_size", c[0])
-    values["max_length"] = number("Max length (tokens)", "max_length", c[1], limit=None if "error" in model_info else
+    values["max_length"] = number("Max length", "max_length", c[1], limit=None if "error" in model_info else
                                   (model_info["max_positions"], f"for {model_info['name']}"))
     values["seed"] = number("Seed", "seed", c[2])
     values["warmup_ratio"] = number("Warmup ratio", "warmup_ratio", c[3], float, fmt="%.2f")
-    values["patience"] = number("Patience", "patience", c[4])  # a longer label wraps out of line
+    values["patience"] = number("Patience", "patience", c[4])  # a longer label wraps and pushes its box out of line
 
 per_mode = {m: {} for m in modes}
 columns = st.columns(len(neural)) if neural else []
@@ -189,23 +189,27 @@ for col, mode in zip(columns, neural):
         c = st.columns(2)
         per_mode[mode]["epochs"] = number("Epochs", "epochs", c[0], default=MODE_DEFAULTS[mode]["epochs"],
                                          scope=mode)
-        per_mode[mode]["lr"] = rate(f"Learning rate ({mode})", "lr", c[1], MODE_DEFAULTS[mode]["lr"], scope=mode)
-        # a row of its own, under Epochs: a third column beside them wraps both long labels at 1280 px with both modes
-        per_mode[mode]["evals_per_epoch"] = number("Validations per epoch", "evals_per_epoch", st.columns(2)[0],
+        per_mode[mode]["lr"] = rate("Learning rate", "lr", c[1], MODE_DEFAULTS[mode]["lr"], scope=mode)
+        # two fields a row: a third column beside them wraps their labels at 1280 px with both modes, and cuts "mean".
+        # Boxes level at the bottom: this label wraps at 1024 px and would push its box below Pooling's
+        c = st.columns(2, vertical_alignment="bottom")
+        per_mode[mode]["evals_per_epoch"] = number("Validations per epoch", "evals_per_epoch", c[0],
                                                    default=MODE_DEFAULTS[mode]["evals_per_epoch"], scope=mode)
         if mode == "frozen":
-            c = st.columns(3)
             pooling = ["mean", "cls"]
-            per_mode[mode]["pooling"] = drawn("train_frozen_pooling", "mean", c[0].selectbox(
+            per_mode[mode]["pooling"] = drawn("train_frozen_pooling", "mean", c[1].selectbox(
                 "Pooling", pooling, index=pooling.index(saved("train_frozen_pooling", "mean", pooling)),
                 help=HELP["pooling"], key="train_frozen_pooling", persist_state=common.KEEP), scoped("Pooling", mode))
-            per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[1], scope=mode)
-            per_mode[mode]["dropout"] = number("Dropout", "dropout", c[2], float, fmt="%.2f", scope=mode)
+            c = st.columns(2)
+            per_mode[mode]["head_hidden"] = number("Head size", "head_hidden", c[0], scope=mode)
+            per_mode[mode]["dropout"] = number("Dropout", "dropout", c[1], float, fmt="%.2f", scope=mode)
 
 hidden_from = len(wrong_fields)
 with st.expander("More settings"):
     # first row: what every run of the plan uses, the baseline's too (core.config.BASELINE_SETTINGS)
-    c = st.columns(4 if neural else 5)
+    # the dropdowns wider than the number boxes: at 1024 px an even share cut their values ("mode defaul"). Boxes
+    # level at the bottom, as labels wrap there
+    c = st.columns([1, 1, 1.5, 1] + ([] if neural else [1]), vertical_alignment="bottom")
     values["val_fraction"] = number("Validation share", "val_fraction", c[0], float, fmt="%.2f")
     values["test_fraction"] = number("Test share", "test_fraction", c[1], float, fmt="%.2f")
     choices = ["per mode", "balanced", "none"]
@@ -221,7 +225,7 @@ with st.expander("More settings"):
     if not neural:  # the shared settings above are a BERT's, but for the seed: else a seed kept there went unused
         values["seed"] = number("Seed", "seed", c[4])
     if neural:  # second row: a BERT's alone; the baseline's solver has no weight decay, gradients or encoder
-        c = st.columns(4)
+        c = st.columns([1, 1, 2.5], vertical_alignment="bottom")
         values["weight_decay"] = number("Weight decay", "weight_decay", c[0], float, fmt="%.3f")
         values["max_grad_norm"] = number("Gradient clipping", "max_grad_norm", c[1], float, fmt="%.2f")
         # not "Precision": the form would then seem to set the metric
