@@ -30,7 +30,7 @@ import psutil
 from .config import TrainConfig
 from .runs import LOCK_NAME, RunError, delete_run, finish_requested, finishable, load_run, read_history, read_json, \
     process_alive, read_status, request_cancel, request_finish, resumable, run_path, running_job, \
-    running_position, write_json_atomic
+    lock_position, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -197,7 +197,7 @@ def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, stopped) ->
                   plan=plan_path if plan is not None else None)
         write_json_atomic(jobs / LAST_JOB, {"pid": job.pid, "pid_started": _create_time(job.pid),
                                             "started": job.started, "modes": job.modes, "log": str(log_path),
-                                            "plan": str(job.plan) if job.plan else None})
+                                            "plan": str(job.plan) if job.plan else None, "command": command})
         # keep the launch lock until the child holds the training lock, so no second launch slips in, and
         # until it has made its first run folder: bad data or a bad model fail before that, and are reported here
         deadline = time.time() + start_timeout
@@ -206,7 +206,10 @@ def _start_locked(modes, runs_dir: Path, start_timeout: float, plan, stopped) ->
                 break
             code = proc.poll()
             if code is not None:
-                if code != 0:
+                # a plan's run named in the lock was this job's (the lock was emptied above): it started, and the
+                # page says how its runs ended (a baseline takes a second, and the next run's model may then fail).
+                # A resume or finish names its run before it loads anything: its failure to start is said here
+                if code != 0 and (command != "train" or lock_position(runs_dir) is None):
                     doing = {"train": "training", "finish": "finishing", "resume": "resuming"}[command]
                     raise JobError(f"{doing} did not start: {_last_error(log_path)}")
                 return job  # finished already (a tiny baseline can), and reaped by poll()
@@ -280,7 +283,9 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
     except ValueError:
         return Progress(None, None, "starting", 0.0, None, count=count)
     # the job's own count of its plan (a CLI plan's too); a job from before it wrote one is run 1 of the app's plan
-    _, index, count = running_position(runs_dir) or (holder, 1, count)
+    named, index, count = lock_position(runs_dir) or (holder, 1, count)
+    if named != holder:  # rewritten since: the plan moved on to its next run
+        return Progress(None, None, "preparing", 0.0, None, index=index, count=count, detail="loading data and model")
     if read_status(run_dir).get("status") != "running":
         # named, but not (yet, or any more) trained by this job: a resume or finish names its run before it loads
         # the data and model, and a plan names the run it completed until the next one starts

@@ -98,10 +98,21 @@ def save_folder_atomic(target: Path, write) -> None:
         if isinstance(exc, Exception) and not isinstance(exc, OSError):  # e.g. tokenizers' bare Exception
             raise OSError(f"could not save the model in {target}: {exc}") from exc
         raise
-    if target.exists():
-        shutil.rmtree(target)
+    remove_folder(target)
     tmp.rename(target)
     _flush_to_disk(target.parent, recursive=False)  # the rename itself
+
+
+def remove_folder(path: Path) -> None:
+    """Rename the folder out of the way, then delete it: killed half-way through, the half is a .tmp folder (which
+    no loader takes, and load_run sweeps), never a checkpoint without its tokenizer under the checkpoint's name."""
+    doomed = path.with_name(path.name + ".old.tmp")  # not <name>.tmp: that is the new folder being saved
+    shutil.rmtree(doomed, ignore_errors=True)  # an earlier removal's leftover
+    try:
+        path.rename(doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _flush_to_disk(folder: Path, recursive: bool = True) -> None:
@@ -122,7 +133,7 @@ def save_checkpoint(run_dir: Path, step: int, write) -> Path:
     save_folder_atomic(target, write)
     for old in checkpoints(run_dir):
         if old != target:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_folder(old)
     return target
 
 
@@ -143,7 +154,7 @@ def drop_checkpoints(run_dir: Path) -> None:
     """Remove the checkpoints and the saved training states: the run completed, or was cancelled (discarded)."""
     drop_training_states(run_dir)
     for path in checkpoints(run_dir):
-        shutil.rmtree(path, ignore_errors=True)
+        remove_folder(path)
 
 
 def save_training_state(run_dir: Path, step: int, write) -> Path:
@@ -487,6 +498,11 @@ def resumable(run_dir: Path) -> tuple[dict, dict, dict]:
     """(config, saved state, status) of a run that stopped before its end and saved its training state
     (core.train.resume_stopped); RunError saying why not otherwise. Reads files only: no torch."""
     run, status = _stopped_run(run_dir, "resumed")
+    if status.get("diverged"):
+        raise RunError(f"{run.id} cannot be resumed: its training diverged ({status.get('error')}), and a resume "
+                       "repeats the very same steps, so it would diverge again; "
+                       + ("`finish` tests its best weights so far, or train it again with a lower learning rate"
+                          if saved_weights(run.path, run.mode) else "train it again with a lower learning rate"))
     if weights_present(run.path, run.mode):  # the best weights moved to model/: training had ended, or a finish began
         raise RunError(f"{run.id} cannot be resumed: its best weights were moved to model/ already (its training had "
                        "ended, or a `finish` began); `finish` tests them and completes the run")
@@ -555,9 +571,9 @@ def load_run(run_dir: Path) -> RunInfo:
     if state == "interrupted" and stopped_here(run_dir, status):
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save
-        for partial in run_dir.glob("*.tmp"):
-            if partial.is_dir() and (partial.name == "model.tmp" or _CHECKPOINT_RE.match(partial.name[:-4])
-                                     or _STATE_RE.match(partial.name[:-4])):
+        for partial in run_dir.glob("*.tmp"):  # a folder being saved (.tmp) or removed (.old.tmp)
+            name = partial.name.removesuffix(".tmp").removesuffix(".old")
+            if partial.is_dir() and (name == "model" or _CHECKPOINT_RE.match(name) or _STATE_RE.match(name)):
                 shutil.rmtree(partial, ignore_errors=True)
     metrics = None
     if not config_ok:  # nothing else about the run can be trusted
@@ -688,11 +704,12 @@ def running_job(runs_dir: str | os.PathLike) -> str | None:
     return None if text is None else (text.split("\n")[0].strip() or "starting")
 
 
-def running_position(runs_dir: str | os.PathLike) -> tuple[str, int, int] | None:
-    """The running job's run id and its place in the job's plan (run 2 of 3), or None before it names a run."""
-    lines = (_lock_text(runs_dir) or "").split("\n")
+def lock_position(runs_dir: str | os.PathLike) -> tuple[str, int, int] | None:
+    """The run the training lock names and its place in its job's plan (run 2 of 3), or None when it names none.
+    Read without the lock: after the job ended, this is where it had got to, until the next job starts."""
     try:
-        index, count = map(int, lines[1].split())
-    except (IndexError, ValueError):
+        run_id, position = (Path(runs_dir) / LOCK_NAME).read_text().split("\n")
+        index, count = map(int, position.split())
+    except (OSError, ValueError):
         return None
-    return lines[0].strip(), index, count
+    return run_id.strip(), index, count

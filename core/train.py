@@ -48,9 +48,9 @@ from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
 from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, STATE_INFO, EventLog, RunError,
                    cancel_requested, checkpoint_info, checkpoints, drop_checkpoints, drop_training_states,
-                   finish_requested, finishable, link_or_copy, new_run_dir, read_history, read_status, request_cancel,
-                   resumable, save_checkpoint, save_folder_atomic, save_training_state, saved_state, saved_weights,
-                   set_lock_holder, set_status, time_spent, training_lock, write_json_atomic)
+                   finish_requested, finishable, link_or_copy, new_run_dir, read_history, read_status, remove_folder,
+                   request_cancel, resumable, save_checkpoint, save_folder_atomic, save_training_state, saved_state,
+                   saved_weights, set_lock_holder, set_status, time_spent, training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,10 @@ def _train_one(cfg: TrainConfig, messages, lock, state, position: tuple[int, int
     return run_dir
 
 
-def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work) -> None:
-    """work(), then the run's status says how it ended: completed, cancelled (Ctrl-C too) or failed, and why."""
+def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work, resumed: bool = False) -> None:
+    """work(), then the run's status says how it ended: completed, cancelled (Ctrl-C too) or failed, and why.
+    resumed: a resume's Cancel keeps what the run saved, before the resume too, so it can be resumed again: the
+    training it discards would not be this job's alone."""
     threads = torch.get_num_threads()  # frozen mode lowers it for the head; restored for whatever runs next
     try:
         work()
@@ -149,7 +151,7 @@ def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work)
     except (Cancelled, KeyboardInterrupt) as exc:  # Ctrl-C on the terminal is a cancel too
         set_status(run_dir, "cancelled", ended_at=time.time())
         events.emit("end", status="cancelled")
-        if cancel_requested(run_dir):  # the app's Cancel (or a cancel file): discard
+        if cancel_requested(run_dir) and not resumed:  # the app's Cancel (or a cancel file): discard
             drop_checkpoints(run_dir)
         elif cfg.mode != "baseline":
             # Ctrl-C or SIGTERM (timeout, docker stop, a scheduler's preemption): hours of training may sit in it
@@ -163,7 +165,9 @@ def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work)
             raise
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
-        set_status(run_dir, "failed", ended_at=time.time(), error=reason)
+        # a diverged run is not resumable: a resume repeats the same steps on the same batches, and diverges again
+        set_status(run_dir, "failed", ended_at=time.time(), error=reason,
+                   **({"diverged": True} if isinstance(exc, Diverged) else {}))
         events.emit("end", status="failed", error=reason)
         raise
     finally:
@@ -311,6 +315,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
                 eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
     saves = {"at": time.time(), "seconds": 0.0}  # the last training-state save, and what it took
+    check_stop()  # asked to stop while it loaded (a resume's Cancel): not one step more, its saved state stays as it was
 
     def save_state():
         """Everything `core resume` needs to go on from this step as if the run had never stopped."""
@@ -373,8 +378,11 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                     save_state()  # SIGTERM (timeout, docker stop, preemption) or Ctrl-C: resume goes on from this step
                 raise Cancelled
             if validate:
-                val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight,
-                                cfg.threshold)
+                try:
+                    val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight,
+                                    cfg.threshold)
+                except Diverged as exc:  # the step's own training loss was finite: it diverged in its update
+                    raise Diverged(f"the validation {exc} at step {step}; try a lower learning rate") from None
                 events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
                             **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
                 if writes and bar.disable:  # no terminal for the bar (a log file, nohup): a line per validation
@@ -555,7 +563,7 @@ def resume_stopped(run_dir: Path) -> Path:
             resume = {**state, "created": config.get("created") or time.time(), "after": status.get("status")}
             try:
                 _record(cfg, run_dir, events, stop, lambda: _train(cfg, run_dir, messages, model_info, events, stop,
-                                                                    resume=resume))
+                                                                    resume=resume), resumed=True)
             finally:
                 _drop_requests(run_dir)  # those that came too late to be read
     finally:
@@ -577,11 +585,12 @@ def _roll_back(run_dir: Path, state: dict) -> None:
             raise RunError(f"{run_dir.name}: its saved training state lacks the best weights it names; "
                            "`finish` can still test its last checkpoint")
         kept = run_dir / f"checkpoint-{state['best']['step']}"
-        if not kept.is_dir():  # linked, so the state keeps its copy should this resume stop too
-            shutil.copytree(best, kept, copy_function=link_or_copy)
+        if not kept.is_dir():  # linked, so the state keeps its copy should this resume stop too; whole or not at all
+            save_folder_atomic(kept, lambda folder: shutil.copytree(best, folder, dirs_exist_ok=True,
+                                                                    copy_function=link_or_copy))
     for path in checkpoints(run_dir):
         if path != kept:
-            shutil.rmtree(path)
+            remove_folder(path)
     history = read_history(run_dir)
     saved_at = [i for i, e in enumerate(history) if e.get("event") == "state_saved" and e.get("step") == state["step"]]
     if saved_at:
@@ -649,6 +658,8 @@ def _evaluate(model, loader, accelerator, weight, threshold: float) -> dict:
     y = np.empty(len(order), dtype=int)
     p[order] = torch.cat(probs).numpy()
     y[order] = torch.cat(targets).numpy()
+    if not math.isfinite(loss_sum):  # NaN weights: the metrics would refuse their NaN probabilities, and hide why
+        raise Diverged(f"loss became {loss_sum / weight_sum}")
     return {"loss": loss_sum / weight_sum, "probabilities": p, "metrics": classification_metrics(y, p, threshold)}
 
 

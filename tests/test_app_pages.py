@@ -1159,9 +1159,9 @@ def test_runs_page_offers_resume_alone_for_a_run_stopped_before_its_first_valida
     import core.train
     cancel_requested, checks = core.train.cancel_requested, []
 
-    def sigterm_during_step_3(run_dir):  # read once per step: the signal is real, this only picks its moment
-        checks.append(1)
-        if len(checks) == 3:
+    def sigterm_during_step_3(run_dir):  # read before the first step, then once a step: the signal is real, this
+        checks.append(1)                 # only picks its moment
+        if len(checks) == 1 + 3:
             os.kill(os.getpid(), signal.SIGTERM)
         return cancel_requested(run_dir)
     monkeypatch.setattr(core.train, "cancel_requested", sigterm_during_step_3)
@@ -1175,6 +1175,24 @@ def test_runs_page_offers_resume_alone_for_a_run_stopped_before_its_first_valida
     keys = [b.key for b in at.button]
     assert "runs_resume" in keys and "runs_finish" not in keys  # no weights to test yet, but training to go on with
     assert at.button(key="runs_resume").label == "Resume training from step 4"
+
+
+def test_a_job_that_ended_between_two_runs_names_the_runs_it_never_started(monkeypatch, tmp_path, tiny_bert, sms_data):
+    # it ended after its first run completed and before its second began (a kill there, or here a model that
+    # cannot be loaded): the page said the baseline finished, and nothing of the two runs that never started
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text("{}")
+    runs_dir = tmp_path / "runs"
+    jobs.launch([_config("baseline", tmp_path, tiny_bert, sms_data),
+                 _config("frozen", tmp_path, str(not_a_model), sms_data),
+                 _config("finetune", tmp_path, tiny_bert, sms_data)])
+    _wait(lambda: running_job(runs_dir) is None)
+    assert [r.mode for r in list_runs(runs_dir)] == ["baseline"]
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    assert any(s.value.startswith("TF-IDF baseline finished") for s in at.success)
+    assert ("The job ended before it started its Frozen BERT + MLP head and Fine-tuned BERT runs: start them again "
+            "on the Train page.") in [w.value for w in at.warning]
 
 
 def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -2009,6 +2027,25 @@ def test_runs_page_shows_the_job_on_the_picked_run_again_after_a_reload(monkeypa
             _page(at, "views/runs.py")
             assert at.selectbox(key="runs_one").value == picked.id
             assert (f"Run {target.id} · the curves update every" in _texts(at)) == shown, picked.mode
+
+
+def test_cancelling_a_resume_says_the_run_keeps_what_it_saved(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # a resume's Cancel keeps the run's checkpoints and state (core.train._record): the page said it discards them
+    from core.runs import set_lock_holder, set_status, training_lock
+
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    target = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    with open(target.path / "history.jsonl", "a") as history:  # what `core resume` writes as it goes on
+        history.write(json.dumps({"event": "resumed", "step": 3, "total_steps": 9, "after": "cancelled",
+                                  "time": time.time()}) + "\n")
+    set_status(target.path, "running")
+    with training_lock(runs_dir) as lock:
+        set_lock_holder(lock, target.id)
+        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        assert "keeps the weights and training state it saved" in at.button(key="train-cancel").help
+        at.button(key="train-cancel").click().run()
+        assert ("Stop resuming this run? It keeps the weights and training state it saved: resume or finish it again "
+                "on the Runs page.") in [w.value for w in at.warning]
 
 
 def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch, tmp_path, tiny_bert, sms_data):

@@ -1,4 +1,5 @@
 """`core resume`: a run that stopped goes on from its saved training state and ends exactly as it would have."""
+import dataclasses
 import json
 import os
 import signal
@@ -117,9 +118,9 @@ def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_sa
     import core.train
     cancel_requested, checks = core.train.cancel_requested, []
 
-    def signal_during_step_41(run_dir):  # read once per step: the signal is real, this only picks its moment
-        checks.append(1)
-        if len(checks) == 41:
+    def signal_during_step_41(run_dir):  # read before the first step, then once a step: the signal is real, this
+        checks.append(1)                  # only picks its moment
+        if len(checks) == 1 + 41:
             os.kill(os.getpid(), signum)
         return cancel_requested(run_dir)
     monkeypatch.setattr(core.train, "cancel_requested", signal_during_step_41)
@@ -205,7 +206,12 @@ def killing_rename(self, target):  # killed right after this rename
     if when == "rename":
         die_on_the_nth(target)
     return renamed
-shutil.rmtree, Path.rename = killing_rmtree, killing_rename
+def killing_link(src, dst, *args, **kwargs):  # killed before this file is linked into its folder
+    if when == "link":
+        die_on_the_nth(Path(dst).parent)
+    return link(src, dst, *args, **kwargs)
+link = os.link
+shutil.rmtree, Path.rename, os.link = killing_rmtree, killing_rename, killing_link
 from core.cli import main
 sys.exit(main(sys.argv[4:]))
 """
@@ -355,3 +361,95 @@ def test_a_run_stopped_while_it_tested_is_finished_as_one_that_trained_to_its_en
     assert finished.metrics["stopped"]["trained_to_end"] and trained_to_end(finished)  # a default on the pages
     note = stopped_note(finished.metrics["stopped"])
     assert note.startswith("trained to its end, then stopped before it completed (")
+
+
+def _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request) -> Path:
+    """A run SIGTERMed during step 30 that saves its training state only then: state 31, best weights of step 24
+    (each validation here, every 12 steps, is a new best)."""
+    import core.train
+    cancel_requested, checks = core.train.cancel_requested, []
+
+    def sigterm_during_step_30(run_dir):  # read before the first step, then once a step
+        checks.append(1)
+        if len(checks) == 1 + 30:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return cancel_requested(run_dir)
+    monkeypatch.setattr(core.train, "cancel_requested", sigterm_during_step_30)
+    handler = signal.getsignal(signal.SIGTERM)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, handler))
+    run_dir = train(dataclasses.replace(_config(tmp_path / "runs", data, tiny_bert), save_state_every=3600))
+    monkeypatch.setattr(core.train, "cancel_requested", cancel_requested)
+    assert saved_state(run_dir)["step"] == 31 and [p.name for p in checkpoints(run_dir)] == ["checkpoint-24"]
+    return run_dir
+
+
+def test_a_resume_killed_while_it_puts_back_the_best_weights_can_be_resumed_again(tmp_path, data, tiny_bert,
+                                                                                uninterrupted, monkeypatch, request):
+    # a resume copies the state's best weights back as their checkpoint; killed mid-copy, the half-copied folder was
+    # taken for a whole one: every later resume failed ("No such file ... model.safetensors"), and a finish
+    # refused the run, though its state still held those weights
+    run_dir = _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request)
+    # resumed, and killed as its second new best is saved (before the next state save): checkpoint-24 is gone
+    _killed("rename", r"checkpoint-\d+$", 2, "resume", "--run", str(run_dir))
+    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-36", "checkpoint-48"]
+    assert saved_state(run_dir)["step"] == 31
+    _killed("link", r"checkpoint-24(\.tmp)?$", 2, "resume", "--run", str(run_dir))  # one file of the copy made
+    assert not (run_dir / "checkpoint-24").exists()  # not half there
+    done = _resume_cli(run_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _assert_same_run(run_dir, uninterrupted)
+    assert not list(run_dir.glob("*.tmp"))
+
+
+def test_a_cancel_while_a_resume_loads_trains_no_step_and_keeps_the_run_resumable(tmp_path, data, tiny_bert,
+                                                                                  uninterrupted, monkeypatch, request):
+    # the app's Cancel during a resume's loading let it train a step, then discarded every checkpoint and state the
+    # run had saved before the resume: hours of training gone, and nothing left to resume or finish
+    import core.train
+    run_dir = _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request)
+    accelerator = core.train._accelerator
+
+    def cancelled_while_loading(cfg):  # the run is "running" again, and has not loaded its model yet
+        assert load_run(run_dir).status == "running"
+        request_cancel(run_dir)
+        return accelerator(cfg)
+    monkeypatch.setattr(core.train, "_accelerator", cancelled_while_loading)
+    resume_stopped(run_dir)
+    monkeypatch.setattr(core.train, "_accelerator", accelerator)
+    assert load_run(run_dir).status == "cancelled"
+    assert max(s for _, s, _ in _losses(run_dir)) == 31  # not one step more
+    assert saved_state(run_dir)["step"] == 31 and [p.name for p in checkpoints(run_dir)] == ["checkpoint-24"]
+    resume_stopped(run_dir)  # still resumable, to the very end it would have reached
+    _assert_same_run(run_dir, uninterrupted)
+
+
+def test_a_diverged_run_is_not_offered_a_resume_that_would_diverge_again(tmp_path, data, tiny_bert, monkeypatch):
+    # the loss became NaN in the update of step 36, a validation step: the metrics refused the NaN probabilities
+    # ("expected probabilities in [0, 1]"), the run read as failed with no word of divergence, and Resume was
+    # offered, which replays the same batches and random state into the same NaN
+    import torch
+    step, updates = torch.optim.AdamW.step, []
+
+    def diverging_step(self, *args, **kwargs):  # the real update; at the 36th, the weights blow up as a too-high
+        out = step(self, *args, **kwargs)       # learning rate makes them
+        updates.append(1)
+        if len(updates) == 36:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for param in group["params"]:
+                        param.fill_(float("nan"))
+        return out
+    monkeypatch.setattr(torch.optim.AdamW, "step", diverging_step)
+    with pytest.raises(ValueError, match=r"^the validation loss became nan at step 36; try a lower learning rate$"):
+        train(_config(tmp_path / "runs", data, tiny_bert))
+    monkeypatch.undo()
+    [run] = list_runs(tmp_path / "runs")
+    assert run.status == "failed" and run.error.startswith("the validation loss became nan at step 36")
+    assert saved_state(run.path)["step"] < 36  # a state was saved, but resuming it would diverge again
+    with pytest.raises(RunError, match=r"cannot be resumed: its training diverged \(the validation loss became nan "
+                                       r"at step 36; .*\), and a resume repeats the very same steps, so it would "
+                                       r"diverge again; `finish` tests its best weights so far"):
+        resumable(run.path)
+    from core.train import finish_stopped
+    finish_stopped(run.path)  # what is left to do: test the best weights before it diverged
+    assert load_run(run.path).status == "completed" and load_run(run.path).metrics["best_step"] == 24

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -311,3 +312,33 @@ def test_a_run_deleted_while_the_folder_is_listed_is_left_out(tmp_path, monkeypa
         return load_run(run_dir)
     monkeypatch.setattr(core.runs, "load_run", deleted_meanwhile)
     assert [r.id for r in list_runs(tmp_path)] == [runs[1].name]
+
+
+def test_a_checkpoint_removed_half_way_is_never_left_under_its_name(tmp_path, monkeypatch):
+    # killed half-way through deleting a checkpoint, its folder kept the weights without the tokenizer, and `finish`
+    # took it for a whole checkpoint: the run completed with an empty vocabulary
+    from core.runs import remove_folder
+    run_dir = tmp_path / "20261128-000000-finetune-abcd"
+    folder = run_dir / "checkpoint-20"
+    folder.mkdir(parents=True)
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        (folder / name).write_text(name)
+    rmtree = shutil.rmtree
+
+    def killed_after_one_file(path, *args, **kwargs):
+        if not os.path.isdir(path):  # nothing there to remove
+            return rmtree(path, *args, **kwargs)
+        os.unlink(os.path.join(path, "tokenizer.json"))
+        raise SystemExit("killed")
+    monkeypatch.setattr(shutil, "rmtree", killed_after_one_file)
+    with pytest.raises(SystemExit):
+        remove_folder(folder)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    assert not folder.exists() and checkpoints(run_dir) == []
+    (run_dir / "config.json").write_text(json.dumps({"mode": "finetune", "model": None}))
+    # marked running by a process that is gone (the one killed): the run reads as interrupted
+    subprocess.run([sys.executable, "-c", f"from core.runs import set_status; set_status({str(run_dir)!r}, 'running')"],
+                   cwd=Path(__file__).resolve().parents[1], check=True)
+    from core.runs import load_run
+    assert load_run(run_dir).status == "interrupted"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "status.json"]  # the half swept away

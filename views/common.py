@@ -25,7 +25,7 @@ from core.data import DataError, check_classes, deduplicate, find_data_source, l
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
-    cut_short, read_status, resumable_state, run_path, stopped_note
+    cut_short, lock_position, read_status, resumable_state, run_path, stopped_note
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -525,13 +525,20 @@ def job_panel(key: str) -> None:
             return
         confirm = f"{key}-cancel-confirm"  # one click next to "Finish this run now" must not discard a run's training
         target = progress.run_id or "starting"  # the run it was asked for: a confirmation is not carried to the next
+        # a resume's Cancel keeps what the run saved (core.train._record): its earlier training is not discarded
+        resuming = jobs.live_job(runs_dir()).get("command") == "resume" or progress.run_id is not None and any(
+            e.get("event") == "resumed" for e in read_history(run_path(runs_dir(), progress.run_id)))
         if st.session_state.get(confirm) != target:  # callbacks: they take effect in the click's own rerun
             cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
                               on_click=lambda: st.session_state.update({confirm: target}),
-                              help="Stop the whole job and discard this run's weights (status 'cancelled'); asks first.")
+                              help="Stop resuming: the run keeps the weights and training state it saved, to resume "
+                                   "or finish later (status 'cancelled'); asks first." if resuming else
+                                   "Stop the whole job and discard this run's weights (status 'cancelled'); asks first.")
             return
         cancel_col.warning("Stop the rest of the job? This run still completes with its best weights, and the runs "
                            "after it do not start." if progress.phase == "finishing" else
+                           "Stop resuming this run? It keeps the weights and training state it saved: resume or "
+                           "finish it again on the Runs page." if resuming else
                            "Stop the whole job and discard this run's weights? To keep them, use \"Finish this run "
                            "now\" instead.")
         yes, no = cancel_col.columns(2)
@@ -594,13 +601,15 @@ def _last_outcome() -> None:
             page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                       label="Its best weights so far were saved: test them and complete the run on the Runs page")
     planned = info.get("modes") or []
-    last = finished[0] if finished else None  # newest first: the run the job was on when it ended
-    if last is not None and last.status in ("interrupted", "failed") and last.mode in planned:
-        # the plan runs in order, one run per mode, and stops at a run that dies or fails (a cancel was asked for)
-        never = [MODE_LABELS.get(mode, mode) for mode in planned[planned.index(last.mode) + 1:]]
-        if never:
-            st.warning(f"The job ended before it started its {' and '.join(never)} run{'s' * (len(never) > 1)}: "
-                       f"start {'them' if len(never) > 1 else 'it'} again on the Train page.")
+    # the plan runs in order. A cancel stops the rest on purpose; a run that fails or dies, or a process killed
+    # between two runs, leaves them unstarted, which nothing else on the page would say. How far the job got is in
+    # the training lock (the run it named last, and its place in the plan): counting runs miscounts deleted ones
+    named, index, _ = lock_position(runs_dir()) or (None, len(planned), 0)
+    last = next((r for r in finished if r.id == named), None)  # None: a later job's run (a CLI one), or deleted
+    never = [MODE_LABELS.get(mode, mode) for mode in planned[index:]] if last and last.status != "cancelled" else []
+    if never:
+        st.warning(f"The job ended before it started its {' and '.join(never)} run{'s' * (len(never) > 1)}: "
+                   f"start {'them' if len(never) > 1 else 'it'} again on the Train page.")
     if len(finished) < len(planned) and not any(r.status == "cancelled" for r in finished):
         tail = jobs.log_tail(runs_dir(), 8)
         if tail and "error" in tail.lower():
