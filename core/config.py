@@ -64,7 +64,8 @@ class TrainConfig:
                                     "validation precision for 1.3 of recall; benchmarks/README.md, section 8)",
                                     choices=("balanced", "none"))
     precision: str = _opt("bf16", "bf16 autocast for the encoder where the device has native bf16 (falls back to "
-                          "fp32 elsewhere); on the full data it gave the same test metrics as fp32", choices=("fp32", "bf16"))
+                          "fp32 elsewhere); on the full data it moved each BERT's test errors by one message against "
+                          "fp32 (the README's results)", choices=("fp32", "bf16"))
     threshold: float = _opt(0.5, "spam probability at or above which a message is called spam (0.001 to 0.999: "
                             "at 0 or 1 the verdict would hinge on float rounding, as probabilities saturate)")
     save_state_every: float = _opt(60.0, "seconds between saves of the whole training state (weights, optimiser, "
