@@ -167,9 +167,7 @@ def _train(args) -> int:
         try:
             configs.append(TrainConfig.from_dict({**_env_defaults(), **entry, **flags}))
         except ValueError as exc:  # in a plan, say which entry
-            message, field = str(exc), str(exc).split(":", 1)[0]
-            if field in flags:  # a flag's value: named as the user typed it (--batch-size, not batch_size)
-                message = "--" + field.replace("_", "-") + message[len(field):]
+            message = _as_typed(str(exc), flags)
             raise ValueError(f"{args.config}, entry {number} of {len(entries)}: {message}" if len(entries) > 1 else
                              message) from None
     if all(cfg.mode == "baseline" for cfg in configs) and (ignored := sorted(flags.keys() - BASELINE_SETTINGS)):
@@ -177,18 +175,28 @@ def _train(args) -> int:
                     "epochs or learning rate", ", ".join("--" + name.replace("_", "-") for name in ignored))
     from .runs import load_run  # torch and friends load only once the settings are known to be good
     _quiet_libraries(args)
+    from .modeling import ModelError
     from .train import train_sequence
 
     status = 0
     main_process = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, one process reports
-    for run_dir in train_sequence(configs):
-        run = load_run(run_dir)
-        status = status or (0 if run.status == "completed" else 1)
-        if not main_process:  # two processes printing at once interleave their lines
-            continue
-        _log_outcome(run)
-        _print_lasting(run_dir)
+    try:
+        for run_dir in train_sequence(configs):
+            run = load_run(run_dir)
+            status = status or (0 if run.status == "completed" else 1)
+            if not main_process:  # two processes printing at once interleave their lines
+                continue
+            _log_outcome(run)
+            _print_lasting(run_dir)
+    except ModelError as exc:  # a max length over the model's, known once it is loaded: named as typed too
+        raise ModelError(_as_typed(str(exc), flags)) from None
     return status
+
+
+def _as_typed(message: str, flags: dict) -> str:
+    """"batch_size: expected …" as "--batch-size: expected …" when the value came from that flag."""
+    field = message.split(":", 1)[0]
+    return "--" + field.replace("_", "-") + message[len(field):] if field in flags else message
 
 
 def _log_outcome(run) -> None:
@@ -322,7 +330,7 @@ def _evaluate(args) -> int:
                                    "duplicates_removed", "label_conflicts") if k in result}
     print(json.dumps({"name": result["name"], **read, "rows": len(result["predictions"]),
                       "seen_in_training": result["seen_in_training"],
-                      **{k: v for k, v in result["metrics"].items() if k != "ci95"}}))
+                      **result["metrics"]}))  # ci95: the 95 % bootstrap intervals, which a small file needs most
     return 0
 
 

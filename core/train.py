@@ -97,11 +97,11 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
     # without a GPU, Accelerate only forms a (gloo) process group when told to run on the CPU
     state = PartialState(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     runs_dir = runs_dirs.pop()
+    data = {}  # each file read once, before the lock: a missing file is said as such also while another job runs
+    for cfg in configs:
+        if cfg.data not in data:
+            data[cfg.data] = load_messages(cfg.data)
     with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
-        data = {}  # each file read once
-        for cfg in configs:
-            if cfg.data not in data:
-                data[cfg.data] = load_messages(cfg.data)
         for position, cfg in enumerate(configs, 1):
             run_dir = _train_one(cfg, data[cfg.data], lock, state, (position, len(configs)))
             # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The

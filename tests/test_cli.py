@@ -59,6 +59,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert len(lines) == 1 and lines[0].startswith(message)
 
 
+def test_a_max_length_over_the_models_is_named_as_the_flag_typed(capsys, tmp_path, tiny_bert, sms_file):
+    # known only once the model is loaded; it said "max_length: …" where every other flag's error says "--lr: …"
+    code, out, err = run_cli(capsys, "train", "--mode", "frozen", "--model", tiny_bert, "--max-length", "1000",
+                             "--data", str(sms_file), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: --max-length: expected at most 128 for {tiny_bert}, got 1000"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--mode", "bogus"], "error: argument --mode: invalid choice: 'bogus'"),
     (["train", "--lr", "abc"], "error: argument --lr: invalid float value: 'abc'"),
@@ -243,7 +251,11 @@ def test_a_plan_checks_every_entrys_data_before_the_first_trains(capsys, tmp_pat
                                 {"mode": "baseline", "data": str(tmp_path / "nope.tsv")}]))
     code, out, err = run_cli(capsys, "train", "--config", str(plan), "--runs-dir", str(tmp_path / "runs"))
     assert (code, out) == (2, "") and err == f"error: data file not found: {tmp_path / 'nope.tsv'}\n"
-    assert not [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]  # the first never trained
+    assert not [p for p in (tmp_path / "runs").glob("*") if not p.name.startswith(".")]  # the first never trained
+    from core.runs import training_lock
+    with training_lock(tmp_path / "runs"):  # another job runs: the missing file is still what it says, not the job
+        code, out, err = run_cli(capsys, "train", "--config", str(plan), "--runs-dir", str(tmp_path / "runs"))
+    assert (code, out) == (2, "") and err == f"error: data file not found: {tmp_path / 'nope.tsv'}\n"
 
 
 def test_a_reader_that_leaves_after_the_first_run_folder_does_not_stop_the_plan(tmp_path, sms_file):
@@ -416,6 +428,8 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
         {"rows_read": 13, "dropped_unknown_label": 1, "duplicates_removed": 1, "rows": 11}
     saved = saved_evaluation(frozen_run, "mine.txt")
     assert saved["metrics"]["confusion_matrix"] == result["confusion_matrix"]
+    # with the intervals the Compare page gives this file: on 42 messages they are what the numbers mean
+    assert result["ci95"] == saved["metrics"]["ci95"] and set(result["ci95"]) >= {"accuracy", "f1", "auroc"}
     assert len(saved["predictions"]) == 42
     # another file of the same name (from another folder) is saved beside it, not over it
     (tmp_path / "elsewhere").mkdir()
