@@ -857,7 +857,7 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     at.button(key="play_score").click().run()
     table, digest = at.dataframe[0].value, at.query_params["batch"]
     assert (kept / f"{digest}.json").is_file() and not (kept / f"{0:010x}.json").exists()
-    assert len(list(kept.iterdir())) == 20 and len(list_runs(runs_dir)) == 3  # not taken for a run
+    assert len(list(kept.glob("*.json"))) == 20 and len(list_runs(runs_dir)) == 3  # not taken for a run
     del at.query_params["batch"]  # as a page switch clears the URL's query in the browser: every page names it again
     _page(at, "views/compare.py")
     assert at.query_params["batch"] == digest
@@ -876,6 +876,12 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     assert reloaded.text_area(key="play_lines").value == "see you at 6\nWINNER call 09061 now\n"
     assert "2 messages from the pasted lines, scored by" in _texts(reloaded)
     assert reloaded.query_params["batch"] == digest
+    # lines typed and not scored yet come back after a reload too (a pasted list was lost), and the kept file of
+    # them is not taken for a batch
+    reloaded.text_area(key="play_lines").input("lunch at 1?\nFREE entry, text WIN to 80086\n").run()
+    again = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/playground.py")
+    assert again.text_area(key="play_lines").value == "lunch at 1?\nFREE entry, text WIN to 80086\n"
+    assert not again.dataframe and len(list(kept.glob("*.json"))) == 20
     # a link to a batch no longer kept, or not a digest at all, shows none and is dropped from the URL
     for linked in (f"{1:010x}", "../../x", "*"):
         stale = AppTest.from_file(APP, default_timeout=90)

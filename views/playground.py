@@ -56,6 +56,19 @@ def keep_batch(batch: dict) -> str | None:
     return digest
 
 
+# the lines typed, scored or not, kept beside the batches: a reload before Score lost a pasted list. Not named .json,
+# which the batches' clean-up and reopening take for a batch
+DRAFT = BATCHES / "typed-lines.draft"
+
+
+def keep_draft() -> None:
+    try:
+        BATCHES.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(DRAFT, {"lines": st.session_state.get("play_lines") or ""})
+    except OSError:  # a read-only runs folder: the session keeps them, a reload does not
+        pass
+
+
 def reopen_batch(digest: str | None) -> dict | None:
     """The batch saved under this digest, or None (none, deleted, damaged, or not a digest: it comes from a URL)."""
     if not re.fullmatch(r"[0-9a-f]{10}", digest or ""):
@@ -263,7 +276,13 @@ with single:
 with batch:
     st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
                f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
-    lines = st.text_area("Messages, one per line", key="play_lines", height=150, persist_state=common.KEEP)
+    if "play_lines" not in st.session_state:  # a new session (a reload, a new tab): the lines typed before it
+        try:
+            st.session_state["play_lines"] = str(read_json(DRAFT)["lines"])
+        except (OSError, ValueError, TypeError, KeyError):  # none yet, or damaged
+            pass
+    lines = st.text_area("Messages, one per line", key="play_lines", height=150, persist_state=common.KEEP,
+                         on_change=keep_draft)
     upload = st.file_uploader(f"…or a file, {common.upload_limit()}", key="play_upload")
     if st.button("Score", key="play_score", type="primary"):
         texts, labels, problem, left_out, dropped = [], None, None, 0, []
