@@ -28,9 +28,9 @@ import numpy as np
 import psutil
 
 from .config import TrainConfig
-from .runs import LOCK_NAME, RunError, delete_run, finish_requested, finishable, load_run, read_history, read_json, \
-    process_alive, read_status, request_cancel, request_finish, resumable, run_path, running_job, \
-    lock_position, write_json_atomic
+from .runs import LOCK_NAME, RunError, cut_short, delete_run, finish_requested, finishable, load_run, lock_position, \
+    process_alive, read_history, read_json, read_status, request_cancel, request_finish, resumable, run_path, \
+    running_job, running_position, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -270,9 +270,10 @@ def log_tail(runs_dir: str | os.PathLike, lines: int = 20) -> str:
 def current_job(runs_dir: str | os.PathLike) -> Progress | None:
     """The running job's progress, or None when no job runs."""
     runs_dir = Path(runs_dir)
-    holder = running_job(runs_dir)
-    if not holder:
+    position = running_position(runs_dir)  # one read: the run and its place in the plan, as the job wrote them
+    if not position:
         return None
+    holder = position.run_id
     info = live_job(runs_dir)
     count = max(1, len(info.get("modes") or [1]))
     if holder == "starting":
@@ -282,10 +283,8 @@ def current_job(runs_dir: str | os.PathLike) -> Progress | None:
         run_dir = run_path(runs_dir, holder)
     except ValueError:
         return Progress(None, None, "starting", 0.0, None, count=count)
-    # the job's own count of its plan (a CLI plan's too); a job from before it wrote one is run 1 of the app's plan
-    named, index, count = lock_position(runs_dir) or (holder, 1, count)
-    if named != holder:  # rewritten since: the plan moved on to its next run
-        return Progress(None, None, "preparing", 0.0, None, index=index, count=count, detail="loading data and model")
+    # the job's own count of its plan (a CLI plan's too); a job of a version that wrote none: run 1 of the app's plan
+    index, count = (position.index, position.count) if position.pid is not None else (1, count)
     if read_status(run_dir).get("status") != "running":
         # named, but not (yet, or any more) trained by this job: a resume or finish names its run before it loads
         # the data and model, and a plan names the run it completed until the next one starts
@@ -435,6 +434,8 @@ def cancel(runs_dir: str | os.PathLike) -> str:
     holder = running_job(runs_dir)
     if not holder:
         raise JobError("no training job is running")
+    if info := live_job(runs_dir):  # the app's job: the runs a cancel leaves unstarted were stopped on purpose
+        write_json_atomic(runs_dir / JOBS_DIR / LAST_JOB, {**info, "cancelled": True})
     if holder != "starting":
         run_dir = run_path(runs_dir, holder)
         # the holder is named a moment before its status.json exists; a cancel file is the clean way
@@ -475,6 +476,7 @@ def finish(runs_dir: str | os.PathLike, run_id: str | None) -> str:
 # ---------------------------------------------------------------------------- how long will it take
 
 ESTIMATE_RUNS = 3  # the median of this many recent runs: one run slowed by a busy CPU must not set the estimate
+ESTIMATE_MIN_STEPS = 20  # steps a run stopped early must have trained for its rate to set an estimate
 
 
 def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
@@ -487,8 +489,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     can differ. The median of up to ESTIMATE_RUNS runs' throughput: a single run trained while the CPU was shared
     made the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
     """
+    # a run finished a few steps in timed mostly its first, slow step: not a rate to extrapolate from
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
-              and (run.metrics or {}).get("train_messages_per_second")]
+              and (run.metrics or {}).get("train_messages_per_second")
+              and not (cut_short(run.metrics.get("stopped")) and (run.metrics.get("steps") or 0) < ESTIMATE_MIN_STEPS)]
     def same(run, key, value) -> bool:
         return value is None or (run.config or {}).get(key) == value
 

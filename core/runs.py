@@ -112,6 +112,8 @@ def remove_folder(path: Path) -> None:
         path.rename(doomed)
     except FileNotFoundError:
         return
+    except OSError:  # say an undeletable leftover (NFS's .nfs files) is in the way: removed in place, as before
+        doomed = path
     shutil.rmtree(doomed, ignore_errors=True)
 
 
@@ -499,7 +501,7 @@ def resumable(run_dir: Path) -> tuple[dict, dict, dict]:
     (core.train.resume_stopped); RunError saying why not otherwise. Reads files only: no torch."""
     run, status = _stopped_run(run_dir, "resumed")
     if status.get("diverged"):
-        raise RunError(f"{run.id} cannot be resumed: its training diverged ({status.get('error')}), and a resume "
+        raise RunError(f"{run.id} cannot be resumed: its training diverged ({status['diverged']}), and a resume "
                        "repeats the very same steps, so it would diverge again; "
                        + ("`finish` tests its best weights so far, or train it again with a lower learning rate"
                           if saved_weights(run.path, run.mode) else "train it again with a lower learning rate"))
@@ -568,9 +570,11 @@ def load_run(run_dir: Path) -> RunInfo:
     status = read_status(run_dir)
     state = status.get("status", "broken")
     error = status.get("error") if config_ok else "config.json is missing or unreadable"
-    if state == "interrupted" and stopped_here(run_dir, status):
+    if state == "interrupted" and stopped_here(run_dir, status) and running_job(run_dir.parent) != run_dir.name:
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
-        # checked among the writer's own processes: a folder shared with another host must not lose a live save
+        # checked among the writer's own processes: a folder shared with another host must not lose a live save.
+        # And not while a job names the run: a resume puts its best weights back (a .tmp copy) before it marks the
+        # run running, and a page listing runs then deleted the copy under it
         for partial in run_dir.glob("*.tmp"):  # a folder being saved (.tmp) or removed (.old.tmp)
             name = partial.name.removesuffix(".tmp").removesuffix(".old")
             if partial.is_dir() and (name == "model" or _CHECKPOINT_RE.match(name) or _STATE_RE.match(name)):
@@ -671,16 +675,38 @@ def _open_in_runs_dir(root: Path, name: str):
 
 
 def set_lock_holder(lock_file, run_id: str, position: tuple[int, int] = (1, 1)) -> None:
-    """Name the run the job trains now, and its place in the job's plan (run 2 of 3): counting run folders
-    instead would miscount once one of them is deleted mid-plan."""
+    """Name the run the job trains now, its place in the job's plan (run 2 of 3: counting run folders instead
+    miscounted once one was deleted mid-plan) and the job's process (after it ended, the app tells its own job's
+    last position from that of a later CLI job's)."""
     lock_file.seek(0)
     lock_file.truncate()
-    lock_file.write(f"{run_id}\n{position[0]} {position[1]}" if run_id else "")
+    lock_file.write(f"{run_id}\n{position[0]} {position[1]} {os.getpid()}" if run_id else "")
     lock_file.flush()
 
 
-def _lock_text(runs_dir: str | os.PathLike) -> str | None:
-    """What the training job holding the lock wrote in it, or None when no job runs."""
+@dataclass
+class LockPosition:
+    """What the lock names: the run, its place in its job's plan, and the job's process id (None: an older job's)."""
+    run_id: str
+    index: int = 1
+    count: int = 1
+    pid: int | None = None
+
+
+def _parse_lock(text: str) -> LockPosition:
+    run_id, _, rest = text.partition("\n")
+    numbers = rest.split()
+    try:
+        index, count = int(numbers[0]), int(numbers[1])
+        pid = int(numbers[2]) if len(numbers) > 2 else None
+    except (IndexError, ValueError):  # "starting" (nothing named yet), or a job of a version that named the run only
+        return LockPosition(run_id.strip() or "starting")
+    return LockPosition(run_id.strip() or "starting", index, count, pid)
+
+
+def running_position(runs_dir: str | os.PathLike) -> LockPosition | None:
+    """The running job's run ("starting" before it names one) and place in its plan, from one read of the lock;
+    None when no job runs."""
     path = Path(runs_dir) / LOCK_NAME
     try:
         f = open(path)  # flock needs no write access, so a read-only results folder can still be browsed
@@ -690,8 +716,12 @@ def _lock_text(runs_dir: str | os.PathLike) -> str | None:
         try:  # shared: enough to collide with the trainer's exclusive lock, and allowed on a read-only file (NFS)
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            return f.read()
+            text = f.read()
+            if not text:  # read between the trainer's truncate and its write, perhaps: once more
+                time.sleep(0.01)
+                f.seek(0)
+                text = f.read()
+            return _parse_lock(text)
         except OSError:  # a file system without flock: no job this process can see
             return None
         fcntl.flock(f, fcntl.LOCK_UN)
@@ -700,16 +730,15 @@ def _lock_text(runs_dir: str | os.PathLike) -> str | None:
 
 def running_job(runs_dir: str | os.PathLike) -> str | None:
     """The run id of the training job holding the lock, "starting" before it names one, or None when no job runs."""
-    text = _lock_text(runs_dir)
-    return None if text is None else (text.split("\n")[0].strip() or "starting")
+    position = running_position(runs_dir)
+    return position.run_id if position else None
 
 
-def lock_position(runs_dir: str | os.PathLike) -> tuple[str, int, int] | None:
-    """The run the training lock names and its place in its job's plan (run 2 of 3), or None when it names none.
-    Read without the lock: after the job ended, this is where it had got to, until the next job starts."""
+def lock_position(runs_dir: str | os.PathLike) -> LockPosition | None:
+    """What the lock names, read without it: after the job ended, where it had got to, until the next job starts.
+    None when it names no run."""
     try:
-        run_id, position = (Path(runs_dir) / LOCK_NAME).read_text().split("\n")
-        index, count = map(int, position.split())
-    except (OSError, ValueError):
+        position = _parse_lock((Path(runs_dir) / LOCK_NAME).read_text())
+    except OSError:
         return None
-    return run_id.strip(), index, count
+    return position if position.run_id != "starting" else None

@@ -167,7 +167,7 @@ def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work,
         reason = str(exc) or type(exc).__name__
         # a diverged run is not resumable: a resume repeats the same steps on the same batches, and diverges again
         set_status(run_dir, "failed", ended_at=time.time(), error=reason,
-                   **({"diverged": True} if isinstance(exc, Diverged) else {}))
+                   **({"diverged": reason} if isinstance(exc, Diverged) else {}))
         events.emit("end", status="failed", error=reason)
         raise
     finally:
@@ -315,7 +315,11 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
                 eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
     saves = {"at": time.time(), "seconds": 0.0}  # the last training-state save, and what it took
-    check_stop()  # asked to stop while it loaded (a resume's Cancel): not one step more, its saved state stays as it was
+    # asked to stop while it loaded (a resume's Cancel): not one step more, its saved state stays as it was. Decided
+    # by every process at once, as in the loop: one leaving alone would leave the others waiting in a reduce
+    asked = torch.tensor([float(stop["requested"] or cancel_requested(run_dir))], device=accelerator.device)
+    if accelerator.reduce(asked, "sum").item():
+        raise Cancelled
 
     def save_state():
         """Everything `core resume` needs to go on from this step as if the run had never stopped."""
@@ -502,8 +506,8 @@ def finish_stopped(run_dir: Path) -> Path:
                 "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
                             "total_steps": start.get("total_steps"), "weights_from_step": info.get("step"),
                             **({"trained_to_end": True} if ended else {})},
-                "resumed": [{"from_step": e.get("step"), "after": e.get("after")} for e in history
-                            if e.get("event") == "resumed"]}
+                "resumed": [{"from_step": e.get("step"), "after": e.get("after")} for i, e in enumerate(history)
+                            if e.get("event") == "resumed" and _stepped_after(history[i + 1:], e.get("step"))]}
             # the states first: a run killed between the two renames must not be resumed with a stale model/
             drop_training_states(run_dir)
             if weights.name != "model":
@@ -522,6 +526,12 @@ def finish_stopped(run_dir: Path) -> Path:
             events.close()
             torch.set_num_threads(threads)
     return run_dir
+
+
+def _stepped_after(events: list[dict], step) -> bool:
+    """Whether these events trained past `step`: a resume cancelled while it loaded trained nothing, and is no
+    stretch of the run's training."""
+    return isinstance(step, int) and any(isinstance(e.get("step"), int) and e["step"] > step for e in events)
 
 
 def _stopped_run_inputs(run_dir: Path, config: dict):

@@ -1085,14 +1085,19 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
         and "tested with the best weights saved by then" in status
     _page(at, "views/overview.py")  # shown as a fine-tuned run, and said to be cut short
     assert f"Fine-tuned BERT ({stopped.id}) did not train to its end" in _texts(at)
-    from views.common import finetuning_verdict  # and in the headline, beside a frozen run
+    from views.common import finetuning_verdict  # and first in the headline, in bold, beside a frozen run
     [frozen] = [r for r in list_runs(trained) if r.mode == "frozen"]
-    assert "The fine-tuned run did not train to its end: stopped after step" in \
-        finetuning_verdict(frozen, load_run(stopped.path), None)
+    assert finetuning_verdict(frozen, load_run(stopped.path), None).startswith(
+        "**The fine-tuned run did not train to its end**: stopped after step")
     _page(at, "views/compare.py")
     picker = at.selectbox(key="compare_finetune")  # its label says so too, first, where a narrow picker keeps it
     assert picker.value == stopped.id and picker.options[picker.index].startswith("stopped early · "), picker.options
     assert "epoch" not in picker.options[picker.index]  # it did not train the epochs it was set for
+    # above the results of Compare and Playground too: a run finished a step in gave an untrained model's verdicts
+    for page in ("views/compare.py", "views/playground.py"):
+        _page(at, page)
+        assert any(w.value.startswith("The Fine-tuned BERT run did not train to its end: stopped after step")
+                   for w in at.warning), page
 
     # an older fine-tune that trained to its end is the headline and every picker's default, not the newer stopped one
     [complete] = [r for r in list_runs(trained) if r.mode == "finetune"]
@@ -1223,6 +1228,44 @@ def test_after_a_job_is_killed_the_train_page_points_to_finishing_its_run(monkey
     [link] = at.main.get("page_link")
     assert "test them and complete the run on the Runs page" in link.proto.label
     assert link.proto.page == "runs" and link.proto.query_string == f"run={live}"
+    # then a job from a terminal names the same run (a `core finish` that failed as it loaded): the lock's place is
+    # that job's, not the plan's, and must not renumber the plan ("… its Fine-tuned BERT and Frozen … runs")
+    from core.runs import set_lock_holder, training_lock
+    with training_lock(runs_dir) as lock:
+        set_lock_holder(lock, live)
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    assert f"{live} ended as interrupted" in _errors(at)[0]
+    assert not any("Fine-tuned BERT" in w.value for w in at.warning)
+
+
+def test_a_plan_cancelled_as_its_first_run_saved_is_not_said_to_have_ended_on_its_own(monkeypatch, tmp_path,
+                                                                                      tiny_bert, sms_data):
+    # a Cancel that comes while a run saves lets that run complete and stops the plan there, on purpose: the page
+    # said the job "ended before it started its Frozen BERT + MLP head run"
+    import psutil
+
+    import core.train
+    from core.runs import write_json_atomic
+    from core.train import train_sequence
+    runs_dir = tmp_path / "runs"
+    finish = core.train._finish
+
+    def cancelled_while_saving(cfg, run_dir, *args):  # the app's Cancel, clicked as the baseline writes its metrics
+        jobs.cancel(runs_dir)
+        return finish(cfg, run_dir, *args)
+    monkeypatch.setattr(core.train, "_finish", cancelled_while_saving)
+    me = psutil.Process()  # the job is this process here: last.json as the app writes it for its job
+    (runs_dir / jobs.JOBS_DIR).mkdir(parents=True)
+    write_json_atomic(runs_dir / jobs.JOBS_DIR / jobs.LAST_JOB, {
+        "pid": me.pid, "pid_started": me.create_time(), "started": time.time(), "modes": ["baseline", "frozen"],
+        "log": str(tmp_path / "log"), "plan": None, "command": "train"})
+    list(train_sequence([_config("baseline", tmp_path, tiny_bert, sms_data),
+                         _config("frozen", tmp_path, tiny_bert, sms_data)]))
+    monkeypatch.setattr(core.train, "_finish", finish)
+    assert [(r.mode, r.status) for r in list_runs(runs_dir)] == [("baseline", "completed")]
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    assert any(s.value.startswith("TF-IDF baseline finished") for s in at.success)
+    assert not any("ended before it started" in w.value for w in at.warning)
 
 
 def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monkeypatch, tmp_path, tiny_bert,
@@ -1673,7 +1716,7 @@ def test_a_bad_upload_is_refused_with_its_reason_and_the_page_keeps_working(monk
     assert not at.exception
     assert any(reason in e for e in _errors(at.sidebar)), _errors(at.sidebar)
     assert not (tmp_path / "uploads").exists() or not list((tmp_path / "uploads").iterdir())  # nothing kept
-    assert "sms.txt" in _unescape(at.sidebar.caption[0].value)  # still on the default dataset
+    assert "sms.txt" in _texts(at.sidebar)  # still on the default dataset
 
 
 def test_a_latin1_upload_with_a_markdown_name_is_used_and_shown_inert(monkeypatch, tmp_path, tiny_bert, sms_data):
@@ -1684,7 +1727,7 @@ def test_a_latin1_upload_with_a_markdown_name_is_used_and_shown_inert(monkeypatc
     assert not at.exception and not at.sidebar.error
     (saved,) = (tmp_path / "uploads").iterdir()
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", saved.name)  # a safe file name, whatever the upload was called
-    assert "61 messages" in at.sidebar.caption[0].value
+    assert "61 messages" in _texts(at.sidebar)
 
 
 def test_user_text_in_messages_stays_text():
@@ -2048,10 +2091,10 @@ def test_cancelling_a_resume_says_the_run_keeps_what_it_saved(monkeypatch, tmp_p
     with training_lock(runs_dir) as lock:
         set_lock_holder(lock, target.id)
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
-        assert "keeps the weights and training state it saved" in at.button(key="train-cancel").help
+        assert "keeps the state it resumed from" in at.button(key="train-cancel").help
         at.button(key="train-cancel").click().run()
-        assert ("Stop resuming this run? It keeps the weights and training state it saved: resume or finish it again "
-                "on the Runs page.") in [w.value for w in at.warning]
+        assert ("Stop resuming this run? It keeps the training state it resumed from, its best weights up to it and "
+                "what it saved since: resume or finish it again on the Runs page.") in [w.value for w in at.warning]
 
 
 def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch, tmp_path, tiny_bert, sms_data):

@@ -53,3 +53,49 @@ def test_every_process_gets_the_same_number_of_batches_even_with_fewer_batches_t
     shares = [list(Shard(order, processes, index)) for index in range(processes)]
     assert {len(share) for share in shares} == {len(Shard(order, processes, 0))} == {-(-batches // processes)}
     assert {b[0] for share in shares for b in share} == set(range(batches))  # every batch is taken
+
+
+# the main process is slower to load than the other (here by a second) and its Cancel lands then: the other process
+# had passed its own check before the first step, and waited for ever in the first step's reduce
+SLOW_MAIN = """
+import os, sys, time
+import core.train
+from core.runs import EventLog, request_cancel
+emit, new_run_dir = EventLog.emit, core.train.new_run_dir
+
+def cancelled_late_on_main(self, event, **fields):
+    out = emit(self, event, **fields)
+    if event == "start" and os.environ.get("RANK") == "0":
+        time.sleep(1)
+        request_cancel(core.train.made[0])
+    return out
+
+def remember(*args, **kwargs):
+    core.train.made = [new_run_dir(*args, **kwargs)]
+    return core.train.made[0]
+EventLog.emit, core.train.new_run_dir = cancelled_late_on_main, remember
+from core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_cancel_before_the_first_step_stops_every_process_together(tmp_path, sms_file, tiny_bert):
+    script = tmp_path / "slow_main.py"
+    script.write_text(SLOW_MAIN)
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", str(script), "train", "--mode", "finetune", "--data", str(sms_file),
+           "--model", tiny_bert, "--epochs", "2", "--runs-dir", str(tmp_path / "multi")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    launched = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = launched.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # hung: the launcher and its workers (in sessions of their own) all go
+        import psutil
+        for proc in [*psutil.Process(launched.pid).children(recursive=True), psutil.Process(launched.pid)]:
+            proc.kill()
+        launched.communicate()
+        pytest.fail("the processes waited on each other after the cancel")
+    [run] = list_runs(tmp_path / "multi")
+    assert run.status == "cancelled" and launched.returncode == 1, stderr[-3000:]
+    assert not [e for e in read_history(run.path) if e["event"] == "train"]  # not one step

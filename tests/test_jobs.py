@@ -132,13 +132,17 @@ def test_a_plan_counts_its_runs_itself_so_deleting_a_finished_one_does_not_renum
 def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it():
     from types import SimpleNamespace
 
-    def run(i, rate, max_length=128, batch_size=32):  # newest first, as list_runs gives them
+    def run(i, rate, max_length=128, batch_size=32, steps=339, stopped=None):  # newest first, as list_runs gives them
         return SimpleNamespace(id=f"r{i}", usable=True, mode="finetune", model="m",
                                config={"max_length": max_length, "batch_size": batch_size},
-                               metrics={"train_messages_per_second": rate})
+                               metrics={"train_messages_per_second": rate, "steps": steps, "stopped": stopped})
     past = [run(1, 10.0), run(2, 40.0), run(3, 44.0), run(4, 1.0)]  # the newest ran on a busy CPU; r4 is too old
     seconds, sources = jobs.estimate_from_runs(past, "finetune", "m", n_train=4000, max_length=128)
     assert sources == ["r1", "r2", "r3"] and seconds == pytest.approx(4000 / 40.0)
+    # a run finished a step in timed its slow first step, not a rate: left out
+    asked = {"status": "asked", "after_step": 1, "total_steps": 339}
+    assert jobs.estimate_from_runs([run(0, 0.5, steps=1, stopped=asked)] + past, "finetune", "m",
+                                   n_train=4000)[1] == sources
     cfg = TrainConfig(mode="finetune", epochs=2, max_length=128)
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", past, "m", n_train=4000, n_messages=5000)
     assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the median of the last 3 runs on this machine)"

@@ -419,6 +419,13 @@ def test_a_cancel_while_a_resume_loads_trains_no_step_and_keeps_the_run_resumabl
     assert load_run(run_dir).status == "cancelled"
     assert max(s for _, s, _ in _losses(run_dir)) == 31  # not one step more
     assert saved_state(run_dir)["step"] == 31 and [p.name for p in checkpoints(run_dir)] == ["checkpoint-24"]
+    # finished instead (a copy), it records no resumed stretch: that resume trained nothing
+    import shutil
+
+    from core.train import finish_stopped
+    copy = Path(shutil.copytree(run_dir, tmp_path / "copy" / run_dir.name))
+    finish_stopped(copy)
+    assert load_run(copy).status == "completed" and "resumed" not in load_run(copy).metrics
     resume_stopped(run_dir)  # still resumable, to the very end it would have reached
     _assert_same_run(run_dir, uninterrupted)
 

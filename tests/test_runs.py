@@ -339,6 +339,12 @@ def test_a_checkpoint_removed_half_way_is_never_left_under_its_name(tmp_path, mo
     # marked running by a process that is gone (the one killed): the run reads as interrupted
     subprocess.run([sys.executable, "-c", f"from core.runs import set_status; set_status({str(run_dir)!r}, 'running')"],
                    cwd=Path(__file__).resolve().parents[1], check=True)
-    from core.runs import load_run
+    from core.runs import load_run, set_lock_holder, training_lock
+    # not while a job names the run: a resume puts its best weights back as a .tmp copy before it marks the run
+    # running, and a page listing runs deleted the copy under it
+    (run_dir / "checkpoint-24.tmp").mkdir()
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, run_dir.name)
+        assert load_run(run_dir).status == "interrupted" and (run_dir / "checkpoint-24.tmp").is_dir()
     assert load_run(run_dir).status == "interrupted"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "status.json"]  # the half swept away
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "status.json"]  # the halves swept away

@@ -123,6 +123,16 @@ def trained_to_end(run) -> bool:
     return not cut_short((run.metrics or {}).get("stopped"))
 
 
+def warn_if_cut_short(picked: dict) -> None:
+    """A warning above a page's results for each picked run (mode -> run) that stopped before its end: one finished
+    a step in is an untrained model, and became the default where it was the mode's only run."""
+    for mode, run in picked.items():
+        if not trained_to_end(run):
+            st.warning(f"The {MODE_LABELS[mode]} run did not train to its end: "
+                       f"{plain(stopped_note(run.metrics['stopped']))}. Its results are not what the mode gives once "
+                       "trained; pick another run above, or train one on the Train page.")
+
+
 def full_length(run) -> bool:
     """Trained to its end, for at least its mode's default epochs: not a quick run (the Overview's preset trains one
     fine-tuning epoch) nor one stopped early."""
@@ -482,6 +492,7 @@ def job_panel(key: str) -> None:
             return
         finishing_saved = progress.phase == "testing saved weights"  # a `core finish` job, seconds long
         st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(MODE_LABELS))
+        controls = st.container()  # Finish and Cancel, drawn last: under the bar, where a laptop screen still shows them
         if progress.run_id:
             st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
             events = read_history(run_path(runs_dir(), progress.run_id))
@@ -509,7 +520,7 @@ def job_panel(key: str) -> None:
                                "the Runs page."))
         if finishing_saved:
             return
-        finish_col, cancel_col = st.columns(2)
+        finish_col, cancel_col = controls.columns(2)
         if progress.mode != "baseline" and progress.phase != "finishing" and finish_col.button(
                 "Finish this run now", key=f"{key}-finish", type="primary",
                 help="Stop training at the next step and keep the best weights so far: they are validated, tested "
@@ -531,14 +542,16 @@ def job_panel(key: str) -> None:
         if st.session_state.get(confirm) != target:  # callbacks: they take effect in the click's own rerun
             cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
                               on_click=lambda: st.session_state.update({confirm: target}),
-                              help="Stop resuming: the run keeps the weights and training state it saved, to resume "
-                                   "or finish later (status 'cancelled'); asks first." if resuming else
-                                   "Stop the whole job and discard this run's weights (status 'cancelled'); asks first.")
+                              help="Stop resuming: the run keeps the state it resumed from, its best weights up to "
+                                   "it and what it saved since, to resume or finish later (status 'cancelled'); asks "
+                                   "first." if resuming else "Stop the whole job and discard this run's weights "
+                                   "(status 'cancelled'); asks first.")
             return
         cancel_col.warning("Stop the rest of the job? This run still completes with its best weights, and the runs "
                            "after it do not start." if progress.phase == "finishing" else
-                           "Stop resuming this run? It keeps the weights and training state it saved: resume or "
-                           "finish it again on the Runs page." if resuming else
+                           "Stop resuming this run? It keeps the training state it resumed from, its best weights up "
+                           "to it and what it saved since: resume or finish it again on the Runs page." if resuming
+                           else
                            "Stop the whole job and discard this run's weights? To keep them, use \"Finish this run "
                            "now\" instead.")
         yes, no = cancel_col.columns(2)
@@ -604,9 +617,13 @@ def _last_outcome() -> None:
     # the plan runs in order. A cancel stops the rest on purpose; a run that fails or dies, or a process killed
     # between two runs, leaves them unstarted, which nothing else on the page would say. How far the job got is in
     # the training lock (the run it named last, and its place in the plan): counting runs miscounts deleted ones
-    named, index, _ = lock_position(runs_dir()) or (None, len(planned), 0)
-    last = next((r for r in finished if r.id == named), None)  # None: a later job's run (a CLI one), or deleted
-    never = [MODE_LABELS.get(mode, mode) for mode in planned[index:]] if last and last.status != "cancelled" else []
+    # the job's, by its process (a later CLI finish or resume names its own run); not after a Cancel, which
+    # stops the plan on purpose, also where the run it came to completes (it was saving) or had completed
+    position = lock_position(runs_dir())
+    last = next((r for r in finished if r.id == position.run_id), None) \
+        if position and position.pid == info.get("pid") and not info.get("cancelled") else None
+    never = [MODE_LABELS.get(mode, mode) for mode in planned[position.index:]] \
+        if last and last.status != "cancelled" else []
     if never:
         st.warning(f"The job ended before it started its {' and '.join(never)} run{'s' * (len(never) > 1)}: "
                    f"start {'them' if len(never) > 1 else 'it'} again on the Train page.")
@@ -799,8 +816,9 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
                      "between the two kinds of error is not all fine-tuning's doing (the total is the fairer measure).")
     quick = []
     for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")):
-        if not trained_to_end(run):  # its numbers are not what training as set up gives
-            lines.append(f"The {which} run did not train to its end: {plain(stopped_note(run.metrics['stopped']))}.")
+        if not trained_to_end(run):  # its numbers are not what training as set up gives: said first, and in bold
+            lines.insert(0, f"**The {which} run did not train to its end**: "
+                            f"{plain(stopped_note(run.metrics['stopped']))}. Read what follows with that in mind.")
         elif not full_length(run):  # the quick preset's fine-tune: a stakeholder would repeat its verdict as final
             quick.append((which, f"{_n(run.config['epochs'], 'epoch')}, fewer than the default "
                                  f"{MODE_DEFAULTS[run.mode]['epochs']}"))

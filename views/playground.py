@@ -119,6 +119,7 @@ if not picked:
 for mode, run in picked.items():  # its verdicts here would all be "ham" (or all "spam"): say why, up front
     if warning := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]):
         st.warning(warning)
+common.warn_if_cut_short(picked)  # a run finished a step in gives an untrained model's verdicts
 
 models = {}
 for mode, run in picked.items():

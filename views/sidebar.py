@@ -1,4 +1,4 @@
-"""The sidebar on every page: data source (with upload / path when there is none), model, running job."""
+"""The sidebar on every page: running job, data source (with upload / path when there is none), model."""
 from __future__ import annotations
 
 import os
@@ -21,8 +21,8 @@ def reserve(pages: list) -> tuple:
     job spends seconds starting it; meanwhile the job's place says so, instead of the last run's "No job running".
     Only then is a placeholder made: made on every rerun, it would blank the place until the page is done. The page
     links are drawn at once (a first page takes seconds), and again after the page if it changed what they carry."""
-    with st.sidebar:
-        nav, data, model, job = st.empty(), st.container(), st.container(), st.container()
+    with st.sidebar:  # the job first: below the data and model, its progress was off a laptop's screen
+        nav, job, data, model = st.empty(), st.container(), st.container(), st.container()
     _links(nav, pages)
     starting = None
     if any(st.session_state.get(key) for key in LAUNCH_BUTTONS):
