@@ -614,11 +614,10 @@ def _last_outcome() -> None:
             page_link("views/runs.py", query_params={"run": run.id}, icon=":material/save:",
                       label="Its best weights so far were saved: test them and complete the run on the Runs page")
     planned = info.get("modes") or []
-    # the plan runs in order. A cancel stops the rest on purpose; a run that fails or dies, or a process killed
-    # between two runs, leaves them unstarted, which nothing else on the page would say. How far the job got is in
-    # the training lock (the run it named last, and its place in the plan): counting runs miscounts deleted ones
-    # the job's, by its process (a later CLI finish or resume names its own run); not after a Cancel, which
-    # stops the plan on purpose, also where the run it came to completes (it was saving) or had completed
+    # the plan runs in order: a run that fails or dies, or a process killed between two runs, leaves the rest
+    # unstarted, which nothing else on the page would say. How far the job got is in the training lock (the run it
+    # named last, its place in the plan, and its pid: a later CLI job names its own). Not after a Cancel, which
+    # stops the plan on purpose, also where the run it came to then completed (it was saving)
     position = lock_position(runs_dir())
     last = next((r for r in finished if r.id == position.run_id), None) \
         if position and position.pid == info.get("pid") and not info.get("cancelled") else None
