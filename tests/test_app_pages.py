@@ -343,7 +343,7 @@ def test_overview_says_which_missing_run_the_running_job_is_training(monkeypatch
                                                       "pid_started": me.create_time()})
     monkeypatch.setattr(jobs, "current_job", lambda *_: None)  # no job: the run is missing, and where to start one
     at.run()
-    assert "No completed run yet for: Fine-tuned BERT. Start one on the Train page." in [i.value for i in at.info]
+    assert "No completed run to show for: Fine-tuned BERT. Start one on the Train page." in [i.value for i in at.info]
 
 
 def test_overview_names_each_runs_threshold_in_words_when_they_differ(monkeypatch, tmp_path, tiny_bert, sms_data,
@@ -1312,6 +1312,7 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     assert running_job(runs_dir) == live and at.button(key="train-cancel")
     at.button(key="train-cancel").click().run()
     at.button(key="train-cancel-yes").click().run()
+    assert not any("discard this run's weights?" in w.value for w in at.warning)  # the question goes with the click
     _wait(lambda: running_job(runs_dir) is None)
     assert load_run(runs_dir / live).status == "cancelled"
 

@@ -521,6 +521,8 @@ def job_panel(key: str) -> None:
         if finishing_saved:
             return
         finish_col, cancel_col = controls.columns(2)
+        if failed := st.session_state.pop(f"{key}-cancel-failed", None):  # said by cancel_now(), shown here
+            cancel_col.warning(failed)
         if progress.mode != "baseline" and progress.phase != "finishing" and finish_col.button(
                 "Finish this run now", key=f"{key}-finish", type="primary",
                 help="Stop training at the next step and keep the best weights so far: they are validated, tested "
@@ -556,13 +558,15 @@ def job_panel(key: str) -> None:
                            "now\" instead.")
         yes, no = cancel_col.columns(2)
         no.button("Keep training", key=f"{key}-cancel-no", on_click=lambda: st.session_state.pop(confirm, None))
-        if yes.button("Yes, cancel", key=f"{key}-cancel-yes"):
+
+        def cancel_now():  # a callback: the rerun the click starts no longer shows the question (it stayed for ~2 s)
             st.session_state.pop(confirm, None)
             try:
                 jobs.cancel(runs_dir())
                 st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
             except jobs.JobError as exc:
-                st.warning(plain(exc))
+                st.session_state[f"{key}-cancel-failed"] = plain(exc)
+        yes.button("Yes, cancel", key=f"{key}-cancel-yes", on_click=cancel_now)
 
     panel()
 

@@ -168,5 +168,5 @@ if shown:
         st.info(f"{' and '.join(training)}: the running job (above) is training "
                 f"{'it' if len(training) == 1 else 'them'}; the results appear here when it completes.")
     if missing := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m not in planned]:
-        st.info(f"No completed run yet for: {', '.join(missing)}. Start one on the Train page.")
+        st.info(f"No completed run to show for: {', '.join(missing)}. Start one on the Train page.")
     common.page_link("views/compare.py", label="ROC, PR and confusion matrices on Compare", icon=":material/compare:")
