@@ -492,7 +492,7 @@ def job_panel(key: str) -> None:
             return
         finishing_saved = progress.phase == "testing saved weights"  # a `core finish` job, seconds long
         st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(MODE_LABELS))
-        controls = st.container()  # Finish and Cancel, drawn last: under the bar, where a laptop screen still shows them
+        controls = st.container()  # Finish and Cancel, drawn last: under the bar, still on a laptop's screen
         if progress.run_id:
             st.caption(f"Run {progress.run_id} · the curves update every {LIVE_REFRESH_S:g} s")
             events = read_history(run_path(runs_dir(), progress.run_id))
