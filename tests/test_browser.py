@@ -239,7 +239,9 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         shown = page.get_by_test_id("stText").first
         shown.wait_for(timeout=30_000)
         assert shown.inner_text() in tested
-        # the report a stakeholder takes away: built when clicked, it opens with the same headline
+        # the report a stakeholder takes away: built when clicked, it opens with the same headline. Clicked once the
+        # row's rerun is over: under CI's load a click during it was lost (no download in 60 s, 1 run of 3)
+        _settle(page)
         with page.expect_download(timeout=60_000) as download:
             page.get_by_role("button", name="Download this comparison as a self-contained HTML report").click()
         report = Path(download.value.path()).read_text()
