@@ -765,6 +765,27 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     assert not any("baseline wrong" in d.value.columns for d in at.dataframe)  # no empty table
 
 
+def test_compare_without_a_frozen_run_tests_the_fine_tune_against_the_baseline(monkeypatch, tmp_path, tiny_bert,
+                                                                               sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs", ignore=lambda _, names: [
+        n for n in names if "frozen" in n]))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/compare.py")
+    runs = {r.mode: r for r in list_runs(runs_dir)}
+    assert set(runs) == {"baseline", "finetune"}
+    y = np.array([p["label"] for p in runs["baseline"].metrics["predictions"]])
+    right = {m: (np.array([p["spam_probability"] for p in r.metrics["predictions"]]) >= 0.5) == y
+             for m, r in runs.items()}
+    assert f"McNemar test at threshold 0.5: only the baseline model is right on " \
+           f"{int((right['baseline'] & ~right['finetune']).sum())} message" in _texts(at)
+    assert f"only the fine-tuned one on {int((right['finetune'] & ~right['baseline']).sum())}; p = " in _texts(at)
+    table = next(d.value for d in at.dataframe if "fine-tuned wrong" in d.value.columns)
+    assert "baseline wrong" in table.columns and not any("frozen" in c for c in table.columns)
+    texts = [p["text"] for p in runs["baseline"].metrics["predictions"]]
+    assert set(table["message"]) == {t for t, a, b in zip(texts, right["baseline"], right["finetune"]) if not (a and b)}
+    at.selectbox(key="compare_baseline").set_value("none").run()  # one model alone: nothing to pair it with
+    assert "McNemar" not in _texts(at) and not any("fine-tuned wrong" in d.value.columns for d in at.dataframe)
+
+
 def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                       trained):
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/playground.py")

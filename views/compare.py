@@ -123,7 +123,11 @@ for warning in table_warnings:
 
 
 a, b = picked.get("frozen"), picked.get("finetune")
-paired = a is not None and b is not None and common.same_test_messages(a, b)
+# the two models compared message by message (McNemar, the table of errors): the two BERTs, or, where one of them
+# has no run, the other against the baseline
+pair = {m: picked[m] for m in (("frozen", "finetune") if a is not None and b is not None else
+                               ("baseline", "frozen", "finetune")) if m in picked}
+paired = len(pair) == 2 and common.same_test_messages(*pair.values())
 
 # ---------------------------------------------------------------------------- one threshold, both matrices
 st.subheader("Confusion matrices at one threshold")
@@ -153,20 +157,19 @@ for col, (mode, run) in zip(cols, picked.items()):
         matrix_warnings.append(f"At the confusion matrices' threshold, {threshold:g}: {warning}")  # the report too
 
 mcnemar = None
-if a is not None and b is not None:
-    if paired:
-        y = np.array([p["label"] for p in a.metrics["predictions"]])
-        pa = np.array([p["spam_probability"] for p in a.metrics["predictions"]])
-        pb = np.array([p["spam_probability"] for p in b.metrics["predictions"]])
-        test = mcnemar_test(y, pa, pb, threshold)
-        verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
-        mcnemar = (f"McNemar test at threshold {threshold:g}: only the frozen model is right on "
-                   f"{common._n(test['only_a_right'], 'message')}, only the fine-tuned one on {test['only_b_right']}; "
-                   f"p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
-        st.markdown(f"**{mcnemar}**")
-    else:
-        st.warning("These two runs were tested on different messages (other data, seed or split), so they "
-                   "cannot be compared message by message. Pick runs trained on the same data and seed.")
+if paired:
+    (first, run_a), (second, run_b) = pair.items()
+    y = np.array([p["label"] for p in run_a.metrics["predictions"]])
+    pa, pb = (np.array([p["spam_probability"] for p in run.metrics["predictions"]]) for run in (run_a, run_b))
+    test = mcnemar_test(y, pa, pb, threshold)
+    verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
+    mcnemar = (f"McNemar test at threshold {threshold:g}: only the {common.SHORT_LABELS[first]} model is right on "
+               f"{common._n(test['only_a_right'], 'message')}, only the {common.SHORT_LABELS[second]} one on "
+               f"{test['only_b_right']}; p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
+    st.markdown(f"**{mcnemar}**")
+elif a is not None and b is not None:  # the baseline's own mismatch is said above, under the pickers
+    st.warning("These two runs were tested on different messages (other data, seed or split), so they "
+               "cannot be compared message by message. Pick runs trained on the same data and seed.")
 
 # ---------------------------------------------------------------------------- the messages they get wrong
 SHORT = common.SHORT_LABELS
@@ -218,8 +221,9 @@ def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
 
 if paired:
     st.subheader("Test messages at least one model gets wrong")
+    anchor = next(iter(pair.values()))
     frame = messages_frame({mode: (run.metrics["predictions"], threshold) for mode, run in picked.items()
-                            if mode != "baseline" or common.same_test_messages(a, run)})
+                            if common.same_test_messages(anchor, run)})
     wrong = frame[frame.filter(like=" wrong").any(axis=1)]
     query = st.text_input("Search the messages", key="compare_search", placeholder="a word or part of one, e.g. call",
                           persist_state=common.KEEP, bind="query-params")
