@@ -786,6 +786,10 @@ def test_compare_without_a_frozen_run_tests_the_fine_tune_against_the_baseline(m
     assert "McNemar" not in _texts(at) and not any("fine-tuned wrong" in d.value.columns for d in at.dataframe)
 
 
+def _percent(p: float) -> str:
+    """A probability as the Playground shows it: never as certainty."""
+    return ">99.9%" if p >= 0.999 else "<0.1%" if p < 0.0005 else f"{p:.1%}"
+
 def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                       trained):
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/playground.py")
@@ -798,8 +802,7 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
         expected = Predictor.load(run.path).predict([message])[0]
         label = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}[run.mode]
         # a probability near 1 or 0, or one that saturated to it, never reads as certainty
-        assert shown[label] == (">99.9%" if expected >= 0.999 else "<0.1%" if expected < 0.0005
-                                else f"{expected:.1%}")
+        assert shown[label] == _percent(expected)
     assert [t.value for t in at.text] == [message]  # echoed as plain text...
     assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
     at.toggle(key="play_explain").set_value(True).run()  # word-occlusion explanations, one column per model
@@ -808,6 +811,15 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert {"**Frozen BERT + MLP head**", "**Fine-tuned BERT**", "**TF-IDF baseline**"} <= set(explained)
     assert any("-background[" in m for m in explained)  # at least one word moves a model's probability
     assert not any("<script>" in m for m in explained)
+    # under each model, its probability without its strongest words, as the model gives it for the shorter text
+    without = [c.value for c in at.caption if c.value.startswith("Spam probability ")]
+    assert without
+    for caption in without:
+        shown_p, rest = caption.removeprefix("Spam probability ").split("; without ", 1)
+        run = next(r for r in list_runs(trained) if _percent(Predictor.load(r.path).predict([message])[0]) == shown_p)
+        for word, p_without in re.findall(r"“(.+?)”: ([<>]?[\d.]+%)", rest):
+            shorter = " ".join(w for w in message.split() if w != _unescape(word).replace("\\", ""))
+            assert _percent(Predictor.load(run.path).predict([shorter])[0]) == p_without
     # a reload is a new session with only the URL (the browser keeps the bound fields there: test_browser.py):
     # the message and the toggle come back from it
     reloaded = AppTest.from_file(APP, default_timeout=90)

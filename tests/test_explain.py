@@ -16,23 +16,27 @@ def test_weights_are_log_odds_drops_and_point_at_spam_words(sms_file, tmp_path):
     run = train(TrainConfig(mode="baseline", data=str(sms_file), runs_dir=str(tmp_path / "runs")))
     predictor = Predictor.load(run)
     text = "URGENT claim your cash reward now see you at dinner"
-    weights = explain_words(predictor, text)
+    explained = explain_words(predictor, text)
+    weights = explained.weights
     assert [w for w, _ in weights] == text.split()
     logit = lambda p: math.log(p / (1 - p))
     p_full = predictor.predict([text])[0]
     p_without_urgent = predictor.predict([text.replace("URGENT ", "")])[0]
     assert weights[0][1] == pytest.approx(logit(p_full) - logit(p_without_urgent))
+    assert explained.log_odds == pytest.approx(logit(p_full))
+    # the probability without a word is the one the model gives the text without it
+    assert explained.probability_without(weights[0][1]) == pytest.approx(p_without_urgent)
     top = max(weights, key=lambda wd: wd[1])[0].lower()
     spam_vocabulary = {w.lower().strip("!,.") for template in SPAM for w in template.split()}
     assert top in spam_vocabulary
-    assert explain_words(predictor, "   ") == []
-    assert len(explain_words(predictor, "word " * 200)) == 60
+    assert explain_words(predictor, "   ").weights == []
+    assert len(explain_words(predictor, "word " * 200).weights) == 60
     # past the first 60 words, the weights still explain the whole message's verdict, not its first 60 words'
     long_text = "see you at dinner " * 15 + "URGENT claim your cash reward now"
     first = long_text.split(" ", 1)[1]
     assert logit(predictor.predict([long_text])[0]) != pytest.approx(logit(predictor.predict([" ".join(
         long_text.split()[:60])])[0]))
-    assert explain_words(predictor, long_text)[0][1] == pytest.approx(
+    assert explain_words(predictor, long_text).weights[0][1] == pytest.approx(
         logit(predictor.predict([long_text])[0]) - logit(predictor.predict([first])[0]))
 
 

@@ -262,12 +262,18 @@ with single:
                        "is its weight: odds still move where a near-certain model's probability hardly does. Orange "
                        "words raise the odds, green words lower them. Bold words at least double or halve them, with "
                        "the factor (×12: the word multiplies the odds of spam by 12; ÷4: it divides them by 4); words "
-                       f"that change them by less than 10 % are not coloured (first {MAX_WORDS} words).")
+                       f"that change them by less than 10 % are not coloured (first {MAX_WORDS} words). Under each "
+                       "model, its spam probability without each of its strongest words: where a model is near "
+                       "certain, even a large factor can leave the probability where it was.")
             for col, (mode, (_, predictor)) in zip(st.columns(len(models)), models.items()):
                 col.markdown(f"**{common.MODE_LABELS[mode]}**")
-                weights = explain_words(predictor, CONTROL.sub(" ", text))
-                col.markdown(" ".join(highlight(w, d) for w, d in weights))
-                if weights and max(abs(d) for _, d in weights) < COLOURED:
+                explained = explain_words(predictor, CONTROL.sub(" ", text))
+                col.markdown(" ".join(highlight(w, d) for w, d in explained.weights))
+                strongest = sorted((wd for wd in explained.weights if abs(wd[1]) >= BOLD), key=lambda wd: -abs(wd[1]))
+                if strongest:
+                    col.caption(f"Spam probability {percent(explained.probability_without(0.0))}; without " + ", ".join(
+                        f"“{common.plain(w)}”: {percent(explained.probability_without(d))}" for w, d in strongest[:3]))
+                elif explained.weights and max(abs(d) for _, d in explained.weights) < COLOURED:
                     col.caption("No single word changes this model's odds by 10 %: the rest of the message decides "
                                 "without it.")
         with st.expander("The message as scored (shown as plain text)", expanded=True):
