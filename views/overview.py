@@ -51,12 +51,12 @@ elif not (latest["frozen"] or latest["finetune"]):
             st.rerun()
         except (jobs.JobError, ValueError) as exc:
             st.error(common.plain(exc))
-    # both times measured through the CLI (benchmarks/README.md, section 9): 49 s and 223 s
+    # the times measured through the CLI (benchmarks/README.md, section 9): 49 s, 76 s and 223 s
     this_cpu = "" if torch.cuda.is_available() else \
         " (this one has)" if effective_precision("bf16") == "bf16" else " (this one has not, so it trains in fp32)"
     st.caption("The quick preset trains the TF-IDF baseline (seconds), the frozen encoder with its small head (one "
                "pass to encode every message, then a head on the cached features), and one fine-tuning epoch at 64 "
-               "tokens. On a quiet 2-core CPU with the bundled model it took about 50 s in all where the CPU has "
+               "tokens. On a quiet 2-core CPU with the bundled model it took 50-80 s in all where the CPU has "
                f"native bf16 instructions, and about 4 minutes where it has not{this_cpu}; several times that when "
                "the CPU is busy. Progress and live loss curves appear on this page.")
     common.job_panel("overview-idle")  # how the last job ended, if one failed
