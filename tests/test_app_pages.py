@@ -812,12 +812,15 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     assert any("-background[" in m for m in explained)  # at least one word moves a model's probability
     assert not any("<script>" in m for m in explained)
     # under each model, its probability without its strongest words, as the model gives it for the shorter text
-    without = [c.value for c in at.caption if c.value.startswith("Spam probability ")]
+    labels = {"Frozen BERT + MLP head": "frozen", "Fine-tuned BERT": "finetune", "TF-IDF baseline": "baseline"}
+    without = {labels[m.value.strip("*")]: c.value for col in at.columns for m in col.markdown for c in col.caption
+               if m.value.strip("*") in labels and c.value.startswith("Its spam probability without ")}
     assert without
-    for caption in without:
-        shown_p, rest = caption.removeprefix("Spam probability ").split("; without ", 1)
-        run = next(r for r in list_runs(trained) if _percent(Predictor.load(r.path).predict([message])[0]) == shown_p)
-        for word, p_without in re.findall(r"“(.+?)”: ([<>]?[\d.]+%)", rest):
+    for mode, caption in without.items():
+        run = next(r for r in list_runs(trained) if r.mode == mode)
+        words = re.findall(r"“(.+?)”: ([<>]?[\d.]+%)", caption)
+        assert words, caption
+        for word, p_without in words:
             shorter = " ".join(w for w in message.split() if w != _unescape(word).replace("\\", ""))
             assert _percent(Predictor.load(run.path).predict([shorter])[0]) == p_without
     # a reload is a new session with only the URL (the browser keeps the bound fields there: test_browser.py):

@@ -281,7 +281,8 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         shot(page, "6-playground")
         # a batch's CSV names, on its own, the run behind each score and the threshold behind each verdict
         page.get_by_role("tab", name="Batch").click()
-        page.get_by_role("textbox", name="Messages, one per line").fill("see you at 6\nWINNER claim your prize now")
+        winner = "WINNER claim your prize now by calling 09061701461 before midnight tonight to collect your reward"
+        page.get_by_role("textbox", name="Messages, one per line").fill(f"see you at 6\n{winner}")
         page.get_by_role("button", name="Score").click()
         with page.expect_download(timeout=60_000) as download:
             page.get_by_role("button", name="Download CSV").click()
@@ -289,6 +290,13 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert len(rows) == 3 and rows[1].startswith("see you at 6,")
         for mode in ("frozen", "finetune", "baseline"):
             assert f"{mode} p(spam) [run {runs[mode].id}]" in rows[0] and f"{mode} verdict (spam at p >= 0.5)" in rows[0]
+        # the table shows some 40 characters of a message: a picked row is shown whole, as text
+        _settle(page)
+        table = page.locator('[data-testid="stDataFrame"]').last
+        table.scroll_into_view_if_needed()
+        box = table.bounding_box()
+        page.mouse.click(box["x"] + 12, box["y"] + 35 + 35 + 17)  # the second row's selection cell
+        expect(page.get_by_test_id("stText").filter(has_text=winner)).to_have_text(winner, timeout=30_000)
 
         _goto(page, "Runs")
         _settle(page)

@@ -270,8 +270,10 @@ with single:
                 explained = explain_words(predictor, CONTROL.sub(" ", text))
                 col.markdown(" ".join(highlight(w, d) for w, d in explained.weights))
                 strongest = sorted((wd for wd in explained.weights if abs(wd[1]) >= BOLD), key=lambda wd: -abs(wd[1]))
+                # not the text's own probability again: scored in a batch of variants, it can differ from the figure
+                # above in its last digit
                 if strongest:
-                    col.caption(f"Spam probability {percent(explained.probability_without(0.0))}; without " + ", ".join(
+                    col.caption("Its spam probability without " + ", ".join(
                         f"“{common.plain(w)}”: {percent(explained.probability_without(d))}" for w, d in strongest[:3]))
                 elif explained.weights and max(abs(d) for _, d in explained.weights) < COLOURED:
                     col.caption("No single word changes this model's odds by 10 %: the rest of the message decides "
@@ -384,9 +386,12 @@ with batch:
         # message last: first, at 1024 px it pushed the baseline's columns out of sight. Short headers:
         # "finetune p(spam)" and "baseline verdict" were cut off in a narrow column
         runs = {m: run for m, (run, _) in models.items()}
-        st.caption("Per model: its spam probability, then its verdict at its threshold; the message last.")
-        st.dataframe(out, hide_index=True, placeholder="—", column_order=[c for c in out if c != "message"] + [
-            "message"], column_config={
+        st.caption("Per model: its spam probability, then its verdict at its threshold; the message last. Click a "
+                   "row's left edge to read its whole message.")
+        # keyed by the batch: a picked row is a position, which would point elsewhere in another batch
+        picked_row = st.dataframe(out, hide_index=True, placeholder="—", key=f"play_batch_rows:{scored.get('digest')}",
+                                  on_select="rerun", selection_mode="single-row",
+                                  column_order=[c for c in out if c != "message"] + ["message"], column_config={
             f"{m} p(spam)": st.column_config.ProgressColumn(
                 common.SHORT_LABELS[m], format="%.3f", min_value=0.0, max_value=1.0, width="small",
                 help=f"{common.MODE_LABELS[m]} ({run.id}): probability of spam",
@@ -394,6 +399,12 @@ with batch:
             f"{m} verdict": st.column_config.TextColumn(
                 "verdict", width="small", help=f"{common.MODE_LABELS[m]}: spam at probability ≥ {threshold(run):g}")
             for m, run in runs.items()} | {"message": st.column_config.TextColumn("message", width="medium")})
+        # the message column shows some 40 characters on a laptop: a picked row is shown whole, as plain text
+        if picked_row.selection.rows and picked_row.selection.rows[0] < len(out):
+            row = out.iloc[picked_row.selection.rows[0]]
+            st.text(CONTROL.sub("\ufffd", str(row["message"])))
+            st.caption(" · ".join(([f"Truth: {row['label']}"] if "label" in out else []) + [
+                f"{common.SHORT_LABELS[m]} {percent(row[f'{m} p(spam)'])} ({row[f'{m} verdict']})" for m in runs]))
         if common.shows_as_certain(out.filter(like="p(spam)").to_numpy(dtype=float), decimals=3):
             st.caption("Probabilities are shown to 3 decimals: 1.000 means at least 0.9995 and 0.000 less than 0.0005, "
                        "not certainty. The CSV has them to 9 significant digits.")
