@@ -271,7 +271,7 @@ if st.session_state.get("runs_one_chosen"):
     common.set_in_url("runs_pick", run.id)
 if st.session_state.get("runs_job") not in (None, run.id):  # the user moved on to another run
     st.session_state.pop("runs_job")
-left, right = st.columns(2)
+left, right = st.columns([2, 1])  # the details take the room: halves left the settings' notes in a narrow column
 with left:
     if run.error and not jobs.in_use(common.runs_dir(), run.id):  # a job finishing or resuming it: old news
         st.error(f"{run.status}: {common.plain(run.error)}")
@@ -340,8 +340,10 @@ with right:
             st.rerun()
     else:
         st.warning(f"Delete {run.id} and its model for good?")
-        yes, no = st.columns(2)
-        if yes.button("Yes, delete", type="primary", key="runs_delete_yes"):
+        with st.container(horizontal=True):  # side by side where they fit, one under the other where not
+            delete_now = st.button("Yes, delete", type="primary", key="runs_delete_yes")
+            keep = st.button("Keep it", key="runs_delete_no")
+        if delete_now:
             st.session_state.pop("runs_confirm")
             try:
                 with st.spinner("Deleting (after any job that is being started has started)…"):
@@ -352,6 +354,6 @@ with right:
                 st.rerun()
             except (RunError, OSError) as exc:
                 st.error(common.plain(exc))
-        if no.button("Keep it", key="runs_delete_no"):
+        if keep:
             st.session_state.pop("runs_confirm")
             st.rerun()
