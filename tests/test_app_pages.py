@@ -803,6 +803,8 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
         label = {"frozen": "Frozen BERT + MLP head", "finetune": "Fine-tuned BERT", "baseline": "TF-IDF baseline"}[run.mode]
         # a probability near 1 or 0, or one that saturated to it, never reads as certainty
         assert shown[label] == _percent(expected)
+        assert {m.label: m.delta for m in at.metric}[label] == (  # the verdict, by the side of the threshold it is on
+            "SPAM (≥ threshold 0.5)" if expected >= 0.5 else "HAM (< threshold 0.5)")
     assert [t.value for t in at.text] == [message]  # echoed as plain text...
     assert not any("<script>" in m.value for m in at.markdown)  # ...never as markdown/HTML
     at.toggle(key="play_explain").set_value(True).run()  # word-occlusion explanations, one column per model

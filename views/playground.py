@@ -219,7 +219,9 @@ with single:
         for col, (mode, (run, predictor)) in zip(cols, models.items()):
             p = float(probabilities[mode][0])
             col.metric(common.MODE_LABELS[mode], percent(p),
-                       delta=f"{verdict(run, p).upper()} (spam at ≥ {threshold(run):g})",
+                       # which side of its threshold: "HAM (spam at ≥ 0.5)" read as a contradiction
+                       delta=f"SPAM (≥ threshold {threshold(run):g})" if verdict(run, p) == "spam" else
+                       f"HAM (< threshold {threshold(run):g})",
                        delta_color="inverse" if verdict(run, p) == "spam" else "normal", delta_arrow="off")
             if predictor.max_length:
                 tokens = predictor.token_counts([text])[0]
