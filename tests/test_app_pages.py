@@ -642,9 +642,9 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
              if (p["spam_probability"] >= e["metrics"]["threshold"]) != p["label"]}
     yours = [d.value for d in at.dataframe if "frozen wrong" in d.value.columns][-1]
     assert wrong and set(yours["message"]) == wrong
-    assert list(yours["fine-tuned wrong"]) == [
-        next((p["spam_probability"] >= 0.5) != p["label"] for p in saved["finetune"]["predictions"] if p["text"] == t)
-        for t in yours["message"]]
+    assert list(yours["fine-tuned wrong"]) == [  # ✗ where wrong
+        "✗" if next((p["spam_probability"] >= 0.5) != p["label"] for p in saved["finetune"]["predictions"]
+                    if p["text"] == t) else "" for t in yours["message"]]
     # the baseline is right on every message: its intervals have no width, and the page says what that means
     assert "1.000 [1.000, 1.000]" in str(next(d.value for d in at.dataframe if "measure" in d.value.columns).values)
     assert "does not show that the model makes none" in _texts(at)
@@ -759,7 +759,8 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
                 for r in list_runs(trained)}
     table = next(d.value for d in at.dataframe if "baseline wrong" in d.value.columns)
     assert set(table["message"]) == set.union(*wrong_by.values())
-    assert set(table.loc[table["baseline wrong"], "message"]) == wrong_by["baseline"]
+    assert set(table.loc[table["baseline wrong"] == "✗", "message"]) == wrong_by["baseline"]
+    assert set(table["baseline wrong"]) <= {"✗", ""}
     at.text_input(key="compare_search").input("no such message anywhere").run()
     assert "No message that a model gets wrong at 0.99 contains “no such message anywhere”." in _texts(at)
     assert not any("baseline wrong" in d.value.columns for d in at.dataframe)  # no empty table

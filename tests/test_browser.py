@@ -227,7 +227,7 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         assert page.evaluate("history.length") == visited
         page.reload()
         expect(page.get_by_test_id("stSliderThumbValue")).to_have_text("0.48", timeout=60_000)
-        caption = page.get_by_text(re.compile(r"a tick where it is wrong at 0\.48"))
+        caption = page.get_by_text(re.compile(r"✗ where it is wrong at 0\.48"))
         caption.wait_for(timeout=60_000)  # used, not just shown
         # the table shows some 25 characters of a message: a picked row is shown whole, as text
         assert int(re.match(r"(\d+) message", caption.inner_text()).group(1)) > 0

@@ -190,18 +190,20 @@ def messages_frame(scored: dict[str, tuple[list[dict], float]]) -> pd.DataFrame:
 
 
 def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
-    """Messages with each model's spam probability ("<model> p(spam)") and a tick where it is wrong ("<model>
+    """Messages with each model's spam probability ("<model> p(spam)") and ✗ where it is wrong ("<model>
     wrong", at: the threshold, in words), sortable; a picked row is shown whole, as plain text."""
     if wrong.empty:  # "0 message(s)" over an empty table read as a fault
         st.caption(f"None {at}: every model gets every message here right.")
         return
-    st.caption(f"{len(wrong)} message(s): each model's spam probability, and a tick where it is wrong {at}. "
+    st.caption(f"{len(wrong)} message(s): each model's spam probability, and ✗ where it is wrong {at}. "
                "Click a column header to sort, and a row's left edge to read its whole message (the last column).")
     # short headers, so that all the columns and their names fit a laptop screen; the hover says the rest. Each
-    # model's "wrong" tick sits beside its probability under a short header. The message comes last: first, at
+    # model's "wrong" mark sits beside its probability under a short header. The message comes last: first, at
     # 1024 px it pushed every model but the first out of sight, and a picked row shows it whole anyway
     models = [c.removesuffix(" p(spam)") for c in wrong.columns if c.endswith(" p(spam)")]
-    picked_row = st.dataframe(wrong, hide_index=True, placeholder="—", key=key, on_select="rerun",
+    # ✗, not a tick box: beside the row-selection boxes, ticks read as something to click
+    shown = wrong.assign(**{f"{m} wrong": wrong[f"{m} wrong"].map({True: "✗", False: ""}) for m in models})
+    picked_row = st.dataframe(shown, hide_index=True, placeholder="—", key=key, on_select="rerun",
                               selection_mode="single-row",
                               column_order=["truth"] + [f"{m} {c}" for m in models for c in ("p(spam)", "wrong")]
                               + ["message"],
@@ -209,7 +211,7 @@ def wrong_messages_table(wrong: pd.DataFrame, key: str, at: str) -> None:
         f"{m} p(spam)": st.column_config.ProgressColumn(m, format="%.3f", min_value=0.0, max_value=1.0, width=80,
                                                         help=f"{m}: spam probability",  # in the model's colour
                                                         color=common.MODE_COLORS[BY_SHORT[m]]) for m in models} | {
-        f"{m} wrong": st.column_config.CheckboxColumn("wrong", width=62, help=f"{m} wrong {at}") for m in models} | {
+        f"{m} wrong": st.column_config.TextColumn("wrong", width=62, help=f"{m} wrong {at}") for m in models} | {
         "message": st.column_config.TextColumn(width=300)})
     # the message column shows some 40 characters: a picked row is shown whole, as plain text
     if picked_row.selection.rows and picked_row.selection.rows[0] < len(wrong):
