@@ -661,6 +661,13 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
     assert "Left out of three.csv: 1 with an unknown label, 2 that did not parse" in _texts(at)
 
 
+def test_a_rate_short_of_perfect_is_never_shown_as_perfect():
+    from views.common import _fmt, with_interval
+    assert with_interval({"auroc": 0.9987, "ci95": {"auroc": [0.9971, 0.99976]}}, "auroc") == "0.999 [0.997, 0.9998]"
+    assert _fmt(1.0, 3) == "1.000" and _fmt(0.0, 3) == "0.000"  # the real ones stay as they are
+    assert _fmt(0.0004, 3) == "0.0004" and _fmt(0.5, 3) == "0.500" and _fmt(None) == "–"
+    assert _fmt(0.9999999, 3) == "1.000000"  # six digits at most
+
 def test_only_intervals_of_no_width_are_explained_as_such():
     from views.common import flat_intervals
     ci = {"accuracy": [0.9996, 1.0], "recall": [1.0, 1.0], "f1": [0.0, 0.0], "auroc": [0.5, 0.5], "mcc": [0.0, 0.0]}

@@ -655,7 +655,15 @@ def flat_intervals(metrics: dict) -> set:
 
 
 def _fmt(value, digits=4) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    shown = f"{value:.{digits}f}"
+    # a rate short of 1 (or above 0) is not shown as a perfect 1.000 (or a flat 0.000): "[0.997, 1.000]" for an
+    # interval that ends at 0.99976 read as "can be perfect". A digit more, up to six
+    while 0 < value < 1 and float(shown) in (0, 1) and digits < 6:
+        digits += 1
+        shown = f"{value:.{digits}f}"
+    return shown
 
 
 def loss_figure(histories: dict[str, list[dict]], modes: dict[str, str] | None = None,
@@ -728,7 +736,7 @@ def one_class_warning(metrics: dict, label: str, messages: str = "test message")
     auroc = metrics.get("auroc")
     if auroc is not None and auroc >= 0.9:
         at = f" ({metrics['threshold']:g})" if metrics.get("threshold") is not None else ""
-        text += (f" Its probabilities still rank spam above ham (AUROC {auroc:.3f}), so the threshold{at} is what "
+        text += (f" Its probabilities still rank spam above ham (AUROC {_fmt(auroc, 3)}), so the threshold{at} is what "
                  "fails, not the model.")
     return text
 

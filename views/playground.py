@@ -373,8 +373,8 @@ with batch:
             repeats = f"each repeated message counted once, as on Compare ({int((~once).sum()):,} repeats)"
             notes = ["95 % intervals"] * any(ci.values()) + [repeats] * (not once.all())
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy "
-                                  f"{np.mean((out[f'{m} verdict'] == out['label'])[once]):.3f}"
-                                  + (f" [{ci[m][0]:.3f}, {ci[m][1]:.3f}]" if ci.get(m) else "")
+                                  f"{common._fmt(np.mean((out[f'{m} verdict'] == out['label'])[once]), 3)}"
+                                  + (f" [{common._fmt(ci[m][0], 3)}, {common._fmt(ci[m][1], 3)}]" if ci.get(m) else "")
                                   for m in models if f"{m} verdict" in out)
                        + (f" ({'; '.join(notes)})" if notes else ""))
             if seen := {m: n for m, n in scored.get("seen", {}).items() if n}:
