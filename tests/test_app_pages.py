@@ -276,7 +276,9 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     own = {m: dataclasses.replace(r, metrics={**r.metrics, "threshold": thresholds[m]}) for m, r in runs.items()}
     verdict = finetuning_verdict(own["frozen"], own["finetune"], own["baseline"])
     frozen_missed = _expected_verdict(runs, 0.3)[0].split("(frozen: ")[1].split(")")[0]
-    assert verdict.startswith("Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same ")
+    # after the note that the frozen run is a quick one, which comes first
+    assert verdict.split("as what fine-tuning buys. ", 1)[1].startswith(
+        "Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same ")
     assert f"(frozen: {frozen_missed})" in verdict
     # the baseline's threshold is named when it differs, and then it is not counted against the fine-tuned model
     assert re.search(r", at threshold 0\.7\), and its run took [\d.]+ s\.$", verdict), verdict
@@ -298,7 +300,7 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     assert "class-balanced" not in finetuning_verdict(unweighted, runs["finetune"], None)
     # a run shorter than its mode's default (the quick preset's 1-epoch fine-tune) is named as such, in bold
     assert runs["frozen"].config["epochs"] == 20 and runs["finetune"].config["epochs"] == 3
-    assert "**The frozen run is a quick one**: it trained 20 epochs, fewer than the default 60" in verdict
+    assert verdict.startswith("**The frozen run is a quick one**: it trained 20 epochs, fewer than the default 60")
     assert "fine-tuned run is a quick one" not in verdict
     quick = dataclasses.replace(runs["finetune"], config={**runs["finetune"].config, "epochs": 1})
     full_frozen = dataclasses.replace(runs["frozen"], config={**runs["frozen"].config, "epochs": 60})
@@ -307,7 +309,8 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     both = finetuning_verdict(runs["frozen"], quick, None)  # a 1-epoch "Both" job: the advice once, not twice
     assert "**Both runs are quick ones**: the fine-tuned one trained 1 epoch, fewer than the default 3; the frozen " \
            "one trained 20 epochs, fewer than the default 60. Full-length runs may do better: train them on the " \
-           "Train page before reading this as what fine-tuning buys." in both
+           "Train page before reading what follows as what fine-tuning buys." in both
+    assert both.startswith("**Both runs are quick ones**")  # first: mid-paragraph, it was read past
     assert both.count("Train page") == 1 and "is a quick one" not in both
 
     # a frozen run on another split: no message-by-message test, and the page says why

@@ -834,14 +834,16 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         elif not full_length(run):  # the quick preset's fine-tune: a stakeholder would repeat its verdict as final
             quick.append((which, f"{_n(run.config['epochs'], 'epoch')}, fewer than the default "
                                  f"{MODE_DEFAULTS[run.mode]['epochs']}"))
-    advice = "before reading this as what fine-tuning buys."
+    advice = "before reading what follows as what fine-tuning buys."
+    # first, after any run cut short: mid-paragraph, a stakeholder read the headline and not this
+    first = sum(not trained_to_end(run) for run in (finetune, frozen))
     if len(quick) == 1:
         [(which, what)] = quick
-        lines.append(f"**The {which} run is a quick one**: it trained {what}, so a full-length run may do better. "
-                     f"Train one on the Train page {advice}")
+        lines.insert(first, f"**The {which} run is a quick one**: it trained {what}, so a full-length run may do "
+                            f"better. Train one on the Train page {advice}")
     elif quick:  # a 1-epoch "Both" job: one sentence, not the same advice twice
-        lines.append("**Both runs are quick ones**: " + "; ".join(f"the {which} one trained {what}"
-                                                                    for which, what in quick)
+        lines.insert(first, "**Both runs are quick ones**: " + "; ".join(f"the {which} one trained {what}"
+                                                                          for which, what in quick)
                      + f". Full-length runs may do better: train them on the Train page {advice}")
     params = [run.metrics.get("trainable_parameters") for run in (finetune, frozen)]
     seconds = [run.metrics.get("total_seconds") for run in (finetune, frozen)]
