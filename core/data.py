@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -346,13 +347,29 @@ def describe(summary: dict) -> str:
     return "; ".join(parts)
 
 
-def split_messages(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Stratified train/validation/test split, deterministic for a seed."""
+def split_messages(frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+                   train_messages: int | None = None) -> dict[str, pd.DataFrame]:
+    """Stratified train/validation/test split, deterministic for a seed. train_messages: keep only that many of the
+    training part (see sample_training), the other two parts as they are, so runs on fewer labels are tested on the
+    same messages."""
     train_val, test = train_test_split(frame, test_size=test_fraction, stratify=frame["label"], random_state=seed)
     train, val = train_test_split(train_val, test_size=val_fraction / (1 - test_fraction),
                                   stratify=train_val["label"], random_state=seed)
+    if train_messages is not None and train_messages < len(train):
+        train = sample_training(train, train_messages, seed)
     return {name: part.reset_index(drop=True) for name, part in
             (("train", train), ("validation", val), ("test", test))}
+
+
+def sample_training(train: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """n of the training messages, with the training part's share of spam (rounded, at least one of each class),
+    in their order. Nested: for one seed each class is drawn in one shuffled order and the first ones are kept,
+    so the 100 of a smaller run are among the 300 of a larger one and a learning curve adds data, not noise."""
+    order = np.random.default_rng(seed).permutation(len(train))
+    is_spam = train["label"].to_numpy()[order] == 1
+    spam = min(max(1, round(n * is_spam.mean())), n - 1, int(is_spam.sum()))
+    keep = np.concatenate([order[is_spam][:spam], order[~is_spam][:n - spam]])
+    return train.iloc[np.sort(keep)]
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:

@@ -92,6 +92,7 @@ def seen_in_training(config: dict, texts: list[str]) -> int | None:
         return None
     if messages.fingerprint != info.get("fingerprint"):
         return None
-    splits = split_messages(messages.frame, config["val_fraction"], config["test_fraction"], config["seed"])
+    splits = split_messages(messages.frame, config["val_fraction"], config["test_fraction"], config["seed"],
+                            config.get("train_messages"))  # the training messages it left out it never saw
     learnt = set(splits["train"]["text"].tolist()) | set(splits["validation"]["text"].tolist())
     return sum(normalise(t) in learnt for t in texts)

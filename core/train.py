@@ -242,7 +242,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
 
     t_start = time.time() - (resume["elapsed"] if resume else 0.0)  # a resumed run counts its time before it stopped
     set_seed(cfg.seed)
-    splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.train_messages)
     # absolute, so `core finish` can find the file again from any working directory
     data_info = {"source": str(Path(messages.source).resolve()), **messages.summary, "splits": split_summary(splits)}
     events.emit("data", **data_info)
@@ -474,7 +474,7 @@ def finish_stopped(run_dir: Path) -> Path:
         try:
             events.emit("finish_saved", weights=weights.name, step=info.get("step"))
             t0 = time.time()
-            splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            splits = split_messages(messages.frame, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.train_messages)
             accelerator, cfg = _accelerator(cfg)
             if cfg.mode == "finetune":  # a save_pretrained folder: load it as the model itself
                 setup = _setup_finetune(cfg, dataclasses.replace(model_info, path=str(weights)), splits, messages,

@@ -190,6 +190,28 @@ def test_split_has_no_overlap_is_stratified_and_deterministic(tmp_path):
     assert not other["test"].equals(splits["test"])
 
 
+def test_fewer_training_messages_are_a_nested_stratified_sample_and_leave_the_rest_alone(tmp_path):
+    messages = load_messages(write_uci(tmp_path / "d.txt", make_messages(n_ham=400, n_spam=100)))
+    full = split_messages(messages.frame, 0.1, 0.2, seed=7)
+    parts = {n: split_messages(messages.frame, 0.1, 0.2, seed=7, train_messages=n) for n in (20, 60, 200)}
+    for n, part in parts.items():
+        assert len(part["train"]) == n
+        assert part["train"]["label"].sum() == round(n * full["train"]["label"].mean())  # the training part's share
+        assert part["validation"].equals(full["validation"]) and part["test"].equals(full["test"])
+        assert set(part["train"].text) <= set(full["train"].text)
+        # in the training part's order: the sampler's batch order works on it as on the whole part
+        positions = [full["train"].text.tolist().index(t) for t in part["train"].text]
+        assert positions == sorted(positions)
+    assert set(parts[20]["train"].text) <= set(parts[60]["train"].text) <= set(parts[200]["train"].text)  # nested
+    assert split_messages(messages.frame, 0.1, 0.2, seed=7, train_messages=200)["train"].equals(parts[200]["train"])
+    assert not split_messages(messages.frame, 0.1, 0.2, seed=8, train_messages=200)["train"].text.isin(
+        parts[200]["train"].text).all()
+    # as many as there are, or more: the whole training part
+    assert split_messages(messages.frame, 0.1, 0.2, seed=7, train_messages=10_000)["train"].equals(full["train"])
+    from core.config import TrainConfig
+    with pytest.raises(ValueError, match=r"train_messages: expected a value in \[20, "):
+        TrainConfig(train_messages=5)
+
 def test_source_order_explicit_then_env_then_data_dir(tmp_path, monkeypatch, sms_file):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SPAM_DATA", raising=False)

@@ -74,6 +74,25 @@ def test_mode_end_to_end(mode, sms_file, tiny_bert, tmp_path):
     assert not list(run_dir.rglob("*.bin")) and not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("*.pkl"))
 
 
+@pytest.mark.parametrize("mode", ["frozen", "finetune", "baseline"])
+def test_a_run_on_fewer_training_messages_trains_on_them_alone_and_is_tested_like_a_full_one(
+        mode, sms_file, tiny_bert, tmp_path):
+    full = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path)))
+    few = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, train_messages=40)))
+    assert few.config["train_messages"] == 40 and few.config["data_info"]["splits"]["train"]["rows"] == 40
+    assert few.config["data_info"]["splits"]["test"] == full.config["data_info"]["splits"]["test"]
+    assert [p["text"] for p in few.metrics["predictions"]] == [p["text"] for p in full.metrics["predictions"]]
+    if mode != "baseline":  # one epoch of 40 messages at batch 16 is 3 steps
+        start = next(e for e in read_history(few.path) if e["event"] == "start")
+        assert start["steps_per_epoch"] == 3 and start["total_steps"] == 3 * few.config["epochs"]
+    # the training messages it left out it never saw: they count as new to it
+    from core.data import load_messages, split_messages
+    parts = split_messages(load_messages(sms_file).frame, 0.1, 0.2, 42)
+    unseen = [t for t in parts["train"]["text"] if t not in set(split_messages(
+        load_messages(sms_file).frame, 0.1, 0.2, 42, 40)["train"]["text"])]
+    from core.evaluate import seen_in_training
+    assert seen_in_training(few.config, unseen) == 0 and seen_in_training(full.config, unseen) == len(unseen)
+
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_same_seed_same_result(mode, sms_file, tiny_bert, tmp_path):
     first = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, epochs=1)))
