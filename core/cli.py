@@ -288,7 +288,7 @@ def _predict(args) -> int:
 
 
 def _runs(args) -> int:
-    from .runs import list_runs, resumed_note, stopped_note
+    from .runs import list_runs, resumed_note, stopped_note, training_subset
 
     if not os.path.isdir(args.runs_dir):  # a mistyped folder is not an empty one
         raise ValueError(f"no such folder: {os.path.abspath(args.runs_dir)} (--runs-dir or $SPAM_RUNS_DIR names it)")
@@ -304,6 +304,8 @@ def _runs(args) -> int:
             # "stopped" and "resumed" as metrics.json has them: whether a run trained to its end, and how
             print(json.dumps({"id": run.id, "path": str(run.path), "mode": run.mode, "model": run.model,
                               "status": run.status, "error": run.error, "test": t or None,
+                              "train_messages": (run.config or {}).get("data_info", {}).get("splits", {}).get(
+                                  "train", {}).get("rows"),
                               **{k: (run.metrics or {}).get(k) for k in ("stopped", "resumed")}}))
         else:
             num = lambda k: f"{t[k]:.4f}" if t.get(k) is not None else "     -"
@@ -311,6 +313,8 @@ def _runs(args) -> int:
                   f"{num('auroc'):>6}  {run.model or '?'}")
             if run.error:  # why a run failed or is broken, under it
                 print(f"{'':40} {run.error}")
+            if subset := training_subset(run.config):  # its numbers are not comparable with a run on them all
+                print(f"{'':40} trained on {subset[0]:,} of the {subset[1]:,} training messages")
             if resumed := (run.metrics or {}).get("resumed"):
                 print(f"{'':40} {resumed_note(resumed)}")
             if not run.error and (stopped := (run.metrics or {}).get("stopped")):

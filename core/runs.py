@@ -545,6 +545,20 @@ def cut_short(stopped: dict | None) -> bool:
     return bool(stopped) and not stopped.get("trained_to_end")
 
 
+def training_subset(config: dict | None) -> tuple[int, int] | None:
+    """(messages it trained on, of how many in its training split) for a run on fewer training messages
+    (--train-messages below the split's size); None for one that trained on them all."""
+    info = (config or {}).get("data_info") or {}
+    try:
+        if not config.get("train_messages"):
+            return None
+        from .data import split_sizes
+        whole = split_sizes(info["rows"], config["val_fraction"], config["test_fraction"])["train"]
+        used = info["splits"]["train"]["rows"]
+    except (KeyError, TypeError, AttributeError):  # an older or damaged config
+        return None
+    return (used, whole) if used < whole else None
+
 def stopped_note(stopped: dict) -> str:
     """One line on a run that did not train to its end: finished on request, or from a checkpoint after it stopped
     (metrics.json "stopped"); or on one that trained to its end and stopped while it tested."""

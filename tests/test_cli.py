@@ -40,6 +40,7 @@ def run_cli(capsys, *argv, stdin=None, monkeypatch=None):
     (["train", "--lr", "0"], "error: --lr: expected a value in [1e-08, 1], got 0.0"),
     (["train", "--epochs", "0"], "error: --epochs: expected a value in [1, 1000], got 0"),
     (["train", "--batch-size", "0"], "error: --batch-size: expected a value in [1, 4096], got 0"),
+    (["train", "--train-messages", "5"], "error: --train-messages: expected a value in [20, 1000000000], got 5"),
     (["predict", "--run", "no-such-run", "hi"], "error: unknown run: no-such-run"),
     (["predict", "--run", "../../etc", "hi"], "error: unknown run: ../../etc (no such folder)"),
     (["predict", "--run", "nosuch/run", "hi"], "error: unknown run: nosuch/run (no such folder)"),
@@ -329,6 +330,15 @@ def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(frozen_run.parent))
     assert frozen_run.name in out and "frozen" in out and "completed" in out
 
+
+def test_runs_says_when_a_run_trained_on_fewer_messages(capsys, tmp_path, sms_file):
+    code, out, _ = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir",
+                           str(tmp_path / "runs"), "--train-messages", "30")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0 and out.splitlines()[2].strip() == "trained on 30 of the 91 training messages"
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert json.loads(out)["train_messages"] == 30
 
 def test_runs_on_a_folder_that_does_not_exist_says_so(capsys, tmp_path):
     code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "nope"))
