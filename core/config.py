@@ -49,10 +49,10 @@ class TrainConfig:
     seed: int = _opt(42, "seeds the split, the initialisation and the batch order")
     val_fraction: float = _opt(0.1, "share of de-duplicated messages held out for validation")
     test_fraction: float = _opt(0.2, "share of de-duplicated messages held out for the final test")
-    train_messages: int | None = _opt(None, "train on only this many of the training split's messages (a stratified "
-                                            "sample, nested: a smaller one is part of a larger one for the same seed; "
-                                            "validation and test unchanged), to see how fine-tuning's gain changes with "
-                                            "fewer labels; default: all of them")
+    train_messages: int | None = _opt(None, "train on only this many of the training split's messages (a "
+                                            "stratified sample, nested: a smaller one is part of a larger one for the "
+                                            "same seed; validation and test unchanged), to see how fine-tuning's gain "
+                                            "changes with fewer labels; default: all of them")
     warmup_ratio: float = _opt(0.1, "share of steps with linear learning-rate warmup (BERT paper)")
     weight_decay: float = _opt(0.01, "AdamW weight decay, not applied to biases and LayerNorm")
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: no clipping)")
@@ -97,7 +97,8 @@ class TrainConfig:
             # stored as its kind: a --config file's 2.0 for an integer passed the check, then failed in range()
             setattr(self, name, kind(self._check(name, getattr(self, name), low, high, kind)))
         if self.train_messages is not None:
-            self.train_messages = int(self._check("train_messages", self.train_messages, MIN_TRAIN_MESSAGES, 10**9, int))
+            self.train_messages = int(self._check("train_messages", self.train_messages, MIN_TRAIN_MESSAGES, 10**9,
+                                                  int))
         for name in ("model", "data", "runs_dir", "cache_dir"):  # a --config file's value may be a number or a list
             if not isinstance(getattr(self, name), str) and (name != "data" or self.data is not None):
                 raise ValueError(f"{name}: expected a name or path in quotes, got {getattr(self, name)!r}")

@@ -81,6 +81,27 @@ def test_seed_sweep_summarises_and_reuses_its_runs(bench, tiny_bert, sms_file, t
     assert "| encoding | first shown | 1 |" in out and "| encoding | 50% of the time | 1 |" in out
 
 
+def test_data_size_sweep_trains_each_size_and_counts_what_fine_tuning_saves(bench, tiny_bert, sms_file, tmp_path,
+                                                                            capsys):
+    argv = ["--data", str(sms_file), "--model", tiny_bert, "--seeds", "1,2", "--sizes", "30,all",
+            "--modes", "frozen,finetune", "--runs-dir", str(tmp_path / "runs")]
+    assert bench("bench_data_size").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| 30 | 30 | frozen |" in out and "| all | 91 | finetune |" in out  # 91: the whole training split
+    from core.runs import list_runs
+    runs = list_runs(tmp_path / "runs")
+    trained_on = {r.id: r.config["data_info"]["splits"]["train"]["rows"] for r in runs}
+    assert len(runs) == 8 and sorted(trained_on.values()) == [30] * 4 + [91] * 4
+
+    def errors(mode, seed, rows):  # each size's per-seed gain is the frozen run's test errors minus the fine-tuned one's
+        run = next(r for r in runs if r.mode == mode and r.config["seed"] == seed and trained_on[r.id] == rows)
+        (_, fp), (fn, _) = run.metrics["test"]["confusion_matrix"]
+        return fp + fn
+    gains = [errors("frozen", s, 30) - errors("finetune", s, 30) for s in (1, 2)]
+    assert f"| 30 | {gains[0]}, {gains[1]} |" in out
+    assert bench("bench_data_size").main(argv) == 0  # a second sweep trains nothing: the runs match
+    assert "training" not in capsys.readouterr().out
+
 def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys, monkeypatch, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
