@@ -376,6 +376,37 @@ def test_overview_says_when_a_frozen_runs_time_leaves_encoding_out(monkeypatch, 
     assert note in _texts(at)
 
 
+def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default(monkeypatch, tmp_path, tiny_bert,
+                                                                               sms_data, trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = {r.mode: r for r in list_runs(runs_dir)}
+    few = {mode: load_run(train(_config(mode, tmp_path, tiny_bert, sms_data, epochs=epochs, train_messages=40)))
+           for mode, epochs in (("frozen", 20), ("finetune", 3))}  # a learning curve's point, newer than the rest
+    n_train = full["finetune"].config["data_info"]["splits"]["train"]["rows"]
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    for mode in ("frozen", "finetune"):
+        picker = at.selectbox(key=f"overview_{mode}")
+        assert picker.value == full[mode].id and picker.options[0].startswith("40 msgs · F1 ")
+    assert [c.value for c in at.caption if c.value.startswith("Showing an older run")] == [
+        f"Showing an older run: the newest ({_when(few[m])}) trained on 40 of the {n_train:,} training messages. "
+        "Pick it here to see it." for m in ("frozen", "finetune")]
+
+    def headline():
+        return next(_unescape(m.value) for m in at.markdown if "test messages" in m.value)
+    assert "training messages" not in headline()
+    at.selectbox(key="overview_finetune").set_value(few["finetune"].id).run()
+    said = headline()  # before the counts (after the note that the frozen run is a quick one)
+    assert said.index("**The two runs trained on different numbers of messages** (frozen: "
+                      f"{n_train:,}; fine-tuned: 40), so the difference between them is not fine-tuning's") \
+        < said.index("on the same")
+    at.selectbox(key="overview_frozen").set_value(few["frozen"].id).run()
+    assert f"**Both runs trained on 40 of the {n_train:,} training messages**: this is what fine-tuning buys with " \
+           "that many labels." in headline()
+    at = _page(at, "views/runs.py")  # the runs table names the sample too
+    table = next(d.value for d in at.dataframe if "settings" in d.value.columns).set_index("run")
+    assert all(table.loc[r.id, "settings"].startswith("40 train msgs · ") for r in few.values())
+    assert not str(table.loc[full["finetune"].id, "settings"]).startswith("40")
+
 def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
@@ -1532,6 +1563,24 @@ def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeyp
     assert {c.class_weight for c in launched[-1]} == {"balanced"}
 
 
+def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_messages(monkeypatch, tmp_path, tiny_bert,
+                                                                                  sms_data):
+    launched = []
+    monkeypatch.setattr(jobs, "launch", launched.append)  # what the page asks to train, not the training itself
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, sms_data), "views/train.py")
+    n_train = next(int(m.group(1).replace(",", "")) for c in at.caption
+                   if (m := re.match(r"([\d,]+) training messages\. ", c.value)))
+    at.number_input(key="train_shared_train_messages").set_value(40).run()
+    assert any(c.value.startswith(f"40 of the {n_train:,} training messages. ") for c in at.caption)
+    at.button(key="train_launch").click().run()
+    assert [(c.mode, c.train_messages) for c in launched[-1]] == [("baseline", 40), ("frozen", 40), ("finetune", 40)]
+    at.number_input(key="train_shared_train_messages").set_value(5).run()  # too few for a stratified sample
+    assert _errors_beside(at, "train_shared_train_messages") == ["Expected a value in [20, 1000000000], got 5"]
+    assert at.button(key="train_launch").disabled
+    at.number_input(key="train_shared_train_messages").set_value(0).run()  # all of them
+    at.button(key="train_launch").click().run()
+    assert {c.train_messages for c in launched[-1]} == {None}
+
 def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_the_cli_does(monkeypatch, tmp_path,
                                                                                            tiny_bert, sms_data):
     launched = []
@@ -1561,7 +1610,7 @@ def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_th
     at.radio(key="train_plan").set_value("baseline").run()
     shown = {w.key for kind in ("number_input", "selectbox") for w in getattr(at, kind)}
     assert shown == {"train_shared_seed", "train_shared_val_fraction", "train_shared_test_fraction",
-                     "train_class_weight", "train_shared_threshold"}, shown
+                     "train_shared_train_messages", "train_class_weight", "train_shared_threshold"}, shown
     at.button(key="train_launch").click().run()
     assert [(c.mode, c.seed, c.threshold) for c in launched[-1]] == [("baseline", 7, 0.3)]
 

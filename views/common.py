@@ -25,7 +25,7 @@ from core.data import DataError, check_classes, deduplicate, find_data_source, l
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
-    cut_short, lock_position, read_status, resumable_state, run_path, stopped_note
+    cut_short, lock_position, read_status, resumable_state, run_path, stopped_note, training_subset
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -143,11 +143,12 @@ def full_length(run) -> bool:
 
 
 def latest(found: list):
-    """Of one mode's runs, newest first (usable_runs), the newest full-length one: a quick run trained during a
-    demo, or one stopped early, says less about what the mode can do and must not become the headline by being
-    newer. Else the newest that trained to its end, else the newest."""
-    return next((r for r in found if full_length(r)),
-                next((r for r in found if trained_to_end(r)), found[0] if found else None))
+    """Of one mode's runs, newest first (usable_runs), the newest full-length one on all the training messages: a
+    quick run trained during a demo, one stopped early, or one on a sample of the messages (a learning curve's) says
+    less about what the mode can do and must not become the headline by being newer. Else the newest full-length
+    one, else the newest on all the messages that trained to its end, and so on down to the newest."""
+    # max keeps the first of equals: the newest
+    return max(found, key=lambda r: (full_length(r), not training_subset(r.config), trained_to_end(r)), default=None)
 
 
 def compared_run(mode: str):
@@ -182,12 +183,18 @@ def passed_over(found: list, default, followed: tuple | None) -> str | None:
     """Why the default pick (default_run) is not the newest run, in words for under a picker; None when it is."""
     if not found or default is found[0]:
         return None
-    newest = found[0]
-    if full_length(newest) and followed:  # passed over for its test messages
+    newest, subset = found[0], training_subset(found[0].config)
+    if not trained_to_end(newest):
+        why = "stopped early"
+    elif not full_length(newest) and full_length(default):
+        why = f"trained {_n(newest.config['epochs'], 'epoch')}, fewer than the default " \
+              f"{MODE_DEFAULTS[newest.mode]['epochs']}"
+    elif subset and not training_subset(default.config):
+        why = f"trained on {subset[0]:,} of the {subset[1]:,} training messages"
+    elif followed:  # passed over for its test messages
         why = f"was tested on other messages than the {MODE_LABELS[followed[0]]} run shown (other data, seed or split)"
     else:
-        why = "stopped early" if not trained_to_end(newest) else f"trained {_n(newest.config['epochs'], 'epoch')}, " \
-            f"fewer than the default {MODE_DEFAULTS[newest.mode]['epochs']}"
+        return None
     return f"Showing an older run: the newest ({time.strftime('%d %b %H:%M', time.localtime(newest.created))}) " \
            f"{why}. Pick it here to see it."
 
@@ -200,12 +207,14 @@ def run_labels(runs: list) -> dict[str, str]:
         t = (run.metrics or {}).get("test", {})
         f1 = f"F1 {t['f1']:.3f} · " if t.get("f1") is not None else ""
         stopped = "" if trained_to_end(run) else "stopped early · "  # fewer steps than it was set to
+        # a learning curve's run on a sample of the training messages, beside one on them all
+        sample = f"{subset[0]:,} msgs · " if (subset := training_subset(run.config)) else ""
         # a quick run beside a full one; not for a stopped run, which did not train the epochs it was set for (and a
         # narrow picker cut its date off)
         epochs = (run.config or {}).get("epochs") if run.mode != "baseline" and not stopped else None
         early = "up to " if (run.config or {}).get("patience") else ""  # early stopping may have ended it sooner
         epochs = f"{early}{_n(epochs, 'epoch')} · " if isinstance(epochs, int) else ""
-        return f"{stopped}{f1}{epochs}{time.strftime('%d %b %H:%M', time.localtime(run.created))}"
+        return f"{stopped}{sample}{f1}{epochs}{time.strftime('%d %b %H:%M', time.localtime(run.created))}"
 
     labels = {run.id: label(run) for run in runs}
     count = Counter(labels.values())
@@ -820,6 +829,14 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
     if frozen.model != finetune.model:  # the page's premise is one encoder used two ways
         lines.append(f"The two runs used different encoders (frozen: {plain(frozen.model)}; fine-tuned: "
                      f"{plain(finetune.model)}), so the difference between them is not fine-tuning's alone.")
+    # a learning curve's runs, on a sample of the training messages: said first, as what the numbers are about
+    trained_on = [((run.config or {}).get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
+                  for run in (frozen, finetune)]
+    if samples := [s for s in (training_subset(frozen.config), training_subset(finetune.config)) if s]:
+        lines.insert(0, f"**Both runs trained on {samples[0][0]:,} of the {samples[0][1]:,} training messages**: this "
+                        "is what fine-tuning buys with that many labels." if trained_on[0] == trained_on[1] else
+                     f"**The two runs trained on different numbers of messages** (frozen: {trained_on[0]:,}; "
+                     f"fine-tuned: {trained_on[1]:,}), so the difference between them is not fine-tuning's alone.")
     weights = {which: (run.config or {}).get("class_weight") for run, which in ((frozen, "frozen"), (finetune, "fine-tuned"))}
     if len(set(weights.values())) > 1 and None not in weights.values():
         weighted = [which for which, w in weights.items() if w == "balanced"]

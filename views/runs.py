@@ -9,7 +9,8 @@ import streamlit as st
 from core import jobs
 from core.data import describe
 from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights, read_history,
-                       resumable_state, resumed_note, running_job, stopped_note, time_spent, validate_run_id)
+                       resumable_state, resumed_note, running_job, stopped_note, time_spent, training_subset,
+                       validate_run_id)
 
 from views import common
 
@@ -70,11 +71,12 @@ def settings(cfg: dict, neural: bool) -> dict[str, str]:
                "lr": f"lr {lr:g}" if isinstance(lr, (int, float)) else f"lr {lr}",
                "batch_size": f"batch {cfg.get('batch_size')}",
                "max_length": f"max len {cfg.get('max_length')}"} if neural else {}  # not the linear model's
-    return trained | {"seed": f"seed {cfg.get('seed')}"}
+    sample = {"train_messages": f"{subset[0]:,} train msgs"} if (subset := training_subset(cfg)) else {}
+    return sample | trained | {"seed": f"seed {cfg.get('seed')}"}
 
 
 # the settings that apply to each mode, in the Train form's order: a baseline has no epochs or learning rate
-SHARED_SETTINGS = ["seed", "val_fraction", "test_fraction", "class_weight", "threshold"]
+SHARED_SETTINGS = ["seed", "val_fraction", "test_fraction", "train_messages", "class_weight", "threshold"]
 NEURAL_SETTINGS = ["epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "max_grad_norm",
                    "patience", "evals_per_epoch", "precision"]
 MODE_SETTINGS = {"baseline": SHARED_SETTINGS, "finetune": NEURAL_SETTINGS + SHARED_SETTINGS,
@@ -83,7 +85,8 @@ MODE_SETTINGS = {"baseline": SHARED_SETTINGS, "finetune": NEURAL_SETTINGS + SHAR
 
 def settings_table(cfg: dict, mode: str | None) -> pd.DataFrame:
     names = [k for k in MODE_SETTINGS.get(mode, NEURAL_SETTINGS + SHARED_SETTINGS) if k in cfg]
-    shown = [f"{cfg[k]:g}" if isinstance(cfg[k], float) else "—" if cfg[k] is None else str(cfg[k]) for k in names]
+    shown = [f"{cfg[k]:g}" if isinstance(cfg[k], float) else ("all" if k == "train_messages" else "—")
+             if cfg[k] is None else str(cfg[k]) for k in names]
     return pd.DataFrame({"setting": [k.replace("_", " ") for k in names], "value": shown})
 
 
@@ -180,8 +183,10 @@ for run in all_runs:
 # a setting every run that has it shares goes in the caption, so the column shows what tells the runs apart (the
 # full list cut it off at 1280 px)
 listed = [row["settings"] for row in rows if row["settings"]]
+# (train_messages applies to every run, and is missing where a run trained on them all: then it is not shared)
 shared = {name: text for name, text in {n: t for parts in listed for n, t in parts.items()}.items()
-          if len(listed) > 1 and len({parts[name] for parts in listed if name in parts}) == 1}
+          if len(listed) > 1 and len({parts.get(name) for parts in listed
+                                      if name in parts or name == "train_messages"}) == 1}
 for row in rows:
     row["settings"] = " · ".join(text for name, text in row["settings"].items() if name not in shared) or None
 frame = pd.DataFrame(rows)

@@ -224,6 +224,17 @@ with st.expander("More settings"):
         "Playground, use it (Compare's slider tries others)"))
     if not neural:  # the shared settings above are a BERT's, but for the seed: else a seed kept there went unused
         values["seed"] = number("Seed", "seed", c[4])
+    # a learning curve: every run of the plan on the same sample, tested on the same messages as a run on them all
+    c = st.columns([1, 3.5], vertical_alignment="bottom")
+    LABELS["train_messages"] = "Training messages"
+    sample = drawn("train_shared_train_messages", 0, c[0].number_input(
+        "Training messages", min_value=0, step=100, value=saved("train_shared_train_messages", 0),
+        help=f"{HELP['train_messages']}. 0: all of them", key="train_shared_train_messages",
+        persist_state=common.KEEP), "Training messages")
+    values["train_messages"] = checked("train_messages", sample, c[0], "shared") if sample else None
+    c[1].caption("0 trains on every training message. Fewer shows what fine-tuning buys when labels are scarce: a "
+                 "sample of the training split, the same for a seed and nested (300 holds the 100), tested on the "
+                 "same messages.")
     if neural:  # second row: a BERT's alone; the baseline's solver has no weight decay, gradients or encoder
         c = st.columns([1, 1, 2.5], vertical_alignment="bottom")
         values["weight_decay"] = number("Weight decay", "weight_decay", c[0], float, fmt="%.3f")
@@ -323,24 +334,30 @@ def features_cached(cfg) -> bool:
 
 if data_summary and not errors and not blocked:
     n_messages = data_summary["rows"]
-    n_train = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)["train"]
+    in_split = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)["train"]
+    n_train = min(in_split, configs[0].train_messages or in_split)
     lines, untimed = [], []
+
+    def timing_key(cfg) -> tuple:  # a timing is scaled to an epoch of this many messages
+        return cfg.mode, model_name, cfg.max_length, cfg.batch_size, n_train
+
     for cfg in configs:
         line, needs_timing = jobs.describe_estimate(
             cfg, common.MODE_LABELS[cfg.mode], common.runs(), model_info.get("name") if cfg.mode != "baseline" else None,
             n_train, n_messages, cfg.mode == "frozen" and features_cached(cfg),
-            st.session_state.get("train_measured", {}).get((cfg.mode, model_name, cfg.max_length, cfg.batch_size)))
+            st.session_state.get("train_measured", {}).get(timing_key(cfg)))
         lines.append(line)
         if needs_timing:
             untimed.append(cfg.mode)
-    st.caption(f"{n_train:,} training messages. " + " · ".join(lines))
+    st.caption((f"{n_train:,} of the {in_split:,} training messages. " if n_train < in_split else
+                f"{n_train:,} training messages. ") + " · ".join(lines))
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
                              help="Loads the model and times 3 training steps (a few seconds)."):
         with st.spinner("Timing…"):
             measured = st.session_state.setdefault("train_measured", {})
             for cfg in configs:
                 if cfg.mode in untimed:
-                    measured[(cfg.mode, model_name, cfg.max_length, cfg.batch_size)] = jobs.measure_epoch_seconds(
+                    measured[timing_key(cfg)] = jobs.measure_epoch_seconds(
                         model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages)
         st.rerun()
 
