@@ -1572,6 +1572,7 @@ def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_message
                    if (m := re.match(r"([\d,]+) training messages\. ", c.value)))
     at.number_input(key="train_shared_train_messages").set_value(40).run()
     assert any(c.value.startswith(f"40 of the {n_train:,} training messages. ") for c in at.caption)
+    assert any("Training messages 40 (default all)" in c.value for c in at.caption)
     at.button(key="train_launch").click().run()
     assert [(c.mode, c.train_messages) for c in launched[-1]] == [("baseline", 40), ("frozen", 40), ("finetune", 40)]
     at.number_input(key="train_shared_train_messages").set_value(5).run()  # too few for a stratified sample

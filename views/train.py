@@ -267,8 +267,10 @@ if keep != SAVED:
         pass
 
 
-def shown(value) -> str:
-    """A field's value as the note on changed fields gives it: on/off, a plan's label, 0.002."""
+def shown(value, key: str | None = None) -> str:
+    """A field's value as the note on changed fields gives it: on/off, a plan's label, 0.002, all training messages."""
+    if key == "train_shared_train_messages" and value == 0:
+        return "all"
     if isinstance(value, bool):
         return "on" if value else "off"
     return common.plain(PLAN_LABELS.get(value, value)) if isinstance(value, str) else f"{value:g}"
@@ -289,7 +291,8 @@ def reset_form():
 
 if changed:  # kept for every session and tab: one opened later, or by someone else, could take them for the recipe
     st.caption("Not the defaults (the form keeps them for every session, in the runs folder): " + "; ".join(
-        f"{DRAWN_LABELS[key]} {shown(value)} (default {shown(DRAWN[key][0])})" for key, value in changed.items()) + ".")
+        f"{DRAWN_LABELS[key]} {shown(value, key)} (default {shown(DRAWN[key][0], key)})" for key, value in changed.items())
+        + ".")
 st.button("Reset the form to its defaults", type="tertiary", icon=":material/restart_alt:", on_click=reset_form,
           disabled=not keep, key="train_reset")
 
