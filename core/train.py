@@ -525,6 +525,7 @@ def finish_stopped(run_dir: Path) -> Path:
         finally:
             events.close()
             torch.set_num_threads(threads)
+            _drop_requests(run_dir)  # a Cancel or Finish left for a process that died (a second Ctrl-C's) is done with
     return run_dir
 
 

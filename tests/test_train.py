@@ -534,11 +534,13 @@ def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from
     [at_step] = [e for e in read_history(run_dir) if e["event"] == "eval" and e["step"] == step]
     assert json.loads((checkpoint / "checkpoint.json").read_text())["validation_loss"] == at_step["loss"]
 
+    request_cancel(run_dir)  # left by a second Ctrl-C, for the process that died: not this finish's, nor kept
     cli = [sys.executable, "-m", "core", "finish", "--run", str(run_dir)]
     done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == str(run_dir), done.stderr[-2000:]
     run = load_run(run_dir)
     assert run.status == "completed" and run.usable and not checkpoints(run_dir)
+    assert not (run_dir / "cancel").exists()
     stopped = run.metrics["stopped"]
     assert stopped["status"] == "interrupted" and stopped["weights_from_step"] == run.metrics["best_step"] == step
     last_step = max(e["step"] for e in read_history(run_dir) if e["event"] in ("train", "eval", "checkpoint"))
