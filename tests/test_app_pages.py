@@ -261,6 +261,7 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
         assert run.metrics["threshold"] == 0.5
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/overview.py")
     assert "What fine-tuning bought" in [h.value for h in at.subheader]
+    assert "What fine-tuning buys as labels get scarce" not in [h.value for h in at.subheader]  # one size each
     [verdict] = [_unescape(m.value) for m in at.markdown if "test messages" in m.value]
     for phrase in _expected_verdict(runs, 0.5):
         assert phrase in verdict
@@ -394,6 +395,17 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     def headline():
         return next(_unescape(m.value) for m in at.markdown if "test messages" in m.value)
     assert "training messages" not in headline()
+
+    def errors(run):
+        (_, fp), (fn, _) = run.metrics["test"]["confusion_matrix"]
+        return fp + fn
+    # test errors against training messages: the fine-tune at 40 and at all of them; the frozen runs trained fewer
+    # than the default epochs, so they are no point of it
+    [curve] = [c for c in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
+               if "training messages" in json.dumps(c["layout"].get("xaxis", {}))]
+    lines = {t["name"]: (t["x"], t["y"]) for t in curve["data"]}
+    assert lines == {"Fine-tuned BERT": ([40, n_train], [errors(few["finetune"]), errors(full["finetune"])]),
+                     "TF-IDF baseline": ([n_train], [errors(full["baseline"])])}
     at.selectbox(key="overview_finetune").set_value(few["finetune"].id).run()
     said = headline()  # before the counts (after the note that the frozen run is a quick one)
     assert said.index("**The two runs trained on different numbers of messages** (frozen: "

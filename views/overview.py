@@ -21,6 +21,38 @@ latest = {mode: common.latest(found) for mode, found in usable.items()}
 busy = jobs.current_job(common.runs_dir())
 
 
+def trained_on(run) -> int | None:
+    """How many training messages the run trained on (all of its split's, or a sample: --train-messages)."""
+    return ((run.config or {}).get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
+
+
+def learning_curve(anchor) -> go.Figure | None:
+    """Test errors against training messages, a line per kind of model: at each size, the newest run of that kind
+    that trained to its end for the default epochs, among those tested on the same messages as `anchor`. None
+    unless some kind has runs at two sizes (runs on a sample of the training messages: the Train page's "Training
+    messages", or benchmarks/bench_data_size.py)."""
+    points = {}
+    for mode in ("frozen", "finetune", "baseline"):
+        for run in usable[mode]:  # newest first: the first at a size is its point
+            if common.full_length(run) and common.same_test_messages(anchor, run) and trained_on(run):
+                points.setdefault(mode, {}).setdefault(trained_on(run), run)
+    if not any(len(sizes) > 1 for sizes in points.values()):
+        return None
+    fig = go.Figure()
+    for mode, sizes in points.items():
+        runs = [sizes[n] for n in sorted(sizes)]
+        errors = [sum(run.metrics["test"]["confusion_matrix"][i][1 - i] for i in (0, 1)) for run in runs]
+        fig.add_scatter(x=sorted(sizes), y=errors, mode="lines+markers", name=common.MODE_LABELS[mode],
+                        line=dict(color=common.MODE_COLORS[mode]), marker=dict(size=9),
+                        customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3)] for run in runs],
+                        hovertemplate=f"{common.MODE_LABELS[mode]}, %{{x:,}} training messages: %{{y}} errors, "
+                                      "F1 %{customdata[1]}<br>%{customdata[0]}<extra></extra>")
+    fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)"), height=380,
+                      yaxis=dict(rangemode="tozero", title=f"test errors (of {anchor.metrics['test']['n']:,})"),
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
 def quick_preset(data_path: str) -> list[TrainConfig]:
     """Baseline (seconds), frozen with its defaults (one encoding pass, then a small head), and one
     fine-tuning epoch at 64 tokens (most SMS fit): a first result in minutes on a laptop CPU."""
@@ -72,8 +104,9 @@ if any(latest.values()):
             if run is not None:
                 shown[mode] = run
     st.caption("Each defaults to the newest run of its kind that trained to its end for at least the default epochs "
-               "(else the newest that trained to its end); the frozen and baseline ones, among the runs tested on the "
-               "same messages as the fine-tuned one. A pick here is kept on Compare and Playground too.")
+               "on all the training messages (else the closest to that); the frozen and baseline ones, among the "
+               "runs tested on the same messages as the fine-tuned one. A pick here is kept on Compare and "
+               "Playground too.")
     encoders = {mode: (run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"}
     bundled = {mode: m for mode, m in encoders.items() if m.get("source") == "bundled"}
     if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
@@ -163,6 +196,13 @@ if shown:
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
+    if curve := learning_curve(shown.get("finetune") or shown.get("frozen") or first):
+        st.subheader("What fine-tuning buys as labels get scarce")
+        st.plotly_chart(curve, key="overview-learning-curve")
+        st.caption("Each point is a run trained on that many of the training messages (a nested sample of the same "
+                   "split) and tested on the same messages as the runs above; at each size, the newest of its kind "
+                   "that trained to its end for the default epochs, with errors at its own threshold. More points: "
+                   "\"Training messages\" under \"More settings\" on the Train page.")
     planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
         st.info(f"{' and '.join(training)}: the running job (above) is training "
