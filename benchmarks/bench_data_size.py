@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="50,100,300,1000,all", help="training messages per run; all: the whole split")
     p.add_argument("--seeds", default="42,1,2")
     p.add_argument("--modes", default="baseline,frozen,finetune")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a hyperparameter for every run, as in `python -m core train` (repeatable), e.g. epochs=30")
     p.add_argument("--runs-dir", default="data/size-sweep", help="where the runs go (and are reused from)")
     return p
 
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
     seeds, modes = [int(s) for s in args.seeds.split(",")], args.modes.split(",")
     runs = {}  # (size, mode, seed) -> run
     for size in args.sizes.split(","):
-        sized = argparse.Namespace(**vars(args), set=[] if size == "all" else [f"train_messages={int(size)}"])
+        sized = argparse.Namespace(**{**vars(args), "set": args.set + ([] if size == "all" else
+                                                                     [f"train_messages={int(size)}"])})
         done, _ = sweep(sized)
         runs |= {(size, mode, seed): run for (mode, seed), run in done.items()}
 
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
                          *[spread([r.metrics["test"][k] for r in chosen]) for k in ("accuracy", "f1", "auroc")],
                          f"{statistics.mean(errors(r) for r in chosen):.1f}",
                          f"{statistics.median(r.metrics['train_seconds'] for r in chosen):.0f}"])
-    print(f"test: mean ± sd over seeds {args.seeds} (1,032 test messages each)")
+    print(f"test: mean ± sd over seeds {args.seeds} (1,032 test messages each), {', '.join(args.set) or 'defaults'}")
     print(C.table(["size", "trained on", "mode", "accuracy", "f1", "auroc", "test errors (mean)", "median train s"],
                   rows))
     if {"frozen", "finetune"} <= set(modes):  # the dashboard's question, per split

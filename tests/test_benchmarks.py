@@ -101,6 +101,11 @@ def test_data_size_sweep_trains_each_size_and_counts_what_fine_tuning_saves(benc
     assert f"| 30 | {gains[0]}, {gains[1]} |" in out
     assert bench("bench_data_size").main(argv) == 0  # a second sweep trains nothing: the runs match
     assert "training" not in capsys.readouterr().out
+    # another setting for every run (more epochs for a small sample, say): new runs, on the same samples
+    assert bench("bench_data_size").main([*argv, "--modes", "frozen", "--sizes", "30", "--set", "head_hidden=16"]) == 0
+    assert "training 2 runs" in capsys.readouterr().out
+    changed = [r for r in list_runs(tmp_path / "runs") if r.config.get("head_hidden") == 16]
+    assert len(changed) == 2 and {r.config["data_info"]["splits"]["train"]["rows"] for r in changed} == {30}
 
 def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file, capsys, monkeypatch, tmp_path):
     scratch = tmp_path / "scratch"
