@@ -406,6 +406,14 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     lines = {t["name"]: (t["x"], t["y"]) for t in curve["data"]}
     assert lines == {"Fine-tuned BERT": ([40, n_train], [errors(few["finetune"]), errors(full["finetune"])]),
                      "TF-IDF baseline": ([n_train], [errors(full["baseline"])])}
+    # a point that calls no message spam is said to, with the steps its epochs were
+    silent = [r for r in (few["finetune"], full["finetune"]) if sum(r.metrics["test"]["confusion_matrix"][i][1]
+                                                                    for i in (0, 1)) == 0]
+    assert silent, "the tiny fine-tunes were expected to call nothing spam"
+    assert [w.value for w in at.warning if "training messages calls no test message spam" in w.value] == [
+        f"Fine-tuned BERT on {r.config['data_info']['splits']['train']['rows']:,} training messages calls no test "
+        f"message spam (\"always ham\"): its 3 epochs were {r.metrics['steps']} optimisation steps. More epochs give "
+        "a small sample more steps." for r in silent]
     at.selectbox(key="overview_finetune").set_value(few["finetune"].id).run()
     said = headline()  # before the counts (after the note that the frozen run is a quick one)
     assert said.index("**The two runs trained on different numbers of messages** (frozen: "

@@ -26,11 +26,11 @@ def trained_on(run) -> int | None:
     return ((run.config or {}).get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
 
 
-def learning_curve(anchor) -> go.Figure | None:
+def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
     """Test errors against training messages, a line per kind of model: at each size, the newest run of that kind
-    that trained to its end for the default epochs, among those tested on the same messages as `anchor`. None
-    unless some kind has runs at two sizes (runs on a sample of the training messages: the Train page's "Training
-    messages", or benchmarks/bench_data_size.py)."""
+    that trained to its end for the default epochs, among those tested on the same messages as `anchor`; with a
+    note on each point that calls no message spam. None unless some kind has runs at two sizes (runs on a sample
+    of the training messages: the Train page's "Training messages", or benchmarks/bench_data_size.py)."""
     points = {}
     for mode in ("frozen", "finetune", "baseline"):
         for run in usable[mode]:  # newest first: the first at a size is its point
@@ -38,9 +38,15 @@ def learning_curve(anchor) -> go.Figure | None:
                 points.setdefault(mode, {}).setdefault(trained_on(run), run)
     if not any(len(sizes) > 1 for sizes in points.values()):
         return None
-    fig = go.Figure()
+    fig, notes = go.Figure(), []
     for mode, sizes in points.items():
         runs = [sizes[n] for n in sorted(sizes)]
+        # a BERT on a small sample trains few steps in its default epochs: on SMS spam, a fine-tune collapsed there
+        notes += [f"{common.MODE_LABELS[mode]} on {trained_on(run):,} training messages calls no test message spam "
+                  f"(\"always ham\"): its {common._n(run.config['epochs'], 'epoch')} were "
+                  f"{common._n(run.metrics.get('steps'), 'optimisation step')}. More epochs give a small sample more "
+                  "steps." for run in runs if mode != "baseline" and isinstance(run.metrics.get("steps"), int)
+                  and sum(run.metrics["test"]["confusion_matrix"][i][1] for i in (0, 1)) == 0]
         errors = [sum(run.metrics["test"]["confusion_matrix"][i][1 - i] for i in (0, 1)) for run in runs]
         fig.add_scatter(x=sorted(sizes), y=errors, mode="lines+markers", name=common.MODE_LABELS[mode],
                         line=dict(color=common.MODE_COLORS[mode]), marker=dict(size=9),
@@ -50,7 +56,7 @@ def learning_curve(anchor) -> go.Figure | None:
     fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)"), height=380,
                       yaxis=dict(rangemode="tozero", title=f"test errors (of {anchor.metrics['test']['n']:,})"),
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
-    return fig
+    return fig, notes
 
 
 def quick_preset(data_path: str) -> list[TrainConfig]:
@@ -198,7 +204,9 @@ if shown:
     st.plotly_chart(fig, key="overview-bars")
     if curve := learning_curve(shown.get("finetune") or shown.get("frozen") or first):
         st.subheader("What fine-tuning buys as labels get scarce")
-        st.plotly_chart(curve, key="overview-learning-curve")
+        st.plotly_chart(curve[0], key="overview-learning-curve")
+        for note in curve[1]:
+            st.warning(note)
         st.caption("Each point is a run trained on that many of the training messages (a nested sample of the same "
                    "split) and tested on the same messages as the runs above; at each size, the newest of its kind "
                    "that trained to its end for the default epochs, with errors at its own threshold. More points: "
