@@ -53,7 +53,9 @@ def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
                         customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3)] for run in runs],
                         hovertemplate=f"{common.MODE_LABELS[mode]}, %{{x:,}} training messages: %{{y}} errors, "
                                       "F1 %{customdata[1]}<br>%{customdata[0]}<extra></extra>")
-    fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)"), height=380,
+    sizes = sorted({n for by_size in points.values() for n in by_size})  # ticks at the sizes trained, not 2 3 4…
+    fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)", tickvals=sizes,
+                                 ticktext=[f"{n:,}" for n in sizes]), height=380,
                       yaxis=dict(rangemode="tozero", title=f"test errors (of {anchor.metrics['test']['n']:,})"),
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
     return fig, notes
