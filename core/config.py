@@ -28,6 +28,20 @@ BASELINE_SETTINGS = frozenset({"mode", "data", "seed", "val_fraction", "test_fra
                                "class_weight", "threshold", "runs_dir"})
 MIN_TRAIN_MESSAGES = 20  # a stratified sample of fewer holds one or two spam messages at SMS's 13 %
 
+# on SMS spam, default fine-tunes of 6 to 30 steps (3 epochs of 50 to 300 messages) collapsed to calling every message
+# ham on 8 of 9 splits, and none of 60 steps or more did (benchmarks/README.md, section 17)
+FEW_FINETUNE_STEPS = 60
+
+
+def few_steps_warning(steps: int, epochs: int) -> str | None:
+    """What to say before a fine-tune of so few optimisation steps that it may learn nothing; None for enough."""
+    if steps >= FEW_FINETUNE_STEPS:
+        return None
+    return (f"this fine-tune is {steps} optimisation steps ({epochs} epoch{'s' * (epochs != 1)}): on SMS spam, "
+            f"fine-tunes of 30 steps or fewer collapsed to calling every message ham, and none of "
+            f"{FEW_FINETUNE_STEPS} or more did; more epochs give a small sample more steps "
+            "(benchmarks/README.md, section 17)")
+
 
 def _opt(default, help, **kw):
     return field(default=default, metadata={"help": help, **kw})

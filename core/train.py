@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
-from .config import TrainConfig
+from .config import TrainConfig, few_steps_warning
 from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, effective_precision, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
@@ -290,6 +290,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     train_loader = shard_loader(setup.loaders["train"], accelerator.num_processes, accelerator.process_index)
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * cfg.epochs
+    if cfg.mode == "finetune" and writes and (warning := few_steps_warning(total_steps, cfg.epochs)):
+        log.warning(warning)
     from transformers import get_linear_schedule_with_warmup
     # stepped by hand, not prepared: accelerate would step it once per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)

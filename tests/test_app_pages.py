@@ -1593,8 +1593,16 @@ def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_message
     at.number_input(key="train_shared_train_messages").set_value(40).run()
     assert any(c.value.startswith(f"40 of the {n_train:,} training messages. ") for c in at.caption)
     assert any("Training messages 40 (default all)" in c.value for c in at.caption)
+    # 40 messages at batch 32 are 2 steps an epoch: the fine-tune's 3 epochs are 6 steps, and the page says so
+    assert [w.value for w in at.warning if "optimisation steps" in w.value] == [
+        "Fine-tuned BERT: this fine-tune is 6 optimisation steps (3 epochs): on SMS spam, fine-tunes of 30 steps or "
+        "fewer collapsed to calling every message ham, and none of 60 or more did; more epochs give a small sample "
+        "more steps (benchmarks/README.md, section 17)."]
     at.button(key="train_launch").click().run()
     assert [(c.mode, c.train_messages) for c in launched[-1]] == [("baseline", 40), ("frozen", 40), ("finetune", 40)]
+    at.number_input(key="train_finetune_epochs").set_value(30).run()  # 60 steps
+    assert not [w.value for w in at.warning if "optimisation steps" in w.value]
+    at.number_input(key="train_finetune_epochs").set_value(3).run()
     at.number_input(key="train_shared_train_messages").set_value(5).run()  # too few for a stratified sample
     assert _errors_beside(at, "train_shared_train_messages") == ["Expected a value in [20, 1000000000], got 5"]
     assert at.button(key="train_launch").disabled

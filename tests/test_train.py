@@ -76,15 +76,21 @@ def test_mode_end_to_end(mode, sms_file, tiny_bert, tmp_path):
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune", "baseline"])
 def test_a_run_on_fewer_training_messages_trains_on_them_alone_and_is_tested_like_a_full_one(
-        mode, sms_file, tiny_bert, tmp_path):
+        mode, sms_file, tiny_bert, tmp_path, caplog):
     full = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path)))
-    few = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, train_messages=40)))
+    caplog.clear()
+    few = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, train_messages=40, epochs=3)))
     assert few.config["train_messages"] == 40 and few.config["data_info"]["splits"]["train"]["rows"] == 40
     assert few.config["data_info"]["splits"]["test"] == full.config["data_info"]["splits"]["test"]
     assert [p["text"] for p in few.metrics["predictions"]] == [p["text"] for p in full.metrics["predictions"]]
     if mode != "baseline":  # one epoch of 40 messages at batch 16 is 3 steps
         start = next(e for e in read_history(few.path) if e["event"] == "start")
         assert start["steps_per_epoch"] == 3 and start["total_steps"] == 3 * few.config["epochs"]
+    # a fine-tune of so few steps is said to be one, in the log, before it trains
+    said = [r.getMessage() for r in caplog.records if "optimisation steps" in r.getMessage()]
+    assert said == ([f"this fine-tune is 9 optimisation steps (3 epochs): on SMS spam, fine-tunes of 30 steps or "
+                     "fewer collapsed to calling every message ham, and none of 60 or more did; more epochs give a "
+                     "small sample more steps (benchmarks/README.md, section 17)"] if mode == "finetune" else [])
     # the training messages it left out it never saw: they count as new to it
     from core.data import load_messages, split_messages
     parts = split_messages(load_messages(sms_file).frame, 0.1, 0.2, 42)

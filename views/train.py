@@ -1,10 +1,11 @@
 """Train: the hyperparameters that matter, validated before launch; the live job with Cancel."""
+import math
 import re
 
 import streamlit as st
 
 from core import jobs
-from core.config import BASELINE_SETTINGS, MODE_DEFAULTS, TrainConfig
+from core.config import BASELINE_SETTINGS, MODE_DEFAULTS, TrainConfig, few_steps_warning
 from core.data import split_sizes
 from core.runs import read_json, write_json_atomic
 
@@ -354,6 +355,10 @@ if data_summary and not errors and not blocked:
             untimed.append(cfg.mode)
     st.caption((f"{n_train:,} of the {in_split:,} training messages. " if n_train < in_split else
                 f"{n_train:,} training messages. ") + " · ".join(lines))
+    for cfg in configs:  # a small sample's 3 epochs can be too few steps to learn anything
+        if cfg.mode == "finetune" and (few := few_steps_warning(math.ceil(n_train / cfg.batch_size) * cfg.epochs,
+                                                                cfg.epochs)):
+            st.warning(f"{common.MODE_LABELS['finetune']}: {few}.")
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
                              help="Loads the model and times 3 training steps (a few seconds)."):
         with st.spinner("Timing…"):
