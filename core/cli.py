@@ -288,7 +288,7 @@ def _predict(args) -> int:
 
 
 def _runs(args) -> int:
-    from .runs import list_runs, resumed_note, stopped_note, training_subset
+    from .runs import list_runs, resumed_note, stopped_note, trained_messages, training_subset
 
     if not os.path.isdir(args.runs_dir):  # a mistyped folder is not an empty one
         raise ValueError(f"no such folder: {os.path.abspath(args.runs_dir)} (--runs-dir or $SPAM_RUNS_DIR names it)")
@@ -304,8 +304,7 @@ def _runs(args) -> int:
             # "stopped" and "resumed" as metrics.json has them: whether a run trained to its end, and how
             print(json.dumps({"id": run.id, "path": str(run.path), "mode": run.mode, "model": run.model,
                               "status": run.status, "error": run.error, "test": t or None,
-                              "train_messages": (run.config or {}).get("data_info", {}).get("splits", {}).get(
-                                  "train", {}).get("rows"),
+                              "train_messages": trained_messages(run.config),
                               **{k: (run.metrics or {}).get(k) for k in ("stopped", "resumed")}}))
         else:
             num = lambda k: f"{t[k]:.4f}" if t.get(k) is not None else "     -"

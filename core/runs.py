@@ -545,19 +545,26 @@ def cut_short(stopped: dict | None) -> bool:
     return bool(stopped) and not stopped.get("trained_to_end")
 
 
+def trained_messages(config: dict | None) -> int | None:
+    """How many messages a run trained on: its training split's, or a sample of them (--train-messages)."""
+    try:
+        return int(config["data_info"]["splits"]["train"]["rows"])
+    except (KeyError, TypeError, ValueError):  # a damaged config
+        return None
+
+
 def training_subset(config: dict | None) -> tuple[int, int] | None:
     """(messages it trained on, of how many in its training split) for a run on fewer training messages
     (--train-messages below the split's size); None for one that trained on them all."""
-    info = (config or {}).get("data_info") or {}
     try:
-        if not config.get("train_messages"):
+        if not config.get("train_messages") or (used := trained_messages(config)) is None:
             return None
         from .data import split_sizes
-        whole = split_sizes(info["rows"], config["val_fraction"], config["test_fraction"])["train"]
-        used = info["splits"]["train"]["rows"]
+        whole = split_sizes(config["data_info"]["rows"], config["val_fraction"], config["test_fraction"])["train"]
     except (KeyError, TypeError, AttributeError):  # an older or damaged config
         return None
     return (used, whole) if used < whole else None
+
 
 def stopped_note(stopped: dict) -> str:
     """One line on a run that did not train to its end: finished on request, or from a checkpoint after it stopped

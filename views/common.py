@@ -25,7 +25,8 @@ from core.data import DataError, check_classes, deduplicate, find_data_source, l
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
-    cut_short, lock_position, read_status, resumable_state, run_path, stopped_note, training_subset
+    cut_short, lock_position, read_status, resumable_state, run_path, stopped_note, trained_messages, \
+    training_subset
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -830,8 +831,7 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         lines.append(f"The two runs used different encoders (frozen: {plain(frozen.model)}; fine-tuned: "
                      f"{plain(finetune.model)}), so the difference between them is not fine-tuning's alone.")
     # a learning curve's runs, on a sample of the training messages: said first, as what the numbers are about
-    trained_on = [((run.config or {}).get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
-                  for run in (frozen, finetune)]
+    trained_on = [trained_messages(run.config) for run in (frozen, finetune)]
     if samples := [s for s in (training_subset(frozen.config), training_subset(finetune.config)) if s]:
         lines.insert(0, f"**Both runs trained on {samples[0][0]:,} of the {samples[0][1]:,} training messages**: this "
                         "is what fine-tuning buys with that many labels." if trained_on[0] == trained_on[1] else

@@ -10,7 +10,7 @@ import torch
 from core import jobs
 from core.config import TrainConfig
 from core.features import effective_precision
-from core.runs import stopped_note
+from core.runs import stopped_note, trained_messages
 
 from views import common
 
@@ -21,11 +21,6 @@ latest = {mode: common.latest(found) for mode, found in usable.items()}
 busy = jobs.current_job(common.runs_dir())
 
 
-def trained_on(run) -> int | None:
-    """How many training messages the run trained on (all of its split's, or a sample: --train-messages)."""
-    return ((run.config or {}).get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
-
-
 def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
     """Test errors against training messages, a line per kind of model: at each size, the newest run of that kind
     that trained to its end for the default epochs, among those tested on the same messages as `anchor`; with a
@@ -34,15 +29,15 @@ def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
     points = {}
     for mode in ("frozen", "finetune", "baseline"):
         for run in usable[mode]:  # newest first: the first at a size is its point
-            if common.full_length(run) and common.same_test_messages(anchor, run) and trained_on(run):
-                points.setdefault(mode, {}).setdefault(trained_on(run), run)
+            if common.full_length(run) and common.same_test_messages(anchor, run) and trained_messages(run.config):
+                points.setdefault(mode, {}).setdefault(trained_messages(run.config), run)
     if not any(len(sizes) > 1 for sizes in points.values()):
         return None
     fig, notes = go.Figure(), []
     for mode, sizes in points.items():
         runs = [sizes[n] for n in sorted(sizes)]
         # a BERT on a small sample trains few steps in its default epochs: on SMS spam, a fine-tune collapsed there
-        notes += [f"{common.MODE_LABELS[mode]} on {trained_on(run):,} training messages calls no test message spam "
+        notes += [f"{common.MODE_LABELS[mode]} on {trained_messages(run.config):,} training messages calls no test message spam "
                   f"(\"always ham\"): its {common._n(run.config['epochs'], 'epoch')} were "
                   f"{common._n(run.metrics.get('steps'), 'optimisation step')}. More epochs give a small sample more "
                   "steps." for run in runs if mode != "baseline" and isinstance(run.metrics.get("steps"), int)
@@ -50,9 +45,11 @@ def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
         errors = [sum(run.metrics["test"]["confusion_matrix"][i][1 - i] for i in (0, 1)) for run in runs]
         fig.add_scatter(x=sorted(sizes), y=errors, mode="lines+markers", name=common.MODE_LABELS[mode],
                         line=dict(color=common.MODE_COLORS[mode]), marker=dict(size=9),
-                        customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3)] for run in runs],
+                        # the epochs too: a small sample may have been given more of them than the default
+                        customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3),
+                                     common._n(run.config["epochs"], "epoch")] for run in runs],
                         hovertemplate=f"{common.MODE_LABELS[mode]}, %{{x:,}} training messages: %{{y}} errors, "
-                                      "F1 %{customdata[1]}<br>%{customdata[0]}<extra></extra>")
+                                      "F1 %{customdata[1]}<br>%{customdata[0]}, %{customdata[2]}<extra></extra>")
     sizes = sorted({n for by_size in points.values() for n in by_size})  # ticks at the sizes trained, not 2 3 4…
     fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)", tickvals=sizes,
                                  ticktext=[f"{n:,}" for n in sizes]), height=380,
@@ -211,7 +208,8 @@ if shown:
             st.warning(note)
         st.caption("Each point is a run trained on that many of the training messages (a nested sample of the same "
                    "split) and tested on the same messages as the runs above; at each size, the newest of its kind "
-                   "that trained to its end for the default epochs, with errors at its own threshold. More points: "
+                   "that trained to its end for at least the default epochs (hover: how many), with errors at its "
+                   "own threshold. More points: "
                    "\"Training messages\" under \"More settings\" on the Train page.")
     planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
