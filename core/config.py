@@ -38,9 +38,9 @@ def few_steps_warning(steps: int, epochs: int) -> str | None:
     if steps >= FEW_FINETUNE_STEPS:
         return None
     return (f"this fine-tune is {steps} optimisation steps ({epochs} epoch{'s' * (epochs != 1)}): on SMS spam, "
-            f"fine-tunes of 30 steps or fewer collapsed to calling every message ham, and none of "
-            f"{FEW_FINETUNE_STEPS} or more did; more epochs give a small sample more steps "
-            "(benchmarks/README.md, section 17)")
+            "fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 splits, and none of "
+            f"{FEW_FINETUNE_STEPS} or more did; more epochs give a small sample more steps (benchmarks/README.md, "
+            "section 17)")
 
 
 def _opt(default, help, **kw):

@@ -30,7 +30,7 @@ import psutil
 from .config import TrainConfig
 from .runs import LOCK_NAME, RunError, cut_short, delete_run, finish_requested, finishable, load_run, lock_position, \
     process_alive, read_history, read_json, read_status, request_cancel, request_finish, resumable, run_path, \
-    running_job, running_position, write_json_atomic
+    running_job, running_position, training_subset, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -492,7 +492,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     # a run finished a few steps in timed mostly its first, slow step: not a rate to extrapolate from
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
               and (run.metrics or {}).get("train_messages_per_second")
-              and not (cut_short(run.metrics.get("stopped")) and (run.metrics.get("steps") or 0) < ESTIMATE_MIN_STEPS)]
+              and not (cut_short(run.metrics.get("stopped")) and (run.metrics.get("steps") or 0) < ESTIMATE_MIN_STEPS)
+              # a sample's validations, on the whole validation split, weigh on its rate: in section 17's runs, 1 to 8
+              # messages a second at 50 messages, against about 100 on all of them
+              and not training_subset(run.config)]
     def same(run, key, value) -> bool:
         return value is None or (run.config or {}).get(key) == value
 

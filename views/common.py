@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 import streamlit as st
 
 from core import jobs
-from core.config import DEFAULT_MODEL, MODE_DEFAULTS
+from core.config import DEFAULT_MODEL, MODE_DEFAULTS, few_steps_warning
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
 from core.metrics import classification_metrics, mcnemar_test
@@ -144,12 +144,12 @@ def full_length(run) -> bool:
 
 
 def latest(found: list):
-    """Of one mode's runs, newest first (usable_runs), the newest full-length one on all the training messages: a
-    quick run trained during a demo, one stopped early, or one on a sample of the messages (a learning curve's) says
-    less about what the mode can do and must not become the headline by being newer. Else the newest full-length
-    one, else the newest on all the messages that trained to its end, and so on down to the newest."""
+    """Of one mode's runs, newest first (usable_runs), the newest that trained to its end, on all the training
+    messages, for at least the default epochs: one stopped early, one on a sample of the messages (a learning
+    curve's) or a quick run trained during a demo says less about what the mode can do and must not become the
+    headline by being newer. Short of that, in that order of what matters most, down to the newest."""
     # max keeps the first of equals: the newest
-    return max(found, key=lambda r: (full_length(r), not training_subset(r.config), trained_to_end(r)), default=None)
+    return max(found, key=lambda r: (trained_to_end(r), not training_subset(r.config), full_length(r)), default=None)
 
 
 def compared_run(mode: str):
@@ -185,13 +185,14 @@ def passed_over(found: list, default, followed: tuple | None) -> str | None:
     if not found or default is found[0]:
         return None
     newest, subset = found[0], training_subset(found[0].config)
-    if not trained_to_end(newest):
+    # the first of latest()'s criteria on which the newest falls short of the default
+    if not trained_to_end(newest) and trained_to_end(default):
         why = "stopped early"
+    elif subset and not training_subset(default.config):
+        why = f"trained on {subset[0]:,} of the {subset[1]:,} training messages"
     elif not full_length(newest) and full_length(default):
         why = f"trained {_n(newest.config['epochs'], 'epoch')}, fewer than the default " \
               f"{MODE_DEFAULTS[newest.mode]['epochs']}"
-    elif subset and not training_subset(default.config):
-        why = f"trained on {subset[0]:,} of the {subset[1]:,} training messages"
     elif followed:  # passed over for its test messages
         why = f"was tested on other messages than the {MODE_LABELS[followed[0]]} run shown (other data, seed or split)"
     else:
@@ -830,13 +831,21 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
     if frozen.model != finetune.model:  # the page's premise is one encoder used two ways
         lines.append(f"The two runs used different encoders (frozen: {plain(frozen.model)}; fine-tuned: "
                      f"{plain(finetune.model)}), so the difference between them is not fine-tuning's alone.")
-    # a learning curve's runs, on a sample of the training messages: said first, as what the numbers are about
+    # a learning curve's runs, on a sample of the training messages: said before the counts (after any note on a run
+    # cut short or quick, inserted before it below), as what the numbers are about
     trained_on = [trained_messages(run.config) for run in (frozen, finetune)]
-    if samples := [s for s in (training_subset(frozen.config), training_subset(finetune.config)) if s]:
-        lines.insert(0, f"**Both runs trained on {samples[0][0]:,} of the {samples[0][1]:,} training messages**: this "
-                        "is what fine-tuning buys with that many labels." if trained_on[0] == trained_on[1] else
+    if (samples := [s for s in (training_subset(frozen.config), training_subset(finetune.config)) if s]) \
+            and None not in trained_on:
+        lines.insert(0, f"**Both runs trained on {samples[0][0]:,} of the {samples[0][1]:,} training messages**: the "
+                        "comparison is for that many labels." if trained_on[0] == trained_on[1] else
                      f"**The two runs trained on different numbers of messages** (frozen: {trained_on[0]:,}; "
                      f"fine-tuned: {trained_on[1]:,}), so the difference between them is not fine-tuning's alone.")
+    steps = finetune.metrics.get("steps")
+    if isinstance(steps, int) and few_steps_warning(steps, finetune.config.get("epochs") or 0):
+        # so few that fine-tunes collapsed: the gap is then the recipe's, not fine-tuning's
+        lines.insert(0, f"**The fine-tuned run trained only {_n(steps, 'optimisation step')}**: on SMS spam, "
+                        "fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 splits. "
+                        "Train it for more epochs before reading what follows as what fine-tuning buys.")
     weights = {which: (run.config or {}).get("class_weight") for run, which in ((frozen, "frozen"), (finetune, "fine-tuned"))}
     if len(set(weights.values())) > 1 and None not in weights.values():
         weighted = [which for which, w in weights.items() if w == "balanced"]

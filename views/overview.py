@@ -21,24 +21,37 @@ latest = {mode: common.latest(found) for mode, found in usable.items()}
 busy = jobs.current_job(common.runs_dir())
 
 
-def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
-    """Test errors against training messages, a line per kind of model: at each size, the newest run of that kind
-    that trained to its end for the default epochs, among those tested on the same messages as `anchor`; with a
-    note on each point that calls no message spam. None unless some kind has runs at two sizes (runs on a sample
-    of the training messages: the Train page's "Training messages", or benchmarks/bench_data_size.py)."""
+# what a learning curve's points share with the run shown above, beside the data, split and model: all but the
+# number of training messages and the epochs (a small sample needs more of them: benchmarks/README.md, section 17)
+RECIPE = ("val_fraction", "test_fraction", "seed", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
+          "max_grad_norm", "class_weight", "threshold", "pooling", "head_hidden", "dropout", "precision")
+
+
+def learning_curve(shown: dict) -> tuple[go.Figure, list[str]] | None:
+    """Test errors against training messages, a line per run shown above (mode -> run): at each size, the newest
+    run of that mode that trained to its end with the same data, split, model and settings as that one, but for
+    its training messages and epochs; with a note on each point that calls no message spam. None unless some line
+    has two sizes (runs on a sample of the training messages: the Train page's "Training messages", or
+    benchmarks/bench_data_size.py)."""
+    def recipe(run) -> tuple:
+        cfg = run.config or {}
+        return (run.model, (cfg.get("data_info") or {}).get("fingerprint"), *(cfg.get(k) for k in RECIPE))
+
     points = {}
-    for mode in ("frozen", "finetune", "baseline"):
+    for mode, shown_run in shown.items():
         for run in usable[mode]:  # newest first: the first at a size is its point
-            if common.full_length(run) and common.same_test_messages(anchor, run) and trained_messages(run.config):
+            if common.trained_to_end(run) and trained_messages(run.config) and recipe(run) == recipe(shown_run) \
+                    and common.same_test_messages(shown_run, run):
                 points.setdefault(mode, {}).setdefault(trained_messages(run.config), run)
     if not any(len(sizes) > 1 for sizes in points.values()):
         return None
+    anchor = next(iter(shown.values()))
     fig, notes = go.Figure(), []
     for mode, sizes in points.items():
         runs = [sizes[n] for n in sorted(sizes)]
         # a BERT on a small sample trains few steps in its default epochs: on SMS spam, a fine-tune collapsed there
-        notes += [f"{common.MODE_LABELS[mode]} on {trained_messages(run.config):,} training messages calls no test message spam "
-                  f"(\"always ham\"): its {common._n(run.config['epochs'], 'epoch')} were "
+        notes += [f"{common.MODE_LABELS[mode]} on {trained_messages(run.config):,} training messages calls no test "
+                  f"message spam (\"always ham\"): its {common._n(run.config['epochs'], 'epoch')} were "
                   f"{common._n(run.metrics.get('steps'), 'optimisation step')}. More epochs give a small sample more "
                   "steps." for run in runs if mode != "baseline" and isinstance(run.metrics.get("steps"), int)
                   and sum(run.metrics["test"]["confusion_matrix"][i][1] for i in (0, 1)) == 0]
@@ -46,13 +59,13 @@ def learning_curve(anchor) -> tuple[go.Figure, list[str]] | None:
         fig.add_scatter(x=sorted(sizes), y=errors, mode="lines+markers", name=common.MODE_LABELS[mode],
                         line=dict(color=common.MODE_COLORS[mode]), marker=dict(size=9),
                         # the epochs too: a small sample may have been given more of them than the default
-                        customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3),
-                                     common._n(run.config["epochs"], "epoch")] for run in runs],
+                        customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3), "" if mode == "baseline"
+                                     else ", " + common._n(run.config["epochs"], "epoch")] for run in runs],
                         hovertemplate=f"{common.MODE_LABELS[mode]}, %{{x:,}} training messages: %{{y}} errors, "
-                                      "F1 %{customdata[1]}<br>%{customdata[0]}, %{customdata[2]}<extra></extra>")
-    sizes = sorted({n for by_size in points.values() for n in by_size})  # ticks at the sizes trained, not 2 3 4…
-    fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)", tickvals=sizes,
-                                 ticktext=[f"{n:,}" for n in sizes]), height=380,
+                                      "F1 %{customdata[1]}<br>%{customdata[0]}%{customdata[2]}<extra></extra>")
+    ticks = sorted({n for by_size in points.values() for n in by_size})  # at the sizes trained, not 2 3 4…
+    fig.update_layout(xaxis=dict(type="log", title="training messages (log scale)", tickvals=ticks,
+                                 ticktext=[f"{n:,}" for n in ticks]), height=380,
                       yaxis=dict(rangemode="tozero", title=f"test errors (of {anchor.metrics['test']['n']:,})"),
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
     return fig, notes
@@ -108,9 +121,9 @@ if any(latest.values()):
                                     none_label="not shown" if mode == "baseline" else None)
             if run is not None:
                 shown[mode] = run
-    st.caption("Each defaults to the newest run of its kind that trained to its end for at least the default epochs "
-               "on all the training messages (else the closest to that); the frozen and baseline ones, among the "
-               "runs tested on the same messages as the fine-tuned one. A pick here is kept on Compare and "
+    st.caption("Each defaults to the newest run of its kind that trained to its end, on all the training messages, "
+               "for at least the default epochs (else the closest to that, in that order); the frozen and baseline "
+               "ones, among the runs tested on the same messages as the fine-tuned one. A pick here is kept on Compare and "
                "Playground too.")
     encoders = {mode: (run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"}
     bundled = {mode: m for mode, m in encoders.items() if m.get("source") == "bundled"}
@@ -201,15 +214,15 @@ if shown:
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
-    if curve := learning_curve(shown.get("finetune") or shown.get("frozen") or first):
+    if curve := learning_curve(shown):
         st.subheader("What fine-tuning buys as labels get scarce")
         st.plotly_chart(curve[0], key="overview-learning-curve")
         for note in curve[1]:
             st.warning(note)
         st.caption("Each point is a run trained on that many of the training messages (a nested sample of the same "
-                   "split) and tested on the same messages as the runs above; at each size, the newest of its kind "
-                   "that trained to its end for at least the default epochs (hover: how many), with errors at its "
-                   "own threshold. More points: "
+                   "split) and tested on the same messages, with the same model and settings as the run of its kind "
+                   "above but for the epochs (hover: how many); at each size, the newest that trained to its end, "
+                   "with errors at its own threshold. More points: "
                    "\"Training messages\" under \"More settings\" on the Train page.")
     planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:

@@ -391,7 +391,8 @@ with batch:
         st.caption("Per model: its spam probability, then its verdict at its threshold; the message last. Click a "
                    "row's left edge to read its whole message.")
         # keyed by the batch: a picked row is a position, which would point elsewhere in another batch
-        picked_row = st.dataframe(out, hide_index=True, placeholder="—", key=f"play_batch_rows:{scored.get('digest')}",
+        batch_key = scored.get("digest") or hash(tuple(out["message"]))  # no digest where the batch was not kept
+        picked_row = st.dataframe(out, hide_index=True, placeholder="—", key=f"play_batch_rows:{batch_key}",
                                   on_select="rerun", selection_mode="single-row",
                                   column_order=[c for c in out if c != "message"] + ["message"], column_config={
             f"{m} p(spam)": st.column_config.ProgressColumn(

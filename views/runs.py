@@ -85,8 +85,9 @@ MODE_SETTINGS = {"baseline": SHARED_SETTINGS, "finetune": NEURAL_SETTINGS + SHAR
 
 def settings_table(cfg: dict, mode: str | None) -> pd.DataFrame:
     names = [k for k in MODE_SETTINGS.get(mode, NEURAL_SETTINGS + SHARED_SETTINGS) if k in cfg]
-    shown = [f"{cfg[k]:g}" if isinstance(cfg[k], float) else ("all" if k == "train_messages" else "—")
-             if cfg[k] is None else str(cfg[k]) for k in names]
+    shown = [f"{cfg[k]:g}" if isinstance(cfg[k], float) else "—" if cfg[k] is None else str(cfg[k]) for k in names]
+    if "train_messages" in names:  # what it trained on: all of them also where more were asked for than there are
+        shown[names.index("train_messages")] = f"{subset[0]:,}" if (subset := training_subset(cfg)) else "all"
     return pd.DataFrame({"setting": [k.replace("_", " ") for k in names], "value": shown})
 
 
