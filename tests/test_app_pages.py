@@ -432,6 +432,27 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     assert all(table.loc[r.id, "settings"].startswith("40 train msgs · ") for r in few.values())
     assert not str(table.loc[full["finetune"].id, "settings"]).startswith("40")
 
+def test_the_default_pick_ranks_training_to_the_end_then_all_the_messages_then_the_epochs():
+    from types import SimpleNamespace
+    from views.common import latest, passed_over
+
+    def run(name, epochs=3, sample=None, stopped=None):  # newest first, as usable_runs gives them
+        cfg = {"epochs": epochs, "train_messages": sample, "val_fraction": 0.1, "test_fraction": 0.2,
+               "data_info": {"rows": 5160, "splits": {"train": {"rows": sample or 3612}}}}
+        return SimpleNamespace(id=name, mode="finetune", config=cfg, created=0.0,
+                               metrics={"stopped": stopped} if stopped else {})
+    quick, s50, s300 = run("quick", epochs=1), run("s50", sample=50), run("s300", sample=300)
+    assert latest([s50, s300, quick]) is quick  # a quick run on all the messages before a sample's full epochs
+    assert passed_over([s50, s300, quick], quick, None).endswith(
+        ") trained on 50 of the 3,612 training messages. Pick it here to see it.")
+    cut = run("cut", stopped={"status": "asked", "after_step": 5, "total_steps": 339})
+    assert latest([cut, s50]) is s50  # a run cut short is the last resort, even on all the messages
+    assert passed_over([cut, s50], s50, None).endswith(") stopped early. Pick it here to see it.")
+    cut_sample = run("cut_sample", sample=50, stopped={"status": "asked", "after_step": 1, "total_steps": 6})
+    assert latest([cut_sample, cut]) is cut  # both cut short: the one on all the messages
+    assert passed_over([cut_sample, cut], cut, None).endswith(") trained on 50 of the 3,612 training messages. "
+                                                              "Pick it here to see it.")
+
 def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")

@@ -143,6 +143,12 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     asked = {"status": "asked", "after_step": 1, "total_steps": 339}
     assert jobs.estimate_from_runs([run(0, 0.5, steps=1, stopped=asked)] + past, "finetune", "m",
                                    n_train=4000)[1] == sources
+    # a run on a sample of the training messages spent most of its time validating on the whole validation split:
+    # its rate is no rate for a run on them all
+    sample = run(0, 1.2)
+    sample.config |= {"train_messages": 50, "val_fraction": 0.1, "test_fraction": 0.2,
+                      "data_info": {"rows": 5160, "splits": {"train": {"rows": 50}}}}
+    assert jobs.estimate_from_runs([sample] + past, "finetune", "m", n_train=4000)[1] == sources
     cfg = TrainConfig(mode="finetune", epochs=2, max_length=128)
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", past, "m", n_train=4000, n_messages=5000)
     assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the median of the last 3 runs on this machine)"
