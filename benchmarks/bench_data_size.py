@@ -5,7 +5,8 @@
 
 Each size trains every mode with default hyperparameters on a nested, stratified sample of each seed's training
 split (`python -m core train --train-messages N`); validation and test are the whole split's, so every row of a seed
-is tested on the same 1,032 messages. The epochs stay the defaults, so a smaller sample also means fewer steps.
+is tested on the same 1,032 messages. The epochs stay the defaults unless `--set epochs=30` (say) changes them,
+so a smaller sample also means fewer optimisation steps.
 Completed runs already in --runs-dir are reused (as bench_seeds.py does), so an interrupted sweep resumes.
 """
 from __future__ import annotations
@@ -14,19 +15,14 @@ import argparse
 import statistics
 
 import _common as C  # noqa: E402  (sets sys.path and HF_HUB_OFFLINE)
-from bench_seeds import sweep
+import bench_seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", help="dataset file (default: core's lookup)")
-    p.add_argument("--model", default="bert-base-uncased", help="as `python -m core train --model`")
+    p = bench_seeds.build_parser()  # the same sweep: --data, --model, --seeds, --modes, --set and --runs-dir
+    p.description = __doc__.split("\n")[0]
     p.add_argument("--sizes", default="50,100,300,1000,all", help="training messages per run; all: the whole split")
-    p.add_argument("--seeds", default="42,1,2")
-    p.add_argument("--modes", default="baseline,frozen,finetune")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a hyperparameter for every run, as in `python -m core train` (repeatable), e.g. epochs=30")
-    p.add_argument("--runs-dir", default="data/size-sweep", help="where the runs go (and are reused from)")
+    p.set_defaults(seeds="42,1,2", runs_dir="data/size-sweep")
     return p
 
 
@@ -44,7 +40,7 @@ def main(argv=None) -> int:
     for size in args.sizes.split(","):
         sized = argparse.Namespace(**{**vars(args), "set": args.set + ([] if size == "all" else
                                                                      [f"train_messages={int(size)}"])})
-        done, _ = sweep(sized)
+        done, _ = bench_seeds.sweep(sized)
         runs |= {(size, mode, seed): run for (mode, seed), run in done.items()}
 
     def spread(values) -> str:
