@@ -1213,8 +1213,9 @@ def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tm
     assert f"Fine-tuned BERT ({stopped.id}) did not train to its end" in _texts(at)
     from views.common import finetuning_verdict  # and first in the headline, in bold, beside a frozen run
     [frozen] = [r for r in list_runs(trained) if r.mode == "frozen"]
-    assert finetuning_verdict(frozen, load_run(stopped.path), None).startswith(
-        "**The fine-tuned run did not train to its end**: stopped after step")
+    cut = finetuning_verdict(frozen, load_run(stopped.path), None)
+    assert cut.startswith("**The fine-tuned run did not train to its end**: stopped after step")
+    assert "trained only" not in cut  # its few steps are said by that note, not as a recipe's too few
     _page(at, "views/compare.py")
     picker = at.selectbox(key="compare_finetune")  # its label says so too, first, where a narrow picker keeps it
     assert picker.value == stopped.id and picker.options[picker.index].startswith("stopped early · "), picker.options

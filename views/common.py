@@ -841,8 +841,10 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
                      f"**The two runs trained on different numbers of messages** (frozen: {trained_on[0]:,}; "
                      f"fine-tuned: {trained_on[1]:,}), so the difference between them is not fine-tuning's alone.")
     steps = finetune.metrics.get("steps")
-    if isinstance(steps, int) and few_steps_warning(steps, finetune.config.get("epochs") or 0):
-        # so few that fine-tunes collapsed: the gap is then the recipe's, not fine-tuning's
+    if isinstance(steps, int) and trained_to_end(finetune) and few_steps_warning(steps, finetune.config.get("epochs")
+                                                                                  or 0):
+        # so few that fine-tunes collapsed: the gap is then the recipe's, not fine-tuning's (a run cut short has a
+        # note of its own)
         lines.insert(0, f"**The fine-tuned run trained only {_n(steps, 'optimisation step')}**: on SMS spam, "
                         "fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 splits. "
                         "Train it for more epochs before reading what follows as what fine-tuning buys.")
