@@ -93,7 +93,8 @@ def test_data_size_sweep_trains_each_size_and_counts_what_fine_tuning_saves(benc
     trained_on = {r.id: r.config["data_info"]["splits"]["train"]["rows"] for r in runs}
     assert len(runs) == 8 and sorted(trained_on.values()) == [30] * 4 + [91] * 4
 
-    def errors(mode, seed, rows):  # each size's per-seed gain is the frozen run's test errors minus the fine-tuned one's
+    # each size's per-seed gain is the frozen run's test errors minus the fine-tuned one's
+    def errors(mode, seed, rows):
         run = next(r for r in runs if r.mode == mode and r.config["seed"] == seed and trained_on[r.id] == rows)
         (_, fp), (fn, _) = run.metrics["test"]["confusion_matrix"]
         return fp + fn

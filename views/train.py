@@ -292,8 +292,8 @@ def reset_form():
 
 if changed:  # kept for every session and tab: one opened later, or by someone else, could take them for the recipe
     st.caption("Not the defaults (the form keeps them for every session, in the runs folder): " + "; ".join(
-        f"{DRAWN_LABELS[key]} {shown(value, key)} (default {shown(DRAWN[key][0], key)})" for key, value in changed.items())
-        + ".")
+        f"{DRAWN_LABELS[key]} {shown(value, key)} (default {shown(DRAWN[key][0], key)})"
+        for key, value in changed.items()) + ".")
 st.button("Reset the form to its defaults", type="tertiary", icon=":material/restart_alt:", on_click=reset_form,
           disabled=not keep, key="train_reset")
 
