@@ -152,6 +152,10 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return _numbered(run_dir, _CHECKPOINT_RE)
 
 
+def checkpoint_step(path: Path) -> int:
+    return int(_CHECKPOINT_RE.match(Path(path).name)[1])
+
+
 def drop_checkpoints(run_dir: Path) -> None:
     """Remove the checkpoints and the saved training states: the run completed, or was cancelled (discarded)."""
     drop_training_states(run_dir)

@@ -47,10 +47,11 @@ from .features import cache_key, cached_features, effective_precision, encode, p
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
 from .runs import (CANCEL_FILE, CHECKPOINT_INFO, FINISH_FILE, FORMAT_VERSION, STATE_INFO, EventLog, RunError,
-                   cancel_requested, checkpoint_info, checkpoints, drop_checkpoints, drop_training_states,
-                   finish_requested, finishable, link_or_copy, new_run_dir, read_history, read_status, remove_folder,
-                   request_cancel, resumable, save_checkpoint, save_folder_atomic, save_training_state, saved_state,
-                   saved_weights, set_lock_holder, set_status, time_spent, training_lock, write_json_atomic)
+                   cancel_requested, checkpoint_info, checkpoint_step, checkpoints, drop_checkpoints,
+                   drop_training_states, finish_requested, finishable, link_or_copy, new_run_dir, read_history,
+                   read_status, remove_folder, request_cancel, resumable, save_checkpoint, save_folder_atomic,
+                   save_training_state, saved_state, saved_weights, set_lock_holder, set_status, time_spent,
+                   training_lock, write_json_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -590,8 +591,9 @@ def _drop_requests(run_dir: Path) -> None:
 
 
 def _roll_back(run_dir: Path, state: dict) -> None:
-    """Take a stopped run back to its saved training state: checkpoints and events from after it belong to
-    training that is done again."""
+    """Take a stopped run back to its saved training state: events from after it belong to training that is done
+    again. A checkpoint from after it stays until the resume saves its own (save_checkpoint then removes it): they
+    are the best weights validated so far, and a resume stopped before then can still be finished with them."""
     best, kept = Path(state["folder"]) / "best", None
     if state["best"]["step"]:  # put back first: killed at any point here, the run still has weights to finish from
         if not best.is_dir():
@@ -602,7 +604,7 @@ def _roll_back(run_dir: Path, state: dict) -> None:
             save_folder_atomic(kept, lambda folder: shutil.copytree(best, folder, dirs_exist_ok=True,
                                                                     copy_function=link_or_copy))
     for path in checkpoints(run_dir):
-        if path != kept:
+        if path != kept and checkpoint_step(path) <= state["step"]:
             remove_folder(path)
     history = read_history(run_dir)
     saved_at = [i for i, e in enumerate(history) if e.get("event") == "state_saved" and e.get("step") == state["step"]]

@@ -2248,7 +2248,7 @@ def test_cancelling_a_resume_says_the_run_keeps_what_it_saved(monkeypatch, tmp_p
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
         assert "keeps the state it resumed from" in at.button(key="train-cancel").help
         at.button(key="train-cancel").click().run()
-        assert ("Stop resuming this run? It keeps the training state it resumed from, its best weights up to it and "
+        assert ("Stop resuming this run? It keeps the training state it resumed from, its best weights so far and "
                 "what it saved since: resume or finish it again on the Runs page.") in [w.value for w in at.warning]
 
 

@@ -460,3 +460,28 @@ def test_a_diverged_run_is_not_offered_a_resume_that_would_diverge_again(tmp_pat
     from core.train import finish_stopped
     finish_stopped(run.path)  # what is left to do: test the best weights before it diverged
     assert load_run(run.path).status == "completed" and load_run(run.path).metrics["best_step"] == 24
+
+
+def test_a_resume_stopped_before_its_own_best_keeps_the_best_weights_saved_after_the_state(
+        tmp_path, data, tiny_bert, monkeypatch, request):
+    # the run validated new bests at steps 36 and 48 after its state of step 31; a resume dropped them as it began,
+    # so when it was cancelled before step 36 the run could only be finished with the older weights of step 24
+    import core.train
+    from core.train import finish_stopped
+    run_dir = _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request)
+    _killed("rename", r"checkpoint-\d+$", 2, "resume", "--run", str(run_dir))  # as it saves its second new best
+    assert saved_state(run_dir)["step"] == 31
+    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-36", "checkpoint-48"]
+    accelerator = core.train._accelerator
+
+    def cancelled_while_loading(cfg):
+        request_cancel(run_dir)
+        return accelerator(cfg)
+    monkeypatch.setattr(core.train, "_accelerator", cancelled_while_loading)
+    resume_stopped(run_dir)
+    monkeypatch.setattr(core.train, "_accelerator", accelerator)
+    assert load_run(run_dir).status == "cancelled"
+    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-24", "checkpoint-36", "checkpoint-48"]
+    finish_stopped(run_dir)
+    metrics = load_run(run_dir).metrics
+    assert metrics["best_step"] == 48 and metrics["stopped"]["weights_from_step"] == 48
