@@ -33,6 +33,26 @@ MIN_TRAIN_MESSAGES = 20  # a stratified sample of fewer holds one or two spam me
 FEW_FINETUNE_STEPS = 60
 
 
+def eval_interval(steps_per_epoch: int, evals_per_epoch: int) -> int:
+    """Steps between validations: the whole number whose validations per epoch come closest to those asked for.
+    Rounding down alone gave 37.7 per epoch for 30 asked at 113 steps an epoch, and 113 for 60."""
+    fewer_steps = max(1, steps_per_epoch // evals_per_epoch)
+    return min((fewer_steps, fewer_steps + 1), key=lambda every: abs(steps_per_epoch / every - evals_per_epoch))
+
+
+def validation_due(step: int, eval_every: int, total_steps: int) -> bool:
+    """Whether training validates after this step. The last step always does, so one due a few steps before it
+    would only cost a pass (~7 s for MiniLM on 516 messages) on weights that barely changed: 112 and 113 of a
+    113-step run."""
+    return step == total_steps or (step % eval_every == 0 and total_steps - step >= eval_every // 2)
+
+
+def validations_planned(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> int:
+    """How many validations a run of these steps makes if it trains to its end."""
+    every, total = eval_interval(steps_per_epoch, evals_per_epoch), steps_per_epoch * epochs
+    return sum(validation_due(step, every, total) for step in range(every, total + 1, every)) + (total % every != 0)
+
+
 def few_steps_warning(steps: int, epochs: int) -> str | None:
     """What to say before a fine-tune of so few optimisation steps that it may learn nothing; None for enough."""
     if steps >= FEW_FINETUNE_STEPS:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from .config import TrainConfig
+from .config import TrainConfig, validations_planned
 from .runs import LOCK_NAME, RunError, cut_short, delete_run, finish_requested, finishable, load_run, lock_position, \
     process_alive, read_history, read_json, read_status, request_cancel, request_finish, resumable, run_path, \
     running_job, running_position, training_subset, write_json_atomic
@@ -480,22 +480,34 @@ ESTIMATE_MIN_STEPS = 20  # steps a run stopped early must have trained for its r
 
 
 def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
-                       max_length: int | None = None, batch_size: int | None = None) -> tuple[float, list[str]] | None:
+                       max_length: int | None = None, batch_size: int | None = None,
+                       validating: tuple[float, int] | None = None) -> tuple[float, list[str]] | None:
     """Seconds per epoch from the latest completed runs of this mode and model on this machine (past is newest
     first), preferring those with the same max length (it sets the cost of every step), and among them those with
     the same batch size (smaller batches keep the CPU less busy). None for either: any.
 
-    Training throughput (messages per second) is what carries over between runs; the number of training messages
-    can differ. The median of up to ESTIMATE_RUNS runs' throughput: a single run trained while the CPU was shared
-    made the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
+    Throughput (messages per second) is what carries over between runs; the number of training messages can differ.
+    validating: (validations per epoch, validation messages) of the run to estimate. A run that timed its
+    validations apart gives two rates, one for training and one for validating: a small sample's epoch is mostly
+    validation on the whole validation split (1 to 8 messages a second overall at 50 messages, against about 100
+    on all of them, in benchmarks/README.md section 17): such runs come first. A run without them gives one rate
+    for both, and a sample run without them none. The median of up to ESTIMATE_RUNS runs: a single run trained while the CPU was shared made
+    the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
     """
+    def per_epoch(metrics: dict) -> float:
+        train_seconds, val_seconds = metrics.get("train_seconds"), metrics.get("validation_seconds")
+        if validating and val_seconds and metrics.get("validation_messages_per_second") and \
+                train_seconds and train_seconds > val_seconds:
+            training_rate = metrics["train_messages_per_second"] * train_seconds / (train_seconds - val_seconds)
+            return n_train / training_rate + validating[0] * validating[1] / metrics["validation_messages_per_second"]
+        return n_train / metrics["train_messages_per_second"]
+
     # a run finished a few steps in timed mostly its first, slow step: not a rate to extrapolate from
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
               and (run.metrics or {}).get("train_messages_per_second")
               and not (cut_short(run.metrics.get("stopped")) and (run.metrics.get("steps") or 0) < ESTIMATE_MIN_STEPS)
-              # a sample's validations, on the whole validation split, weigh on its rate: in section 17's runs, 1 to 8
-              # messages a second at 50 messages, against about 100 on all of them
-              and not training_subset(run.config)]
+              and (not training_subset(run.config) or run.metrics.get("validation_seconds"))]
+
     def same(run, key, value) -> bool:
         return value is None or (run.config or {}).get(key) == value
 
@@ -503,9 +515,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     same_batch = [run for run in same_length if same(run, "batch_size", batch_size)]
     if not usable:
         return None
-    recent = (same_batch or same_length or usable)[:ESTIMATE_RUNS]
-    rate = statistics.median(run.metrics["train_messages_per_second"] for run in recent)
-    return n_train / rate, [run.id for run in recent]
+    chosen = same_batch or same_length or usable
+    timed = [run for run in chosen if run.metrics.get("validation_seconds")] if validating else []
+    recent = (timed or chosen)[:ESTIMATE_RUNS]
+    return statistics.median(per_epoch(run.metrics) for run in recent), [run.id for run in recent]
 
 
 def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, str, int] | None:
@@ -530,16 +543,21 @@ def _about(seconds: float) -> str:
 
 
 def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str | None, n_train: int,
-                      n_messages: int, features_cached: bool = False, measured: dict | None = None
-                      ) -> tuple[str, bool]:
+                      n_messages: int, features_cached: bool = False, measured: dict | None = None,
+                      n_validation: int | None = None) -> tuple[str, bool]:
     """How long `cfg` will take on this machine, as one line for the Train page, and whether nothing here could
     answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
-    (measure_epoch_seconds, just now)."""
+    (measure_epoch_seconds, just now). n_validation: the validation split's messages, validated at every
+    validation (left out of the estimate where None)."""
     # only fine-tuning's steps scale with max length: the frozen head trains on one vector per message, in steps that
     # cost about the same whatever their size, so its time follows the batch size (the baseline's is one solver fit)
     length = cfg.max_length if cfg.mode == "finetune" else None
     batch = cfg.batch_size if cfg.mode != "baseline" else None
-    found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch), False
+    validating = None
+    if n_validation and cfg.mode != "baseline":
+        per_epoch = validations_planned(-(-n_train // cfg.batch_size), cfg.epochs, cfg.evals_per_epoch) / cfg.epochs
+        validating = (per_epoch, n_validation)
+    found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch, validating), False
     if found:
         per_epoch, sources = found
         epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit
@@ -552,7 +570,9 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
                 other.append(f"{key.replace('_', ' ')} {', '.join(str(u) for u in sorted(used, key=str))}")
         line += f" (from {basis}, which used {' and '.join(other)})" if other else f" (from {basis} on this machine)"
     elif measured and cfg.mode == "finetune":
-        line = (f"{label}: {_about(measured['epoch_seconds'] * cfg.epochs)} for {cfg.epochs} "
+        epoch = measured["epoch_seconds"] + (validating[0] * validating[1] * measured["validation_seconds_per_message"]
+                                             if validating and measured.get("validation_seconds_per_message") else 0)
+        line = (f"{label}: {_about(epoch * cfg.epochs)} for {cfg.epochs} "
                 f"epoch{'s' * (cfg.epochs != 1)} (a few steps timed just now)")
     elif cfg.mode == "frozen":
         line = f"{label}: the head's epochs take seconds"
@@ -580,8 +600,9 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
                           n_messages: int, steps: int = 3) -> dict:
     """Time a few real steps of this model on this machine and scale them to an epoch.
 
-    finetune: forward + backward of a batch of typical SMS (about 25 tokens). frozen: the one-time
-    forward pass over every message (the head's own epochs take well under a second).
+    finetune: forward + backward of a batch of typical SMS (about 25 tokens), and a forward pass alone (a
+    validation's, per message). frozen: the one-time forward pass over every message (the head's own epochs take
+    well under a second).
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -595,19 +616,25 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
     size = batch_size if mode == "finetune" else 64
     batch = tokenizer([text] * size, truncation=True, max_length=max_length, return_tensors="pt")
     labels = torch.zeros(size, dtype=torch.long)
-    timings = []
-    for _ in range(steps + 1):  # the first step warms up allocators and kernels; not counted
-        t0 = time.perf_counter()
-        if mode == "finetune":
-            model.train()
-            model(**batch, labels=labels).loss.backward()
-            model.zero_grad(set_to_none=True)
-        else:
-            with torch.inference_mode():
-                model.eval()
-                model(**batch)
-        timings.append(time.perf_counter() - t0)
-    per_batch = float(np.median(timings[1:]))
+    def timed(step) -> float:
+        timings = []
+        for _ in range(steps + 1):  # the first step warms up allocators and kernels; not counted
+            t0 = time.perf_counter()
+            step()
+            timings.append(time.perf_counter() - t0)
+        return float(np.median(timings[1:]))
+
+    def training_step():
+        model.train()
+        model(**batch, labels=labels).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    @torch.inference_mode()
+    def forward():  # a validation's batch, or the frozen encoder's
+        model.eval()
+        model(**batch)
+
     if mode == "finetune":
-        return {"epoch_seconds": per_batch * -(-n_train // batch_size), "model": info.name}
-    return {"features_seconds": per_batch * -(-n_messages // size), "model": info.name}
+        return {"epoch_seconds": timed(training_step) * -(-n_train // batch_size),
+                "validation_seconds_per_message": timed(forward) / size, "model": info.name}
+    return {"features_seconds": timed(forward) * -(-n_messages // size), "model": info.name}

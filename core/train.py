@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
-from .config import TrainConfig, few_steps_warning
+from .config import TrainConfig, eval_interval, few_steps_warning, validation_due
 from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, effective_precision, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
@@ -304,6 +304,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     # ------------------------------------------------------------------ loop
     best = {"loss": float("inf"), "step": 0, "state": None}
     evals_since_best, step, running, stopped, resumes = 0, 0, [], None, []
+    # time spent validating, apart from training's: a time estimate for a small sample needs the two (core.jobs)
+    validating = {"seconds": 0.0, "messages": 0}
     t_train = time.time()
     if resume:  # weights, optimiser, scheduler and random state as they were at the saved step
         accelerator.load_state(str(resume["folder"]))
@@ -315,6 +317,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
             best["state"] = load_file(str(run_dir / f"checkpoint-{best['step']}" / setup.weights_file))
         resumes = resume.get("resumes", []) + [{"from_step": step, "after": resume["after"]}]
         t_train -= resume["train_seconds"]
+        validating = resume.get("validating", validating)  # absent from states saved before it was kept
     events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
                 eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
     saves = {"at": time.time(), "seconds": 0.0}  # the last training-state save, and what it took
@@ -329,7 +332,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
         t0 = time.time()
         info = {"step": step, "epoch": step / steps_per_epoch, "evals_since_best": evals_since_best,
                 "running": running, "best": {k: best.get(k) for k in ("loss", "step", "validation")},
-                "train_seconds": t0 - t_train, "elapsed": t0 - t_start, "resumes": resumes}
+                "train_seconds": t0 - t_train, "elapsed": t0 - t_start, "resumes": resumes, "validating": validating}
 
         def write(folder):
             accelerator.save_state(folder)
@@ -376,20 +379,20 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
                             lr=scheduler.get_last_lr()[0], total_steps=total_steps)
                 running = []
             # "finish now" validates at this step too, so even a run stopped before its first validation keeps weights
-            # the last step always validates, so one due a few steps before it would only cost a pass (~7 s for
-            # MiniLM on 516 messages) on weights that barely changed: 112 and 113 of a 113-step run
-            due = step % eval_every == 0 and total_steps - step >= eval_every // 2
-            validate = due or step == total_steps or finish_votes
+            validate = validation_due(step, eval_every, total_steps) or finish_votes
             if stop_votes:
                 if saves_state and stop["requested"] and not cancel_requested(run_dir) and not validate:
                     save_state()  # SIGTERM (timeout, docker stop, preemption) or Ctrl-C: resume goes on from this step
                 raise Cancelled
             if validate:
+                t_val = time.time()
                 try:
                     val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight,
                                     cfg.threshold)
                 except Diverged as exc:  # the step's own training loss was finite: it diverged in its update
                     raise Diverged(f"the validation {exc} at step {step}; try a lower learning rate") from None
+                validating["seconds"] += time.time() - t_val
+                validating["messages"] += len(val["probabilities"])
                 events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
                             **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
                 if writes and bar.disable:  # no terminal for the bar (a log file, nohup): a line per validation
@@ -437,7 +440,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"],
               "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
-              "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total}
+              "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total,
+              "validation_seconds": validating["seconds"],
+              "validation_messages_per_second": validating["messages"] / validating["seconds"]
+              if validating["seconds"] else None}
     if writes:
         drop_training_states(run_dir)  # trained to its end: nothing left to resume (first: see finish_stopped)
         saved = checkpoints(run_dir)
@@ -633,6 +639,8 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
                         for t, y, p in zip(splits["test"]["text"].tolist(), y_test, probabilities)],
         "train_seconds": result["train_seconds"], "total_seconds": time.time() - t_start,
         "train_messages_per_second": result.get("train_messages_per_second"),
+        # of train_seconds, those spent validating, and how fast (absent where not measured: a baseline, a finish)
+        **{k: result[k] for k in ("validation_seconds", "validation_messages_per_second") if result.get(k)},
         "steps": result.get("steps"), "best_step": result.get("best_step"),
         "trainable_parameters": result["trainable_parameters"], "total_parameters": result["total_parameters"],
     }
@@ -642,13 +650,6 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
         metrics["resumed"] = result["resumed"]
     events.emit("test", **{k: v for k, v in test_metrics.items() if k != "ci95"})
     write_json_atomic(run_dir / "metrics.json", metrics)
-
-
-def eval_interval(steps_per_epoch: int, evals_per_epoch: int) -> int:
-    """Steps between validations: the whole number whose validations per epoch come closest to those asked for.
-    Rounding down alone gave 37.7 per epoch for 30 asked at 113 steps an epoch, and 113 for 60."""
-    fewer_steps = max(1, steps_per_epoch // evals_per_epoch)
-    return min((fewer_steps, fewer_steps + 1), key=lambda every: abs(steps_per_epoch / every - evals_per_epoch))
 
 
 @torch.inference_mode()

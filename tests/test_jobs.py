@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ctrl_c_at_evaluations
 from core import jobs
-from core.config import TrainConfig
+from core.config import TrainConfig, validations_planned
 from core.runs import RunError, list_runs, load_run, read_history, running_job
 
 
@@ -103,6 +103,14 @@ def test_a_plan_trains_in_order_and_progress_follows_the_real_history(tiny_bert,
     evals = [e for e in events if e["event"] == "eval"]
     assert [epoch for epoch, _ in curves["validation"]] == [e["epoch"] for e in evals] and len(evals) > 1
     assert curves["train"] and all(loss > 0 for _, loss in curves["train"])
+    # validating is timed apart from training (a small sample's estimate needs it), and the form counts as many
+    # validations as the run made
+    start, config, metrics = next(e for e in events if e["event"] == "start"), done[0].config, done[0].metrics
+    n_validation = config["data_info"]["splits"]["validation"]["rows"]
+    assert validations_planned(start["steps_per_epoch"], start["epochs"], config["evals_per_epoch"]) == len(evals)
+    assert metrics["validation_seconds"] * metrics["validation_messages_per_second"] == pytest.approx(
+        len(evals) * n_validation)
+    assert 0 < metrics["validation_seconds"] < metrics["train_seconds"]
     assert jobs.loss_curves(read_history(done[2].path)) == {"train": [], "validation": []}  # the baseline has none
 
     # time per epoch for the form, from the finished runs' own throughput on this machine
@@ -149,7 +157,18 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     sample.config |= {"train_messages": 50, "val_fraction": 0.1, "test_fraction": 0.2,
                       "data_info": {"rows": 5160, "splits": {"train": {"rows": 50}}}}
     assert jobs.estimate_from_runs([sample] + past, "finetune", "m", n_train=4000)[1] == sources
+    # one that timed its validations apart gives two rates, and a sample's epoch is mostly validation: 40 messages a
+    # second training (200 of its 400 s), 20 validating
+    timed = run(6, 20.0)
+    timed.config |= sample.config
+    timed.metrics |= {"train_seconds": 400.0, "validation_seconds": 200.0, "validation_messages_per_second": 20.0}
+    seconds, used = jobs.estimate_from_runs([timed] + past, "finetune", "m", n_train=50, validating=(2, 500))
+    assert used == ["r6"] and seconds == pytest.approx(50 / 40 + 2 * 500 / 20)  # before runs that timed them together
     cfg = TrainConfig(mode="finetune", epochs=2, max_length=128)
+    every = validations_planned(2, 2, cfg.evals_per_epoch) / 2  # 50 messages: 2 steps an epoch
+    line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", [timed], "m", n_train=50, n_messages=5000,
+                                     n_validation=500)
+    assert line.startswith(f"Fine-tuned BERT: about {jobs.format_seconds(2 * (50 / 40 + every * 500 / 20))} for 2")
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", past, "m", n_train=4000, n_messages=5000)
     assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the median of the last 3 runs on this machine)"
     # none at this length: the runs it comes from say theirs

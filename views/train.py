@@ -338,7 +338,8 @@ def features_cached(cfg) -> bool:
 
 if data_summary and not errors and not blocked:
     n_messages = data_summary["rows"]
-    in_split = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)["train"]
+    sizes = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)
+    in_split = sizes["train"]
     n_train = min(in_split, configs[0].train_messages or in_split)
     lines, untimed = [], []
 
@@ -349,7 +350,7 @@ if data_summary and not errors and not blocked:
         line, needs_timing = jobs.describe_estimate(
             cfg, common.MODE_LABELS[cfg.mode], common.runs(), model_info.get("name") if cfg.mode != "baseline" else None,
             n_train, n_messages, cfg.mode == "frozen" and features_cached(cfg),
-            st.session_state.get("train_measured", {}).get(timing_key(cfg)))
+            st.session_state.get("train_measured", {}).get(timing_key(cfg)), sizes["validation"])
         lines.append(line)
         if needs_timing:
             untimed.append(cfg.mode)
