@@ -53,14 +53,17 @@ def validations_planned(steps_per_epoch: int, epochs: int, evals_per_epoch: int)
     return sum(validation_due(step, every, total) for step in range(every, total + 1, every)) + (total % every != 0)
 
 
-def few_steps_warning(steps: int, epochs: int) -> str | None:
-    """What to say before a fine-tune of so few optimisation steps that it may learn nothing; None for enough."""
-    if steps >= FEW_FINETUNE_STEPS:
+def few_steps_warning(steps: int | list[int], epochs: int) -> str | None:
+    """What to say before a fine-tune of so few optimisation steps that it may learn nothing; None for enough.
+    A list: the steps of several fine-tunes (a learning curve's), said together."""
+    few = [n for n in ([steps] if isinstance(steps, int) else steps) if n < FEW_FINETUNE_STEPS]
+    if not few:
         return None
-    return (f"this fine-tune is {steps} optimisation steps ({epochs} epoch{'s' * (epochs != 1)}): on SMS spam, "
-            "fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 splits, and none of "
-            f"{FEW_FINETUNE_STEPS} or more did; more epochs give a small sample more steps (benchmarks/README.md, "
-            "section 17)")
+    counts = few[0] if len(few) == 1 else f"{', '.join(map(str, few[:-1]))} and {few[-1]}"
+    return (f"{'this fine-tune is' if len(few) == 1 else 'these fine-tunes are'} {counts} optimisation steps "
+            f"({epochs} epoch{'s' * (epochs != 1)}): on SMS spam, fine-tunes of 30 steps or fewer collapsed to calling "
+            f"every message ham on 8 of 9 splits, and none of {FEW_FINETUNE_STEPS} or more did; more epochs give a "
+            "small sample more steps (benchmarks/README.md, section 17)")
 
 
 def _opt(default, help, **kw):

@@ -542,6 +542,25 @@ def _about(seconds: float) -> str:
     return "under a second" if seconds < 0.5 else f"about {format_seconds(seconds)}"
 
 
+def _estimate_inputs(cfg: TrainConfig, n_train: int, n_validation: int | None) -> tuple:
+    """estimate_from_runs' max_length, batch_size and validating for cfg. Only fine-tuning's steps scale with max
+    length: the frozen head trains on one vector per message, in steps that cost about the same whatever their size,
+    so its time follows the batch size (the baseline's is one solver fit)."""
+    validating = None
+    if n_validation and cfg.mode != "baseline":
+        per_epoch = validations_planned(-(-n_train // cfg.batch_size), cfg.epochs, cfg.evals_per_epoch) / cfg.epochs
+        validating = (per_epoch, n_validation)
+    return (cfg.max_length if cfg.mode == "finetune" else None, cfg.batch_size if cfg.mode != "baseline" else None,
+            validating)
+
+
+def estimate_seconds(cfg: TrainConfig, past: list, model_name: str | None, n_train: int,
+                     n_validation: int | None) -> float | None:
+    """describe_estimate's training time from past runs, in seconds (no encoding); None where no run compares."""
+    found = estimate_from_runs(past, cfg.mode, model_name, n_train, *_estimate_inputs(cfg, n_train, n_validation))
+    return found[0] * (1 if cfg.mode == "baseline" else cfg.epochs) if found else None
+
+
 def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str | None, n_train: int,
                       n_messages: int, features_cached: bool = False, measured: dict | None = None,
                       n_validation: int | None = None) -> tuple[str, bool]:
@@ -549,14 +568,7 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
     (measure_epoch_seconds, just now). n_validation: the validation split's messages, validated at every
     validation (left out of the estimate where None)."""
-    # only fine-tuning's steps scale with max length: the frozen head trains on one vector per message, in steps that
-    # cost about the same whatever their size, so its time follows the batch size (the baseline's is one solver fit)
-    length = cfg.max_length if cfg.mode == "finetune" else None
-    batch = cfg.batch_size if cfg.mode != "baseline" else None
-    validating = None
-    if n_validation and cfg.mode != "baseline":
-        per_epoch = validations_planned(-(-n_train // cfg.batch_size), cfg.epochs, cfg.evals_per_epoch) / cfg.epochs
-        validating = (per_epoch, n_validation)
+    length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
     found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch, validating), False
     if found:
         per_epoch, sources = found

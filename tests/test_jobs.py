@@ -169,6 +169,8 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", [timed], "m", n_train=50, n_messages=5000,
                                      n_validation=500)
     assert line.startswith(f"Fine-tuned BERT: about {jobs.format_seconds(2 * (50 / 40 + every * 500 / 20))} for 2")
+    assert jobs.estimate_seconds(cfg, [timed], "m", 50, 500) == pytest.approx(2 * (50 / 40 + every * 500 / 20))
+    assert jobs.estimate_seconds(cfg, [timed], "another-model", 50, 500) is None
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", past, "m", n_train=4000, n_messages=5000)
     assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the median of the last 3 runs on this machine)"
     # none at this length: the runs it comes from say theirs

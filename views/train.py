@@ -1,4 +1,5 @@
 """Train: the hyperparameters that matter, validated before launch; the live job with Cancel."""
+import dataclasses
 import math
 import re
 
@@ -24,6 +25,8 @@ PLANS = {
     "both": ["frozen", "finetune"],
     "baseline": ["baseline"],
 }
+# a learning curve's sizes: from where the default fine-tune collapsed (benchmarks/README.md, section 17) up
+CURVE_SIZES = [50, 100, 300, 1000, 2000]
 PLAN_LABELS = {"frozen": "Frozen encoder + MLP head", "finetune": "Fine-tune the whole encoder",
                "both": "Both, one after the other", "baseline": "TF-IDF baseline only"}
 
@@ -236,6 +239,15 @@ with st.expander("More settings"):
     c[1].caption("0 trains on every training message. Fewer shows what fine-tuning buys when labels are scarce: a "
                  "sample of the training split, the same for a seed and nested (300 holds the 100), tested on the "
                  "same messages.")
+    kept_sizes = START.get("train_shared_curve", [])
+    curve = drawn("train_shared_curve", [], st.columns([2, 1])[0].multiselect(
+        "Learning curve: first train each model of the plan on fewer messages", CURVE_SIZES,
+        default=[n for n in kept_sizes if n in CURVE_SIZES] if isinstance(kept_sizes, list) else [],
+        format_func=lambda n: f"{n:,} messages", key="train_shared_curve", persist_state=common.KEEP,
+        placeholder="None: only the runs above",
+        help="One more run of each model per size, smallest first, with the same settings on a sample of the "
+             "training messages; the Overview then plots test errors against training messages"),
+        "Learning curve")
     if neural:  # second row: a BERT's alone; the baseline's solver has no weight decay, gradients or encoder
         c = st.columns([1, 1, 2.5], vertical_alignment="bottom")
         values["weight_decay"] = number("Weight decay", "weight_decay", c[0], float, fmt="%.3f")
@@ -269,9 +281,12 @@ if keep != SAVED:
 
 
 def shown(value, key: str | None = None) -> str:
-    """A field's value as the note on changed fields gives it: on/off, a plan's label, 0.002, all training messages."""
+    """A field's value as the note on changed fields gives it: on/off, a plan's label, 0.002, all training messages,
+    a learning curve's sizes."""
     if key == "train_shared_train_messages" and value == 0:
         return "all"
+    if isinstance(value, list):
+        return ", ".join(f"{n:,}" for n in value) or "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     return common.plain(PLAN_LABELS.get(value, value)) if isinstance(value, str) else f"{value:g}"
@@ -336,11 +351,15 @@ def features_cached(cfg) -> bool:
     return feature_file(cfg.cache_dir, key).is_file()
 
 
+curve_configs = []  # a learning curve's runs, trained before those above
 if data_summary and not errors and not blocked:
     n_messages = data_summary["rows"]
     sizes = split_sizes(n_messages, configs[0].val_fraction, configs[0].test_fraction)
     in_split = sizes["train"]
     n_train = min(in_split, configs[0].train_messages or in_split)
+    left_out = sorted(n for n in curve if n >= n_train)  # a size not below the runs' own adds nothing to the curve
+    curve = sorted(n for n in curve if n < n_train)
+    curve_configs = [dataclasses.replace(cfg, train_messages=n) for n in curve for cfg in configs]
     lines, untimed = [], []
 
     def timing_key(cfg) -> tuple:  # a timing is scaled to an epoch of this many messages
@@ -356,10 +375,24 @@ if data_summary and not errors and not blocked:
             untimed.append(cfg.mode)
     st.caption((f"{n_train:,} of the {in_split:,} training messages. " if n_train < in_split else
                 f"{n_train:,} training messages. ") + " · ".join(lines))
+    if curve:  # each size's runs, after any encoding the first frozen run does (counted in the line above)
+        seconds = [jobs.estimate_seconds(cfg, common.runs(), model_info.get("name") if cfg.mode != "baseline" else
+                                         None, cfg.train_messages, sizes["validation"]) for cfg in curve_configs]
+        took = f"about {jobs.format_seconds(sum(seconds))} in all" if None not in seconds else \
+            "not all of them timed on this machine yet"
+        st.caption(f"Learning curve first: {len(curve_configs)} more run{'s' * (len(curve_configs) > 1)} on "
+                   f"{shown(curve)} training messages, {took}." + (f" Left out: {shown(left_out)}, not fewer than "
+                                                                    f"the {n_train:,} above." if left_out else ""))
+    elif left_out:
+        st.caption(f"Learning curve: {shown(left_out)} left out, not fewer than the {n_train:,} training messages "
+                   "above.")
     for cfg in configs:  # a small sample's 3 epochs can be too few steps to learn anything
         if cfg.mode == "finetune" and (few := few_steps_warning(math.ceil(n_train / cfg.batch_size) * cfg.epochs,
                                                                 cfg.epochs)):
             st.warning(f"{common.MODE_LABELS['finetune']}: {few}.")
+        if cfg.mode == "finetune" and (few := few_steps_warning([math.ceil(n / cfg.batch_size) * cfg.epochs
+                                                                 for n in curve], cfg.epochs)):
+            st.warning(f"{common.MODE_LABELS['finetune']} on the learning curve's samples: {few}.")
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
                              help="Loads the model and times 3 training steps (a few seconds)."):
         with st.spinner("Timing…"):
@@ -377,7 +410,7 @@ if st.button("Start training", type="primary", disabled=bool(errors) or blocked 
              key="train_launch"):
     try:
         with st.spinner("Starting the training process…"):
-            jobs.launch(configs)
+            jobs.launch(curve_configs + configs)
         st.rerun()
     except jobs.JobError as exc:  # JobBusy names the running job
         st.error(common.plain(exc))
