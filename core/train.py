@@ -336,8 +336,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
 
         def write(folder):
             accelerator.save_state(folder)
-            if saved := checkpoints(run_dir):  # the best weights at this step, linked: a later best replaces them
-                shutil.copytree(saved[-1], Path(folder) / "best", copy_function=link_or_copy)
+            # the best weights at this step, linked: a later best replaces them (not the newest checkpoint: a resume
+            # keeps those from after its state until it saves its own)
+            if best["step"] and (kept := run_dir / f"checkpoint-{best['step']}").is_dir():
+                shutil.copytree(kept, Path(folder) / "best", copy_function=link_or_copy)
             write_json_atomic(Path(folder) / STATE_INFO, info)  # last: it marks the state complete
         save_training_state(run_dir, step, write)
         saves.update(at=time.time(), seconds=time.time() - t0)
@@ -446,11 +448,13 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
               if validating["seconds"] else None}
     if writes:
         drop_training_states(run_dir)  # trained to its end: nothing left to resume (first: see finish_stopped)
-        saved = checkpoints(run_dir)
-        if saved:  # the best weights are on disk already: the newest checkpoint is the best one
-            saved[-1].rename(run_dir / "model")
+        kept = run_dir / f"checkpoint-{best['step']}"
+        if best["step"] and kept.is_dir():  # the best weights are on disk already
+            kept.rename(run_dir / "model")
         else:  # no validation loss was finite: nothing was kept, so the last weights are the run's
             save_folder_atomic(run_dir / "model", lambda d: setup.save(final, d))
+        for path in checkpoints(run_dir):  # a resume's, from after its state: this run tested other weights
+            remove_folder(path)
         _finish(cfg, run_dir, config, events, splits, test["probabilities"], result, t_start)
 
 

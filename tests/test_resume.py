@@ -14,8 +14,8 @@ import pytest
 from conftest import ctrl_c_at_evaluations, make_messages, write_uci
 from core.config import TrainConfig
 from core.predict import Predictor
-from core.runs import (RunError, checkpoints, list_runs, load_run, read_history, request_cancel, resumable,
-                       saved_state)
+from core.runs import (RunError, checkpoint_info, checkpoints, list_runs, load_run, read_history, request_cancel,
+                       resumable, saved_state)
 from core.train import resume_stopped, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -482,6 +482,21 @@ def test_a_resume_stopped_before_its_own_best_keeps_the_best_weights_saved_after
     monkeypatch.setattr(core.train, "_accelerator", accelerator)
     assert load_run(run_dir).status == "cancelled"
     assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-24", "checkpoint-36", "checkpoint-48"]
-    finish_stopped(run_dir)
-    metrics = load_run(run_dir).metrics
+    import shutil
+    copy = Path(shutil.copytree(run_dir, tmp_path / "copy" / run_dir.name))
+    finish_stopped(copy)
+    metrics = load_run(copy).metrics
     assert metrics["best_step"] == 48 and metrics["stopped"]["weights_from_step"] == 48
+
+    # resumed again and finished on request at its first step, before a new best of its own (every validation made
+    # worse here): it tests the best weights of its own training, step 24's, and those are the ones it keeps; the
+    # newest checkpoint, step 48's, became the run's model while its metrics were step 24's
+    evaluate, finish_requested = core.train._evaluate, core.train.finish_requested
+    monkeypatch.setattr(core.train, "_evaluate", lambda *a, **k: {**(r := evaluate(*a, **k)), "loss": r["loss"] + 99})
+    monkeypatch.setattr(core.train, "finish_requested", lambda run: True)
+    resume_stopped(run_dir)
+    monkeypatch.setattr(core.train, "_evaluate", evaluate)
+    monkeypatch.setattr(core.train, "finish_requested", finish_requested)
+    metrics = load_run(run_dir).metrics
+    assert load_run(run_dir).status == "completed" and metrics["best_step"] == 24
+    assert checkpoint_info(run_dir / "model")["step"] == 24 and not checkpoints(run_dir)
