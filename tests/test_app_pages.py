@@ -1573,6 +1573,26 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
                for c in at.caption), [c.value for c in at.caption]
 
 
+def test_a_learning_curve_job_trains_the_sample_first_and_links_to_the_run_on_all_messages(monkeypatch, tmp_path,
+                                                                                          tiny_bert, sms_data):
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("finetune").run()
+    at.checkbox(key="train_with_baseline").uncheck().run()
+    at.number_input(key="train_finetune_epochs").set_value(2).run()
+    at.multiselect(key="train_shared_curve").set_value([50]).run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception and not at.error
+    _wait(lambda: running_job(runs_dir) is None and len(list_runs(runs_dir)) == 2)
+    whole, sample = list_runs(runs_dir)  # newest first: the sample trained first
+    assert (sample.config["train_messages"], whole.config["train_messages"]) == (50, None)
+    at.run()
+    assert [s.value for s in at.success] == [f"Fine-tuned BERT on 50 messages finished: {sample.id}{_scores(sample)}"
+                                             f"  \nFine-tuned BERT finished: {whole.id}{_scores(whole)}"]
+    [link] = at.main.get("page_link")  # Compare opens on the run on all the messages, not the sample's
+    assert parse_qs(link.proto.query_string) == {"finetune": [whole.id]}
+
+
 def test_a_baseline_only_job_links_to_no_empty_compare_page(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

@@ -597,6 +597,11 @@ def _test_scores(run) -> str:
     return " · test " + ", ".join(scores) if scores else ""
 
 
+def _on_sample(run) -> str:
+    """" on 300 messages" for a run on a sample of the training messages (a learning curve's), else nothing."""
+    return f" on {subset[0]:,} messages" if (subset := training_subset(run.config)) else ""
+
+
 def _last_outcome() -> None:
     """After a job: say how its runs ended, with the reason and the log tail when one failed."""
     info = jobs.last_job(runs_dir())
@@ -605,7 +610,7 @@ def _last_outcome() -> None:
     # the job's own runs: their status names its process (a CLI job since then is not the app's to report). By
     # process, not by creation time: a `finish` job completes a run created long before it
     finished = [r for r in runs() if _same_process(read_status(r.path), info)]
-    done = [f"{MODE_LABELS.get(r.mode, r.mode)} finished: {r.id}"
+    done = [f"{MODE_LABELS.get(r.mode, r.mode)}{_on_sample(r)} finished: {r.id}"
             + ("" if trained_to_end(r) else f" ({plain(stopped_note(r.metrics['stopped']))})")
             + _test_scores(r)
             for r in reversed(finished) if r.status == "completed"]
@@ -615,7 +620,8 @@ def _last_outcome() -> None:
             # picks the job's runs: a shorter run than the defaults' is not what Compare shows unpicked
             page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
                       + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:",
-                      query_params={r.mode: r.id for r in finished if r.status == "completed" and r.usable})
+                      # each mode's newest: a learning curve's runs on samples came before those on all messages
+                      query_params={r.mode: r.id for r in reversed(finished) if r.status == "completed" and r.usable})
     for run in reversed(finished):
         if run.status == "completed":
             continue
