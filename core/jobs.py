@@ -30,7 +30,7 @@ import psutil
 from .config import TrainConfig, validations_planned
 from .runs import LOCK_NAME, RunError, cut_short, delete_run, finish_requested, finishable, load_run, lock_position, \
     process_alive, read_history, read_json, read_status, request_cancel, request_finish, resumable, run_path, \
-    running_job, running_position, training_subset, write_json_atomic
+    running_job, running_position, trained_messages, training_subset, write_json_atomic
 
 JOBS_DIR = ".jobs"  # under the runs folder; a leading dot never matches a run id, so list_runs skips it
 LAUNCH_LOCK = ".launch.lock"
@@ -490,9 +490,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     validating: (validations per epoch, validation messages) of the run to estimate. A run that timed its
     validations apart gives two rates, one for training and one for validating: a small sample's epoch is mostly
     validation on the whole validation split (1 to 8 messages a second overall at 50 messages, against about 100
-    on all of them, in benchmarks/README.md section 17): such runs come first. A run without them gives one rate
-    for both, and a sample run without them none. The median of up to ESTIMATE_RUNS runs: a single run trained while the CPU was shared made
-    the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
+    on all of them, in benchmarks/README.md section 17): such runs come first among those trained on half to twice
+    as many messages, which come first. A run without them gives one rate for both, and a sample run without them none. The median of
+    up to ESTIMATE_RUNS runs: a single run trained while the CPU was shared made the next estimate 3.5 times too
+    long. Returns (seconds, the runs it is based on) or None.
     """
     def per_epoch(metrics: dict) -> float:
         train_seconds, val_seconds = metrics.get("train_seconds"), metrics.get("validation_seconds")
@@ -516,8 +517,12 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     if not usable:
         return None
     chosen = same_batch or same_length or usable
-    timed = [run for run in chosen if run.metrics.get("validation_seconds")] if validating else []
-    recent = (timed or chosen)[:ESTIMATE_RUNS]
+    # then runs of about this many messages (a small sample's steps and saves cost more per message), those that
+    # timed their validations first
+    near = [run for run in chosen if n_train / 2 <= (trained_messages(run.config) or 0) <= n_train * 2]
+    timed = [[run for run in runs if run.metrics.get("validation_seconds")] if validating else []
+             for runs in (near, chosen)]
+    recent = (timed[0] or near or timed[1] or chosen)[:ESTIMATE_RUNS]
     return statistics.median(per_epoch(run.metrics) for run in recent), [run.id for run in recent]
 
 
@@ -554,11 +559,25 @@ def _estimate_inputs(cfg: TrainConfig, n_train: int, n_validation: int | None) -
             validating)
 
 
+def _measured_epoch(cfg: TrainConfig, measured: dict, n_train: int, validating: tuple | None) -> float:
+    """A fine-tune's epoch from a few steps timed just now (measure_epoch_seconds, for measured["n_train"]
+    messages), scaled to n_train messages, with its validations."""
+    steps = -(-n_train // cfg.batch_size) / -(-measured.get("n_train", n_train) // cfg.batch_size)
+    per_message = measured.get("validation_seconds_per_message")
+    return measured["epoch_seconds"] * steps + (validating[0] * validating[1] * per_message
+                                                if validating and per_message else 0)
+
+
 def estimate_seconds(cfg: TrainConfig, past: list, model_name: str | None, n_train: int,
-                     n_validation: int | None) -> float | None:
-    """describe_estimate's training time from past runs, in seconds (no encoding); None where no run compares."""
-    found = estimate_from_runs(past, cfg.mode, model_name, n_train, *_estimate_inputs(cfg, n_train, n_validation))
-    return found[0] * (1 if cfg.mode == "baseline" else cfg.epochs) if found else None
+                     n_validation: int | None, measured: dict | None = None) -> float | None:
+    """describe_estimate's training time in seconds (no encoding), from past runs, else for a fine-tune from
+    `measured`; None where neither answers."""
+    length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
+    if found := estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch, validating):
+        return found[0] * (1 if cfg.mode == "baseline" else cfg.epochs)
+    if measured and cfg.mode == "finetune":
+        return _measured_epoch(cfg, measured, n_train, validating) * cfg.epochs
+    return None
 
 
 def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str | None, n_train: int,
@@ -582,9 +601,7 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
                 other.append(f"{key.replace('_', ' ')} {', '.join(str(u) for u in sorted(used, key=str))}")
         line += f" (from {basis}, which used {' and '.join(other)})" if other else f" (from {basis} on this machine)"
     elif measured and cfg.mode == "finetune":
-        epoch = measured["epoch_seconds"] + (validating[0] * validating[1] * measured["validation_seconds_per_message"]
-                                             if validating and measured.get("validation_seconds_per_message") else 0)
-        line = (f"{label}: {_about(epoch * cfg.epochs)} for {cfg.epochs} "
+        line = (f"{label}: {_about(_measured_epoch(cfg, measured, n_train, validating) * cfg.epochs)} for {cfg.epochs} "
                 f"epoch{'s' * (cfg.epochs != 1)} (a few steps timed just now)")
     elif cfg.mode == "frozen":
         line = f"{label}: the head's epochs take seconds"
@@ -647,6 +664,6 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
         model(**batch)
 
     if mode == "finetune":
-        return {"epoch_seconds": timed(training_step) * -(-n_train // batch_size),
+        return {"epoch_seconds": timed(training_step) * -(-n_train // batch_size), "n_train": n_train,
                 "validation_seconds_per_message": timed(forward) / size, "model": info.name}
     return {"features_seconds": timed(forward) * -(-n_messages // size), "model": info.name}

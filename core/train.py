@@ -317,7 +317,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
             best["state"] = load_file(str(run_dir / f"checkpoint-{best['step']}" / setup.weights_file))
         resumes = resume.get("resumes", []) + [{"from_step": step, "after": resume["after"]}]
         t_train -= resume["train_seconds"]
-        validating = resume.get("validating", validating)  # absent from states saved before it was kept
+        # absent from states saved before it was kept: the time validating before the stop is unknown
+        validating = resume.get("validating") or {**validating, "unknown": True}
     events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
                 eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
     saves = {"at": time.time(), "seconds": 0.0}  # the last training-state save, and what it took
@@ -443,9 +444,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
               "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
               "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total,
-              "validation_seconds": validating["seconds"],
-              "validation_messages_per_second": validating["messages"] / validating["seconds"]
-              if validating["seconds"] else None}
+              **({} if validating.get("unknown") or not validating["seconds"] else {
+                  "validation_seconds": validating["seconds"],
+                  "validation_messages_per_second": validating["messages"] / validating["seconds"]})}
     if writes:
         drop_training_states(run_dir)  # trained to its end: nothing left to resume (first: see finish_stopped)
         kept = run_dir / f"checkpoint-{best['step']}"

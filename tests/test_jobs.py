@@ -171,6 +171,14 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     assert line.startswith(f"Fine-tuned BERT: about {jobs.format_seconds(2 * (50 / 40 + every * 500 / 20))} for 2")
     assert jobs.estimate_seconds(cfg, [timed], "m", 50, 500) == pytest.approx(2 * (50 / 40 + every * 500 / 20))
     assert jobs.estimate_seconds(cfg, [timed], "another-model", 50, 500) is None
+    # with no run, a fine-tune's few steps timed just now (for 320 messages: 10 steps) scale to 50 (2 steps)
+    measured = {"epoch_seconds": 10.0, "n_train": 320, "validation_seconds_per_message": 0.01}
+    assert jobs.estimate_seconds(cfg, [], "m", 50, 500, measured) == pytest.approx(2 * (10.0 * 2 / 10 + every * 5))
+    # a run on all the messages is estimated from one of about as many, not from a small sample's
+    whole = run(7, 30.0)
+    whole.config |= {"data_info": {"splits": {"train": {"rows": 3612}}}}
+    assert jobs.estimate_from_runs([timed, whole], "finetune", "m", 3612, validating=(4, 500))[1] == ["r7"]
+    assert jobs.estimate_from_runs([timed, whole], "finetune", "m", 60, validating=(4, 500))[1] == ["r6"]
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", past, "m", n_train=4000, n_messages=5000)
     assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the median of the last 3 runs on this machine)"
     # none at this length: the runs it comes from say theirs

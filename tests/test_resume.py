@@ -76,6 +76,10 @@ def _assert_same_run(resumed: Path, whole: Path) -> None:
     assert a["test"] == b["test"] and a["validation"] == b["validation"]
     assert (a["best_step"], a["steps"]) == (b["best_step"], b["steps"]) and "stopped" not in a
     assert _losses(resumed) == _losses(whole)  # every training and validation loss, step for step, none twice
+    # the time spent validating carries over a stop too (time estimates use it): every validation counted once
+    evals = sum(e["event"] == "eval" for e in read_history(resumed))
+    n_validation = load_run(resumed).config["data_info"]["splits"]["validation"]["rows"]
+    assert a["validation_seconds"] * a["validation_messages_per_second"] == pytest.approx(evals * n_validation)
 
 
 def test_a_killed_run_resumes_to_exactly_the_result_it_would_have_had(tmp_path, data, tiny_bert, uninterrupted):

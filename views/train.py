@@ -6,7 +6,7 @@ import re
 import streamlit as st
 
 from core import jobs
-from core.config import BASELINE_SETTINGS, MODE_DEFAULTS, TrainConfig, few_steps_warning
+from core.config import BASELINE_SETTINGS, FEW_FINETUNE_STEPS, MODE_DEFAULTS, TrainConfig, few_steps_warning
 from core.data import split_sizes
 from core.runs import read_json, write_json_atomic
 
@@ -376,10 +376,21 @@ if data_summary and not errors and not blocked:
     st.caption((f"{n_train:,} of the {in_split:,} training messages. " if n_train < in_split else
                 f"{n_train:,} training messages. ") + " · ".join(lines))
     if curve:  # each size's runs, after any encoding the first frozen run does (counted in the line above)
-        seconds = [jobs.estimate_seconds(cfg, common.runs(), model_info.get("name") if cfg.mode != "baseline" else
-                                         None, cfg.train_messages, sizes["validation"]) for cfg in curve_configs]
-        took = f"about {jobs.format_seconds(sum(seconds))} in all" if None not in seconds else \
-            "not all of them timed on this machine yet"
+        seconds, untimed_curve = 0.0, []
+        for cfg in curve_configs:
+            found = jobs.estimate_seconds(cfg, common.runs(), model_info.get("name") if cfg.mode != "baseline" else
+                                          None, cfg.train_messages, sizes["validation"],
+                                          st.session_state.get("train_measured", {}).get(timing_key(cfg)))
+            seconds += found or 0.0
+            if found is None and cfg.mode not in untimed_curve:
+                untimed_curve.append(cfg.mode)
+        if "finetune" in untimed_curve:  # timed by the button below, as the run on them all is
+            took = "not all of them timed on this machine yet"
+        else:  # a frozen head's epochs and a baseline's fit take seconds
+            parts = [f"about {jobs.format_seconds(seconds)} in all"] if seconds or not untimed_curve else []
+            if untimed_curve:
+                parts.append(f"seconds for each {' and '.join(common.SHORT_LABELS[m] for m in untimed_curve)} run")
+            took = " and ".join(parts)
         st.caption(f"Learning curve first: {len(curve_configs)} more run{'s' * (len(curve_configs) > 1)} on "
                    f"{shown(curve)} training messages, {took}." + (f" Left out: {shown(left_out)}, not fewer than "
                                                                     f"the {n_train:,} above." if left_out else ""))
@@ -390,9 +401,10 @@ if data_summary and not errors and not blocked:
         if cfg.mode == "finetune" and (few := few_steps_warning(math.ceil(n_train / cfg.batch_size) * cfg.epochs,
                                                                 cfg.epochs)):
             st.warning(f"{common.MODE_LABELS['finetune']}: {few}.")
-        if cfg.mode == "finetune" and (few := few_steps_warning([math.ceil(n / cfg.batch_size) * cfg.epochs
-                                                                 for n in curve], cfg.epochs)):
-            st.warning(f"{common.MODE_LABELS['finetune']} on the learning curve's samples: {few}.")
+        steps = {n: math.ceil(n / cfg.batch_size) * cfg.epochs for n in curve}
+        if cfg.mode == "finetune" and (few := few_steps_warning(list(steps.values()), cfg.epochs)):
+            st.warning(f"{common.MODE_LABELS['finetune']} on the learning curve's "
+                       f"{shown([n for n, k in steps.items() if k < FEW_FINETUNE_STEPS])} training messages: {few}.")
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
                              help="Loads the model and times 3 training steps (a few seconds)."):
         with st.spinner("Timing…"):
