@@ -490,10 +490,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     validating: (validations per epoch, validation messages) of the run to estimate. A run that timed its
     validations apart gives two rates, one for training and one for validating: a small sample's epoch is mostly
     validation on the whole validation split (1 to 8 messages a second overall at 50 messages, against about 100
-    on all of them, in benchmarks/README.md section 17): such runs come first among those trained on half to twice
-    as many messages, which come first. A run without them gives one rate for both, and a sample run without them none. The median of
-    up to ESTIMATE_RUNS runs: a single run trained while the CPU was shared made the next estimate 3.5 times too
-    long. Returns (seconds, the runs it is based on) or None.
+    on all of them, in benchmarks/README.md section 17). Runs trained on half to twice as many messages come first,
+    and among them those that timed validations apart. A run without them gives one rate for both, and a sample run
+    without them none. The median of up to ESTIMATE_RUNS runs: a single run trained while the CPU was shared made
+    the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
     """
     def per_epoch(metrics: dict) -> float:
         train_seconds, val_seconds = metrics.get("train_seconds"), metrics.get("validation_seconds")

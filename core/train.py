@@ -102,21 +102,25 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
     for cfg in configs:
         if cfg.data not in data:
             data[cfg.data] = load_messages(cfg.data)
-    with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
-        for position, cfg in enumerate(configs, 1):
-            run_dir = _train_one(cfg, data[cfg.data], lock, state, (position, len(configs)))
-            # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
-            # main process decides, once it has written the run, and tells the others (who wait for it here), so
-            # no process reads the cancel file after it is removed
-            stop = None
-            if state.is_main_process:
-                stop = read_status(run_dir).get("status") == "cancelled" or cancel_requested(run_dir)
-                _drop_requests(run_dir)  # requests that applied to that run only, or came too late
-            stop = _from_main(stop, state)
-            state.wait_for_everyone()  # end on a barrier: a process leaving mid-broadcast aborts gloo at exit
-            yield run_dir
-            if stop:
-                break
+    try:
+        with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
+            for position, cfg in enumerate(configs, 1):
+                run_dir = _train_one(cfg, data[cfg.data], lock, state, (position, len(configs)))
+                # a cancel stops the whole sequence, also one that came while a run was saving (it completed). The
+                # main process decides, once it has written the run, and tells the others (who wait for it here),
+                # so no process reads the cancel file after it is removed
+                stop = None
+                if state.is_main_process:
+                    stop = read_status(run_dir).get("status") == "cancelled" or cancel_requested(run_dir)
+                    _drop_requests(run_dir)  # requests that applied to that run only, or came too late
+                stop = _from_main(stop, state)
+                state.wait_for_everyone()  # end on a barrier: a process leaving mid-broadcast aborts gloo at exit
+                yield run_dir
+                if stop:
+                    break
+    finally:  # gloo's threads left to the interpreter's exit can abort it: "terminate called without an active
+        # exception" ended a two-process test run once here. PyTorch asks for this before exit; a no-op in one process
+        state.destroy_process_group()
 
 
 def _train_one(cfg: TrainConfig, messages, lock, state, position: tuple[int, int]) -> Path:
