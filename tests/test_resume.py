@@ -405,15 +405,12 @@ def test_a_resume_killed_while_it_puts_back_the_best_weights_can_be_resumed_agai
     assert not list(run_dir.glob("*.tmp"))
 
 
-def test_a_cancel_while_a_resume_loads_trains_no_step_and_keeps_the_run_resumable(tmp_path, data, tiny_bert,
-                                                                                  uninterrupted, monkeypatch, request):
-    # the app's Cancel during a resume's loading let it train a step, then discarded every checkpoint and state the
-    # run had saved before the resume: hours of training gone, and nothing left to resume or finish
+def _resume_cancelled_while_loading(run_dir: Path, monkeypatch) -> None:
+    """Resume the run and press the app's Cancel as it loads: it is "running" again, and has no model yet."""
     import core.train
-    run_dir = _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request)
     accelerator = core.train._accelerator
 
-    def cancelled_while_loading(cfg):  # the run is "running" again, and has not loaded its model yet
+    def cancelled_while_loading(cfg):
         assert load_run(run_dir).status == "running"
         request_cancel(run_dir)
         return accelerator(cfg)
@@ -421,6 +418,14 @@ def test_a_cancel_while_a_resume_loads_trains_no_step_and_keeps_the_run_resumabl
     resume_stopped(run_dir)
     monkeypatch.setattr(core.train, "_accelerator", accelerator)
     assert load_run(run_dir).status == "cancelled"
+
+
+def test_a_cancel_while_a_resume_loads_trains_no_step_and_keeps_the_run_resumable(tmp_path, data, tiny_bert,
+                                                                                  uninterrupted, monkeypatch, request):
+    # the app's Cancel during a resume's loading let it train a step, then discarded every checkpoint and state the
+    # run had saved before the resume: hours of training gone, and nothing left to resume or finish
+    run_dir = _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request)
+    _resume_cancelled_while_loading(run_dir, monkeypatch)
     assert max(s for _, s, _ in _losses(run_dir)) == 31  # not one step more
     assert saved_state(run_dir)["step"] == 31 and [p.name for p in checkpoints(run_dir)] == ["checkpoint-24"]
     # finished instead (a copy), it records no resumed stretch: that resume trained nothing
@@ -476,15 +481,7 @@ def test_a_resume_stopped_before_its_own_best_keeps_the_best_weights_saved_after
     _killed("rename", r"checkpoint-\d+$", 2, "resume", "--run", str(run_dir))  # as it saves its second new best
     assert saved_state(run_dir)["step"] == 31
     assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-36", "checkpoint-48"]
-    accelerator = core.train._accelerator
-
-    def cancelled_while_loading(cfg):
-        request_cancel(run_dir)
-        return accelerator(cfg)
-    monkeypatch.setattr(core.train, "_accelerator", cancelled_while_loading)
-    resume_stopped(run_dir)
-    monkeypatch.setattr(core.train, "_accelerator", accelerator)
-    assert load_run(run_dir).status == "cancelled"
+    _resume_cancelled_while_loading(run_dir, monkeypatch)
     assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-24", "checkpoint-36", "checkpoint-48"]
     import shutil
     copy = Path(shutil.copytree(run_dir, tmp_path / "copy" / run_dir.name))
