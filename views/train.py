@@ -361,13 +361,14 @@ if data_summary and not errors and not blocked:
     curve = sorted(n for n in curve if n < n_train)
     curve_configs = [dataclasses.replace(cfg, train_messages=n) for n in curve for cfg in configs]
     lines, untimed = [], []
+    past = common.runs()  # read once: each run's metrics file is parsed, and a learning curve asks for each size
 
     def timing_key(cfg) -> tuple:  # a timing is scaled to an epoch of this many messages
         return cfg.mode, model_name, cfg.max_length, cfg.batch_size, n_train
 
     for cfg in configs:
         line, needs_timing = jobs.describe_estimate(
-            cfg, common.MODE_LABELS[cfg.mode], common.runs(), model_info.get("name") if cfg.mode != "baseline" else None,
+            cfg, common.MODE_LABELS[cfg.mode], past, model_info.get("name") if cfg.mode != "baseline" else None,
             n_train, n_messages, cfg.mode == "frozen" and features_cached(cfg),
             st.session_state.get("train_measured", {}).get(timing_key(cfg)), sizes["validation"])
         lines.append(line)
@@ -378,7 +379,7 @@ if data_summary and not errors and not blocked:
     if curve:  # each size's runs, after any encoding the first frozen run does (counted in the line above)
         seconds, untimed_curve = 0.0, []
         for cfg in curve_configs:
-            found = jobs.estimate_seconds(cfg, common.runs(), model_info.get("name") if cfg.mode != "baseline" else
+            found = jobs.estimate_seconds(cfg, past, model_info.get("name") if cfg.mode != "baseline" else
                                           None, cfg.train_messages, sizes["validation"],
                                           st.session_state.get("train_measured", {}).get(timing_key(cfg)))
             seconds += found or 0.0
