@@ -50,7 +50,7 @@ def validation_due(step: int, eval_every: int, total_steps: int) -> bool:
 def validations_planned(steps_per_epoch: int, epochs: int, evals_per_epoch: int) -> int:
     """How many validations a run of these steps makes if it trains to its end."""
     every, total = eval_interval(steps_per_epoch, evals_per_epoch), steps_per_epoch * epochs
-    return sum(validation_due(step, every, total) for step in range(every, total + 1, every)) + (total % every != 0)
+    return sum(validation_due(step, every, total) for step in range(1, total + 1))
 
 
 def few_steps_warning(steps: int | list[int], epochs: int) -> str | None:

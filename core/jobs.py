@@ -645,6 +645,7 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
     size = batch_size if mode == "finetune" else 64
     batch = tokenizer([text] * size, truncation=True, max_length=max_length, return_tensors="pt")
     labels = torch.zeros(size, dtype=torch.long)
+
     def timed(step) -> float:
         timings = []
         for _ in range(steps + 1):  # the first step warms up allocators and kernels; not counted
