@@ -5,8 +5,9 @@
 
 Each size trains every mode with default hyperparameters on a nested, stratified sample of each seed's training
 split (`python -m core train --train-messages N`); validation and test are the whole split's, so every row of a seed
-is tested on the same 1,032 messages. The epochs stay the defaults unless `--set epochs=30` (say) changes them,
-so a smaller sample also means fewer optimisation steps.
+is tested on the same 1,032 messages. The fine-tune's epochs go over a small sample several times, so that each makes
+at least min_epoch_steps (100) optimisation steps; `--set min_epoch_steps=0` gives one pass an epoch, as before
+that default, where a smaller sample also means fewer steps.
 Completed runs already in --runs-dir are reused (as bench_seeds.py does), so an interrupted sweep resumes.
 """
 from __future__ import annotations
@@ -46,6 +47,20 @@ def main(argv=None) -> int:
     def spread(values) -> str:
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else \
             f"{values[0]:.4f}"
+
+    # what a setting is chosen by, before the test table (as bench_seeds.py): per seed, then the mean
+    rows = []
+    for size in args.sizes.split(","):
+        for mode in modes:
+            chosen = [runs[(size, mode, s)] for s in seeds]
+            best = [bench_seeds.best_validation_loss(r) for r in chosen]
+            last = [(bench_seeds.validation_losses(r) or [float("nan")])[-1] for r in chosen]
+            f1 = [(r.metrics.get("validation") or {}).get("f1") for r in chosen]
+            rows.append([size, mode, ", ".join(str(r.metrics.get("steps")) for r in chosen),
+                         *[", ".join(f"{v:.4f}" for v in values) + f" ({statistics.mean(values):.4f})"
+                           for values in (best, last, f1)]])
+    print(f"validation, per seed {args.seeds} (mean), {', '.join(args.set) or 'defaults'}")
+    print(C.table(["size", "mode", "steps", "best loss", "last loss", "f1 of the weights kept"], rows))
 
     rows = []
     for size in args.sizes.split(","):

@@ -4,8 +4,9 @@
 
 With no run yet, the page times a few steps (`jobs.measure_epoch_seconds`): the first size is estimated from that.
 Every later size is estimated from the runs before it, as the page does. Each estimate is printed beside the
-training time the run then took. A small sample's time is mostly validation on the whole validation split, which the
-estimate left out until it was timed apart from training.
+training time the run then took. With one pass an epoch (min_epoch_steps 0, the default before it), a small sample's
+time is mostly validation on the whole validation split, which the estimate left out until it was timed apart from
+training.
 """
 from __future__ import annotations
 

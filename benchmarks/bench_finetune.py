@@ -63,8 +63,10 @@ def core_run(data_path: Path, model: str, epochs: int, batch_size: int, max_leng
     from core.config import TrainConfig
     from core.train import train
 
+    # one pass an epoch, as Trainer makes: on a --limit subset min_epoch_steps would train more steps than it does
     cfg = TrainConfig(mode="finetune", data=str(data_path), model=model, epochs=epochs, batch_size=batch_size,
-                      max_length=max_length, seed=seed, precision=precision, runs_dir=str(runs_dir), **settings)
+                      max_length=max_length, seed=seed, precision=precision, runs_dir=str(runs_dir),
+                      **{"min_epoch_steps": 0, **settings})
     run = train(cfg)
     metrics = json.loads((run / "metrics.json").read_text())
     n_train = json.loads((run / "config.json").read_text())["data_info"]["splits"]["train"]["rows"]

@@ -26,7 +26,7 @@ def short_runs(data, model: str, limit: int, precision: str, directory: Path) ->
     path, _ = C.subset_file(data, limit, directory, seed=1)
     common = dict(data=str(path), model=model, precision=precision, runs_dir=str(directory / "runs"),
                   cache_dir=str(directory / "cache"))
-    return (train(TrainConfig(mode="finetune", epochs=1, **common)),
+    return (train(TrainConfig(mode="finetune", epochs=1, min_epoch_steps=0, **common)),
             train(TrainConfig(mode="frozen", epochs=5, **common)))
 
 

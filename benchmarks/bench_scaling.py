@@ -39,8 +39,9 @@ def main(argv=None) -> int:
         for k in factors:
             path, n = C.subset_file(args.data, args.limit, tmp, repeat=k)
             load = C.load_average()
+            # one pass an epoch: min_epoch_steps would give a small subset the steps of a larger one
             peak, wall, out = run_child(["-m", "core", "train", "--mode", args.mode, "--epochs", "1", "--data", str(path),
-                                         "--model", model, "--precision", args.precision,
+                                         "--model", model, "--precision", args.precision, "--min-epoch-steps", "0",
                                          "--runs-dir", str(tmp / "runs"), "--cache-dir", str(tmp / f"cache{k}")])
             run = Path(out.strip().splitlines()[-1])
             metrics = json.loads((run / "metrics.json").read_text())

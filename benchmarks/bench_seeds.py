@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sweep(args) -> tuple[dict, dict]:
     """Train what --runs-dir lacks; returns ({(mode, seed): completed run}, the --set overrides)."""
-    from core.config import TrainConfig
+    from core.config import TrainConfig, passes_per_epoch
     from core.data import load_messages
-    from core.runs import list_runs
+    from core.runs import list_runs, trained_messages
     from core.train import train_sequence
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -60,10 +60,13 @@ def sweep(args) -> tuple[dict, dict]:
     def matching(run, cfg) -> bool:  # every hyperparameter but the paths equal, and the same data
         # (the run records the precision that ran: fp32 where the CPU has no native bf16, so it is not compared)
         # save_state_every: when the training state is saved for a resume, which does not move a result
-        skip = ("data", "runs_dir", "cache_dir", "model", "precision", "save_state_every")
+        # min_epoch_steps: what it sets is compared, the passes an epoch (a run from before it made one)
+        skip = ("data", "runs_dir", "cache_dir", "model", "precision", "save_state_every", "min_epoch_steps")
         mine = {k: v for k, v in cfg.to_dict().items() if k not in skip}
         return (run.usable and run.config.get("data_info", {}).get("fingerprint") == fingerprint
-                and run.config.get("requested_model") == cfg.model and all(run.config.get(k) == v for k, v in mine.items()))
+                and run.config.get("requested_model") == cfg.model
+                and all(run.config.get(k) == v for k, v in mine.items())
+                and run.metrics.get("passes_per_epoch", 1) == passes_per_epoch(cfg, trained_messages(run.config) or 0))
 
     done = {key: next((r for r in list_runs(args.runs_dir) if matching(r, cfg)), None) for key, cfg in defaults.items()}
     todo = [TrainConfig.from_dict({**cfg.to_dict(), "data": args.data, "runs_dir": args.runs_dir})

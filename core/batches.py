@@ -14,14 +14,16 @@ class LengthBucketSampler(Sampler[list[int]]):
     """Yields batches of indices of similar length.
 
     Training: shuffle, cut into windows, sort each window by length, shuffle the batch order; a new
-    permutation each epoch, deterministic for the seed. Evaluation: all indices sorted by length.
+    permutation each epoch, deterministic for the seed. `passes`: an epoch goes over the messages that many times,
+    each pass in a fresh order (a message is in one batch a pass). Evaluation: all indices sorted by length.
     """
 
-    def __init__(self, lengths, batch_size: int, shuffle: bool, seed: int = 0):
+    def __init__(self, lengths, batch_size: int, shuffle: bool, seed: int = 0, passes: int = 1):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.passes = passes if shuffle else 1
         self.epoch = 0
 
     def __iter__(self):
@@ -30,25 +32,27 @@ class LengthBucketSampler(Sampler[list[int]]):
             order = np.argsort(self.lengths, kind="stable")
             yield from (order[i:i + bs].tolist() for i in range(0, n, bs))
             return
-        rng = np.random.default_rng(self.seed + self.epoch)
+        rng = np.random.default_rng(self.seed + self.epoch)  # one generator for the epoch's passes: one pass, as before
         self.epoch += 1
-        order = rng.permutation(n)
-        batches = []
-        for start in range(0, n, bs * WINDOW_BATCHES):
-            window = order[start:start + bs * WINDOW_BATCHES]
-            window = window[np.argsort(self.lengths[window], kind="stable")]
-            batches += [window[i:i + bs].tolist() for i in range(0, len(window), bs)]
-        for i in rng.permutation(len(batches)):
-            yield batches[i]
+        for _ in range(self.passes):
+            order = rng.permutation(n)
+            batches = []
+            for start in range(0, n, bs * WINDOW_BATCHES):
+                window = order[start:start + bs * WINDOW_BATCHES]
+                window = window[np.argsort(self.lengths[window], kind="stable")]
+                batches += [window[i:i + bs].tolist() for i in range(0, len(window), bs)]
+            for i in rng.permutation(len(batches)):
+                yield batches[i]
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-len(self.lengths) // self.batch_size) * self.passes
 
 
-def token_loader(encodings: list[dict], labels, tokenizer, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """Tokenised messages -> padded batches {input_ids, attention_mask, ..., labels}."""
+def token_loader(encodings: list[dict], labels, tokenizer, batch_size: int, shuffle: bool, seed: int = 0,
+                 passes: int = 1) -> DataLoader:
+    """Tokenised messages -> padded batches {input_ids, attention_mask, ..., labels}; `passes` over them an epoch."""
     items = [{**enc, "labels": int(y)} for enc, y in zip(encodings, labels)]
-    sampler = LengthBucketSampler([len(e["input_ids"]) for e in encodings], batch_size, shuffle, seed)
+    sampler = LengthBucketSampler([len(e["input_ids"]) for e in encodings], batch_size, shuffle, seed, passes)
     # a generator of its own: each pass over a DataLoader seeds its iterator with a draw from the loader's generator,
     # else from the global random state, and that draw shifted every later dropout mask. So how often a run validated
     # changed the model it trained (the order comes from the sampler, so nothing else uses the draw)

@@ -16,11 +16,13 @@ DEFAULT_MODEL = "bert-base-uncased"  # the seed's model; the only name that fall
 MODE_DEFAULTS = {
     # BERT paper range 2e-5..5e-5; the small bundled MiniLM prefers the top of it. 3 epochs is the paper's
     # recipe, and enough here: in the six-seed sweep the lowest validation loss came at epoch 1.2-2.5.
-    "finetune": {"epochs": 3, "lr": 5e-5, "evals_per_epoch": 4, "class_weight": "none"},
+    # an epoch of 100 steps at least: about one of the whole SMS training split (113 at batch 32), so a small sample
+    # trains about as long as the whole split would; with 6 to 30 steps a sample's fine-tune collapsed (section 17)
+    "finetune": {"epochs": 3, "lr": 5e-5, "evals_per_epoch": 4, "class_weight": "none", "min_epoch_steps": 100},
     # Only a small MLP on cached features trains, so many cheap epochs and a larger learning rate.
-    "frozen": {"epochs": 60, "lr": 1e-3, "evals_per_epoch": 1, "class_weight": "balanced"},
+    "frozen": {"epochs": 60, "lr": 1e-3, "evals_per_epoch": 1, "class_weight": "balanced", "min_epoch_steps": 0},
     # The linear baseline is fitted by a solver to convergence: epochs and learning rate do not apply.
-    "baseline": {"epochs": 1, "lr": 1.0, "evals_per_epoch": 1, "class_weight": "balanced"},
+    "baseline": {"epochs": 1, "lr": 1.0, "evals_per_epoch": 1, "class_weight": "balanced", "min_epoch_steps": 0},
 }
 
 # what a baseline run uses; every other setting (epochs, lr, model, …) is a BERT's
@@ -28,9 +30,23 @@ BASELINE_SETTINGS = frozenset({"mode", "data", "seed", "val_fraction", "test_fra
                                "class_weight", "threshold", "runs_dir"})
 MIN_TRAIN_MESSAGES = 20  # a stratified sample of fewer holds one or two spam messages at SMS's 13 %
 
-# on SMS spam, default fine-tunes of 6 to 30 steps (3 epochs of 50 to 300 messages) collapsed to calling every message
-# ham on 8 of 9 splits, and none of 60 steps or more did (benchmarks/README.md, section 17)
+# on SMS spam, fine-tunes of 6 to 30 steps (3 epochs, one pass each, of 50 to 300 messages) collapsed to calling every
+# message ham on 8 of 9 splits, and none of 60 steps or more did (benchmarks/README.md, section 17)
 FEW_FINETUNE_STEPS = 60
+
+
+def passes_per_epoch(cfg: "TrainConfig", n_train: int, processes: int = 1) -> int:
+    """How often an epoch goes over the n_train training messages: once, or for a fine-tune on a sample so small
+    that one pass makes fewer than min_epoch_steps optimisation steps, as often as that takes. processes: each of
+    that many takes every n-th batch of the epoch (core.batches.Shard), so each makes that share of the steps."""
+    if cfg.mode != "finetune":
+        return 1
+    return max(1, -(-cfg.min_epoch_steps * processes // -(-n_train // cfg.batch_size)))
+
+
+def steps_per_epoch(cfg: "TrainConfig", n_train: int) -> int:
+    """Optimisation steps in one epoch of n_train messages (in one process)."""
+    return -(-n_train // cfg.batch_size) * passes_per_epoch(cfg, n_train)
 
 
 def eval_interval(steps_per_epoch: int, evals_per_epoch: int) -> int:
@@ -62,8 +78,8 @@ def few_steps_warning(steps: int | list[int], epochs: int) -> str | None:
     counts = few[0] if len(few) == 1 else f"{', '.join(map(str, few[:-1]))} and {few[-1]}"
     return (f"{'this fine-tune is' if len(few) == 1 else 'these fine-tunes are'} {counts} optimisation steps "
             f"({epochs} epoch{'s' * (epochs != 1)}): on SMS spam, fine-tunes of 30 steps or fewer collapsed to calling "
-            f"every message ham on 8 of 9 splits, and none of {FEW_FINETUNE_STEPS} or more did; more epochs give a "
-            "small sample more steps (benchmarks/README.md, section 17)")
+            f"every message ham on 8 of 9 splits, and none of {FEW_FINETUNE_STEPS} or more did; more epochs or a "
+            "higher min_epoch_steps give a small sample more steps (benchmarks/README.md, section 17)")
 
 
 def _opt(default, help, **kw):
@@ -95,6 +111,9 @@ class TrainConfig:
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: no clipping)")
     patience: int = _opt(0, "stop after this many validations without a lower validation loss (0: off)")
     evals_per_epoch: int | None = _opt(None, "validations per epoch (finetune 4, frozen 1)")
+    min_epoch_steps: int | None = _opt(None, "finetune: optimisation steps an epoch makes at least, going over a "
+                                       "sample too small for them several times (default 100, about one pass over "
+                                       "the whole SMS training split; 0: once)")
     pooling: str = _opt("mean", "frozen: how token vectors become one feature vector; mean beats [CLS] "
                         "for encoders not trained on a [CLS] objective", choices=("mean", "cls"))
     head_hidden: int = _opt(512, "frozen: hidden units of the MLP head")
@@ -126,6 +145,7 @@ class TrainConfig:
         for name, low, high, kind in (("epochs", 1, 1000, int), ("lr", 1e-8, 1.0, float), ("batch_size", 1, 4096, int),
                                       ("max_length", 8, 8192, int), ("evals_per_epoch", 1, 100, int),
                                       ("head_hidden", 1, 65536, int), ("patience", 0, 1000, int),
+                                      ("min_epoch_steps", 0, 10**6, int),
                                       ("seed", 0, 2**32 - 1, int),  # numpy's seed range
                                       ("dropout", 0.0, 0.99, float), ("warmup_ratio", 0.0, 0.99, float),
                                       ("weight_decay", 0.0, 0.99, float), ("val_fraction", 0.01, 0.5, float),

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from .config import TrainConfig, validations_planned
+from .config import TrainConfig, passes_per_epoch, steps_per_epoch, validations_planned
 from .runs import LOCK_NAME, RunError, cut_short, delete_run, finish_requested, finishable, load_run, lock_position, \
     process_alive, read_history, read_json, read_status, request_cancel, request_finish, resumable, run_path, \
     running_job, running_position, trained_messages, training_subset, write_json_atomic
@@ -487,13 +487,14 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     the same batch size (smaller batches keep the CPU less busy). None for either: any.
 
     Throughput (messages per second) is what carries over between runs; the number of training messages can differ.
+    n_train: the messages an epoch trains on (a sample's several passes over it, min_epoch_steps, count each time).
     validating: (validations per epoch, validation messages) of the run to estimate. A run that timed its
-    validations apart gives two rates, one for training and one for validating: a small sample's epoch is mostly
-    validation on the whole validation split (1 to 8 messages a second overall at 50 messages, against about 100
-    on all of them, in benchmarks/README.md section 17). Runs trained on half to twice as many messages come first,
-    and among them those that timed validations apart. A run without them gives one rate for both, and a sample run
-    without them none. The median of up to ESTIMATE_RUNS runs: a single run trained while the CPU was shared made
-    the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
+    validations apart gives two rates, one for training and one for validating: a small sample's epoch of one pass
+    is mostly validation on the whole validation split (1 to 8 messages a second overall at 50 messages, against
+    about 100 on all of them, in benchmarks/README.md section 17). Runs trained on half to twice as many messages
+    come first, and among them those that timed validations apart. A run without them gives one rate for both, and
+    a sample run without them none. The median of up to ESTIMATE_RUNS runs: a single run trained while the CPU was
+    shared made the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
     """
     def per_epoch(metrics: dict) -> float:
         train_seconds, val_seconds = metrics.get("train_seconds"), metrics.get("validation_seconds")
@@ -519,7 +520,8 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     chosen = same_batch or same_length or usable
     # then runs of about this many messages (a small sample's steps and saves cost more per message), those that
     # timed their validations first
-    near = [run for run in chosen if n_train / 2 <= (trained_messages(run.config) or 0) <= n_train * 2]
+    near = [run for run in chosen if n_train / 2 <= (trained_messages(run.config) or 0) *
+            run.metrics.get("passes_per_epoch", 1) <= n_train * 2]
     timed = [[run for run in runs if run.metrics.get("validation_seconds")] if validating else []
              for runs in (near, chosen)]
     recent = (timed[0] or near or timed[1] or chosen)[:ESTIMATE_RUNS]
@@ -548,21 +550,22 @@ def _about(seconds: float) -> str:
 
 
 def _estimate_inputs(cfg: TrainConfig, n_train: int, n_validation: int | None) -> tuple:
-    """estimate_from_runs' max_length, batch_size and validating for cfg. Only fine-tuning's steps scale with max
-    length: the frozen head trains on one vector per message, in steps that cost about the same whatever their size,
-    so its time follows the batch size (the baseline's is one solver fit)."""
+    """estimate_from_runs' messages trained per epoch (a small sample's passes, min_epoch_steps, count), max_length,
+    batch_size and validating for cfg. Only fine-tuning's steps scale with max length: the frozen head trains on one
+    vector per message, in steps that cost about the same whatever their size, so its time follows the batch size
+    (the baseline's is one solver fit)."""
     validating = None
     if n_validation and cfg.mode != "baseline":
-        per_epoch = validations_planned(-(-n_train // cfg.batch_size), cfg.epochs, cfg.evals_per_epoch) / cfg.epochs
+        per_epoch = validations_planned(steps_per_epoch(cfg, n_train), cfg.epochs, cfg.evals_per_epoch) / cfg.epochs
         validating = (per_epoch, n_validation)
-    return (cfg.max_length if cfg.mode == "finetune" else None, cfg.batch_size if cfg.mode != "baseline" else None,
-            validating)
+    return (n_train * passes_per_epoch(cfg, n_train), cfg.max_length if cfg.mode == "finetune" else None,
+            cfg.batch_size if cfg.mode != "baseline" else None, validating)
 
 
 def _measured_epoch(cfg: TrainConfig, measured: dict, n_train: int, validating: tuple | None) -> float:
     """A fine-tune's epoch from a few steps timed just now (measure_epoch_seconds, for measured["n_train"]
-    messages), scaled to n_train messages, with its validations."""
-    steps = -(-n_train // cfg.batch_size) / -(-measured.get("n_train", n_train) // cfg.batch_size)
+    messages), scaled to the steps of an epoch of n_train messages, with its validations."""
+    steps = steps_per_epoch(cfg, n_train) / -(-measured.get("n_train", n_train) // cfg.batch_size)
     per_message = measured.get("validation_seconds_per_message")
     return measured["epoch_seconds"] * steps + (validating[0] * validating[1] * per_message
                                                 if validating and per_message else 0)
@@ -572,8 +575,8 @@ def estimate_seconds(cfg: TrainConfig, past: list, model_name: str | None, n_tra
                      n_validation: int | None, measured: dict | None = None) -> float | None:
     """describe_estimate's training time in seconds (no encoding), from past runs, else for a fine-tune from
     `measured`; None where neither answers."""
-    length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
-    if found := estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch, validating):
+    trained, length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
+    if found := estimate_from_runs(past, cfg.mode, model_name, trained, length, batch, validating):
         return found[0] * (1 if cfg.mode == "baseline" else cfg.epochs)
     if measured and cfg.mode == "finetune":
         return _measured_epoch(cfg, measured, n_train, validating) * cfg.epochs
@@ -587,8 +590,8 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
     (measure_epoch_seconds, just now). n_validation: the validation split's messages, validated at every
     validation (left out of the estimate where None)."""
-    length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
-    found, untimed = estimate_from_runs(past, cfg.mode, model_name, n_train, length, batch, validating), False
+    trained, length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
+    found, untimed = estimate_from_runs(past, cfg.mode, model_name, trained, length, batch, validating), False
     if found:
         per_epoch, sources = found
         epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit

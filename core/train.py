@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
-from .config import TrainConfig, eval_interval, few_steps_warning, validation_due
+from .config import TrainConfig, eval_interval, few_steps_warning, passes_per_epoch, validation_due
 from .data import LABELS, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, effective_precision, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
@@ -297,6 +297,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.mode == "finetune" and writes and (warning := few_steps_warning(total_steps, cfg.epochs)):
         log.warning(warning)
+    passes = passes_per_epoch(cfg, len(splits["train"]), accelerator.num_processes)
+    if writes and passes > 1:
+        log.info("each epoch goes over the %d training messages %d times, so that it makes at least min_epoch_steps "
+                 "%d (%d)", len(splits["train"]), passes, cfg.min_epoch_steps, steps_per_epoch)
     from transformers import get_linear_schedule_with_warmup
     # stepped by hand, not prepared: accelerate would step it once per process
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -324,7 +328,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
         # absent from states saved before it was kept: the time validating before the stop is unknown
         validating = resume.get("validating") or {**validating, "unknown": True}
     events.emit("start", total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
-                eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
+                passes_per_epoch=passes, eval_every=eval_every, trainable_parameters=setup.trainable, resumed_from=step)
     saves = {"at": time.time(), "seconds": 0.0}  # the last training-state save, and what it took
     # asked to stop while it loaded (a resume's Cancel): not one step more, its saved state stays as it was. Decided
     # by every process at once, as in the loop: one leaving alone would leave the others waiting in a reduce
@@ -444,7 +448,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     # the kept weights were validated when they were kept: reuse those metrics instead of a second pass
     validation = best.get("validation") or _evaluate(final, setup.loaders["validation"], accelerator, weight,
                                                      cfg.threshold)["metrics"]
-    result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"],
+    result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"], "passes_per_epoch": passes,
               "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
               "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total,
@@ -518,6 +522,7 @@ def finish_stopped(run_dir: Path) -> Path:
                                                             start.get("total_steps")) for e in history)
             result = {
                 "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
+                "passes_per_epoch": start.get("passes_per_epoch", 1),
                 "train_messages_per_second": steps * cfg.batch_size / train_seconds if train_seconds else None,
                 "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
                 "total_parameters": config.get("total_parameters"),
@@ -563,7 +568,9 @@ def _stopped_run_inputs(run_dir: Path, config: dict):
     if messages.fingerprint != data_info.get("fingerprint"):
         raise RunError(f"{run_dir.name}: {data_info.get('source')} is not the data this run trained on any more (its "
                        "fingerprint changed), so its splits cannot be rebuilt")
-    cfg = TrainConfig.from_dict({**config, "model": config.get("requested_model") or config["model"]["name"],
+    # min_epoch_steps 0 where it is not recorded: runs before it went over their messages once an epoch
+    cfg = TrainConfig.from_dict({"min_epoch_steps": 0, **config,
+                                 "model": config.get("requested_model") or config["model"]["name"],
                                  "runs_dir": str(run_dir.parent)})
     return messages, cfg
 
@@ -651,6 +658,8 @@ def _finish(cfg, run_dir: Path, config: dict, events: EventLog, splits, probabil
         # of train_seconds, those spent validating, and how fast (absent where not measured: a baseline, a finish)
         **{k: result[k] for k in ("validation_seconds", "validation_messages_per_second") if result.get(k)},
         "steps": result.get("steps"), "best_step": result.get("best_step"),
+        # an epoch went over a small sample several times (min_epoch_steps); absent: once
+        **({"passes_per_epoch": result["passes_per_epoch"]} if result.get("passes_per_epoch", 1) > 1 else {}),
         "trainable_parameters": result["trainable_parameters"], "total_parameters": result["total_parameters"],
     }
     if result.get("stopped"):  # finished on request, or from a checkpoint after it stopped: say so beside its numbers
@@ -703,7 +712,9 @@ def _setup_finetune(cfg, model_info, splits, messages, accelerator, events, chec
         enc = tokenizer(part["text"].tolist(), truncation=True, max_length=cfg.max_length)
         encodings = [dict(zip(enc.keys(), values)) for values in zip(*enc.values())]
         loaders[name] = token_loader(encodings, part["label"].tolist(), tokenizer, cfg.batch_size,
-                                     shuffle=name == "train", seed=cfg.seed)
+                                     shuffle=name == "train", seed=cfg.seed,
+                                     passes=passes_per_epoch(cfg, len(part), accelerator.num_processes)
+                                     if name == "train" else 1)
 
     def save(m, directory):
         m.save_pretrained(directory)  # config.json + model.safetensors

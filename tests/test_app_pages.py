@@ -382,8 +382,9 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
                                                                                sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = {r.mode: r for r in list_runs(runs_dir)}
-    few = {mode: load_run(train(_config(mode, tmp_path, tiny_bert, sms_data, epochs=epochs, train_messages=40)))
-           for mode, epochs in (("frozen", 20), ("finetune", 3))}  # a learning curve's point, newer than the rest
+    # a learning curve's point, newer than the rest; the fine-tune in one pass an epoch, as before min_epoch_steps
+    few = {mode: load_run(train(_config(mode, tmp_path, tiny_bert, sms_data, epochs=epochs, train_messages=40,
+                                        min_epoch_steps=0))) for mode, epochs in (("frozen", 20), ("finetune", 3))}
     n_train = full["finetune"].config["data_info"]["splits"]["train"]["rows"]
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
     for mode in ("frozen", "finetune"):
@@ -413,8 +414,8 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     assert silent, "the tiny fine-tunes were expected to call nothing spam"
     assert [w.value for w in at.warning if "training messages calls no test message spam" in w.value] == [
         f"Fine-tuned BERT on {r.config['data_info']['splits']['train']['rows']:,} training messages calls no test "
-        f"message spam (\"always ham\"): its 3 epochs were {r.metrics['steps']} optimisation steps. More epochs give "
-        "a small sample more steps." for r in silent]
+        f"message spam (\"always ham\"): its 3 epochs were {r.metrics['steps']} optimisation steps. More epochs or "
+        "a higher Min steps per epoch give a small sample more steps." for r in silent]
     at.selectbox(key="overview_finetune").set_value(few["finetune"].id).run()
     said = headline()  # before the counts (after the note that the frozen run is a quick one)
     assert said.index("**The two runs trained on different numbers of messages** (frozen: "
@@ -426,8 +427,9 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     # the tiny fine-tune's 3 epochs of 40 messages are 6 steps: so few that fine-tunes collapsed, said before the counts
     said = headline()
     assert 0 <= said.index("**The fine-tuned run trained only 6 optimisation steps**: on SMS spam, fine-tunes of 30 "
-                           "steps or fewer collapsed to calling every message ham on 8 of 9 splits. Train it for more "
-                           "epochs before reading what follows as what fine-tuning buys.") < said.index("on the same")
+                           "steps or fewer collapsed to calling every message ham on 8 of 9 splits. Give it more "
+                           "epochs or a higher Min steps per epoch before reading what follows as what fine-tuning "
+                           "buys.") < said.index("on the same")
     at = _page(at, "views/runs.py")  # the runs table names the sample too
     table = next(d.value for d in at.dataframe if "settings" in d.value.columns).set_index("run")
     assert all(table.loc[r.id, "settings"].startswith("40 train msgs · ") for r in few.values())
@@ -1641,16 +1643,25 @@ def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_message
     at.number_input(key="train_shared_train_messages").set_value(40).run()
     assert any(c.value.startswith(f"40 of the {n_train:,} training messages. ") for c in at.caption)
     assert any("Training messages 40 (default all)" in c.value for c in at.caption)
-    # 40 messages at batch 32 are 2 steps an epoch: the fine-tune's 3 epochs are 6 steps, and the page says so
+    # 40 messages at batch 32 are 2 steps a pass: 50 passes make an epoch of 100 steps
+    assert [c.value for c in at.caption if "an epoch goes over" in c.value] == [
+        "Fine-tuned BERT: an epoch goes over 40 messages 50 times, so that it makes at least 100 optimisation steps "
+        "(Min steps per epoch)."]
+    assert not [w.value for w in at.warning if "optimisation steps" in w.value]
+    # one pass an epoch: 6 steps, and the page says what that did
+    at.number_input(key="train_finetune_min_epoch_steps").set_value(0).run()
+    assert not [c.value for c in at.caption if "an epoch goes over" in c.value]
     assert [w.value for w in at.warning if "optimisation steps" in w.value] == [
         "Fine-tuned BERT: this fine-tune is 6 optimisation steps (3 epochs): on SMS spam, fine-tunes of 30 steps or "
-        "fewer collapsed to calling every message ham on 8 of 9 splits, and none of 60 or more did; more epochs give "
-        "a small sample more steps (benchmarks/README.md, section 17)."]
+        "fewer collapsed to calling every message ham on 8 of 9 splits, and none of 60 or more did; more epochs or "
+        "a higher min_epoch_steps give a small sample more steps (benchmarks/README.md, section 17)."]
     at.button(key="train_launch").click().run()
-    assert [(c.mode, c.train_messages) for c in launched[-1]] == [("baseline", 40), ("frozen", 40), ("finetune", 40)]
+    assert [(c.mode, c.train_messages, c.min_epoch_steps) for c in launched[-1]] == [
+        ("baseline", 40, 0), ("frozen", 40, 0), ("finetune", 40, 0)]
     at.number_input(key="train_finetune_epochs").set_value(30).run()  # 60 steps
     assert not [w.value for w in at.warning if "optimisation steps" in w.value]
     at.number_input(key="train_finetune_epochs").set_value(3).run()
+    at.number_input(key="train_finetune_min_epoch_steps").set_value(100).run()
     at.number_input(key="train_shared_train_messages").set_value(5).run()  # too few for a stratified sample
     assert _errors_beside(at, "train_shared_train_messages") == ["Expected a value in [20, 1000000000], got 5"]
     assert at.button(key="train_launch").disabled
@@ -1665,11 +1676,16 @@ def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_message
     assert "Learning curve first: 3 more runs on 50 training messages, " in "".join(c.value for c in at.caption)
     assert "Left out: 100, not fewer than the 91 above." in "".join(c.value for c in at.caption)
     assert "Learning curve 100, 50 (default none)" in "".join(c.value for c in at.caption)
+    assert [c.value for c in at.caption if "an epoch goes over" in c.value] == [
+        "Fine-tuned BERT: an epoch goes over 50 messages 50 times and 91 messages 34 times, so that it makes at least "
+        "100 optimisation steps (Min steps per epoch)."]
+    assert not [w.value for w in at.warning if "optimisation steps" in w.value]
+    at.number_input(key="train_finetune_min_epoch_steps").set_value(0).run()
     assert [w.value for w in at.warning if "learning curve's" in w.value] == [
         "Fine-tuned BERT on the learning curve's 50 training messages: this fine-tune is 6 optimisation steps (3 "
         "epochs): on SMS spam, fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 "
-        "splits, and none of 60 or more did; more epochs give a small sample more steps (benchmarks/README.md, "
-        "section 17)."]
+        "splits, and none of 60 or more did; more epochs or a higher min_epoch_steps give a small sample more steps "
+        "(benchmarks/README.md, section 17)."]
     at.button(key="train_launch").click().run()
     assert [(c.mode, c.train_messages) for c in launched[-1]] == [
         (mode, size) for size in (50, None) for mode in ("baseline", "frozen", "finetune")]

@@ -4,6 +4,7 @@ These check that the scripts work and print their tables, not the speed: timings
 nothing. The real measurements are in benchmarks/README.md.
 """
 import importlib
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -88,6 +89,8 @@ def test_data_size_sweep_trains_each_size_and_counts_what_fine_tuning_saves(benc
     assert bench("bench_data_size").main(argv) == 0
     out = capsys.readouterr().out
     assert "| 30 | 30 | frozen |" in out and "| all | 91 | finetune |" in out  # 91: the whole training split
+    # validation first, with each run's steps: 30 messages are 1 batch a pass, and 100 passes make an epoch
+    assert re.search(r"\| 30 \| finetune \| 300, 300 \| [\d.]+, [\d.]+ \([\d.]+\) \|", out)
     from core.runs import list_runs
     runs = list_runs(tmp_path / "runs")
     trained_on = {r.id: r.config["data_info"]["splits"]["train"]["rows"] for r in runs}
@@ -114,7 +117,7 @@ def test_resume_benchmark_kills_resumes_and_compares(bench, tiny_bert, sms_file,
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     assert bench("bench_resume").main(["--data", str(sms_file), "--model", tiny_bert, "--kill-after", "4",
                                        *[f"--set={s}" for s in ("save-state-every=0", "epochs=20", "batch-size=8",
-                                                                "evals-per-epoch=1")]]) == 0
+                                                                "evals-per-epoch=1", "min-epoch-steps=0")]]) == 0
     out = capsys.readouterr().out
     assert "| uninterrupted |" in out and "| resumed from step " in out
     assert "same test probabilities: True (largest difference 0.00e+00)" in out

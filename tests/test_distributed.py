@@ -37,8 +37,15 @@ def test_accelerate_launch_two_cpu_processes(mode, tmp_path, sms_file, tiny_bert
     single = train(TrainConfig(mode=mode, data=str(sms_file), model=tiny_bert, epochs=2,
                                runs_dir=str(tmp_path / "single"), cache_dir=str(tmp_path / "cache")))
     assert _layout(multi.path) == _layout(single)
-    per_epoch = lambda run: [e for e in read_history(run) if e["event"] == "start"][0]["steps_per_epoch"]
-    assert per_epoch(multi.path) == -(-per_epoch(single) // 2)  # each process takes every other batch
+    start = lambda run: [e for e in read_history(run) if e["event"] == "start"][0]
+    per_epoch = lambda run: start(run)["steps_per_epoch"]
+    batches = -(-multi.config["data_info"]["splits"]["train"]["rows"] // 32)  # in one pass over the messages
+    # each process takes every other batch of the epoch; a fine-tune's epoch goes over its 91 messages often enough
+    # that each process still makes min_epoch_steps (100): twice as many passes as in one process
+    passes = {run: start(run)["passes_per_epoch"] for run in (multi.path, single)}
+    assert passes == ({multi.path: 67, single: 34} if mode == "finetune" else {multi.path: 1, single: 1})
+    assert per_epoch(multi.path) == -(-passes[multi.path] * batches // 2)
+    assert per_epoch(single) == passes[single] * batches
     assert multi.metrics["steps"] == 2 * per_epoch(multi.path)  # and every planned step ran
     assert json.loads((single / "config.json").read_text())["num_processes"] == 1
     probabilities = Predictor.load(multi.path).predict(["WIN cash now", "see you soon"])

@@ -164,13 +164,19 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     timed.metrics |= {"train_seconds": 400.0, "validation_seconds": 200.0, "validation_messages_per_second": 20.0}
     seconds, used = jobs.estimate_from_runs([timed] + past, "finetune", "m", n_train=50, validating=(2, 500))
     assert used == ["r6"] and seconds == pytest.approx(50 / 40 + 2 * 500 / 20)  # before runs that timed them together
-    cfg = TrainConfig(mode="finetune", epochs=2, max_length=128)
+    cfg = TrainConfig(mode="finetune", epochs=2, max_length=128, min_epoch_steps=0)
     every = validations_planned(2, 2, cfg.evals_per_epoch) / 2  # 50 messages: 2 steps an epoch
     line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", [timed], "m", n_train=50, n_messages=5000,
                                      n_validation=500)
     assert line.startswith(f"Fine-tuned BERT: about {jobs.format_seconds(2 * (50 / 40 + every * 500 / 20))} for 2")
     assert jobs.estimate_seconds(cfg, [timed], "m", 50, 500) == pytest.approx(2 * (50 / 40 + every * 500 / 20))
     assert jobs.estimate_seconds(cfg, [timed], "another-model", 50, 500) is None
+    # by default an epoch goes over 50 messages 50 times (100 steps): 50 times the messages to train on, and the
+    # validations of 100 steps an epoch
+    passes = dataclasses.replace(cfg, min_epoch_steps=100)
+    every_of_100 = validations_planned(100, 2, cfg.evals_per_epoch) / 2
+    assert jobs.estimate_seconds(passes, [timed], "m", 50, 500) == pytest.approx(
+        2 * (50 * 50 / 40 + every_of_100 * 500 / 20))
     # with no run, a fine-tune's few steps timed just now (for 320 messages: 10 steps) scale to 50 (2 steps)
     measured = {"epoch_seconds": 10.0, "n_train": 320, "validation_seconds_per_message": 0.01}
     assert jobs.estimate_seconds(cfg, [], "m", 50, 500, measured) == pytest.approx(2 * (10.0 * 2 / 10 + every * 5))

@@ -21,8 +21,10 @@ from core.train import resume_stopped, train
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 # one validation per epoch (12 steps of 8 messages), so the periodic saves fall at epochs' ends; SIGTERM saves
-# mid-epoch: between them both ways of taking up the data order and random state are covered
-SETTINGS = {"mode": "finetune", "epochs": 20, "batch_size": 8, "evals_per_epoch": 1, "save_state_every": 0}
+# mid-epoch: between them both ways of taking up the data order and random state are covered. One pass an epoch: a
+# resume of an epoch of several passes is tested on its own
+SETTINGS = {"mode": "finetune", "epochs": 20, "batch_size": 8, "evals_per_epoch": 1, "save_state_every": 0,
+            "min_epoch_steps": 0}
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,29 @@ def test_a_frozen_run_resumes_after_ctrl_c_to_the_same_result(tmp_path, data, ti
     [run_dir] = [r.path for r in list_runs(tmp_path / "runs") if r.path != whole]
     assert load_run(run_dir).status == "cancelled" and saved_state(run_dir)["step"] < 7 * 12
 
+    resume_stopped(run_dir)
+    assert load_run(run_dir).status == "completed"
+    _assert_same_run(run_dir, whole)
+
+
+@pytest.mark.parametrize("passes", [2, 1], ids=["several-passes-an-epoch", "recorded-before-min-epoch-steps"])
+def test_an_epoch_of_several_passes_resumes_to_the_same_result_and_an_older_run_with_one(tmp_path, data, tiny_bert,
+                                                                                          monkeypatch, passes):
+    # 12 batches of 8 a pass: 2 passes make an epoch of at least 24 steps; a run recorded before min_epoch_steps
+    # went over its messages once an epoch, and must go on so
+    cfg = dataclasses.replace(_config(tmp_path / "runs", data, tiny_bert), epochs=2,
+                              min_epoch_steps=24 if passes > 1 else 0)
+    whole = train(cfg)
+    assert load_run(whole).metrics["steps"] == 2 * 12 * passes
+    ctrl_c_at_evaluations(monkeypatch, 2)  # Ctrl-C as it validates after its second epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+    [run_dir] = [r.path for r in list_runs(tmp_path / "runs") if r.path != whole]
+    assert saved_state(run_dir)["step"] == 12 * passes  # the state saved after the first epoch's validation
+    if passes == 1:
+        config = json.loads((run_dir / "config.json").read_text())
+        (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "min_epoch_steps"}))
     resume_stopped(run_dir)
     assert load_run(run_dir).status == "completed"
     _assert_same_run(run_dir, whole)

@@ -1,6 +1,7 @@
 """Both modes end to end with a tiny random BERT, plus the faults a training run must survive."""
 import dataclasses
 import json
+import logging
 import re
 import os
 import signal
@@ -79,7 +80,8 @@ def test_a_run_on_fewer_training_messages_trains_on_them_alone_and_is_tested_lik
         mode, sms_file, tiny_bert, tmp_path, caplog):
     full = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path)))
     caplog.clear()
-    few = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, train_messages=40, epochs=3)))
+    few = load_run(train(quick_config(mode, sms_file, tiny_bert, tmp_path, train_messages=40, epochs=3,
+                                      min_epoch_steps=0)))  # one pass an epoch: the few steps of a small sample
     assert few.config["train_messages"] == 40 and few.config["data_info"]["splits"]["train"]["rows"] == 40
     assert few.config["data_info"]["splits"]["test"] == full.config["data_info"]["splits"]["test"]
     assert [p["text"] for p in few.metrics["predictions"]] == [p["text"] for p in full.metrics["predictions"]]
@@ -90,7 +92,8 @@ def test_a_run_on_fewer_training_messages_trains_on_them_alone_and_is_tested_lik
     said = [r.getMessage() for r in caplog.records if "optimisation steps" in r.getMessage()]
     assert said == (["this fine-tune is 9 optimisation steps (3 epochs): on SMS spam, fine-tunes of 30 steps or "
                      "fewer collapsed to calling every message ham on 8 of 9 splits, and none of 60 or more did; more "
-                     "epochs give a small sample more steps (benchmarks/README.md, section 17)"]
+                     "epochs or a higher min_epoch_steps give a small sample more steps (benchmarks/README.md, "
+                     "section 17)"]
                     if mode == "finetune" else [])
     # the training messages it left out it never saw: they count as new to it
     from core.data import load_messages, split_messages
@@ -99,6 +102,53 @@ def test_a_run_on_fewer_training_messages_trains_on_them_alone_and_is_tested_lik
         load_messages(sms_file).frame, 0.1, 0.2, 42, 40)["train"]["text"])]
     from core.evaluate import seen_in_training
     assert seen_in_training(few.config, unseen) == 0 and seen_in_training(full.config, unseen) == len(unseen)
+
+def test_an_epoch_goes_over_a_small_sample_as_often_as_min_epoch_steps_asks():
+    from core.batches import LengthBucketSampler
+    from core.config import passes_per_epoch, steps_per_epoch
+
+    cfg = TrainConfig(mode="finetune")  # batch 32, at least 100 steps an epoch
+    assert cfg.min_epoch_steps == 100
+    assert TrainConfig(mode="frozen").min_epoch_steps == TrainConfig(mode="baseline").min_epoch_steps == 0
+    # 50 messages are 2 batches a pass: 50 passes make an epoch of 100 steps; 1,000 messages need 4 passes (128
+    # steps); the whole SMS training split (3,612 messages, 113 steps) one, as before, whatever the epochs
+    assert [(passes_per_epoch(cfg, n), steps_per_epoch(cfg, n)) for n in (50, 1000, 3612)] == [(50, 100), (4, 128),
+                                                                                               (1, 113)]
+    assert passes_per_epoch(dataclasses.replace(cfg, epochs=1), 3612) == 1  # the quick preset's one epoch stays one
+    # in 2 processes each takes every other batch: twice the passes, so that each still makes 100 steps
+    assert passes_per_epoch(cfg, 50, processes=2) == 100
+    assert passes_per_epoch(dataclasses.replace(cfg, min_epoch_steps=0), 50) == 1
+    assert passes_per_epoch(TrainConfig(mode="frozen", min_epoch_steps=100), 50) == 1  # a head trains 60 epochs
+    with pytest.raises(ValueError, match=r"min_epoch_steps: expected a value in \[0, "):
+        TrainConfig(min_epoch_steps=-1)
+
+    lengths = np.random.default_rng(0).integers(5, 60, size=50)
+    sampler = LengthBucketSampler(lengths, 32, shuffle=True, seed=7, passes=3)
+    epoch = list(sampler)
+    assert len(sampler) == len(epoch) == 6
+    passes = [epoch[i:i + 2] for i in (0, 2, 4)]  # each pass: every message once, in a batch of its own pass
+    assert all(sorted(i for batch in one for i in batch) == list(range(50)) for one in passes)
+    assert passes[0] != passes[1] != passes[2]  # each in a fresh order
+    assert passes[0] == list(LengthBucketSampler(lengths, 32, shuffle=True, seed=7))  # one pass: the epoch of before
+    assert list(sampler) != epoch and list(LengthBucketSampler(lengths, 32, True, seed=7, passes=3)) == epoch
+    assert len(LengthBucketSampler(lengths, 32, shuffle=False, passes=3)) == 2  # evaluation goes over them once
+
+
+def test_a_fine_tune_on_a_small_sample_makes_min_epoch_steps_with_the_validations_of_its_epochs(
+        sms_file, tiny_bert, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="core.train")
+    run = load_run(train(quick_config("finetune", sms_file, tiny_bert, tmp_path, train_messages=40)))
+    start = next(e for e in read_history(run.path) if e["event"] == "start")
+    # 40 messages at batch 16 are 3 steps a pass: 34 passes make an epoch of at least 100 steps, and 2 epochs 204
+    assert (start["passes_per_epoch"], start["steps_per_epoch"], start["total_steps"]) == (34, 102, 204)
+    assert (run.metrics["steps"], run.metrics["passes_per_epoch"]) == (204, 34)
+    evals = [e["step"] for e in read_history(run.path) if e["event"] == "eval"]
+    assert evals == [26, 52, 78, 104, 130, 156, 182, 204]  # 4 an epoch, as with one pass
+    said = [r.getMessage() for r in caplog.records if "training messages" in r.getMessage()]
+    assert said == ["each epoch goes over the 40 training messages 34 times, so that it makes at least "
+                    "min_epoch_steps 100 (102)"]
+    assert not [r for r in caplog.records if "optimisation steps" in r.getMessage()]  # no few-steps warning
+
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_same_seed_same_result(mode, sms_file, tiny_bert, tmp_path):
@@ -216,7 +266,7 @@ def test_early_stopping_stops_and_keeps_the_best(sms_file, tiny_bert, tmp_path):
 def test_no_validation_just_before_the_final_one(sms_file, tiny_bert, tmp_path):
     # 13 steps, a validation due every 4: at 4 and 8, then 12 would come one step before the last step's own
     cfg = dataclasses.replace(quick_config("finetune", sms_file, tiny_bert, tmp_path, epochs=1, evals_per_epoch=3),
-                              batch_size=7)
+                              batch_size=7, min_epoch_steps=0)
     run_dir = train(cfg)
     events = read_history(run_dir)
     [start] = [e for e in events if e["event"] == "start"]
@@ -527,7 +577,7 @@ def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--mode", "finetune", "--data", sms_file.name,
                              "--model", tiny_bert, "--runs-dir", str(tmp_path / "runs"), "--epochs", "300",
-                             "--batch-size", "8"], cwd=sms_file.parent, env=env, stdout=subprocess.DEVNULL,
+                             "--batch-size", "8", "--min-epoch-steps", "0"], cwd=sms_file.parent, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # 300 epochs: it is killed long before the end
     run_dir = _wait_for_training(tmp_path / "runs")
     _wait_for(lambda: len([e for e in read_history(run_dir) if e["event"] == "checkpoint"]) >= 2)

@@ -853,7 +853,8 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         # note of its own)
         lines.insert(0, f"**The fine-tuned run trained only {_n(steps, 'optimisation step')}**: on SMS spam, "
                         "fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 splits. "
-                        "Train it for more epochs before reading what follows as what fine-tuning buys.")
+                        "Give it more epochs or a higher Min steps per epoch before reading what follows as what "
+                        "fine-tuning buys.")
     weights = {which: (run.config or {}).get("class_weight") for run, which in ((frozen, "frozen"), (finetune, "fine-tuned"))}
     if len(set(weights.values())) > 1 and None not in weights.values():
         weighted = [which for which, w in weights.items() if w == "balanced"]

@@ -22,7 +22,8 @@ busy = jobs.current_job(common.runs_dir())
 
 
 # what a learning curve's points share with the run shown above, beside the data, split and model: all but the
-# number of training messages and the epochs (a small sample needs more of them: benchmarks/README.md, section 17)
+# number of training messages, the epochs and the fine-tune's min steps per epoch (a small sample needs more steps:
+# benchmarks/README.md, sections 17 and 19)
 RECIPE = ("val_fraction", "test_fraction", "seed", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
           "max_grad_norm", "class_weight", "threshold", "pooling", "head_hidden", "dropout", "precision")
 
@@ -30,9 +31,9 @@ RECIPE = ("val_fraction", "test_fraction", "seed", "lr", "batch_size", "max_leng
 def learning_curve(shown: dict) -> tuple[go.Figure, list[str]] | None:
     """Test errors against training messages, a line per run shown above (mode -> run): at each size, the newest
     run of that mode that trained to its end with the same data, split, model and settings as that one, but for
-    its training messages and epochs; with a note on each point that calls no message spam. None unless some line
-    has two sizes (runs on a sample of the training messages: the Train page's "Training messages", or
-    benchmarks/bench_data_size.py)."""
+    its training messages, epochs and min steps per epoch; with a note on each point that calls no message spam.
+    None unless some line has two sizes (runs on a sample of the training messages: the Train page's "Training
+    messages", or benchmarks/bench_data_size.py)."""
     def recipe(run) -> tuple:
         cfg = run.config or {}
         return (run.model, (cfg.get("data_info") or {}).get("fingerprint"), *(cfg.get(k) for k in RECIPE))
@@ -49,18 +50,21 @@ def learning_curve(shown: dict) -> tuple[go.Figure, list[str]] | None:
     fig, notes = go.Figure(), []
     for mode, sizes in points.items():
         runs = [sizes[n] for n in sorted(sizes)]
-        # a BERT on a small sample trains few steps in its default epochs: on SMS spam, a fine-tune collapsed there
+        # a BERT on a small sample can train few steps: on SMS spam, fine-tunes of one pass an epoch collapsed there
+        more = "More epochs or a higher Min steps per epoch give" if mode == "finetune" else "More epochs give"
         notes += [f"{common.MODE_LABELS[mode]} on {trained_messages(run.config):,} training messages calls no test "
                   f"message spam (\"always ham\"): its {common._n(run.config['epochs'], 'epoch')} were "
-                  f"{common._n(run.metrics.get('steps'), 'optimisation step')}. More epochs give a small sample more "
-                  "steps." for run in runs if mode != "baseline" and isinstance(run.metrics.get("steps"), int)
+                  f"{common._n(run.metrics.get('steps'), 'optimisation step')}. {more} a small sample more steps."
+                  for run in runs if mode != "baseline" and isinstance(run.metrics.get("steps"), int)
                   and sum(run.metrics["test"]["confusion_matrix"][i][1] for i in (0, 1)) == 0]
         errors = [sum(run.metrics["test"]["confusion_matrix"][i][1 - i] for i in (0, 1)) for run in runs]
         fig.add_scatter(x=sorted(sizes), y=errors, mode="lines+markers", name=common.MODE_LABELS[mode],
                         line=dict(color=common.MODE_COLORS[mode]), marker=dict(size=9),
                         # the epochs too: a small sample may have been given more of them than the default
                         customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3), "" if mode == "baseline"
-                                     else ", " + common._n(run.config["epochs"], "epoch")] for run in runs],
+                                     else ", " + common._n(run.config["epochs"], "epoch") + (
+                                         f" ({common._n(run.metrics['steps'], 'step')})"
+                                         if isinstance(run.metrics.get("steps"), int) else "")] for run in runs],
                         hovertemplate=f"{common.MODE_LABELS[mode]}, %{{x:,}} training messages: %{{y}} errors, "
                                       "F1 %{customdata[1]}<br>%{customdata[0]}%{customdata[2]}<extra></extra>")
     ticks = sorted({n for by_size in points.values() for n in by_size})  # at the sizes trained, not 2 3 4…

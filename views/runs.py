@@ -79,7 +79,9 @@ def settings(cfg: dict, neural: bool) -> dict[str, str]:
 SHARED_SETTINGS = ["seed", "val_fraction", "test_fraction", "train_messages", "class_weight", "threshold"]
 NEURAL_SETTINGS = ["epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "max_grad_norm",
                    "patience", "evals_per_epoch", "precision"]
-MODE_SETTINGS = {"baseline": SHARED_SETTINGS, "finetune": NEURAL_SETTINGS + SHARED_SETTINGS,
+MODE_SETTINGS = {"baseline": SHARED_SETTINGS,
+                 # its min steps per epoch beside its validations per epoch, as on the form
+                 "finetune": NEURAL_SETTINGS[:-1] + ["min_epoch_steps", "precision"] + SHARED_SETTINGS,
                  "frozen": NEURAL_SETTINGS + ["pooling", "head_hidden", "dropout"] + SHARED_SETTINGS}
 
 

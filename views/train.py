@@ -1,12 +1,12 @@
 """Train: the hyperparameters that matter, validated before launch; the live job with Cancel."""
 import dataclasses
-import math
 import re
 
 import streamlit as st
 
 from core import jobs
-from core.config import BASELINE_SETTINGS, FEW_FINETUNE_STEPS, MODE_DEFAULTS, TrainConfig, few_steps_warning
+from core.config import (BASELINE_SETTINGS, FEW_FINETUNE_STEPS, MODE_DEFAULTS, TrainConfig, few_steps_warning,
+                         passes_per_epoch, steps_per_epoch)
 from core.data import split_sizes
 from core.runs import read_json, write_json_atomic
 
@@ -25,7 +25,8 @@ PLANS = {
     "both": ["frozen", "finetune"],
     "baseline": ["baseline"],
 }
-# a learning curve's sizes: from where the default fine-tune collapsed (benchmarks/README.md, section 17) up
+# a learning curve's sizes: from 50 messages, where a fine-tune of one pass an epoch collapsed (benchmarks/README.md,
+# section 17), up
 CURVE_SIZES = [50, 100, 300, 1000, 2000]
 PLAN_LABELS = {"frozen": "Frozen encoder + MLP head", "finetune": "Fine-tune the whole encoder",
                "both": "Both, one after the other", "baseline": "TF-IDF baseline only"}
@@ -199,6 +200,9 @@ for col, mode in zip(columns, neural):
         c = st.columns(2, vertical_alignment="bottom")
         per_mode[mode]["evals_per_epoch"] = number("Validations per epoch", "evals_per_epoch", c[0],
                                                    default=MODE_DEFAULTS[mode]["evals_per_epoch"], scope=mode)
+        if mode == "finetune":
+            per_mode[mode]["min_epoch_steps"] = number("Min steps per epoch", "min_epoch_steps", c[1],
+                                                       default=MODE_DEFAULTS[mode]["min_epoch_steps"], scope=mode)
         if mode == "frozen":
             pooling = ["mean", "cls"]
             per_mode[mode]["pooling"] = drawn("train_frozen_pooling", "mean", c[1].selectbox(
@@ -398,12 +402,17 @@ if data_summary and not errors and not blocked:
     elif left_out:
         st.caption(f"Learning curve: {shown(left_out)} left out, not fewer than the {n_train:,} training messages "
                    "above.")
-    for cfg in configs:  # a small sample's 3 epochs can be too few steps to learn anything
-        if cfg.mode == "finetune" and (few := few_steps_warning(math.ceil(n_train / cfg.batch_size) * cfg.epochs,
-                                                                cfg.epochs)):
+    for cfg in configs:  # a small sample's epochs, with min steps per epoch lowered, can be too few steps to learn
+        if cfg.mode != "finetune":
+            continue
+        if (few := few_steps_warning(steps_per_epoch(cfg, n_train) * cfg.epochs, cfg.epochs)):
             st.warning(f"{common.MODE_LABELS['finetune']}: {few}.")
-        steps = {n: math.ceil(n / cfg.batch_size) * cfg.epochs for n in curve}
-        if cfg.mode == "finetune" and (few := few_steps_warning(list(steps.values()), cfg.epochs)):
+        if passes := [f"{n:,} messages {k} times" for n in [*curve, n_train] if (k := passes_per_epoch(cfg, n)) > 1]:
+            listed = passes[0] if len(passes) == 1 else f"{', '.join(passes[:-1])} and {passes[-1]}"
+            st.caption(f"{common.MODE_LABELS['finetune']}: an epoch goes over {listed}, so that it makes at least "
+                       f"{cfg.min_epoch_steps} optimisation steps (Min steps per epoch).")
+        steps = {n: steps_per_epoch(cfg, n) * cfg.epochs for n in curve}
+        if (few := few_steps_warning(list(steps.values()), cfg.epochs)):
             st.warning(f"{common.MODE_LABELS['finetune']} on the learning curve's "
                        f"{shown([n for n, k in steps.items() if k < FEW_FINETUNE_STEPS])} training messages: {few}.")
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
