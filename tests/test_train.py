@@ -577,8 +577,8 @@ def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--mode", "finetune", "--data", sms_file.name,
                              "--model", tiny_bert, "--runs-dir", str(tmp_path / "runs"), "--epochs", "300",
-                             "--batch-size", "8", "--min-epoch-steps", "0"], cwd=sms_file.parent, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # 300 epochs: it is killed long before the end
+                             "--batch-size", "8", "--min-epoch-steps", "0"], cwd=sms_file.parent, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # killed long before its end
     run_dir = _wait_for_training(tmp_path / "runs")
     _wait_for(lambda: len([e for e in read_history(run_dir) if e["event"] == "checkpoint"]) >= 2)
     proc.kill()
