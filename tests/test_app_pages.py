@@ -408,6 +408,11 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     assert lines == {"Frozen BERT + MLP head": ([40, n_train], [errors(few["frozen"]), errors(full["frozen"])]),
                      "Fine-tuned BERT": ([40, n_train], [errors(few["finetune"]), errors(full["finetune"])]),
                      "TF-IDF baseline": ([n_train], [errors(full["baseline"])])}
+    # the hover gives each BERT point's epochs and steps (a sample's min steps per epoch may have given it more)
+    hovers = {t["name"]: [c[2] for c in t["customdata"]] for t in curve["data"]}
+    assert hovers["Fine-tuned BERT"] == [f", 3 epochs ({r.metrics['steps']} steps)" for r in (few["finetune"],
+                                                                                             full["finetune"])]
+    assert hovers["TF-IDF baseline"] == [""]
     # a point that calls no message spam is said to, with the steps its epochs were
     silent = [r for r in (few["finetune"], full["finetune"]) if sum(r.metrics["test"]["confusion_matrix"][i][1]
                                                                     for i in (0, 1)) == 0]

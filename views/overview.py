@@ -225,9 +225,9 @@ if shown:
             st.warning(note)
         st.caption("Each point is a run trained on that many of the training messages (a nested sample of the same "
                    "split) and tested on the same messages, with the same model and settings as the run of its kind "
-                   "above but for the epochs (hover: how many); at each size, the newest that trained to its end, "
-                   "with errors at its own threshold. More points: \"Learning curve\" under \"More settings\" on the "
-                   "Train page.")
+                   "above but for the epochs and a fine-tune's min steps per epoch (hover: its epochs and steps); at "
+                   "each size, the newest that trained to its end, with errors at its own threshold. More points: "
+                   "\"Learning curve\" under \"More settings\" on the Train page.")
     planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
         st.info(f"{' and '.join(training)}: the running job (above) is training "
