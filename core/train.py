@@ -449,7 +449,9 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     validation = best.get("validation") or _evaluate(final, setup.loaders["validation"], accelerator, weight,
                                                      cfg.threshold)["metrics"]
     result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"], "passes_per_epoch": passes,
-              "train_messages_per_second": step * cfg.batch_size / max(train_seconds, 1e-9),
+              # messages, not batch slots: a pass's last batch is partial (50 messages fill 64 slots at batch 32)
+              "train_messages_per_second": step / steps_per_epoch * len(splits["train"]) * passes
+              / max(train_seconds, 1e-9),
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
               "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total,
               **({} if validating.get("unknown") or not validating["seconds"] else {
@@ -523,7 +525,8 @@ def finish_stopped(run_dir: Path) -> Path:
             result = {
                 "train_seconds": train_seconds, "steps": steps, "best_step": info.get("step"),
                 "passes_per_epoch": start.get("passes_per_epoch", 1),
-                "train_messages_per_second": steps * cfg.batch_size / train_seconds if train_seconds else None,
+                "train_messages_per_second": _messages_trained(start, steps, cfg, config) / train_seconds
+                if train_seconds else None,
                 "validation": validation, "trainable_parameters": config.get("trainable_parameters"),
                 "total_parameters": config.get("total_parameters"),
                 "stopped": {"status": stopped.get("status"), "reason": stopped.get("error"), "after_step": steps,
@@ -556,6 +559,15 @@ def _stepped_after(events: list[dict], step) -> bool:
     """Whether these events trained past `step`: a resume cancelled while it loaded trained nothing, and is no
     stretch of the run's training."""
     return isinstance(step, int) and any(isinstance(e.get("step"), int) and e["step"] > step for e in events)
+
+
+def _messages_trained(start: dict, steps: int, cfg: TrainConfig, config: dict) -> float:
+    """How many messages a run trained on in `steps` steps: that many epochs' worth, by its start event (a full
+    batch a step where its history or config lacks what that needs)."""
+    n_train = (config.get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
+    if not start.get("steps_per_epoch") or not n_train:
+        return steps * cfg.batch_size
+    return steps / start["steps_per_epoch"] * n_train * start.get("passes_per_epoch", 1)
 
 
 def _stopped_run_inputs(run_dir: Path, config: dict):

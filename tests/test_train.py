@@ -142,6 +142,9 @@ def test_a_fine_tune_on_a_small_sample_makes_min_epoch_steps_with_the_validation
     # 40 messages at batch 16 are 3 steps a pass: 34 passes make an epoch of at least 100 steps, and 2 epochs 204
     assert (start["passes_per_epoch"], start["steps_per_epoch"], start["total_steps"]) == (34, 102, 204)
     assert (run.metrics["steps"], run.metrics["passes_per_epoch"]) == (204, 34)
+    # its speed counts messages, not batch slots: each pass ends in a batch of 8 (2 epochs of 34 passes of 40 messages)
+    trained = run.metrics["train_messages_per_second"] * run.metrics["train_seconds"]
+    assert trained == pytest.approx(2 * 34 * 40)
     evals = [e["step"] for e in read_history(run.path) if e["event"] == "eval"]
     assert evals == [26, 52, 78, 104, 130, 156, 182, 204]  # 4 an epoch, as with one pass
     said = [r.getMessage() for r in caplog.records if "training messages" in r.getMessage()]
@@ -602,6 +605,9 @@ def test_kill_9_keeps_the_last_checkpoint_and_core_finish_completes_the_run_from
     assert stopped["status"] == "interrupted" and stopped["weights_from_step"] == run.metrics["best_step"] == step
     last_step = max(e["step"] for e in read_history(run_dir) if e["event"] in ("train", "eval", "checkpoint"))
     assert stopped["after_step"] == run.metrics["steps"] == last_step and stopped["total_steps"] == 300 * 12
+    # its speed counts the messages of the steps it made: 12 a pass of 91 messages, the last one of 3
+    assert run.metrics["train_messages_per_second"] * run.metrics["train_seconds"] == pytest.approx(
+        run.metrics["steps"] / 12 * 91)
     predictions = run.metrics["predictions"]  # the tested weights are the ones now in model/
     assert np.allclose(Predictor.load(run_dir).predict([p["text"] for p in predictions]),
                        [p["spam_probability"] for p in predictions], atol=2e-2)
