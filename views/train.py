@@ -406,7 +406,7 @@ if data_summary and not errors and not blocked:
         if cfg.mode != "finetune":
             continue
         if (few := few_steps_warning(steps_per_epoch(cfg, n_train) * cfg.epochs, cfg.epochs)):
-            st.warning(f"{common.MODE_LABELS['finetune']}: {few}.")
+            st.warning(f"{common.MODE_LABELS['finetune']}: {in_labels(few)}.")  # the form's name for min_epoch_steps
         if passes := [f"{n:,} messages {k} times" for n in [*curve, n_train] if (k := passes_per_epoch(cfg, n)) > 1]:
             listed = passes[0] if len(passes) == 1 else f"{', '.join(passes[:-1])} and {passes[-1]}"
             st.caption(f"{common.MODE_LABELS['finetune']}: an epoch goes over {listed}, so that it makes at least "
@@ -414,7 +414,8 @@ if data_summary and not errors and not blocked:
         steps = {n: steps_per_epoch(cfg, n) * cfg.epochs for n in curve}
         if (few := few_steps_warning(list(steps.values()), cfg.epochs)):
             st.warning(f"{common.MODE_LABELS['finetune']} on the learning curve's "
-                       f"{shown([n for n, k in steps.items() if k < FEW_FINETUNE_STEPS])} training messages: {few}.")
+                       f"{shown([n for n, k in steps.items() if k < FEW_FINETUNE_STEPS])} training messages: "
+                       f"{in_labels(few)}.")
     if untimed and st.button("Time a few steps on this machine", disabled=busy is not None,
                              help="Loads the model and times 3 training steps (a few seconds)."):
         with st.spinner("Timing…"):
