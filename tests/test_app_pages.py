@@ -1689,8 +1689,8 @@ def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_message
     assert [w.value for w in at.warning if "learning curve's" in w.value] == [
         "Fine-tuned BERT on the learning curve's 50 training messages: this fine-tune is 6 optimisation steps (3 "
         "epochs): on SMS spam, fine-tunes of 30 steps or fewer collapsed to calling every message ham on 8 of 9 "
-        "splits, and none of 60 or more did; more epochs or a higher Min steps per epoch give a small sample more steps "
-        "(benchmarks/README.md, section 17)."]
+        "splits, and none of 60 or more did; more epochs or a higher Min steps per epoch give a small sample more "
+        "steps (benchmarks/README.md, section 17)."]
     at.button(key="train_launch").click().run()
     assert [(c.mode, c.train_messages) for c in launched[-1]] == [
         (mode, size) for size in (50, None) for mode in ("baseline", "frozen", "finetune")]
