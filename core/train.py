@@ -297,7 +297,8 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.mode == "finetune" and writes and (warning := few_steps_warning(total_steps, cfg.epochs)):
         log.warning(warning)
-    passes = passes_per_epoch(cfg, len(splits["train"]), accelerator.num_processes)
+    # as the training loader goes over its messages (a frozen head's loader: once)
+    passes = getattr(setup.loaders["train"].batch_sampler, "passes", 1)
     if writes and passes > 1:
         log.info("each epoch goes over the %d training messages %d times, so that it makes at least min_epoch_steps "
                  "%d (%d)", len(splits["train"]), passes, cfg.min_epoch_steps, steps_per_epoch)
