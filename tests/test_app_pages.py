@@ -2019,6 +2019,15 @@ def test_server_config_keeps_the_app_local_and_caps_uploads():
     assert config["server"]["enableXsrfProtection"] is True
 
 
+def test_server_config_does_not_collect_garbage_after_every_script_run():
+    # Streamlit's default gc.collect() after each run, live panel refreshes included, took most of the server's CPU
+    # while a job trained on the same cores (benchmarks/README.md section 20)
+    import tomllib
+
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+
 def test_no_page_renders_raw_html():
     sources = [Path(APP)] + sorted((Path(APP).parent / "views").glob("*.py"))
     offenders = [p.name for p in sources if "unsafe_allow_html" in p.read_text() or "st.html(" in p.read_text()]
