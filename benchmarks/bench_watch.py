@@ -7,9 +7,10 @@ training split. Then either the browser is closed (`none`) or the Train page sta
 re-reads history.jsonl and redraws the loss curves every 2 s (`train`). The app is served once with Streamlit's
 own setting `runner.postScriptGC` on (its default: a full gc.collect() after every script run, fragments included)
 and once off (the project's .streamlit/config.toml). Conditions alternate, so a slow spell of the machine falls on
-all of them. Printed: the job's training seconds, the cores each process group used from 20 s after the start to
-the end of the job, and how much the server's memory grew in that time. Needs /usr/bin/chromium and Python
-Playwright (requirements-dev.txt).
+all of them (the order rotates each repeat). Printed, per job: the load average when training began, the training
+seconds, the cores used by the app's server, this script's Chromium and the trainer from the start of training to
+the end of the test (a few seconds past `train_seconds`), and how much the server's memory grew in that time. Needs
+/usr/bin/chromium and Python Playwright (requirements-dev.txt).
 """
 from __future__ import annotations
 
@@ -40,9 +41,10 @@ def _free_port() -> int:
 
 def _serve(env: dict, gc: bool, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--runner.postScriptGC", str(gc).lower()],
-                            cwd=C.ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    with open(log, "ab") as out:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                 "--server.port", str(port), "--runner.postScriptGC", str(gc).lower()],
+                                cwd=C.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
     for _ in range(120):
         try:
@@ -54,16 +56,37 @@ def _serve(env: dict, gc: bool, log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"the app did not start: see {log}")
 
 
-def _cpu_seconds(server_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by the app's server, Chromium and the trainer (`python -m core`)."""
-    out = {"app server": 0.0, "chromium": 0.0, "trainer": 0.0}
-    for proc in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        group = ("app server" if proc.info["pid"] == server_pid else "chromium" if "chromium" in cmd
-                 else "trainer" if " -m core " in f"{cmd} " else None)
-        if group and proc.info["cpu_times"]:
-            out[group] += proc.info["cpu_times"].user + proc.info["cpu_times"].system
+def _cpu_seconds(server_pid: int, trainer_pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far, by pid: the app's server, the trainer (the job's process) and this benchmark's own
+    Chromium (a descendant of this process, through Playwright's driver), with each one's group."""
+    procs = [(psutil.Process(server_pid), "app server"), (psutil.Process(trainer_pid), "trainer")]
+    procs += [(child, "chromium") for child in psutil.Process().children(recursive=True)]
+    out = {}
+    for proc, group in procs:
+        try:
+            if group != "chromium" or "chromium" in " ".join(proc.cmdline()):
+                times = proc.cpu_times()
+                out[proc.pid] = (group, times.user + times.system)
+        except psutil.Error:  # it ended in between
+            pass
     return out
+
+
+def _cores(before: dict, after: dict, seconds: float) -> dict[str, float]:
+    """Each group's cores over the window, pid by pid: a process that ended in between counts for nothing (summing
+    groups would subtract its whole past), one that started in it from zero."""
+    cores = {"app server": 0.0, "chromium": 0.0, "trainer": 0.0}
+    for pid, (group, used) in after.items():
+        cores[group] += (used - before.get(pid, (group, 0.0))[1]) / seconds
+    return cores
+
+
+def _wait(condition, seconds: float, what: str, log: Path) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise SystemExit(f"{what} within {seconds:.0f} s: see {log}")
+        time.sleep(0.5)
 
 
 def one_job(args, watch: str, gc: bool, work: Path) -> dict:
@@ -76,7 +99,9 @@ def one_job(args, watch: str, gc: bool, work: Path) -> dict:
     env = {**os.environ, "SPAM_RUNS_DIR": str(runs_dir), "SPAM_CACHE_DIR": str(work / "cache"),
            "SPAM_UPLOADS_DIR": str(work / "uploads"), "SPAM_DATA": args.data, "SPAM_MODEL": args.model,
            "HF_HUB_OFFLINE": "1"}
-    server, url = _serve(env, gc, work / "server.log")
+    log = work / "server.log"
+    server, url = _serve(env, gc, log)
+    trainer = None
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM)
@@ -91,28 +116,31 @@ def one_job(args, watch: str, gc: bool, work: Path) -> dict:
             box.press("Enter")
             page.wait_for_timeout(3000)  # the rerun that takes the number
             page.get_by_role("button", name="Start training").click()
-            while jobs.current_job(runs_dir) is None:
-                time.sleep(0.2)
-            started = time.time()
+            _wait(lambda: jobs.current_job(runs_dir) is not None, 60, "no job started", log)
+            trainer = jobs.last_job(runs_dir)["pid"]
             if watch == "none":
                 browser.close()
-            while time.time() - started < 20:  # past loading the data and the model
-                time.sleep(0.5)
-            before, t0 = _cpu_seconds(server.pid), time.time()
+            _wait(lambda: getattr(jobs.current_job(runs_dir), "phase", None) == "training", 300,
+                  "the job did not start training", log)
+            load = os.getloadavg()[0]
+            before, t0 = _cpu_seconds(server.pid, trainer), time.time()
             server_rss = psutil.Process(server.pid).memory_info().rss
-            while jobs.current_job(runs_dir) is not None:
-                time.sleep(0.5)
-            after, t1 = _cpu_seconds(server.pid), time.time()
+            # the window ends when the run has its metrics: training and the test, not the browser's last redraw
+            _wait(lambda: jobs.current_job(runs_dir) is None or any(r.metrics for r in list_runs(runs_dir)),
+                  3600, "the job did not end", log)
+            after, t1 = _cpu_seconds(server.pid, trainer), time.time()
             rss_growth = psutil.Process(server.pid).memory_info().rss - server_rss
+            _wait(lambda: jobs.current_job(runs_dir) is None, 120, "the job did not end", log)
             if watch != "none":
                 browser.close()
-        run = list_runs(runs_dir)[0]
-        if run.status != "completed":
-            raise SystemExit(f"the job's run ended {run.status}: see {run.path}")
-        cores = {k: (after[k] - before[k]) / (t1 - t0) for k in before}
-        return {"train_seconds": run.metrics["train_seconds"], "steps": run.metrics["steps"], "cores": cores,
-                "server_rss_growth_mb": rss_growth / 2**20}
+        runs = list_runs(runs_dir)
+        if not runs or runs[0].status != "completed":
+            raise SystemExit(f"the job's run did not complete: see {jobs.last_job(runs_dir)['log']}")
+        return {"train_seconds": runs[0].metrics["train_seconds"], "steps": runs[0].metrics["steps"],
+                "cores": _cores(before, after, t1 - t0), "server_rss_growth_mb": rss_growth / 2**20, "load": load}
     finally:
+        if trainer is not None and psutil.pid_exists(trainer):  # on an error or Ctrl-C: it runs in its own session
+            psutil.Process(trainer).terminate()
         server.terminate()
         server.wait(timeout=30)
 
@@ -130,11 +158,13 @@ def main() -> None:
     print(f"{C.machine()}")
     work = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     results = {name: [] for name in CONDITIONS}
+    names = list(CONDITIONS)
     for repeat in range(args.repeats):
-        for name, (watch, gc) in CONDITIONS.items():
-            r = one_job(args, watch, gc, work)
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # a slow spell does not always hit one
+            r = one_job(args, *CONDITIONS[name], work)
             results[name].append(r)
-            print(f"repeat {repeat + 1}, {name}: {r['train_seconds']:.1f} s for {r['steps']} steps, cores "
+            print(f"repeat {repeat + 1}, {name} (load {r['load']:.2f}): {r['train_seconds']:.1f} s for "
+                  f"{r['steps']} steps, cores "
                   + ", ".join(f"{k} {v:.2f}" for k, v in r["cores"].items())
                   + f"; server memory grew {r['server_rss_growth_mb']:.0f} MB", flush=True)
     print("\n| page open | training seconds (each) | median | app server | chromium | trainer (cores) |")

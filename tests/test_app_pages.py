@@ -2024,8 +2024,29 @@ def test_server_config_does_not_collect_garbage_after_every_script_run():
     # while a job trained on the same cores (benchmarks/README.md section 20)
     import tomllib
 
+    from streamlit import config as streamlit_config
+
     config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+    assert "runner.postScriptGC" in streamlit_config.get_config_options()  # an unknown key would only be warned of
+
+
+def test_a_dropped_model_is_freed_without_a_garbage_collection(trained):
+    # with the collection after every rerun off, a model the cache evicts (or a deleted run's) must go by reference
+    # counting alone: a reference cycle in it would keep hundreds of MB until Python's next full collection
+    import gc
+    import weakref
+
+    for run in list_runs(trained):
+        predictor = Predictor.load(run.path)
+        assert predictor.predict(["WIN a prize now", "see you at 5"]).shape == (2,)
+        dropped = weakref.ref(predictor)
+        gc.disable()
+        try:
+            del predictor
+            assert dropped() is None, run.mode
+        finally:
+            gc.enable()
 
 
 def test_no_page_renders_raw_html():
