@@ -59,15 +59,16 @@ def _serve(env: dict, gc: bool, log: Path) -> tuple[subprocess.Popen, str]:
 def _cpu_seconds(server_pid: int, trainer_pid: int) -> dict[int, tuple[str, float]]:
     """CPU seconds used so far, by pid: the app's server, the trainer (the job's process) and this benchmark's own
     Chromium (a descendant of this process, through Playwright's driver), with each one's group."""
-    procs = [(psutil.Process(server_pid), "app server"), (psutil.Process(trainer_pid), "trainer")]
-    procs += [(child, "chromium") for child in psutil.Process().children(recursive=True)]
+    procs = [(server_pid, "app server"), (trainer_pid, "trainer")]
+    procs += [(child.pid, "chromium") for child in psutil.Process().children(recursive=True)]
     out = {}
-    for proc, group in procs:
+    for pid, group in procs:
         try:
+            proc = psutil.Process(pid)
             if group != "chromium" or "chromium" in " ".join(proc.cmdline()):
                 times = proc.cpu_times()
-                out[proc.pid] = (group, times.user + times.system)
-        except psutil.Error:  # it ended in between
+                out[pid] = (group, times.user + times.system)
+        except psutil.Error:  # it has ended (the trainer, at the job's end)
             pass
     return out
 
