@@ -450,8 +450,7 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
     validation = best.get("validation") or _evaluate(final, setup.loaders["validation"], accelerator, weight,
                                                      cfg.threshold)["metrics"]
     result = {"train_seconds": train_seconds, "steps": step, "best_step": best["step"], "passes_per_epoch": passes,
-              # messages, not batch slots: a pass's last batch is partial (50 messages fill 64 slots at batch 32)
-              "train_messages_per_second": step / steps_per_epoch * len(splits["train"]) * passes
+              "train_messages_per_second": _messages_in(step, steps_per_epoch, len(splits["train"]), passes)
               / max(train_seconds, 1e-9),
               "validation": validation, "probabilities": test["probabilities"], "stopped": stopped,
               "resumed": resumes, "trainable_parameters": setup.trainable, "total_parameters": setup.total,
@@ -568,7 +567,13 @@ def _messages_trained(start: dict, steps: int, cfg: TrainConfig, config: dict) -
     n_train = (config.get("data_info") or {}).get("splits", {}).get("train", {}).get("rows")
     if not start.get("steps_per_epoch") or not n_train:
         return steps * cfg.batch_size
-    return steps / start["steps_per_epoch"] * n_train * start.get("passes_per_epoch", 1)
+    return _messages_in(steps, start["steps_per_epoch"], n_train, start.get("passes_per_epoch", 1))
+
+
+def _messages_in(steps: int, steps_per_epoch: int, train_rows: int, passes: int) -> float:
+    """Messages, not batch slots, trained on in `steps` steps: a pass's last batch is partial (50 messages fill 64
+    slots at batch 32)."""
+    return steps / steps_per_epoch * train_rows * passes
 
 
 def _stopped_run_inputs(run_dir: Path, config: dict):
