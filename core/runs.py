@@ -453,14 +453,19 @@ def damaged_weights(run_dir: Path, mode: str | None) -> str | None:
 
 
 def saved_run_config(run_dir: Path) -> dict:
-    """config.json of a run whose weights were saved (to load or export it); RunError otherwise. A run listed as
-    broken is refused too (a corrupt metrics.json, say): its weights may be fine, but nothing vouches for them."""
+    """config.json of a completed run whose weights were saved (to load or export it); RunError otherwise. A run
+    listed as broken is refused too (a corrupt metrics.json, say): its weights may be fine, but nothing vouches for
+    them. So is one stopped while it tested: its weights are already in model/, but untested."""
     run = load_run(run_dir)
     if run.status == "broken":
         raise RunError(f"{run_dir.name}: {run.error}")
     config = run.config
     if not weights_present(run_dir, config.get("mode")):
         raise RunError(f"{run_dir.name}: no saved weights (the run did not complete)")
+    if run.status != "completed":
+        how = "is still running" if run.status == "running" else f"did not complete ({run.status})"
+        then = "" if run.status == "running" else f"; `python -m core finish --run {run_dir}` tests and completes it"
+        raise RunError(f"{run_dir.name}: the run {how}, so its saved weights are untested{then}")
     if damage := damaged_weights(run_dir, config.get("mode")):
         raise RunError(f"{run_dir.name}: {damage}")
     return config

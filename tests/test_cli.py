@@ -321,6 +321,23 @@ def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
     assert [r["spam_probability"] for r in rows] == expected
 
 
+def test_a_run_stopped_after_its_weights_were_saved_is_not_served_until_finished(capsys, tmp_path, frozen_run):
+    import shutil
+
+    from core.runs import set_status
+    stopped = tmp_path / "runs" / frozen_run.name  # stopped as it tested: weights in model/, no metrics yet
+    shutil.copytree(frozen_run, stopped)
+    (stopped / "metrics.json").unlink()
+    set_status(stopped, "cancelled")
+    for argv in (["predict", "--run", str(stopped), "hello"], ["export", "--run", str(stopped), "--out",
+                                                                 str(tmp_path / "run.zip")]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and not out and err.count("\n") == 1, err
+        assert "did not complete (cancelled), so its saved weights are untested" in err
+        assert f"python -m core finish --run {stopped}" in err
+    assert not list(tmp_path.glob("*.zip*"))
+
+
 def test_runs_lists_mode_status_and_metrics(capsys, frozen_run):
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(frozen_run.parent), "--json")
     [row] = [json.loads(line) for line in out.strip().splitlines()]

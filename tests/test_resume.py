@@ -278,9 +278,13 @@ def test_killed_as_training_ends_or_as_a_finish_saves_the_run_is_finished_not_re
     assert run.status == "interrupted" and saved_state(run.path) is None  # the states went before the rename
     with pytest.raises(RunError, match="its best weights were moved to model/ already"):
         resumable(run.path)
+    # its weights are in model/ but were never tested: not served until it is finished
+    with pytest.raises(RunError, match=r"did not complete \(interrupted\), so its saved weights are untested"):
+        Predictor.load(run.path)
     done = subprocess.run([sys.executable, "-m", "core", "finish", "--run", str(run.path)], cwd=ROOT,
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert Predictor.load(run.path).predict(["free prize"]).shape == (1,)
     finished, whole = load_run(run.path).metrics, load_run(uninterrupted).metrics
     assert finished["test"] == whole["test"] and finished["best_step"] == whole["best_step"]
 
