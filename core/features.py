@@ -110,9 +110,14 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
     tokens_done = sum(w for idx, w in zip(batches, work) if finished[idx].all())
 
     def save():
-        nonlocal last_save, interval
+        nonlocal last_save, interval, resume
         started = time.monotonic()
-        _save_atomic({"features": out, "done": finished}, resume, metadata={"layout": layout})
+        try:
+            _save_atomic({"features": out, "done": finished}, resume, metadata={"layout": layout})
+        except OSError as exc:  # an unwritable cache folder or a full disk costs the resume point, not the run
+            log.warning("could not save partial features at %s, and will not try again: %s", resume, exc)
+            resume = None
+            return
         last_save = time.monotonic()
         interval = max(save_every, 20 * (last_save - started))  # saving takes at most about 5 % of the time
 

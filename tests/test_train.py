@@ -225,6 +225,28 @@ def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path
     assert not partial.exists()  # the complete features replace it
 
 
+def test_an_encoding_whose_partial_features_cannot_be_saved_goes_on(tiny_bert, tmp_path, caplog):
+    from transformers import AutoModel, AutoTokenizer
+
+    from core.features import encode, partial_file
+    texts = [f"message {i} " + "word " * (i % 17) for i in range(300)]
+    tokenizer, encoder = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert)
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    stopped = []
+
+    def cancelled_at_the_fourth_batch(done, *_):
+        stopped.append(done)
+        if len(stopped) == 4:
+            raise KeyboardInterrupt  # its save on the way out is not tried again either: the cancel comes through
+    with pytest.raises(KeyboardInterrupt):  # a save after every batch, each one failing
+        encode(encoder, tokenizer, texts, 32, "mean", "cpu", on_progress=cancelled_at_the_fourth_batch,
+               resume=partial_file(tmp_path / "cache", "key"), save_every=0)
+    assert sum("could not save partial features" in r.getMessage() for r in caplog.records) == 1  # said once
+    features = encode(encoder, tokenizer, texts, 32, "mean", "cpu", resume=partial_file(tmp_path / "cache", "key"),
+                      save_every=0)
+    assert torch.equal(features, encode(encoder, tokenizer, texts, 32, "mean", "cpu"))
+
+
 def test_an_overwritten_encoder_directory_is_neither_reused_from_cache_nor_trusted_by_old_runs(
         sms_file, tiny_bert, tmp_path):
     import shutil
