@@ -269,7 +269,7 @@ def _predict(args) -> int:
     threshold = saved_run_config(run_dir).get("threshold", 0.5)  # and a broken one, before messages are typed
     if not args.texts and sys.stdin.isatty():  # else it would wait with no word of what for
         print("reading messages from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
-    given = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    given = [_as_text(text) for text in args.texts or [line.rstrip("\r\n") for line in sys.stdin]]
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
@@ -285,6 +285,19 @@ def _predict(args) -> int:
         print(json.dumps({"text": text, "spam_probability": float(p),
                           "verdict": "spam" if p >= threshold else "ham"}, ensure_ascii=False))
     return 0
+
+
+def _as_text(given: str) -> str:
+    """A message as a data file is read: UTF-8, else latin-1. Python passes bytes that are not UTF-8 (a latin-1 "é"
+    in an argument or on stdin) on as lone surrogates, which the tokenizer refuses with a TypeError."""
+    try:
+        raw = given.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte stands behind
+        return given.encode("utf-8", "replace").decode("utf-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _runs(args) -> int:

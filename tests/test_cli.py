@@ -321,6 +321,16 @@ def test_predict_arguments_and_stdin(capsys, monkeypatch, frozen_run):
     assert [r["spam_probability"] for r in rows] == expected
 
 
+def test_predict_reads_text_that_is_not_utf8_as_latin1(capsys, monkeypatch, frozen_run):
+    # Python hands a latin-1 "é" in an argument or on stdin over as a lone surrogate, which the tokenizer refuses
+    code, out, err = run_cli(capsys, "predict", "--run", str(frozen_run), "caf\udce9 at 6", "\ud800 odd")
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and [r["text"] for r in rows] == ["café at 6", "? odd"], err
+    code, out, err = run_cli(capsys, "predict", "--run", str(frozen_run), stdin="caf\udce9 at 6\n",
+                             monkeypatch=monkeypatch)
+    assert code == 0 and json.loads(out)["spam_probability"] == rows[0]["spam_probability"], err
+
+
 def test_a_run_stopped_after_its_weights_were_saved_is_not_served_until_finished(capsys, tmp_path, frozen_run):
     import shutil
 
