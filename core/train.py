@@ -102,6 +102,8 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
     for cfg in configs:
         if cfg.data not in data:
             data[cfg.data] = load_messages(cfg.data)
+        # a split too small for both classes, said before a run folder exists (a split takes milliseconds)
+        split_messages(data[cfg.data].frame, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.train_messages)
     try:
         with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
             for position, cfg in enumerate(configs, 1):

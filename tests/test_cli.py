@@ -60,6 +60,17 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert len(lines) == 1 and lines[0].startswith(message)
 
 
+@pytest.mark.parametrize("mode", ["baseline", "frozen"])
+def test_a_split_too_small_for_both_classes_is_refused_before_a_run_exists(capsys, tmp_path, tiny_bert, mode):
+    data = write_uci(tmp_path / "sms.txt", make_messages(n_ham=90, n_spam=10))  # 1 % of them: one message
+    code, out, err = run_cli(capsys, "train", "--mode", mode, "--model", tiny_bert, "--data", str(data),
+                             "--test-fraction", "0.01", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and not out and err.strip().splitlines() == [
+        "error: the test part (1 of 100 messages, 10 of them spam, at validation 0.1 and test 0.01) would lack a "
+        "class, so its scores would be undefined: use larger fractions or more data"]
+    assert not list_runs(tmp_path / "runs")  # no failed run left in the list
+
+
 def test_a_max_length_over_the_models_is_named_as_the_flag_typed(capsys, tmp_path, tiny_bert, sms_file):
     # known only once the model is loaded; it said "max_length: …" where every other flag's error says "--lr: …"
     code, out, err = run_cli(capsys, "train", "--mode", "frozen", "--model", tiny_bert, "--max-length", "1000",

@@ -277,6 +277,16 @@ def test_unlabelled_files_that_hold_no_messages_are_refused(raw, message):
         read_unlabelled(raw, "x.csv")
 
 
+@pytest.mark.parametrize("n_ham, val, test, part", [(300, 0.01, 0.01, "validation"), (300, 0.1, 0.01, "test"),
+                                                     (90, 0.1, 0.01, "test")])
+def test_a_split_that_would_leave_a_part_without_spam_is_refused(n_ham, val, test, part):
+    # 10 spam pass load_messages' check, but a 1 % part of 310 messages holds 4, drawn from 97 % ham; 1 % of 100 is
+    # one message, too few for scikit-learn to stratify
+    frame = pd.DataFrame({"text": [f"m{i}" for i in range(n_ham + 10)], "label": [0] * n_ham + [1] * 10})
+    with pytest.raises(DataError, match=rf"the {part} part \(\d+ of {n_ham + 10} messages, 10 of them spam.* lack a"):
+        split_messages(frame, val, test, seed=0)
+
+
 @pytest.mark.parametrize("n, val, test", [(5160, 0.1, 0.2), (130, 0.1, 0.2), (1001, 0.15, 0.15), (77, 0.2, 0.3)])
 def test_split_sizes_are_those_of_the_split_itself(n, val, test):
     frame = pd.DataFrame({"text": [f"m{i}" for i in range(n)], "label": [int(i % 7 == 0) for i in range(n)]})
