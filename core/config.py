@@ -159,6 +159,9 @@ class TrainConfig:
         for name in ("model", "data", "runs_dir", "cache_dir"):  # a --config file's value may be a number or a list
             if not isinstance(getattr(self, name), str) and (name != "data" or self.data is not None):
                 raise ValueError(f"{name}: expected a name or path in quotes, got {getattr(self, name)!r}")
+            if name != "model" and isinstance(getattr(self, name), str) and not getattr(self, name).strip():
+                # "" would quietly mean the current folder (runs) or the next data source along
+                raise ValueError(f"{name}: expected a path, got an empty one")
         if self.val_fraction + self.test_fraction >= 0.8:
             raise ValueError("val_fraction + test_fraction: expected < 0.8 so some data is left to train on, "
                              f"got {self.val_fraction + self.test_fraction:g}")

@@ -51,6 +51,8 @@ def run_cli(capsys, *argv, stdin=None, monkeypatch=None):
     (["train", "--threshold", "1"], "error: --threshold: expected a value in [0.001, 0.999], got 1.0"),
     (["train", "--data", "."], "error: . is a folder: expected the dataset file itself"),
     (["train", "--data", "/dev/null"], "error: /dev/null is not a regular file: expected the dataset file itself"),
+    (["train", "--data", ""], "error: --data: expected a path, got an empty one"),
+    (["train", "--runs-dir", " "], "error: --runs-dir: expected a path, got an empty one"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
