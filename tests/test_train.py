@@ -190,6 +190,16 @@ def test_an_edited_tokenizer_under_the_same_model_folder_gets_new_features(sms_f
     assert [e for e in read_history(again) if e["event"] == "features_ready"][0]["cached"] is False
 
 
+def test_the_tokenizer_digest_covers_added_tokens(tiny_bert, tmp_path):
+    import shutil
+
+    from core.features import tokenizer_digest
+    model = Path(shutil.copytree(tiny_bert, tmp_path / "model"))
+    before = tokenizer_digest(model)
+    (model / "added_tokens.json").write_text(json.dumps({"[URL]": 1000}))  # read by a slow tokenizer: other ids
+    assert tokenizer_digest(model) != before
+
+
 def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
