@@ -25,8 +25,9 @@ EXTRACT_BATCH = 64  # forward-only batches can be larger than training ones
 
 
 # every file a tokenizer may be loaded from: WordPiece (BERT), BPE (RoBERTa, GPT-2), SentencePiece, added tokens
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
 
 
 def effective_precision(requested: str) -> str:
