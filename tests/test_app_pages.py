@@ -426,6 +426,16 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     assert said.index("**The two runs trained on different numbers of messages** (frozen: "
                       f"{n_train:,}; fine-tuned: 40), so the difference between them is not fine-tuning's") \
         < said.index("on the same")
+    at = _page(at, "views/compare.py")  # the same picks (shared by the pages): Compare says it too
+    assert [w.value for w in at.warning if "different numbers of messages" in w.value] == [
+        f"The runs shown trained on different numbers of messages (frozen: {n_train:,}; fine-tuned: 40; baseline: "
+        f"{n_train:,}), so the differences between them are not the models' alone. Pick runs trained on as many "
+        "messages to compare the models."]
+    at.selectbox(key="compare_baseline").set_value("none").run()
+    at.selectbox(key="compare_finetune").set_value(full["finetune"].id).run()
+    assert not [w.value for w in at.warning if "different numbers of messages" in w.value]
+    at.selectbox(key="compare_finetune").set_value(few["finetune"].id).run()
+    at = _page(at, "views/overview.py")
     at.selectbox(key="overview_frozen").set_value(few["frozen"].id).run()
     assert f"**Both runs trained on 40 of the {n_train:,} training messages**: the comparison is for that many " \
            "labels." in headline()

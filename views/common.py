@@ -237,6 +237,17 @@ class PageEnd(Exception):
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
+def unequal_training(picked: dict) -> str | None:
+    """A warning where the runs shown trained on different numbers of messages (a learning curve's run on a sample
+    beside one on them all): their differences are then partly the data's."""
+    counts = {mode: trained_messages(run.config) for mode, run in picked.items()}
+    if len(counts) < 2 or None in counts.values() or len(set(counts.values())) == 1:
+        return None
+    return ("The runs shown trained on different numbers of messages (" + "; ".join(
+        f"{SHORT_LABELS[mode]}: {n:,}" for mode, n in counts.items()) + "), so the differences between them are not "
+        "the models' alone. Pick runs trained on as many messages to compare the models.")
+
+
 def odds_factor(weight: float) -> str:
     """How a word changes the odds of spam, from its log-odds weight: ×12 (multiplies them by 12), ÷3 (divides them
     by 3), ×2·10⁶ (not "×2e+06", which a stakeholder reads as a typo)."""

@@ -35,6 +35,8 @@ if "baseline" in picked and bert is not None and not common.same_test_messages(p
                "data, seed or split), so its curves, matrix and "
                "metrics are not comparable with the BERTs', and it is left out of the table of messages they get "
                "wrong. Pick a baseline trained on the same data and seed, or none.")
+if unequal := common.unequal_training(picked):  # e.g. a 50-message fine-tune beside the frozen run on them all
+    st.warning(unequal)
 
 # ---------------------------------------------------------------------------- ROC and PR
 # at full scale every ROC curve hugs the top-left corner, where the models differ. The zoom, the threshold and the
@@ -374,7 +376,7 @@ def report() -> str:
         else None
     also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
     notes = [table_note.format(also, threshold), *table_warnings, *matrix_warnings] + [
-        n for n in (mcnemar,) if n and not headline]
+        n for n in (mcnemar,) if n and not headline] + [n for n in (unequal,) if n]
     extra = {f"Your own messages ({own[0]}), at each run's own threshold": (own_frame, own_warnings)} \
         if own_rows else None
     return common.comparison_report(runs={common.MODE_LABELS[m]: (r.id, common.model_used(r)) for m, r in picked.items()},
