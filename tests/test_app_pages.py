@@ -195,6 +195,30 @@ def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch,
         assert "data" not in elsewhere.query_params
 
 
+def test_runs_trained_on_other_data_than_the_sidebar_chose_are_said_to_be(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                         trained):
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+
+    def notes():
+        return [_unescape(i.value) for i in at.info if "the dataset chosen in the sidebar" in i.value]
+    assert not notes()  # trained on the data in use
+    good = pd.DataFrame(make_messages(40, 20, seed=3), columns=["label", "text"]).to_csv(index=False)
+    at.sidebar.file_uploader[0].set_value(("mine.csv", good.encode(), "text/csv")).run()
+    [upload] = list((tmp_path / "uploads").iterdir())
+    trained_on = Path(list_runs(trained)[0].config["data_info"]["source"]).name
+    said = f"trained on {trained_on}, not on {upload.name}, the dataset chosen in the sidebar: that one is for new " \
+           "runs, on the Train page."
+    assert notes() == [f"The runs shown were {said}"]
+    at = _page(at, "views/compare.py")
+    assert notes() == [f"The runs shown were {said}"]
+    at.selectbox(key="compare_baseline").set_value("none").run()  # a baseline fitted on the upload, picked
+    baseline = load_run(train(_config("baseline", tmp_path, tiny_bert, upload)))
+    at.run()
+    at.selectbox(key="compare_baseline").set_value(baseline.id).run()
+    assert notes() == [f"The frozen and fine-tuned runs were {said}"]
+
+
 # ---------------------------------------------------------------------------- completed runs
 
 def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

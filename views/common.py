@@ -134,6 +134,23 @@ def warn_if_cut_short(picked: dict) -> None:
                        "trained; pick another run above, or train one on the Train page.")
 
 
+def note_other_data(picked: dict) -> None:
+    """A note where runs shown trained on another dataset than the one chosen in the sidebar: that choice is for
+    new runs, and the sidebar beside these results would otherwise seem to say what they were trained on."""
+    _, summary, _ = data_source()
+    other = {mode: (run.config or {}).get("data_info") or {} for mode, run in picked.items()}
+    other = {mode: info for mode, info in other.items() if summary and info.get("fingerprint") != summary["fingerprint"]}
+    if not other:
+        return
+    which = "runs shown were" if len(other) == len(picked) else \
+        " and ".join(SHORT_LABELS[mode] for mode in other) + f" run{'s were' if len(other) > 1 else ' was'}"
+    names = sorted({Path(info["source"]).name if info.get("source") else "data it did not record"
+                    for info in other.values()})
+    st.info(f"The {which} trained on {' and '.join(plain(n) for n in names)}, not on "
+            f"{plain(Path(summary['source']).name)}, the dataset chosen in the sidebar: that one is for new runs, on "
+            "the Train page.", icon=":material/dataset:")
+
+
 def full_length(run) -> bool:
     """Trained to its end, for at least its mode's default epochs: not a quick run (the Overview's preset trains one
     fine-tuning epoch) nor one stopped early."""

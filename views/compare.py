@@ -28,6 +28,7 @@ for col, mode in zip(c, ("frozen", "finetune", "baseline")):
                                      none_label="none" if mode == "baseline" else None)
 picked = {m: r for m, r in picked.items() if r is not None}
 common.warn_if_cut_short(picked)
+common.note_other_data(picked)
 bert = picked.get("finetune") or picked.get("frozen")  # the two BERTs' own mismatch is said with their McNemar test
 if "baseline" in picked and bert is not None and not common.same_test_messages(picked["baseline"], bert):
     counts = [run.metrics["test"].get("n", "?") for run in (picked["baseline"], bert)]

@@ -129,6 +129,7 @@ if any(latest.values()):
                "for at least the default epochs (else the closest to that, in that order); the frozen and baseline "
                "ones, among the runs tested on the same messages as the fine-tuned one. A pick here is kept on "
                "Compare and Playground too.")
+    common.note_other_data(shown)
     encoders = {mode: (run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"}
     bundled = {mode: m for mode, m in encoders.items() if m.get("source") == "bundled"}
     if bundled and len(bundled) == len(encoders):  # the title says BERT: say which one, and what that means for the gap
