@@ -370,7 +370,7 @@ with batch:
         if "label" in out:
             ci = scored.get("accuracy_ci") or {}
             once = np.asarray(scored.get("once") or [True] * len(out), dtype=bool)
-            repeats = f"each repeated message counted once, as on Compare ({int((~once).sum()):,} repeats)"
+            repeats = f"each repeated message counted once, as on Compare ({common._n(int((~once).sum()), 'repeat')})"
             notes = ["95 % intervals"] * any(ci.values()) + [repeats] * (not once.all())
             st.caption(" · ".join(f"{common.MODE_LABELS[m]} accuracy "
                                   f"{common._fmt(np.mean((out[f'{m} verdict'] == out['label'])[once]), 3)}"
