@@ -1482,6 +1482,8 @@ def test_every_page_renders_with_running_failed_interrupted_and_broken_runs(monk
     at.button(key="train-cancel").click().run()
     at.button(key="train-cancel-yes").click().run()
     assert not any("discard this run's weights?" in w.value for w in at.warning)  # the question goes with the click
+    assert [t.value for t in at.toast] == ["Cancel requested: the job stops at its next step and keeps status "
+                                           "'cancelled'."]  # drawn by the panel, not by the click's callback
     _wait(lambda: running_job(runs_dir) is None)
     assert load_run(runs_dir / live).status == "cancelled"
 

@@ -523,6 +523,8 @@ def job_panel(key: str) -> None:
 
     @st.fragment(run_every=LIVE_REFRESH_S if running else None)
     def panel():
+        if st.session_state.pop(f"{key}-cancel-sent", None):  # from cancel_now(), also where the job has ended since
+            st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
         progress = jobs.current_job(runs_dir())
         if progress is None:
             if running:  # it just ended: redraw the page so results and the form come back
@@ -603,7 +605,7 @@ def job_panel(key: str) -> None:
             st.session_state.pop(confirm, None)
             try:
                 jobs.cancel(runs_dir())
-                st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
+                st.session_state[f"{key}-cancel-sent"] = True  # said by the panel: a callback drawing warns
             except jobs.JobError as exc:
                 st.session_state[f"{key}-cancel-failed"] = plain(exc)
         yes.button("Yes, cancel", key=f"{key}-cancel-yes", on_click=cancel_now)
