@@ -620,7 +620,8 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     shutil.rmtree(quick.path)  # the picked run deleted since: back to the default, and the URL forgets it
     _page(reloaded, "views/overview.py")
     assert reloaded.selectbox(key="overview_finetune").value == full.id and "finetune" not in reloaded.query_params
-    gone = f"The run picked before, {quick.id}, is gone (deleted, perhaps in another tab) or can no longer be loaded"
+    gone = f"The run picked before, {quick.id}, is gone (deleted, perhaps in another tab, or a link from another " \
+           "runs folder) or can no longer be loaded"
     assert any(c.value.startswith(gone) for c in reloaded.caption)  # said, until another pick
     _page(reloaded, "views/compare.py")
     assert any(c.value.startswith(gone) for c in reloaded.caption)
@@ -631,6 +632,11 @@ def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_
     stale.query_params["finetune"] = quick.id
     stale.run()
     assert stale.selectbox(key="overview_finetune").value == full.id and "finetune" not in stale.query_params
+    mangled = AppTest.from_file(APP, default_timeout=90)  # a link that names no run at all
+    mangled.query_params["finetune"] = "../../etc"
+    mangled.run()
+    assert mangled.selectbox(key="overview_finetune").value == full.id and "finetune" not in mangled.query_params
+    assert "The link names no run here (../../etc): this is the default." in [c.value for c in mangled.caption]
 
 
 def test_back_and_forward_undo_and_redo_a_pick(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

@@ -329,7 +329,9 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
                            format_func=lambda i: none_label if i == NO_RUN else labels[i])
     if st.session_state.get(gone) and shared not in st.session_state:  # or the numbers change with no word why
         col.caption(f"The run picked before, {plain(st.session_state[gone])}, is gone (deleted, perhaps in another "
-                    "tab) or can no longer be loaded: this is the default.")
+                    "tab, or a link from another runs folder) or can no longer be loaded: this is the default."
+                    if RUN_ID_RE.match(st.session_state[gone])
+                    else f"The link names no run here ({plain(st.session_state[gone])}): this is the default.")
     if shared not in st.session_state and picked == default and (note := passed_over(runs, default_pick, followed)):
         col.caption(note)  # a quick run trained during a demo does not take over the pages unannounced either
     return by_id.get(picked)
