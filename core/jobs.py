@@ -82,8 +82,8 @@ class Progress:
         eta = ""
         if self.eta_seconds is not None:
             # training only: the test and the saving of the model come after (seconds on this data)
-            eta = f", about {format_seconds(self.eta_seconds)} of training left" + (
-                " in this run" if self.index < self.count else "")
+            left = "under a second" if self.eta_seconds < 0.5 else f"about {format_seconds(self.eta_seconds)}"
+            eta = f", {left} of training left" + (" in this run" if self.index < self.count else "")
         what = (names or {}).get(self.mode, self.mode) or "training"
         return f"{what} ({where}{self.phase}{': ' + self.detail if self.detail else ''}){eta}"
 

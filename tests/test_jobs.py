@@ -259,6 +259,8 @@ def test_a_job_that_cannot_start_says_why(tiny_bert, tmp_path):
 
 def test_format_seconds():
     assert [jobs.format_seconds(s) for s in (None, 4.4, 75, 3725)] == ["?", "4 s", "1 min 15 s", "1 h 02 min"]
+    last = jobs.Progress("r", "finetune", "training", 299 / 300, 0.3, step=299, total_steps=300)  # "about 0 s" was odd
+    assert last.describe() == "finetune (training), under a second of training left"
 
 
 def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
