@@ -9,7 +9,8 @@ def _reexec_with_tcmalloc() -> None:
     heap. With tcmalloc a default fine-tune peaked at 2.1 GiB instead of 2.5 and ran about 7 % faster, with the
     same test predictions (benchmarks/README.md, 5d). SPAM_MALLOC=system keeps the system allocator.
     """
-    if sys.argv[1:2] != ["train"] or sys.platform != "linux" or os.environ.get("SPAM_MALLOC"):
+    command = [arg for arg in sys.argv[1:3] if arg != "--debug"][:1]  # --debug is the one option before it
+    if command != ["train"] or sys.platform != "linux" or os.environ.get("SPAM_MALLOC"):
         return
     from ctypes.util import find_library
     library = find_library("tcmalloc_minimal") or find_library("tcmalloc")

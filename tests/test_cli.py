@@ -193,16 +193,17 @@ def test_unwritable_runs_folder_is_a_clear_error(tmp_path, sms_file):
     assert not list(runs.iterdir())
 
 
-@pytest.mark.parametrize("choice", ["auto", "system"])
-def test_training_preloads_tcmalloc_where_the_system_has_it(tmp_path, sms_file, choice):
-    """`python -m core train` re-runs itself with tcmalloc (less peak memory); SPAM_MALLOC=system keeps glibc."""
+@pytest.mark.parametrize("choice, debug", [("auto", []), ("system", []), ("auto", ["--debug"])])
+def test_training_preloads_tcmalloc_where_the_system_has_it(tmp_path, sms_file, choice, debug):
+    """`python -m core train` re-runs itself with tcmalloc (less peak memory), also with --debug before the command;
+    SPAM_MALLOC=system keeps glibc."""
     from ctypes.util import find_library
     env = {k: v for k, v in os.environ.items() if k not in ("SPAM_MALLOC", "LD_PRELOAD")}
     if choice == "system":
         env["SPAM_MALLOC"] = "system"
-    done = subprocess.run([sys.executable, "-m", "core", "train", "--mode", "baseline", "--data", str(sms_file),
-                           "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**env, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run([sys.executable, "-m", "core", *debug, "train", "--mode", "baseline", "--data",
+                           str(sms_file), "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**env, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     config = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "config.json").read_text())
     available = sys.platform == "linux" and bool(find_library("tcmalloc_minimal") or find_library("tcmalloc"))
