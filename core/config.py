@@ -126,7 +126,8 @@ class TrainConfig:
                                     choices=("balanced", "none"))
     precision: str = _opt("bf16", "bf16 autocast for the encoder where the device has native bf16 (falls back to "
                           "fp32 elsewhere); on the full data it moved each BERT's test errors by one message against "
-                          "fp32 on an AMX CPU and an H200, by none on an earlier CPU (the README's results)", choices=("fp32", "bf16"))
+                          "fp32 on an AMX CPU and an H200, by none on an earlier CPU (the README's results)",
+                          choices=("fp32", "bf16"))
     threshold: float = _opt(0.5, "spam probability at or above which a message is called spam (0.001 to 0.999: "
                             "at 0 or 1 the verdict would hinge on float rounding, as probabilities saturate)")
     save_state_every: float = _opt(60.0, "seconds between saves of the whole training state (weights, optimiser, "
