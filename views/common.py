@@ -138,8 +138,10 @@ def note_other_data(picked: dict) -> None:
     """A note where runs shown trained on another dataset than the one chosen in the sidebar: that choice is for
     new runs, and the sidebar beside these results would otherwise seem to say what they were trained on."""
     _, summary, _ = data_source()
+    if not summary:
+        return
     other = {mode: (run.config or {}).get("data_info") or {} for mode, run in picked.items()}
-    other = {mode: info for mode, info in other.items() if summary and info.get("fingerprint") != summary["fingerprint"]}
+    other = {mode: info for mode, info in other.items() if info.get("fingerprint") != summary["fingerprint"]}
     if not other:
         return
     which = "runs shown were" if len(other) == len(picked) else \
