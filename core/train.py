@@ -395,8 +395,10 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
             # "finish now" validates at this step too, so even a run stopped before its first validation keeps weights
             validate = validation_due(step, eval_every, total_steps) or finish_votes
             if stop_votes:
-                if saves_state and stop["requested"] and not cancel_requested(run_dir) and not validate:
-                    save_state()  # SIGTERM (timeout, docker stop, preemption) or Ctrl-C: resume goes on from this step
+                # SIGTERM (timeout, docker stop, preemption), Ctrl-C or a resume's Cancel (which keeps what the run
+                # saved, see _record): resume goes on from this step. The app's Cancel of a run discards its weights
+                if saves_state and (stop["requested"] and not cancel_requested(run_dir) or resumes) and not validate:
+                    save_state()
                 raise Cancelled
             if validate:
                 t_val = time.time()

@@ -2377,10 +2377,10 @@ def test_cancelling_a_resume_says_the_run_keeps_what_it_saved(monkeypatch, tmp_p
     with training_lock(runs_dir) as lock:
         set_lock_holder(lock, target.id)
         at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
-        assert "keeps the state it resumed from" in at.button(key="train-cancel").help
+        assert "keeps its training state at the step it stops" in at.button(key="train-cancel").help
         at.button(key="train-cancel").click().run()
-        assert ("Stop resuming this run? It keeps the training state it resumed from, its best weights so far and "
-                "what it saved since: resume or finish it again on the Runs page.") in [w.value for w in at.warning]
+        assert ("Stop resuming this run? It keeps its training state at the step it stops and its best weights so "
+                "far: resume or finish it again on the Runs page.") in [w.value for w in at.warning]
 
 
 def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch, tmp_path, tiny_bert, sms_data):

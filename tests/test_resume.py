@@ -500,6 +500,31 @@ def test_a_diverged_run_is_not_offered_a_resume_that_would_diverge_again(tmp_pat
     assert load_run(run.path).status == "completed" and load_run(run.path).metrics["best_step"] == 24
 
 
+def test_cancelling_a_resume_saves_its_state_at_the_step_it_stops(tmp_path, data, tiny_bert, uninterrupted,
+                                                                  monkeypatch, request):
+    # the app's Cancel of a resume kept the state it resumed from: the steps trained since (up to a minute's, between
+    # periodic saves) were lost, where a SIGTERM saves at its step
+    import core.train
+    run_dir = _stopped_at_step_31_with_its_best_at_24(tmp_path, data, tiny_bert, monkeypatch, request)
+    cancel_requested, checks = core.train.cancel_requested, []
+
+    def cancelled_during_step_41(run):  # read once as the resume loads, then once a step
+        checks.append(1)
+        if len(checks) == 1 + 10:
+            request_cancel(run)
+        return cancel_requested(run)
+    monkeypatch.setattr(core.train, "cancel_requested", cancelled_during_step_41)
+    resume_stopped(run_dir)
+    monkeypatch.setattr(core.train, "cancel_requested", cancel_requested)
+    assert load_run(run_dir).status == "cancelled"
+    assert saved_state(run_dir)["step"] == max(s for _, s, _ in _losses(run_dir)) == 41  # not 31
+    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-36"]  # its best so far
+    resume_stopped(run_dir)
+    _assert_same_run(run_dir, uninterrupted)
+    assert load_run(run_dir).metrics["resumed"] == [{"from_step": 31, "after": "cancelled"},
+                                                     {"from_step": 41, "after": "cancelled"}]
+
+
 def test_a_resume_stopped_before_its_own_best_keeps_the_best_weights_saved_after_the_state(
         tmp_path, data, tiny_bert, monkeypatch, request):
     # the run validated new bests at steps 36 and 48 after its state of step 31; a resume dropped them as it began,

@@ -590,15 +590,15 @@ def job_panel(key: str) -> None:
         if st.session_state.get(confirm) != target:  # callbacks: they take effect in the click's own rerun
             cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
                               on_click=lambda: st.session_state.update({confirm: target}),
-                              help="Stop resuming: the run keeps the state it resumed from, its best weights so "
-                                   "far and what it saved since, to resume or finish later (status 'cancelled'); asks "
+                              help="Stop resuming: the run keeps its training state at the step it stops and its "
+                                   "best weights so far, to resume or finish later (status 'cancelled'); asks "
                                    "first." if resuming else "Stop the whole job and discard this run's weights "
                                    "(status 'cancelled'); asks first.")
             return
         cancel_col.warning("Stop the rest of the job? This run still completes with its best weights, and the runs "
                            "after it do not start." if progress.phase == "finishing" else
-                           "Stop resuming this run? It keeps the training state it resumed from, its best weights "
-                           "so far and what it saved since: resume or finish it again on the Runs page." if resuming
+                           "Stop resuming this run? It keeps its training state at the step it stops and its best "
+                           "weights so far: resume or finish it again on the Runs page." if resuming
                            else
                            "Stop the whole job and discard this run's weights? To keep them, use \"Finish this run "
                            "now\" instead.")
