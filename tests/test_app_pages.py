@@ -1327,6 +1327,8 @@ def test_runs_page_resumes_a_stopped_run_from_its_training_state(monkeypatch, tm
     assert resume.label == f"Resume training from step {step}" and at.button(key="runs_finish")  # both offered
     resume.click().run()
     assert not at.exception and not at.error
+    # the default pick, now in the URL: a reload picks it again, and with it the job's progress
+    assert at.query_params["runs_pick"] == stopped.id
     _wait(lambda: running_job(tmp_path / "runs") is None and load_run(stopped.path).status == "completed")
     at.run()
     assert [s.value for s in at.success] == [f"Fine-tuned BERT finished: {stopped.id}{_scores(stopped)}"]  # no note

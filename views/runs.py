@@ -312,7 +312,8 @@ with left:
             if column.button(label, key=key, type="primary" if i == 0 else "secondary", disabled=busy, help=wait):
                 try:
                     launch(common.runs_dir(), run.id)
-                    st.session_state["runs_job"] = run.id
+                    # the URL keeps the run (it may have been the default): a reload shows the job's progress again
+                    st.session_state["runs_job"], st.session_state["runs_one_chosen"] = run.id, True
                     st.rerun()
                 except jobs.JobError as exc:
                     st.error(common.plain(exc))
