@@ -351,25 +351,32 @@ def split_messages(frame: pd.DataFrame, val_fraction: float, test_fraction: floa
                    train_messages: int | None = None) -> dict[str, pd.DataFrame]:
     """Stratified train/validation/test split, deterministic for a seed. train_messages: keep only that many of the
     training part (see sample_training), the other two parts as they are, so runs on fewer labels are tested on the
-    same messages. A part that would lack spam or ham is a DataError: its metrics would be undefined."""
-    sizes = split_sizes(len(frame), val_fraction, test_fraction)
-
-    def lacking(part: str) -> DataError:
-        return DataError(f"the {part} part ({sizes[part]:,} of {len(frame):,} messages, {int(frame.label.sum()):,} "
-                         f"of them spam, at validation {val_fraction:g} and test {test_fraction:g}) would lack a "
-                         "class, so its scores would be undefined: use larger fractions or more data")
+    same messages. A new run checks the parts with check_both_classes; a run's split rebuilt later is not refused."""
     try:
         train_val, test = train_test_split(frame, test_size=test_fraction, stratify=frame["label"], random_state=seed)
         train, val = train_test_split(train_val, test_size=val_fraction / (1 - test_fraction),
                                       stratify=train_val["label"], random_state=seed)
     except ValueError:  # scikit-learn's words for a part smaller than the two classes
-        raise lacking(min(sizes, key=sizes.get)) from None
+        sizes = split_sizes(len(frame), val_fraction, test_fraction)
+        raise _lacking_a_class(min(sizes, key=sizes.get), frame, val_fraction, test_fraction) from None
     if train_messages is not None and train_messages < len(train):
         train = sample_training(train, train_messages, seed)
-    parts = {"train": train, "validation": val, "test": test}
-    if missing := next((name for name, part in parts.items() if part["label"].nunique() < 2), None):
-        raise lacking(missing)
-    return {name: part.reset_index(drop=True) for name, part in parts.items()}
+    return {name: part.reset_index(drop=True) for name, part in
+            (("train", train), ("validation", val), ("test", test))}
+
+
+def check_both_classes(splits: dict[str, pd.DataFrame], frame: pd.DataFrame, val_fraction: float,
+                       test_fraction: float) -> None:
+    """A DataError where a part of a new run's split lacks spam or ham: its metrics would be undefined."""
+    if missing := next((name for name, part in splits.items() if part["label"].nunique() < 2), None):
+        raise _lacking_a_class(missing, frame, val_fraction, test_fraction)
+
+
+def _lacking_a_class(part: str, frame: pd.DataFrame, val_fraction: float, test_fraction: float) -> DataError:
+    size = split_sizes(len(frame), val_fraction, test_fraction)[part]
+    return DataError(f"the {part} part ({size:,} of {len(frame):,} messages, {int(frame.label.sum()):,} of them spam, "
+                     f"at validation {val_fraction:g} and test {test_fraction:g}) would lack a class, so its scores "
+                     "would be undefined: use larger fractions or more data")
 
 
 def sample_training(train: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:

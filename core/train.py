@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .batches import eval_order, feature_loader, shard_loader, token_loader
 from .config import TrainConfig, eval_interval, few_steps_warning, passes_per_epoch, validation_due
-from .data import LABELS, describe, load_messages, split_messages, split_summary
+from .data import LABELS, check_both_classes, describe, load_messages, split_messages, split_summary
 from .features import cache_key, cached_features, effective_precision, encode, partial_file, tokenizer_digest
 from .metrics import classification_metrics, curves
 from .modeling import MLPHead, ModelError, ResolvedModel, count_parameters, reresolve, resolve_model
@@ -103,7 +103,9 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
         if cfg.data not in data:
             data[cfg.data] = load_messages(cfg.data)
         # a split too small for both classes, said before a run folder exists (a split takes milliseconds)
-        split_messages(data[cfg.data].frame, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.train_messages)
+        frame = data[cfg.data].frame
+        check_both_classes(split_messages(frame, cfg.val_fraction, cfg.test_fraction, cfg.seed, cfg.train_messages),
+                           frame, cfg.val_fraction, cfg.test_fraction)
     try:
         with training_lock(runs_dir) if state.is_main_process else contextlib.nullcontext() as lock:
             for position, cfg in enumerate(configs, 1):
