@@ -269,7 +269,9 @@ def _predict(args) -> int:
     threshold = saved_run_config(run_dir).get("threshold", 0.5)  # and a broken one, before messages are typed
     if not args.texts and sys.stdin.isatty():  # else it would wait with no word of what for
         print("reading messages from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
-    given = [_as_text(text) for text in args.texts or [line.rstrip("\r\n") for line in sys.stdin]]
+    # stdin as bytes: on a UTF-8 locale Python decodes it strictly, and a latin-1 line would end the command
+    lines = getattr(sys.stdin, "buffer", sys.stdin)
+    given = [_as_text(text).rstrip("\r\n") for text in args.texts or lines]
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")
@@ -287,11 +289,11 @@ def _predict(args) -> int:
     return 0
 
 
-def _as_text(given: str) -> str:
-    """A message as a data file is read: UTF-8, else latin-1. Python passes bytes that are not UTF-8 (a latin-1 "é"
-    in an argument or on stdin) on as lone surrogates, which the tokenizer refuses with a TypeError."""
+def _as_text(given: str | bytes) -> str:
+    """A message as a data file is read: UTF-8, else latin-1. Python passes an argument's bytes that are not UTF-8 (a
+    latin-1 "é") on as lone surrogates, which the tokenizer refuses with a TypeError; stdin's lines come as bytes."""
     try:
-        raw = given.encode("utf-8", "surrogateescape")
+        raw = given if isinstance(given, bytes) else given.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate no byte stands behind
         return given.encode("utf-8", "replace").decode("utf-8")
     try:
