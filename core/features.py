@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .batches import LengthBucketSampler
@@ -117,7 +117,9 @@ def encode(encoder, tokenizer, texts: list[str], max_length: int, pooling: str, 
         started = time.monotonic()
         try:
             _save_atomic({"features": out, "done": finished}, resume, metadata={"layout": layout})
-        except OSError as exc:  # an unwritable cache folder or a full disk costs the resume point, not the run
+        except (OSError, SafetensorError) as exc:
+            # an unwritable cache folder or a full disk (safetensors' own error as it writes) costs the resume
+            # point, not the run
             log.warning("could not save partial features at %s, and will not try again: %s", resume, exc)
             resume = None
             return
@@ -193,6 +195,6 @@ def cached_features(cache_dir: str | os.PathLike, key: str, compute: Callable[[]
     try:
         _save_atomic({"features": features}, path, metadata=info)
         partial_file(cache_dir, key).unlink(missing_ok=True)  # superseded
-    except OSError as exc:  # a cache that cannot be written only costs time next run
+    except (OSError, SafetensorError) as exc:  # a cache that cannot be written (full disk) only costs time next run
         log.warning("could not cache features at %s: %s", path, exc)
     return features, False, info

@@ -235,10 +235,11 @@ def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path
     assert not partial.exists()  # the complete features replace it
 
 
-def test_an_encoding_whose_partial_features_cannot_be_saved_goes_on(tiny_bert, tmp_path, caplog):
+def test_an_encoding_whose_partial_features_cannot_be_saved_goes_on(tiny_bert, tmp_path, caplog, monkeypatch):
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
-    from core.features import encode, partial_file
+    from core.features import cached_features, encode, partial_file
     texts = [f"message {i} " + "word " * (i % 17) for i in range(300)]
     tokenizer, encoder = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert)
     (tmp_path / "cache").write_text("a file where the cache folder should be")
@@ -255,6 +256,13 @@ def test_an_encoding_whose_partial_features_cannot_be_saved_goes_on(tiny_bert, t
     features = encode(encoder, tokenizer, texts, 32, "mean", "cpu", resume=partial_file(tmp_path / "cache", "key"),
                       save_every=0)
     assert torch.equal(features, encode(encoder, tokenizer, texts, 32, "mean", "cpu"))
+
+    def disk_full(*args, **kwargs):  # safetensors' own error as a write fails, not an OSError
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+    monkeypatch.setattr("core.features.save_file", disk_full)
+    partial = partial_file(tmp_path / "writable", "key")
+    assert torch.equal(encode(encoder, tokenizer, texts, 32, "mean", "cpu", resume=partial, save_every=0), features)
+    assert cached_features(tmp_path / "writable", "key", lambda: (features, {}))[1] is False and not partial.exists()
 
 
 def test_an_overwritten_encoder_directory_is_neither_reused_from_cache_nor_trusted_by_old_runs(
