@@ -144,13 +144,15 @@ def note_other_data(picked: dict) -> None:
     other = {mode: info for mode, info in other.items() if info.get("fingerprint") != summary["fingerprint"]}
     if not other:
         return
-    which = "runs shown were" if len(other) == len(picked) else \
+    which = ("runs shown were" if len(picked) > 1 else "run shown was") if len(other) == len(picked) else \
         " and ".join(SHORT_LABELS[mode] for mode in other) + f" run{'s were' if len(other) > 1 else ' was'}"
-    names = sorted({Path(info["source"]).name if info.get("source") else "data it did not record"
+    chosen = Path(summary["source"]).name
+    # the same file, edited since (its fingerprint is the de-duplicated messages')
+    names = sorted({("an earlier version of " if Path(info["source"]).name == chosen else "") +
+                    Path(info["source"]).name if info.get("source") else "data it did not record"
                     for info in other.values()})
-    st.info(f"The {which} trained on {' and '.join(plain(n) for n in names)}, not on "
-            f"{plain(Path(summary['source']).name)}, the dataset chosen in the sidebar: that one is for new runs, on "
-            "the Train page.", icon=":material/dataset:")
+    st.info(f"The {which} trained on {' and '.join(plain(n) for n in names)}, not on {plain(chosen)}, the dataset "
+            "chosen in the sidebar: that one is for new runs, on the Train page.", icon=":material/dataset:")
 
 
 def full_length(run) -> bool:
@@ -527,12 +529,12 @@ def job_panel(key: str) -> None:
 
     @st.fragment(run_every=LIVE_REFRESH_S if running else None)
     def panel():
-        if st.session_state.pop(f"{key}-cancel-sent", None):  # from cancel_now(), also where the job has ended since
-            st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
         progress = jobs.current_job(runs_dir())
+        if progress is None and running:  # it just ended: redraw the page so results and the form come back
+            st.rerun(scope="app")
+        if st.session_state.pop(f"{key}-cancel-sent", None):  # from cancel_now(); after a rerun, which would lose it
+            st.toast("Cancel requested: the job stops at its next step and keeps status 'cancelled'.")
         if progress is None:
-            if running:  # it just ended: redraw the page so results and the form come back
-                st.rerun(scope="app")
             _last_outcome()
             return
         finishing_saved = progress.phase == "testing saved weights"  # a `core finish` job, seconds long
@@ -590,9 +592,9 @@ def job_panel(key: str) -> None:
         if st.session_state.get(confirm) != target:  # callbacks: they take effect in the click's own rerun
             cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
                               on_click=lambda: st.session_state.update({confirm: target}),
-                              help="Stop resuming: the run keeps its training state at the step it stops and its "
-                                   "best weights so far, to resume or finish later (status 'cancelled'); asks "
-                                   "first." if resuming else "Stop the whole job and discard this run's weights "
+                              help="Stop resuming: the run keeps its training state at the step it stops (or the "
+                                   "last one saved, where a validation was due at that step) and its best weights so "
+                                   "far, to resume or finish later (status 'cancelled'); asks first." if resuming else "Stop the whole job and discard this run's weights "
                                    "(status 'cancelled'); asks first.")
             return
         cancel_col.warning("Stop the rest of the job? This run still completes with its best weights, and the runs "
