@@ -594,8 +594,9 @@ def job_panel(key: str) -> None:
                               on_click=lambda: st.session_state.update({confirm: target}),
                               help="Stop resuming: the run keeps its training state at the step it stops (or the "
                                    "last one saved, where a validation was due at that step) and its best weights so "
-                                   "far, to resume or finish later (status 'cancelled'); asks first." if resuming else "Stop the whole job and discard this run's weights "
-                                   "(status 'cancelled'); asks first.")
+                                   "far, to resume or finish later (status 'cancelled'); asks first." if resuming
+                              else "Stop the whole job and discard this run's weights (status 'cancelled'); asks "
+                                   "first.")
             return
         cancel_col.warning("Stop the rest of the job? This run still completes with its best weights, and the runs "
                            "after it do not start." if progress.phase == "finishing" else
