@@ -1644,6 +1644,26 @@ def test_a_learning_curve_job_trains_the_sample_first_and_links_to_the_run_on_al
     assert parse_qs(link.proto.query_string) == {"finetune": [whole.id]}
 
 
+def test_after_a_job_on_a_sample_compare_them_pairs_it_with_the_other_modes_run_on_as_many(monkeypatch, tmp_path,
+                                                                                          tiny_bert, sms_data):
+    # a 50-message fine-tune was compared with the frozen run on all the messages, and McNemar said nothing of it
+    runs_dir = tmp_path / "runs"
+    few = load_run(train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=5, train_messages=50)))
+    train(_config("frozen", tmp_path, tiny_bert, sms_data, epochs=5))  # newer, on all of them
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("finetune").run()
+    at.checkbox(key="train_with_baseline").uncheck().run()
+    at.number_input(key="train_finetune_epochs").set_value(1).run()
+    at.number_input(key="train_shared_train_messages").set_value(50).run()
+    at.button(key="train_launch").click().run()
+    assert not at.exception and not at.error
+    _wait(lambda: running_job(runs_dir) is None and len(list_runs(runs_dir)) == 3)
+    at.run()
+    [finetune] = [r for r in list_runs(runs_dir) if r.mode == "finetune"]
+    [link] = at.main.get("page_link")
+    assert parse_qs(link.proto.query_string) == {"finetune": [finetune.id], "frozen": [few.id]}
+
+
 def test_a_baseline_only_job_links_to_no_empty_compare_page(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")

@@ -620,6 +620,23 @@ def job_panel(key: str) -> None:
     panel()
 
 
+def compare_link_picks(done: list) -> dict[str, str]:
+    """The runs a job's "Compare them" link picks: each mode's newest of the job (a learning curve's runs on samples
+    came before those on all messages). After a job on a sample of the training messages, for a BERT mode it did
+    not train, also that mode's best run on as many messages, tested on the same ones, if there is one: a 50-message
+    fine-tune was paired with the frozen run on them all (Compare warns where the picks still differ). After a job on
+    them all, the other mode keeps the user's pick."""
+    picks = {run.mode: run for run in reversed(done)}
+    job = picks.get("finetune") or picks.get("frozen")
+    for mode in ("frozen", "finetune"):
+        if mode not in picks and job is not None and training_subset(job.config):
+            like = [run for run in usable_runs(mode) if trained_messages(run.config) == trained_messages(job.config)
+                    and same_test_messages(run, job)]
+            if like:
+                picks[mode] = latest(like)
+    return {mode: run.id for mode, run in picks.items()}
+
+
 def _same_process(status: dict, job: dict) -> bool:
     started = status.get("pid_started")
     return status.get("pid") == job.get("pid") and (started is None or job.get("pid_started") is None
@@ -657,8 +674,7 @@ def _last_outcome() -> None:
             # picks the job's runs: a shorter run than the defaults' is not what Compare shows unpicked
             page_link("views/compare.py", label=("Compare them" if len(done) > 1 else "Compare it with the others")
                       + ": ROC, PR, confusion matrices and the errors", icon=":material/compare:",
-                      # each mode's newest: a learning curve's runs on samples came before those on all messages
-                      query_params={r.mode: r.id for r in reversed(finished) if r.status == "completed" and r.usable})
+                      query_params=compare_link_picks([r for r in finished if r.status == "completed" and r.usable]))
     for run in reversed(finished):
         if run.status == "completed":
             continue
