@@ -269,9 +269,12 @@ def _predict(args) -> int:
     threshold = saved_run_config(run_dir).get("threshold", 0.5)  # and a broken one, before messages are typed
     if not args.texts and sys.stdin.isatty():  # else it would wait with no word of what for
         print("reading messages from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
-    # stdin as bytes: on a UTF-8 locale Python decodes it strictly, and a latin-1 line would end the command
-    lines = getattr(sys.stdin, "buffer", sys.stdin)
-    given = [_as_text(text).rstrip("\r\n") for text in args.texts or lines]
+    if args.texts:
+        given = [_as_text(text) for text in args.texts]
+    else:  # as bytes: on a UTF-8 locale Python decodes stdin strictly, and a latin-1 line would end the command
+        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        # lines end at \n, \r\n or a bare \r, as in a data file; a UTF-8 byte-order mark is no part of the first
+        given = [_as_text(line) for line in raw.removeprefix(b"\xef\xbb\xbf").splitlines()]
     texts = [text for text in given if text.strip()]  # a blank message has nothing to score, however it came
     if not texts:
         raise ValueError("no messages given: pass them as arguments or on stdin, one per line")

@@ -62,14 +62,23 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, m
     assert len(lines) == 1 and lines[0].startswith(message)
 
 
-@pytest.mark.parametrize("mode", ["baseline", "frozen"])
-def test_a_split_too_small_for_both_classes_is_refused_before_a_run_exists(capsys, tmp_path, tiny_bert, mode):
-    data = write_uci(tmp_path / "sms.txt", make_messages(n_ham=90, n_spam=10))  # 1 % of them: one message
-    code, out, err = run_cli(capsys, "train", "--mode", mode, "--model", tiny_bert, "--data", str(data),
-                             "--test-fraction", "0.01", "--runs-dir", str(tmp_path / "runs"))
+@pytest.mark.parametrize("mode, n_ham, fractions, said", [
+    # 1 % of 100 messages is one: too few for scikit-learn to stratify
+    ("baseline", 90, ["--test-fraction", "0.01"], "the test part (1 of 100 messages, 10 of them spam, at validation "
+                                                  "0.1 and test 0.01)"),
+    ("frozen", 90, ["--test-fraction", "0.01"], "the test part (1 of 100 messages, 10 of them spam, at validation 0.1 "
+                                                "and test 0.01)"),
+    # 1 % of 310 is 4, drawn from 97 % ham: a validation part without spam
+    ("baseline", 300, ["--val-fraction", "0.01", "--test-fraction", "0.01"], "the validation part (4 of 310 messages, "
+                                                                             "10 of them spam, at validation 0.01 and "
+                                                                             "test 0.01)")])
+def test_a_split_too_small_for_both_classes_is_refused_before_a_run_exists(capsys, tmp_path, tiny_bert, mode, n_ham,
+                                                                         fractions, said):
+    data = write_uci(tmp_path / "sms.txt", make_messages(n_ham=n_ham, n_spam=10))
+    code, out, err = run_cli(capsys, "train", "--mode", mode, "--model", tiny_bert, "--data", str(data), *fractions,
+                             "--runs-dir", str(tmp_path / "runs"))
     assert code == 2 and not out and err.strip().splitlines() == [
-        "error: the test part (1 of 100 messages, 10 of them spam, at validation 0.1 and test 0.01) would lack a "
-        "class, so its scores would be undefined: use larger fractions or more data"]
+        f"error: {said} would lack a class, so its scores would be undefined: use larger fractions or more data"]
     assert not list_runs(tmp_path / "runs")  # no failed run left in the list
 
 
@@ -340,10 +349,14 @@ def test_predict_reads_text_that_is_not_utf8_as_latin1(capsys, monkeypatch, froz
     code, out, err = run_cli(capsys, "predict", "--run", str(frozen_run), "caf\udce9 at 6", "\ud800 odd")
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and [r["text"] for r in rows] == ["café at 6", "? odd"], err
-    # stdin on a UTF-8 locale, which decodes strictly: a latin-1 line stopped the command
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 at 6\r\n"), "utf-8", errors="strict"))
+    # stdin on a UTF-8 locale, which decodes strictly: a latin-1 line stopped the command. Lines end at \r\n, \n or
+    # a bare \r (an old Mac file, scored as one message), and a byte-order mark is no part of the first
+    raw = b"\xef\xbb\xbfcaf\xe9 at 6\r\nhi\rthere\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), "utf-8", errors="strict"))
     code, out, err = run_cli(capsys, "predict", "--run", str(frozen_run))
-    assert code == 0 and json.loads(out) == {**rows[0], "text": "café at 6"}, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines[0] == {**rows[0], "text": "café at 6"}, err
+    assert [r["text"] for r in lines] == ["café at 6", "hi", "there"]
 
 
 def test_a_run_stopped_after_its_weights_were_saved_is_not_served_until_finished(capsys, tmp_path, frozen_run):
