@@ -219,6 +219,17 @@ def test_runs_trained_on_other_data_than_the_sidebar_chose_are_said_to_be(monkey
     assert notes() == [f"The frozen and fine-tuned runs were {said}"]
 
 
+def test_a_run_trained_on_the_data_file_before_it_was_edited_is_said_to_be(monkeypatch, tmp_path, tiny_bert):
+    data = write_uci(tmp_path / "mine.txt", make_messages())
+    train(_config("baseline", tmp_path, tiny_bert, data))
+    with open(data, "a") as f:
+        f.write("spam\tWIN a brand new prize today, reply YES\n")  # edited since: another fingerprint
+    at = _page(_app(monkeypatch, tmp_path, tmp_path / "runs", tiny_bert, data), "views/overview.py")
+    assert [_unescape(i.value) for i in at.info if "the dataset chosen in the sidebar" in i.value] == [
+        "The run shown was trained on an earlier version of mine.txt, not on mine.txt, the dataset chosen in the "
+        "sidebar: that one is for new runs, on the Train page."]
+
+
 # ---------------------------------------------------------------------------- completed runs
 
 def test_every_page_renders_with_completed_runs(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

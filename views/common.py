@@ -146,13 +146,17 @@ def note_other_data(picked: dict) -> None:
         return
     which = ("runs shown were" if len(picked) > 1 else "run shown was") if len(other) == len(picked) else \
         " and ".join(SHORT_LABELS[mode] for mode in other) + f" run{'s were' if len(other) > 1 else ' was'}"
-    chosen = Path(summary["source"]).name
-    # the same file, edited since (its fingerprint is the de-duplicated messages')
-    names = sorted({("an earlier version of " if Path(info["source"]).name == chosen else "") +
-                    Path(info["source"]).name if info.get("source") else "data it did not record"
-                    for info in other.values()})
-    st.info(f"The {which} trained on {' and '.join(plain(n) for n in names)}, not on {plain(chosen)}, the dataset "
-            "chosen in the sidebar: that one is for new runs, on the Train page.", icon=":material/dataset:")
+    chosen = Path(summary["source"]).resolve()
+
+    def trained_on(info: dict) -> str:
+        if not info.get("source"):
+            return "data it did not record"
+        # the very file, edited since (the fingerprint is its de-duplicated messages'), or another of the same name
+        source = Path(info["source"])
+        return ("an earlier version of " if source.resolve() == chosen else "") + source.name
+    names = sorted({trained_on(info) for info in other.values()})
+    st.info(f"The {which} trained on {' and '.join(plain(n) for n in names)}, not on {plain(chosen.name)}, the "
+            "dataset chosen in the sidebar: that one is for new runs, on the Train page.", icon=":material/dataset:")
 
 
 def full_length(run) -> bool:
@@ -623,7 +627,7 @@ def job_panel(key: str) -> None:
 def compare_link_picks(done: list) -> dict[str, str]:
     """The runs a job's "Compare them" link picks: each mode's newest of the job (a learning curve's runs on samples
     came before those on all messages). After a job on a sample of the training messages, for a BERT mode it did
-    not train, also that mode's best run on as many messages, tested on the same ones, if there is one: a 50-message
+    not train, also that mode's run on as many messages, tested on the same ones, that latest() prefers: a 50-message
     fine-tune was paired with the frozen run on them all (Compare warns where the picks still differ). After a job on
     them all, the other mode keeps the user's pick."""
     picks = {run.mode: run for run in reversed(done)}
