@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_SHORT_NAME = "all-minilm-l6-v2"  # not a hub id: only the bundled copy answers to it
 BUNDLED_ALIASES = {BUNDLED_NAME.lower(), BUNDLED_SHORT_NAME}
+# encoders whose position ids start after the padding index (RoBERTa's 514 positions hold 512 tokens)
+POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "camembert", "data2vec-text", "longformer", "mpnet", "ibert",
+                           "luke", "xmod", "roberta-prelayernorm", "xlm-roberta-xl"}
 _HUB_FILES = ["config.json", "tokenizer*", "vocab.txt", "special_tokens_map.json", "model.safetensors"]
 
 
@@ -52,6 +55,7 @@ def bundled_model_dir() -> Path:
 
 
 def _check_model_dir(path: Path, label: str) -> int:
+    """Refuse a directory the loaders would fail on, before a run exists; return the most tokens it takes."""
     config = path / "config.json"
     if not config.is_file():
         raise ModelError(f"{label} is not a model directory: expected config.json (save_pretrained layout)")
@@ -69,7 +73,10 @@ def _check_model_dir(path: Path, label: str) -> int:
         values = json.loads(config.read_text())
     except ValueError:
         raise ModelError(f"{label}: config.json is not valid JSON") from None
-    return int(values.get("max_position_embeddings", 512))
+    positions = int(values.get("max_position_embeddings", 512))
+    if values.get("model_type") in POSITIONS_AFTER_PADDING:
+        positions -= int(values.get("pad_token_id", 1)) + 1
+    return positions
 
 
 def weights_digest(path: str | Path) -> str:

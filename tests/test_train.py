@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from core.config import TrainConfig
+from core.data import read_messages
 from core.modeling import ModelError, resolve_model
 from core.predict import Predictor
 from core.runs import (RunError, checkpoints, finishable, list_runs, load_run, read_history, read_status,
@@ -403,6 +404,26 @@ def test_max_length_above_the_model_limit_is_refused_before_a_run_exists(sms_fil
     with pytest.raises(ModelError, match="max_length: expected at most 128"):
         train(quick_config("finetune", sms_file, tiny_bert, tmp_path, max_length=256))
     assert list_runs(tmp_path / "runs") == []
+
+
+def test_a_roberta_style_model_takes_two_tokens_fewer_than_its_positions(sms_file, tmp_path):
+    """RoBERTa's position ids start after its padding index: of 22 positions, 20 are usable. Longer messages would
+    index past the table (an IndexError mid-run on the CPU, a device assert on CUDA)."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    from core.modeling import bundled_model_dir
+    model_dir = tmp_path / "tiny-roberta"
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())  # any tokenizer: the limit is the model's
+    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=22, pad_token_id=1)
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    with pytest.raises(ModelError, match="max_length: expected at most 20 "):
+        train(quick_config("frozen", sms_file, str(model_dir), tmp_path, max_length=21))
+    texts = read_messages(sms_file)[0]["text"].tolist()
+    assert max(len(ids) for ids in tokenizer(texts)["input_ids"]) > 20  # so the limit is reached
+    assert load_run(train(quick_config("frozen", sms_file, str(model_dir), tmp_path, max_length=20))).usable
 
 
 # ---------------------------------------------------------------------------- faults, through the real CLI
