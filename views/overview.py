@@ -149,25 +149,27 @@ if shown:
         st.subheader("What fine-tuning bought")
         st.markdown(verdict)
     thresholds = {float(run.metrics.get("threshold", 0.5)) for run in shown.values()}
-    rows = []
-    # a column only where the BERTs' encoders differ: the same name twice cost the cost columns their place at 1024 px
+    rows, costs = [], []
+    # a column only where the BERTs' encoders differ: the same name twice costs the metrics room at 1024 px
     encoder_names = {mode: Path(run.model or "?").name for mode, run in shown.items() if mode != "baseline"}
     one_encoder = len(set(encoder_names.values())) <= 1
     for mode, run in shown.items():
-        m = run.metrics
-        rows.append({"model": common.MODE_LABELS[mode], **({} if one_encoder else {"encoder": encoder_names.get(mode)}),
-                     **{common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE},
-                     "trainable params": common._count(m["trainable_parameters"])  # as the paragraph above says it
-                     if m.get("trainable_parameters") else None,
-                     "time (s)": common.seconds_shown(m.get("total_seconds"))})
+        m, model = run.metrics, {"model": common.MODE_LABELS[mode]}
+        rows.append(model | ({} if one_encoder else {"encoder": encoder_names.get(mode)}) |
+                    {common.METRIC_NAMES[k]: m["test"].get(k) for k in common.HEADLINE})
+        costs.append(model | {"trainable params": common._count(m["trainable_parameters"])  # as the paragraph says it
+                              if m.get("trainable_parameters") else None,
+                              "time (s)": common.seconds_shown(m.get("total_seconds"))})
     st.subheader("Test-set results")
     st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", column_config={
-        common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE} | {
+        common.METRIC_NAMES[k]: st.column_config.NumberColumn(format="%.3f") for k in common.HEADLINE})
+    # a table of its own: as columns of the one above, they scrolled out of view at 1024 px with the sidebar open
+    st.dataframe(pd.DataFrame(costs), hide_index=True, placeholder="—", width="content", column_config={
         "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
         "time (s)": st.column_config.NumberColumn(
             format="%g", help="Whole run on this machine: data, encoding (frozen, unless it read its features from "
                               "the cache), training and testing")})
-    # in words, not as a column: with one more column the cost columns were cut off at 1280 px
+    # in words, not as a column: the table's columns just fit at 1024 px with the sidebar open
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else \
         " Each run calls a message spam at its own threshold: " + ", ".join(
             f"{common.SHORT_LABELS[m]} at probability ≥ {float(r.metrics.get('threshold', 0.5)):g}"
