@@ -526,6 +526,8 @@ def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, t
     assert f": {errors(full)} against {errors(frozen)}." in headline()
     picker.set_value(quick.id).run()
     assert f": {errors(quick)} against {errors(frozen)}." in headline()
+    # the whole label, with the run id, on hover: a narrow column cuts the label's start time off
+    assert at.selectbox(key="overview_finetune").help == f"Shown: {picker.options[0]}, run {quick.id}."
     at.selectbox(key="overview_finetune").set_value(full.id).run()
     assert f": {errors(full)} against {errors(frozen)}." in headline()
     # the baseline is counted against the fine-tuned model, with its time: it is the model a BERT has to beat

@@ -333,8 +333,11 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
         st.session_state[shared] = None if st.session_state[key] == NO_RUN else st.session_state[key]
         st.session_state[gone] = None
 
+    shown = st.session_state[key]
     picked = col.selectbox(MODE_LABELS[mode], options, key=key, on_change=on_pick,
-                           format_func=lambda i: none_label if i == NO_RUN else labels[i])
+                           format_func=lambda i: none_label if i == NO_RUN else labels[i],
+                           # the whole label on hover: a third of a 1024 px page cuts off its start time
+                           help=None if shown == NO_RUN else f"Shown: {labels[shown]}, run {shown}.")
     if st.session_state.get(gone) and shared not in st.session_state:  # or the numbers change with no word why
         col.caption(f"The run picked before, {plain(st.session_state[gone])}, is gone (deleted, perhaps in another "
                     "tab, or a link from another runs folder) or can no longer be loaded: this is the default."
