@@ -2,8 +2,8 @@
 
     python -m core export --run checkpoints/<run> --out my-run.zip
 
-The zip holds the run folder (config, history, metrics; not evaluations/, the user's own messages, nor the test
-messages' texts and this machine's paths, see SHAREABLE) plus what its mode needs to stand alone:
+The zip holds the run folder (config, history, metrics, status; not evaluations/, the user's own messages, nor the
+test messages' texts, this machine's paths and its process, see SHAREABLE) plus what its mode needs to stand alone:
 - finetune: model/ is a save_pretrained folder: AutoModelForSequenceClassification.from_pretrained("model").
 - frozen: model/encoder/ is the frozen encoder (AutoModel.from_pretrained), beside the MLP head's
   safetensors; no transformers class is "mean pooling + MLP", so README.md shows the dozen lines that join them.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def export_run(run_dir: str | Path, target) -> None:
             import skops.io as sio
             from .baseline import Baseline
             zf.writestr(str(root / "model" / "baseline.skops"), sio.dumps(Baseline.load(run_dir / "model").pipeline))
-        zf.writestr(str(root / "README.md"), readme({**config, "run_id": run_dir.name}, metrics))
+        zf.writestr(str(root / "README.md"), readme({**config, "run_id": run_dir.name},
+                                                    metrics and _names_for_paths(metrics)))
 
 
 def _without_messages(metrics: dict) -> dict:
@@ -185,9 +187,25 @@ def _without_paths(config: dict) -> dict:
     return config
 
 
-def _names_for_paths(record: dict) -> dict:
-    """A record with each absolute path among its values (a data file, a model's folder) cut to its file name."""
-    return {k: Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v for k, v in record.items()}
+# an absolute path inside a sentence (an error's text); not a URL's, whose slashes follow ":" or a name
+_PATH_IN_TEXT = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"]+/)+([^\s/'\"]*)")
+
+
+def _names_for_paths(record):
+    """A record (dict, list or string, nested) with each absolute path in it, a value's whole (a data file, a
+    model's folder) or inside a sentence (an error's text), cut to its file name."""
+    if isinstance(record, dict):
+        return {k: _names_for_paths(v) for k, v in record.items()}
+    if isinstance(record, list):
+        return [_names_for_paths(v) for v in record]
+    if isinstance(record, str):
+        return Path(record).name if Path(record).is_absolute() else _PATH_IN_TEXT.sub(r"\1", record)
+    return record
+
+
+def _status_shareable(status: dict) -> dict:
+    """status.json without this machine's process (pid, start time, host name) and paths in an error's text."""
+    return _names_for_paths({k: v for k, v in status.items() if k not in ("pid", "pid_started", "host")})
 
 
 def _history_without_paths(text: str) -> str:
@@ -203,6 +221,7 @@ def _history_without_paths(text: str) -> str:
 
 
 SHAREABLE = {Path("metrics.json"): _without_messages, Path("config.json"): _without_paths,
+             Path("status.json"): _status_shareable,
              # a frozen head's encoder is in the zip (model/encoder/), not at this machine's path
              Path("model", "head_config.json"): lambda head: {**head, "encoder": _names_for_paths(head["encoder"])}}
 

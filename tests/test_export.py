@@ -1,4 +1,5 @@
 """A downloaded run loads without this project: the zip's README code, run in a clean interpreter."""
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import pytest
 
 from core.cli import main
 from core.config import TrainConfig
+from core.export import _names_for_paths, export_bytes
 from core.predict import Predictor
 from core.runs import read_history, set_status
 from core.train import train
@@ -125,3 +127,30 @@ def test_out_may_name_a_folder_and_a_missing_one_is_said_plainly(runs, tmp_path,
     assert zipfile.is_zipfile(tmp_path / f"{run_dir.name}.zip")
     assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "nope" / "x.zip")]) == 2
     assert capsys.readouterr().err == f"error: --out: no folder {tmp_path / 'nope'} to write x.zip into\n"
+
+
+def test_zip_leaves_out_this_machines_process_and_paths_inside_error_texts(runs, tmp_path):
+    """A run finished after a failure keeps the error's text (status.json, metrics.json "stopped", the history's end
+    event), and an error's text names files: cut to their names in the zip, as whole paths are. status.json's
+    pid, process start and host name are this machine's, not the run's."""
+    import shutil
+    run_dir = Path(shutil.copytree(runs["baseline"], tmp_path / "runs" / runs["baseline"].name))
+    error = "OSError: [Errno 28] No space left on device: '/home/someone/checkpoints/x/model.tmp'"
+    stopped = {"status": "failed", "error": error, "reason": f"failed: {error}"}
+    status = json.loads((run_dir / "status.json").read_text())
+    assert {"pid", "pid_started", "host"} <= set(status)
+    (run_dir / "status.json").write_text(json.dumps({**status, "stopped": stopped}))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, "stopped": {**stopped, "after_step": 3}}))
+    with open(run_dir / "history.jsonl", "a") as f:
+        f.write(json.dumps({"event": "end", "status": "failed", "error": error}) + "\n")
+    with zipfile.ZipFile(io.BytesIO(export_bytes(run_dir))) as zf:
+        texts = {n: zf.read(n).decode() for n in zf.namelist() if n.endswith((".json", ".jsonl", ".md"))}
+    assert not any("/home/someone" in text for text in texts.values()), [n for n, t in texts.items() if "/home/" in t]
+    assert "No space left on device: 'model.tmp'" in texts[f"{run_dir.name}/history.jsonl"]
+    zipped_status = json.loads(texts[f"{run_dir.name}/status.json"])
+    assert zipped_status == {**{k: v for k, v in status.items() if k not in ("pid", "pid_started", "host")},
+                             "stopped": {**stopped, "error": "OSError: [Errno 28] No space left on device: "
+                                         "'model.tmp'", "reason": "failed: OSError: [Errno 28] No space left on "
+                                         "device: 'model.tmp'"}}
+    assert "https://huggingface.co/x/y" == _names_for_paths("https://huggingface.co/x/y")  # a URL is no path
