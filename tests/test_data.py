@@ -312,8 +312,31 @@ def test_the_hub_check_connects_to_the_endpoints_own_port(monkeypatch, endpoint,
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     monkeypatch.setattr(socket, "create_connection",
                         lambda addr, timeout: tried.append(addr) or contextlib.nullcontext())
-    core.hub.hub_reachable.cache_clear()
-    try:
-        assert core.hub.hub_reachable() and tried == [address]
-    finally:
-        core.hub.hub_reachable.cache_clear()
+    monkeypatch.setattr(core.hub, "_last_answer", None)
+    assert core.hub.hub_reachable() and tried == [address]
+
+
+def test_the_hub_check_is_made_again_after_a_minute(monkeypatch):
+    """The app runs for hours: a network that comes back (or goes) must be seen, not the first answer kept."""
+    import socket
+
+    import core.hub
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(core.hub, "_last_answer", None)
+    now, tries = [1000.0], []
+    monkeypatch.setattr(core.hub.time, "monotonic", lambda: now[0])
+
+    def unreachable(address, timeout):
+        tries.append(address)
+        raise OSError("no route to host")
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    assert not core.hub.hub_reachable() and not core.hub.hub_reachable() and len(tries) == 1  # asked once
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: tries.append(address) or
+                        __import__("contextlib").nullcontext())
+    now[0] += core.hub.RECHECK_S - 1
+    assert not core.hub.hub_reachable() and len(tries) == 1
+    now[0] += 1
+    assert core.hub.hub_reachable() and len(tries) == 2  # the network came back
+

@@ -23,6 +23,7 @@ from core import jobs
 from core.config import DEFAULT_MODEL, MODE_DEFAULTS, few_steps_warning
 from core.data import DataError, check_classes, deduplicate, find_data_source, load_messages, read_messages
 from core.export import export_bytes
+from core.hub import RECHECK_S
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
     cut_short, lock_position, read_status, resumable_state, run_path, stopped_note, trained_messages, \
@@ -512,9 +513,10 @@ def save_upload(name: str, raw: bytes) -> Path:
     return target
 
 
-@st.cache_data(ttl=600, show_spinner=False)
+@st.cache_data(ttl=RECHECK_S, show_spinner=False)
 def resolved_model(name: str) -> dict:
-    """Which encoder a name resolves to here (hub, cache, local or the bundled fallback), or the error."""
+    """Which encoder a name resolves to here (hub, cache, local or the bundled fallback), or the error; asked
+    again as often as the hub's reachability, so the page says what a job started now would train."""
     from core.modeling import resolve_model
 
     try:
