@@ -803,6 +803,24 @@ def test_your_file_rows_left_out_and_perfect_intervals_are_explained(
     assert "Left out of three.csv: 1 with an unknown label, 2 that did not parse" in _texts(at)
 
 
+def test_the_html_report_shows_names_as_the_page_does_not_their_markdown_escapes():
+    """The page's notes escape a file's name for markdown (plain); the report is HTML, where "my\\_sms" would show
+    its backslash."""
+    import pandas as pd
+
+    from views.common import comparison_report, plain
+    name = "my_sms_2024*draft*.csv"
+    html = comparison_report({"Fine-tuned BERT": ("20260101-000000-finetune-abcd", "org/bert_uncased_L-2")},
+                             pd.DataFrame({"model": ["Fine-tuned BERT"], "F1": ["0.95"]}), [],
+                             notes=[f"Left out of {plain(name)}: 1 with an unknown label."],
+                             extra_tables={"Yours": (pd.DataFrame({"measure": ["F1"]}), [f"{plain(name)} <b>x</b>"])},
+                             verdict=f"The model makes **2 fewer errors** on {plain(name)}: see http://x.co.")
+    assert "\\" not in html.split("<script", 1)[0] and "\u2060" not in html
+    assert f"<p>Left out of {name}: 1 with an unknown label.</p>" in html
+    assert f"<p><b>{name} &lt;b&gt;x&lt;/b&gt;</b></p>" in html  # still inert: escaped for HTML
+    assert f"The model makes <b>2 fewer errors</b> on {name}: see http://x.co." in html
+
+
 def test_a_rate_short_of_perfect_is_never_shown_as_perfect():
     from views.common import _fmt, with_interval
     assert with_interval({"auroc": 0.9987, "ci95": {"auroc": [0.9971, 0.99976]}}, "auroc") == "0.999 [0.997, 0.9998]"

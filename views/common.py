@@ -97,6 +97,12 @@ def plain(text) -> str:
     return _AUTOLINK.sub("\u2060", text)
 
 
+def as_text(markdown: str) -> str:
+    """A page's text as it reads, for a file that is not markdown (the HTML report): plain()'s escapes and breaks
+    undone."""
+    return re.sub(r"\\([\\`*_\[\]<>#|~$])", r"\1", markdown).replace(":\u200b", ":").replace("\u2060", "")
+
+
 def shows_as_certain(probabilities, decimals: int) -> bool:
     """Whether some probability shows as 0 or 1 at this many decimals. A model's probability is never certainty, even
     when its float is exactly 0 or 1 (a softmax saturates in float32), so those count too."""
@@ -1006,17 +1012,21 @@ def comparison_report(runs: dict[str, tuple[str, str]], table: pd.DataFrame, fig
     charts = "".join("<div style='display:flex'>" + "".join(chart(fig, 100 / len(row), i == j == 0)
                                                            for j, fig in enumerate(row)) + "</div>"
                      for i, row in enumerate(rows))
-    # the verdict's only markdown is **bold**, around counts and fixed words: escaped first, then made <b>
-    bold = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(verdict or ""))
+    def text(markdown: str) -> str:  # what the page shows, as HTML: plain()'s markdown escapes would show as "\_"
+        return html.escape(as_text(markdown))
+
+    # the verdict's only markdown is **bold**, around counts and fixed words (a file name's escaped \*\* is not)
+    bold = "".join(f"<b>{text(part)}</b>" if i % 2 else text(part)
+                   for i, part in enumerate(re.split(r"(?<!\\)\*\*", verdict or "")))
     headline = f"<h2>What fine-tuning bought</h2><p>{bold}</p>" if verdict else ""
     listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code>, {html.escape(model)}</li>"
                      for label, (run_id, model) in runs.items())
-    noted = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    noted = "".join(f"<p>{text(n)}</p>" for n in notes)
     def as_html(frame: pd.DataFrame) -> str:  # without the columns' name, which to_html draws as an empty column
         return frame.rename_axis(columns=None).to_html(index=False, escape=True)
 
     noted += "".join(f"<h2>{html.escape(title)}</h2>{as_html(frame)}"
-                     + "".join(f"<p><b>{html.escape(w)}</b></p>" for w in warnings)
+                     + "".join(f"<p><b>{text(w)}</b></p>" for w in warnings)
                      for title, (frame, warnings) in (extra_tables or {}).items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>SMS spam: model comparison</title>"
             f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} table{{border-collapse:collapse}}"
