@@ -258,11 +258,11 @@ def log_tail(runs_dir: str | os.PathLike, lines: int = 20) -> str:
     if not info:
         return ""
     try:
-        text = Path(info["log"]).read_text(encoding="utf-8", errors="replace")
+        text = Path(info["log"]).read_bytes().decode("utf-8", errors="replace")  # read_text makes \r a line end
     except (OSError, KeyError, TypeError):
         return ""
-    # tqdm redraws with carriage returns; keep only the last state of each line
-    return "\n".join(l.rsplit("\r", 1)[-1] for l in text.splitlines()[-lines:])
+    # tqdm redraws with carriage returns: the last state of each line (splitlines would make each state a line)
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")[-lines:])
 
 
 # ---------------------------------------------------------------------------- following

@@ -257,6 +257,16 @@ def test_a_job_that_cannot_start_says_why(tiny_bert, tmp_path):
     assert "only one class" in jobs.log_tail(tmp_path / "runs")
 
 
+def test_the_log_tail_keeps_the_last_state_of_each_progress_bar(tmp_path):
+    """tqdm redraws a line with carriage returns: each redraw is not a line of its own, and a CRLF line ends whole."""
+    log = tmp_path / "job.log"
+    log.write_text("Downloading: 10%\rDownloading: 50%\rDownloading: 100%\nwarning: slow\r\nerror: boom\n")
+    (tmp_path / "runs" / jobs.JOBS_DIR).mkdir(parents=True)
+    (tmp_path / "runs" / jobs.JOBS_DIR / jobs.LAST_JOB).write_text(json.dumps({"log": str(log)}))
+    assert jobs.log_tail(tmp_path / "runs") == "Downloading: 100%\nwarning: slow\nerror: boom"
+    assert jobs.log_tail(tmp_path / "runs", 2) == "warning: slow\nerror: boom"
+
+
 def test_format_seconds():
     assert [jobs.format_seconds(s) for s in (None, 4.4, 75, 3725)] == ["?", "4 s", "1 min 15 s", "1 h 02 min"]
     last = jobs.Progress("r", "finetune", "training", 299 / 300, 0.3, step=299, total_steps=300)  # "about 0 s" was odd
