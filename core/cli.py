@@ -13,6 +13,7 @@ Bad input exits with status 2 and one line on stderr, never a traceback (--debug
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -21,6 +22,8 @@ import os
 import sys
 import types
 import typing
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .config import BASELINE_SETTINGS, TrainConfig
 
@@ -115,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"; did you mean {close[0]}?" if close and unknown[0].startswith("-") else ""))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"train": _train, "finish": _finish, "resume": _resume, "predict": _predict, "runs": _runs, "evaluate": _evaluate,
-                "export": _export}[args.command](args)
+        with _log_above_bars():
+            return {"train": _train, "finish": _finish, "resume": _resume, "predict": _predict, "runs": _runs,
+                    "evaluate": _evaluate, "export": _export}[args.command](args)
     except BrokenPipeError:  # `core runs | head`: the reader has gone, which is no error of the user's input
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 1
@@ -128,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _log_above_bars():
+    """Log lines above a terminal's progress bar, not onto its line (a Ctrl-C's warnings did). Only where logging
+    writes to the console: elsewhere (a test capturing logs) redirecting would add a console handler."""
+    console = any(type(h) is logging.StreamHandler and h.stream in (sys.stdout, sys.stderr)
+                  for h in logging.getLogger().handlers)
+    return logging_redirect_tqdm() if console else contextlib.nullcontext()
 
 
 def _quiet_libraries(args) -> None:

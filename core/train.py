@@ -361,90 +361,92 @@ def _train(cfg: TrainConfig, run_dir: Path, messages, model_info, events: EventL
 
     # the state is one process's (its random state, its share of the batches): multi-process runs save none
     saves_state = writes and accelerator.num_processes == 1
-    bar = tqdm(total=total_steps, initial=step, desc=f"{cfg.mode}", unit="step", disable=None)
-    replayed = 0  # batches drawn; a resumed run draws those it trained on before it stopped, keeping the data order
-    for _ in range(cfg.epochs):
-        model.train()
-        for batch in train_loader:
-            replayed += 1
-            if replayed <= step:
+    # a with: a cancel's log lines must not land on a bar left open
+    with tqdm(total=total_steps, initial=step, desc=f"{cfg.mode}", unit="step", disable=None) as bar:
+        replayed = 0  # batches drawn; a resumed run draws those it trained on before it stopped: the same data order
+        for _ in range(cfg.epochs):
+            model.train()
+            for batch in train_loader:
+                replayed += 1
+                if replayed <= step:
+                    continue
+                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+                targets = batch.pop("labels")
+                out = model(**batch)
+                loss = F.cross_entropy(getattr(out, "logits", out).float(), targets, weight=weight)
+                # one all-reduce (a no-op in a single process) gives every process the same loss and stop request,
+                # so all of them leave the loop at the same step: a lone exit would leave the others waiting
+                requests = [float(stop["requested"] or cancel_requested(run_dir)), float(finish_requested(run_dir))]
+                flags = torch.cat([loss.detach().float().reshape(1), torch.tensor(requests, device=loss.device)])
+                loss_sum, stop_votes, finish_votes = accelerator.reduce(flags, "sum").tolist()
+                if not math.isfinite(loss_sum):
+                    raise Diverged(f"the training loss became {loss_sum} at step {step + 1}; try a lower learning rate")
+                accelerator.backward(loss)
+                if cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                running.append(loss_sum / accelerator.num_processes)
+                bar.update(1)
+                bar.set_postfix(loss=f"{running[-1]:.4f}")
+                if step % log_every == 0 or step == total_steps:
+                    events.emit("train", step=step, epoch=step / steps_per_epoch, loss=float(np.mean(running)),
+                                lr=scheduler.get_last_lr()[0], total_steps=total_steps)
+                    running = []
+                # "finish now" validates at this step too: even a run stopped before its first validation keeps weights
+                validate = validation_due(step, eval_every, total_steps) or finish_votes
+                if stop_votes:
+                    # SIGTERM (timeout, docker stop, preemption), Ctrl-C or a resume's Cancel (which keeps what the run
+                    # saved, see _record): resume goes on from this step. The app's Cancel of a run discards its weights
+                    if saves_state and not validate and (stop["requested"] and not cancel_requested(run_dir)
+                                                         or resumes):
+                        save_state()
+                    raise Cancelled
+                if validate:
+                    t_val = time.time()
+                    try:
+                        val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator,
+                                        weight, cfg.threshold)
+                    except Diverged as exc:  # the step's own training loss was finite: it diverged in its update
+                        raise Diverged(f"the validation {exc} at step {step}; try a lower learning rate") from None
+                    validating["seconds"] += time.time() - t_val
+                    validating["messages"] += len(val["probabilities"])
+                    events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
+                                **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
+                    if writes and bar.disable:  # no terminal for the bar (a log file, nohup): a line per validation
+                        log.info("step %d of %d (epoch %.2f, %.0f s): validation loss %.4f, accuracy %.4f, f1 %.4f",
+                                 step, total_steps, step / steps_per_epoch, time.time() - t_train, val["loss"],
+                                 val["metrics"]["accuracy"], val["metrics"]["f1"])
+                    if val["loss"] < best["loss"]:  # keep the weights with the lowest validation loss
+                        state = accelerator.unwrap_model(model).state_dict()
+                        best = {"loss": val["loss"], "step": step, "validation": val["metrics"],
+                                "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
+                        evals_since_best = 0
+                        if writes:  # and on disk, so a crash or kill -9 loses only the steps since
+                            info = {"step": step, "epoch": step / steps_per_epoch, "validation_loss": val["loss"],
+                                    "validation": val["metrics"], "train_seconds": time.time() - t_train}
+                            save_checkpoint(run_dir, step, lambda d: _save_checkpoint(
+                                setup, accelerator.unwrap_model(model), d, info))
+                            events.emit("checkpoint", step=step, validation_loss=val["loss"])
+                    else:
+                        evals_since_best += 1
+                    model.train()
+                    if finish_votes or (cfg.patience and evals_since_best >= cfg.patience):
+                        events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"],
+                                    reason="asked" if finish_votes else "patience")
+                        if finish_votes and step < total_steps:  # patience is a setting; a request cuts the run short
+                            stopped = {"status": "asked", "reason": "finished early on request", "after_step": step,
+                                       "total_steps": total_steps, "weights_from_step": best["step"]}
+                        break
+                    since_save = time.time() - saves["at"]
+                    if saves_state and step < total_steps and \
+                            since_save >= max(cfg.save_state_every, STATE_SAVE_COST_SHARE * saves["seconds"]):
+                        save_state()
+            else:
                 continue
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-            targets = batch.pop("labels")
-            out = model(**batch)
-            loss = F.cross_entropy(getattr(out, "logits", out).float(), targets, weight=weight)
-            # one all-reduce (a no-op in a single process) gives every process the same loss and stop request,
-            # so all of them leave the loop at the same step: a lone exit would leave the others waiting
-            requests = [float(stop["requested"] or cancel_requested(run_dir)), float(finish_requested(run_dir))]
-            flags = torch.cat([loss.detach().float().reshape(1), torch.tensor(requests, device=loss.device)])
-            loss_sum, stop_votes, finish_votes = accelerator.reduce(flags, "sum").tolist()
-            if not math.isfinite(loss_sum):
-                raise Diverged(f"the training loss became {loss_sum} at step {step + 1}; try a lower learning rate")
-            accelerator.backward(loss)
-            if cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            running.append(loss_sum / accelerator.num_processes)
-            bar.update(1)
-            bar.set_postfix(loss=f"{running[-1]:.4f}")
-            if step % log_every == 0 or step == total_steps:
-                events.emit("train", step=step, epoch=step / steps_per_epoch, loss=float(np.mean(running)),
-                            lr=scheduler.get_last_lr()[0], total_steps=total_steps)
-                running = []
-            # "finish now" validates at this step too, so even a run stopped before its first validation keeps weights
-            validate = validation_due(step, eval_every, total_steps) or finish_votes
-            if stop_votes:
-                # SIGTERM (timeout, docker stop, preemption), Ctrl-C or a resume's Cancel (which keeps what the run
-                # saved, see _record): resume goes on from this step. The app's Cancel of a run discards its weights
-                if saves_state and (stop["requested"] and not cancel_requested(run_dir) or resumes) and not validate:
-                    save_state()
-                raise Cancelled
-            if validate:
-                t_val = time.time()
-                try:
-                    val = _evaluate(accelerator.unwrap_model(model), setup.loaders["validation"], accelerator, weight,
-                                    cfg.threshold)
-                except Diverged as exc:  # the step's own training loss was finite: it diverged in its update
-                    raise Diverged(f"the validation {exc} at step {step}; try a lower learning rate") from None
-                validating["seconds"] += time.time() - t_val
-                validating["messages"] += len(val["probabilities"])
-                events.emit("eval", split="validation", step=step, epoch=step / steps_per_epoch, loss=val["loss"],
-                            **{k: val["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "auroc")})
-                if writes and bar.disable:  # no terminal for the bar (a log file, nohup): a line per validation
-                    log.info("step %d of %d (epoch %.2f, %.0f s): validation loss %.4f, accuracy %.4f, f1 %.4f", step,
-                             total_steps, step / steps_per_epoch, time.time() - t_train, val["loss"],
-                             val["metrics"]["accuracy"], val["metrics"]["f1"])
-                if val["loss"] < best["loss"]:  # keep the weights with the lowest validation loss
-                    state = accelerator.unwrap_model(model).state_dict()
-                    best = {"loss": val["loss"], "step": step, "validation": val["metrics"],
-                            "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()}}
-                    evals_since_best = 0
-                    if writes:  # and on disk, so a crash or kill -9 loses only the steps since
-                        info = {"step": step, "epoch": step / steps_per_epoch, "validation_loss": val["loss"],
-                                "validation": val["metrics"], "train_seconds": time.time() - t_train}
-                        save_checkpoint(run_dir, step, lambda d: _save_checkpoint(setup, accelerator.unwrap_model(model),
-                                                                                  d, info))
-                        events.emit("checkpoint", step=step, validation_loss=val["loss"])
-                else:
-                    evals_since_best += 1
-                model.train()
-                if finish_votes or (cfg.patience and evals_since_best >= cfg.patience):
-                    events.emit("early_stop", step=step, best_step=best["step"], best_loss=best["loss"],
-                                reason="asked" if finish_votes else "patience")
-                    if finish_votes and step < total_steps:  # patience is a setting; a request cuts the run short
-                        stopped = {"status": "asked", "reason": "finished early on request", "after_step": step,
-                                   "total_steps": total_steps, "weights_from_step": best["step"]}
-                    break
-                if saves_state and step < total_steps and \
-                        time.time() - saves["at"] >= max(cfg.save_state_every, STATE_SAVE_COST_SHARE * saves["seconds"]):
-                    save_state()
-        else:
-            continue
-        break
-    bar.close()
+            break
     train_seconds = time.time() - t_train
 
     # ------------------------------------------------------------------ evaluate the best weights, save

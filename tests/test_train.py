@@ -577,6 +577,40 @@ def test_ctrl_c_in_the_terminal_ends_the_run_as_cancelled_but_keeps_its_weights(
     assert json.loads(listed.stdout.splitlines()[0])["stopped"] == run.metrics["stopped"]
 
 
+def test_in_a_terminal_a_ctrl_cs_warnings_go_above_the_progress_bar_not_onto_it(tmp_path, sms_file, tiny_bert):
+    """On a real terminal (a pseudo-terminal, 120 columns): the bar redraws its line with carriage returns, and the
+    Ctrl-C warnings, logged while it shows, landed on its line ("loss=0.64]WARNING core.train: stopping ...")."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a new pty is 0 columns wide
+    cmd = [sys.executable, "-m", "core", "train", "--mode", "finetune", "--data", str(sms_file), "--model", tiny_bert,
+           "--runs-dir", str(tmp_path / "runs"), "--epochs", "300", "--batch-size", "8"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=follower, stdout=follower, stderr=follower,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
+    os.close(follower)
+    shown, deadline, interrupted = b"", time.time() + 120, False
+    while time.time() < deadline:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the process has ended and closed the terminal
+            break
+        shown += chunk
+        if not interrupted and re.search(rb"\| *[1-9][0-9]*/[0-9]+ \[", shown):  # the bar is up and moving
+            os.killpg(proc.pid, signal.SIGINT)
+            interrupted = True
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1 and interrupted, shown[-2000:]
+    # each line as the terminal ends up showing it: the text after its last carriage return
+    lines = [line.rsplit("\r", 1)[-1] for line in shown.decode().replace("\r\n", "\n").split("\n")]
+    warnings = [line for line in lines if "WARNING" in line]  # "stopping at the next step", "the state is kept"
+    assert len(warnings) >= 2 and all(line.startswith("WARNING core.train: ") for line in warnings), warnings
+    assert any(line.startswith("finetune: ") and "step/s" in line for line in lines)  # the bar's last state, kept
+
+
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_a_run_that_failed_after_training_finishes_from_its_saved_weights_with_the_same_results(
         mode, tmp_path, sms_file, tiny_bert, monkeypatch):
