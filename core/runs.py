@@ -596,10 +596,15 @@ def load_run(run_dir: Path) -> RunInfo:
         config = None
     config_ok = (isinstance(config, dict) and isinstance(config.get("mode"), str)
                  and isinstance(config.get("model"), (dict, type(None))))
+    version = config.get("format_version") if config_ok else None
+    newer = isinstance(version, int) and version > FORMAT_VERSION  # its files may not mean what this code reads
     config = config if config_ok else {}
     status = read_status(run_dir)
     state = status.get("status", "broken")
     error = status.get("error") if config_ok else "config.json is missing or unreadable"
+    if newer:
+        config_ok, error = False, (f"written by a newer version of this project (run format {version}; this one "
+                                   f"reads {FORMAT_VERSION}): update the project to use it")
     if state == "interrupted" and stopped_here(run_dir, status) and running_job(run_dir.parent) != run_dir.name:
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save.

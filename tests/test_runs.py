@@ -270,6 +270,31 @@ def test_config_fills_mode_defaults_and_round_trips():
     assert TrainConfig(mode="finetune").lr == 5e-5
 
 
+def test_a_run_written_by_a_newer_version_is_listed_but_not_loaded(tmp_path):
+    """Its files may mean something else than this code reads: listed, with its mode, and refused by predict,
+    evaluate and export, saying what to do; a run of this version (or of before versions were written) loads."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from core.runs import FORMAT_VERSION, saved_run_config
+    for name, version in (("newer", FORMAT_VERSION + 1), ("this", FORMAT_VERSION), ("unversioned", None)):
+        run = tmp_path / name
+        (run / "model").mkdir(parents=True)
+        (run / "model" / "baseline.json").write_text("{}")
+        save_file({"coef": np.zeros((1, 1), dtype=np.float32)}, run / "model" / "baseline.safetensors")
+        config = {"mode": "baseline", "created": 1.0} | ({"format_version": version} if version else {})
+        write_json_atomic(run / "config.json", config)
+        write_json_atomic(run / "metrics.json", {"test": {"accuracy": 1.0}})
+        set_status(run, "completed")
+    runs = {r.id: r for r in list_runs(tmp_path)}
+    said = (f"written by a newer version of this project (run format {FORMAT_VERSION + 1}; this one reads "
+            f"{FORMAT_VERSION}): update the project to use it")
+    assert (runs["newer"].status, runs["newer"].error, runs["newer"].mode) == ("broken", said, "baseline")
+    assert runs["this"].status == runs["unversioned"].status == "completed"
+    with pytest.raises(RunError, match=r"newer: written by a newer version"):
+        saved_run_config(tmp_path / "newer")
+
+
 def test_a_baseline_without_its_coefficients_file_is_broken(tmp_path):
     run = tmp_path / "r1"
     (run / "model").mkdir(parents=True)
