@@ -3,10 +3,10 @@
     python -m core train --mode finetune --data ../shared/data/SMSSpamCollection
     python -m core train --mode frozen   --pooling cls --head-hidden 512
 
-Phases: lock -> data -> model -> run folder -> (frozen: cached features) -> optimiser -> loop with
-periodic validation, saving each better model as a checkpoint (and, every minute or so, the whole training
-state) -> test evaluation -> the best checkpoint becomes model/. Every phase writes an event to
-<run>/history.jsonl, which the dashboard follows live.
+Phases: data (every file of a plan, read and checked) -> lock -> model -> run folder -> (frozen: cached
+features) -> optimiser -> loop with periodic validation, saving each better model as a checkpoint (and, every
+minute or so, the whole training state) -> test evaluation -> the best checkpoint becomes model/. Every phase
+writes an event to <run>/history.jsonl, which the dashboard follows live.
 
 A run that stopped before its end (kill -9, a crash, Ctrl-C, SIGTERM) keeps its last checkpoint and its last
 training state: finish_stopped tests the checkpoint and completes the run (`python -m core finish --run DIR`);
