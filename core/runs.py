@@ -272,11 +272,9 @@ class EventLog:
 
     def __init__(self, path: Path | None):
         self._file = open(path, "a", encoding="utf-8") if path is not None else None
-        self._t0 = time.time()
 
     def emit(self, event: str, **fields) -> dict:
-        record = {"event": event, "time": round(time.time(), 3), "elapsed": round(time.time() - self._t0, 3),
-                  **_clean(fields)}
+        record = {"event": event, "time": round(time.time(), 3), **_clean(fields)}
         if self._file is not None:
             self._file.write(json.dumps(record, allow_nan=False) + "\n")
             self._file.flush()
