@@ -44,10 +44,9 @@ class JobError(RuntimeError):
 
 
 class JobBusy(JobError):
-    """Another training job is already running; `.run_id` names it."""
+    """Another training job is already running."""
 
     def __init__(self, run_id: str):
-        self.run_id = run_id
         what = "a training job is still loading its data and model" if run_id == "starting" else \
             f"training job {run_id} is running"
         super().__init__(f"{what}; only one job runs at a time: wait for it or cancel it first")
