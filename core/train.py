@@ -37,6 +37,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -838,11 +839,12 @@ def _accelerator(cfg: TrainConfig):
 
 
 def _class_weight(cfg: TrainConfig, splits, device):
-    """balanced: n / (2 * n_c), so each class contributes equally to the loss; None: unweighted."""
+    """balanced: n / (2 * n_c), so each class contributes equally to the loss (as the baseline's scikit-learn
+    weighting); None: unweighted."""
     if cfg.class_weight != "balanced":
         return None
-    labels = np.asarray(splits["train"]["label"].tolist())
-    return torch.tensor(len(labels) / (2 * np.bincount(labels, minlength=2)), dtype=torch.float32, device=device)
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=splits["train"]["label"].tolist())
+    return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
 def _run_config(cfg: TrainConfig, model_info, created: float) -> dict:
