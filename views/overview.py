@@ -21,11 +21,12 @@ latest = {mode: common.latest(found) for mode, found in usable.items()}
 busy = jobs.current_job(common.runs_dir())
 
 
-# what a learning curve's points share with the run shown above, beside the data, split and model: all but the
-# number of training messages, the epochs and the fine-tune's min steps per epoch (a small sample needs more steps:
-# benchmarks/README.md, sections 17 and 19)
+# what a learning curve's points share with the run shown above, beside the data, split and model: every setting
+# that changes what is trained or kept, but the number of training messages, the epochs and the fine-tune's min steps
+# per epoch (a small sample needs more steps: benchmarks/README.md, sections 17 and 19)
 RECIPE = ("val_fraction", "test_fraction", "seed", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-          "max_grad_norm", "class_weight", "threshold", "pooling", "head_hidden", "dropout", "precision")
+          "max_grad_norm", "patience", "evals_per_epoch", "class_weight", "threshold", "pooling", "head_hidden",
+          "dropout", "precision")
 
 
 def learning_curve(shown: dict) -> tuple[go.Figure, list[str]] | None:
