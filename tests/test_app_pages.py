@@ -2444,6 +2444,31 @@ def test_cancelling_a_resume_says_the_run_keeps_what_it_saved(monkeypatch, tmp_p
                 "far: resume or finish it again on the Runs page.") in [w.value for w in at.warning]
 
 
+def test_a_finish_job_loading_its_run_offers_neither_finish_now_nor_a_cancel_that_discards(monkeypatch, tmp_path,
+                                                                                             tiny_bert, sms_data,
+                                                                                             trained):
+    """While `core finish` loads, the run's status is still the stopped one: the panel offered "Finish this run
+    now", which a finish job refuses, and a Cancel said to discard the run's weights, which it would not."""
+    import psutil
+
+    from core.runs import set_lock_holder, set_status, training_lock, write_json_atomic
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    target = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    set_status(target.path, "interrupted")
+    me = psutil.Process()  # the job is this process here: last.json as the app writes it for a finish
+    (runs_dir / jobs.JOBS_DIR).mkdir(exist_ok=True)
+    write_json_atomic(runs_dir / jobs.JOBS_DIR / jobs.LAST_JOB, {
+        "pid": me.pid, "pid_started": me.create_time(), "started": time.time(), "modes": ["finetune"],
+        "log": str(tmp_path / "log"), "plan": None, "command": "finish"})
+    with training_lock(runs_dir) as lock:
+        set_lock_holder(lock, target.id)
+        at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+        assert jobs.current_job(runs_dir).phase != "testing saved weights"  # the window this is about
+        assert [b.proto.text for b in at.get("progress")] == ["training (preparing: loading data and model)"]
+        keys = {b.key for b in at.button}
+        assert "train-finish" not in keys and "train-cancel" not in keys, keys
+
+
 def test_cancel_asks_only_when_clicked_also_while_a_job_is_starting(monkeypatch, tmp_path, tiny_bert, sms_data):
     from core.runs import training_lock
 

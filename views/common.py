@@ -552,7 +552,9 @@ def job_panel(key: str) -> None:
         if progress is None:
             _last_outcome()
             return
-        finishing_saved = progress.phase == "testing saved weights"  # a `core finish` job, seconds long
+        command = jobs.live_job(runs_dir()).get("command")  # the app's job: train, resume or finish
+        # a `core finish` job, seconds long: nothing to finish early, and its Cancel would not discard anything
+        finishing_saved = progress.phase == "testing saved weights" or command == "finish"
         st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.describe(MODE_LABELS))
         controls = st.container()  # Finish and Cancel, drawn last: under the bar, still on a laptop's screen
         events = []  # the run's history, read once per refresh: for the curves, and for whether it is a resume
@@ -602,8 +604,7 @@ def job_panel(key: str) -> None:
         confirm = f"{key}-cancel-confirm"  # one click next to "Finish this run now" must not discard a run's training
         target = progress.run_id or "starting"  # the run it was asked for: a confirmation is not carried to the next
         # a resume's Cancel keeps what the run saved (core.train._record): its earlier training is not discarded
-        resuming = jobs.live_job(runs_dir()).get("command") == "resume" or any(
-            e.get("event") == "resumed" for e in events)
+        resuming = command == "resume" or any(e.get("event") == "resumed" for e in events)
         if st.session_state.get(confirm) != target:  # callbacks: they take effect in the click's own rerun
             cancel_col.button("Cancel training…", key=f"{key}-cancel", type="secondary",
                               on_click=lambda: st.session_state.update({confirm: target}),
