@@ -478,10 +478,23 @@ ESTIMATE_RUNS = 3  # the median of this many recent runs: one run slowed by a bu
 ESTIMATE_MIN_STEPS = 20  # steps a run stopped early must have trained for its rate to set an estimate
 
 
+def _device_type() -> str:
+    """What a job started here trains on: Accelerate's pick (CUDA, then MPS, then the CPU)."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def _same_device(run) -> bool:
+    """Whether a run trained on this machine's kind of device: a GPU run in a copied runs folder is no rate for
+    the CPU. A run that recorded none (made before the field was) counts as one."""
+    device = (run.config or {}).get("device")
+    return device is None or str(device).split(":")[0] == _device_type()
+
+
 def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
                        max_length: int | None = None, batch_size: int | None = None,
                        validating: tuple[float, int] | None = None) -> tuple[float, list[str]] | None:
-    """Seconds per epoch from the latest completed runs of this mode and model on this machine (past is newest
+    """Seconds per epoch from the latest completed runs of this mode and model on this kind of device (past is newest
     first), preferring those with the same max length (it sets the cost of every step), and among them those with
     the same batch size (smaller batches keep the CPU less busy). None for either: any.
 
@@ -505,6 +518,7 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
 
     # a run finished a few steps in timed mostly its first, slow step: not a rate to extrapolate from
     usable = [run for run in past if run.usable and run.mode == mode and (mode == "baseline" or run.model == model_name)
+              and _same_device(run)
               and (run.metrics or {}).get("train_messages_per_second")
               and not (cut_short(run.metrics.get("stopped")) and (run.metrics.get("steps") or 0) < ESTIMATE_MIN_STEPS)
               and (not training_subset(run.config) or run.metrics.get("validation_seconds"))]
@@ -533,7 +547,7 @@ def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, 
     max length."""
     found = []
     for run in past:
-        if run.usable and run.mode == "frozen" and run.model == model_name:
+        if run.usable and run.mode == "frozen" and run.model == model_name and _same_device(run):
             for e in read_history(run.path):
                 if e.get("event") == "features_ready" and not e.get("cached") and e.get("shape"):
                     found.append((e["seconds"] / max(e["shape"][0], 1), run.id, (run.config or {}).get("max_length")))

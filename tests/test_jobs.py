@@ -147,6 +147,12 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
     past = [run(1, 10.0), run(2, 40.0), run(3, 44.0), run(4, 1.0)]  # the newest ran on a busy CPU; r4 is too old
     seconds, sources = jobs.estimate_from_runs(past, "finetune", "m", n_train=4000, max_length=128)
     assert sources == ["r1", "r2", "r3"] and seconds == pytest.approx(4000 / 40.0)
+    # a run on a GPU (a runs folder copied from another machine) is no rate for this CPU, nor the other way round
+    gpu = run(0, 900.0)
+    gpu.config["device"] = "cuda:0" if jobs._device_type() == "cpu" else "cpu"
+    assert jobs.estimate_from_runs([gpu] + past, "finetune", "m", n_train=4000, max_length=128)[1] == sources
+    gpu.config["device"] = jobs._device_type()
+    assert jobs.estimate_from_runs([gpu] + past, "finetune", "m", n_train=4000, max_length=128)[1] == ["r0", "r1", "r2"]
     # a run finished a step in timed its slow first step, not a rate: left out
     asked = {"status": "asked", "after_step": 1, "total_steps": 339}
     assert jobs.estimate_from_runs([run(0, 0.5, steps=1, stopped=asked)] + past, "finetune", "m",
