@@ -542,13 +542,21 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
 
 
 def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, str, int] | None:
-    """Seconds per message that the latest frozen run of this model which encoded (rather than read its
-    features from the cache) took to encode them, preferring one at this max length; with that run's id and
-    max length."""
+    """Seconds per message that the latest frozen run of this model which encoded them all (rather than read its
+    features from the cache, or went on from a stopped encoding's rows) took to encode them, preferring one at this
+    max length; with that run's id and max length."""
+    from .features import EXTRACT_BATCH  # here: it imports torch, which the pages need not wait for
+
     found = []
     for run in past:
         if run.usable and run.mode == "frozen" and run.model == model_name and _same_device(run):
-            for e in read_history(run.path):
+            events = read_history(run.path)
+            # a first batch reported past one batch's messages: it went on from a stopped run's rows, and its
+            # seconds cover only the rest (the longest messages: batches go from the shortest up)
+            first = next((e for e in events if e.get("event") == "features"), {})
+            if (first.get("done") or 0) > EXTRACT_BATCH:
+                continue
+            for e in events:
                 if e.get("event") == "features_ready" and not e.get("cached") and e.get("shape"):
                     found.append((e["seconds"] / max(e["shape"][0], 1), run.id, (run.config or {}).get("max_length")))
                     break

@@ -279,6 +279,23 @@ def test_format_seconds():
     assert last.describe() == "finetune (training), under a second of training left"
 
 
+def test_the_encoding_rate_comes_from_a_whole_encoding_not_one_that_went_on_from_a_stopped_runs_rows(tmp_path):
+    """A frozen run that went on from a stopped encoding's rows timed only the rest (the longest messages), but
+    has every message in its features: its seconds per message are no rate."""
+    from types import SimpleNamespace
+
+    def run(name, first_done, seconds):  # newest first, as list_runs gives them
+        path = tmp_path / name
+        path.mkdir()
+        events = [{"event": "features", "done": first_done, "total": 1000},
+                  {"event": "features_ready", "cached": False, "seconds": seconds, "shape": [1000, 384]}]
+        (path / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        return SimpleNamespace(id=name, path=path, usable=True, mode="frozen", model="m", config={"max_length": 128})
+    went_on, whole = run("went-on", 700, 3.0), run("whole", 64, 10.0)
+    assert jobs.encoding_rate([went_on, whole], "m", 128) == (0.01, "whole", 128)
+    assert jobs.encoding_rate([went_on], "m", 128) is None
+
+
 def test_while_encoding_the_time_left_is_the_encoding_s_not_the_run_s():
     events = [{"event": "features", "done": 0, "total": 1000, "time": 100.0},
               {"event": "features", "done": 250, "total": 1000, "time": 110.0}]
