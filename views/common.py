@@ -9,6 +9,7 @@ import hashlib
 import math
 import os
 import re
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -512,9 +513,10 @@ def save_upload(name: str, raw: bytes) -> Path:
     suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(name).suffix)[:8]
     uploads_dir().mkdir(parents=True, exist_ok=True)
     target = uploads_dir() / f"{stem}-{hashlib.sha256(raw).hexdigest()[:10]}{suffix}"
-    if not target.exists():
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(raw)
+    if not target.exists():  # a temp file of its own: two sessions may upload the same file at once
+        fd, tmp = tempfile.mkstemp(dir=uploads_dir(), prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
         os.replace(tmp, target)
     return target
 
