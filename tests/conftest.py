@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ HAM = ["see you at {n} tonight", "ok lar i am on the way", "can you pick up milk
 SPAM = ["WINNER!! you have won a £{n} prize, call 0906{n} now", "FREE entry to win a new phone, txt WIN to {n}",
         "URGENT your account is suspended, claim at http://x.co/{n}", "Congratulations! claim your {n} cash reward now",
         "You have been selected for a free holiday, call {n} to claim", "txt STOP to {n}, £1.50/msg, win cash now"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerator_state():
+    """Accelerate keeps one process-wide AcceleratorState: a bf16 fine-tune left mixed_precision="bf16" in it, and a
+    later test's plain Accelerator() then evaluated under bf16 autocast (a loss off in the fourth digit). core.train
+    resets it before each run; tests that build their own Accelerator get the same clean start. The PartialState
+    stays, as in core.train. Only when accelerate is loaded already: importing it costs a test that never uses it."""
+    yield
+    if "accelerate.state" in sys.modules:
+        sys.modules["accelerate.state"].AcceleratorState._reset_state()
 
 
 def make_messages(n_ham=90, n_spam=40, seed=0):
