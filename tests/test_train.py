@@ -786,3 +786,80 @@ def test_validations_per_epoch_come_as_close_to_those_asked_as_whole_steps_allow
     assert eval_interval(steps_per_epoch, asked) == every  # 113 // 30 = 3 steps validated 37.7 times an epoch
     per_epoch = [steps_per_epoch / e for e in range(1, steps_per_epoch + 1)]
     assert abs(steps_per_epoch / every - asked) == min(abs(n - asked) for n in per_epoch)
+
+
+# ---------------------------------------------------------------------------- one early-stopped run, threshold 0.1
+# Trained once for the tests below: a high learning rate makes the validation loss turn up, so patience stops it
+# after its best step, and its threshold is far from 0.5, with several test messages scored between the two.
+EARLY = {"epochs": 200, "patience": 2, "lr": 0.05, "threshold": 0.1, "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def early_stopped(tiny_bert, tmp_path_factory) -> Path:
+    from conftest import make_messages, write_uci
+    tmp = tmp_path_factory.mktemp("early")
+    return train(quick_config("frozen", write_uci(tmp / "sms.txt", make_messages()), tiny_bert, tmp, **EARLY))
+
+
+def _recorded_test(run_dir: Path) -> tuple[list[str], np.ndarray]:
+    predictions = load_run(run_dir).metrics["predictions"]
+    return [p["text"] for p in predictions], np.array([p["spam_probability"] for p in predictions])
+
+
+def _confusion(y, p, threshold) -> list[list[int]]:
+    y, spam = np.asarray(y), np.asarray(p) >= threshold
+    return [[int((~spam & (y == 0)).sum()), int((spam & (y == 0)).sum())],
+            [int((~spam & (y == 1)).sum()), int((spam & (y == 1)).sum())]]
+
+
+def test_an_early_stopped_run_tests_its_best_weights_not_its_last(early_stopped):
+    # the test split must be scored with the weights of the lowest validation loss, which model/ holds; scored with
+    # the last weights, the recorded probabilities would not be what the saved model gives
+    metrics = load_run(early_stopped).metrics
+    assert 0 < metrics["best_step"] < metrics["steps"]
+    texts, recorded = _recorded_test(early_stopped)
+    assert np.allclose(Predictor.load(early_stopped).predict(texts), recorded, atol=1e-4)
+
+
+def test_early_stopping_comes_exactly_patience_validations_after_the_best(early_stopped):
+    # patience 2: the second validation without a lower loss stops the run, not the third
+    events = read_history(early_stopped)
+    [stop] = [e for e in events if e["event"] == "early_stop"]
+    assert stop["reason"] == "patience"
+    after_best = [e["step"] for e in events if e["event"] == "eval" and e["step"] > stop["best_step"]]
+    assert len(after_best) == EARLY["patience"] and after_best[-1] == stop["step"] == load_run(early_stopped).metrics[
+        "steps"]
+
+
+def test_validation_metrics_are_counted_at_the_runs_threshold(early_stopped):
+    # the validation scores kept with the best weights were once counted at 0.5 whatever the run's threshold
+    from core.data import load_messages, split_messages
+    run = load_run(early_stopped)
+    validation = run.metrics["validation"]
+    assert run.metrics["threshold"] == validation["threshold"] == EARLY["threshold"]
+    c = run.config
+    part = split_messages(load_messages(c["data_info"]["source"]).frame, c["val_fraction"], c["test_fraction"],
+                          c["seed"])["validation"]
+    p = Predictor.load(early_stopped).predict(part["text"].tolist())
+    assert validation["confusion_matrix"] == _confusion(part["label"], p, EARLY["threshold"])
+    assert validation["confusion_matrix"] != _confusion(part["label"], p, 0.5)  # else the threshold would not show
+
+
+def test_evaluating_a_file_counts_at_the_runs_threshold(early_stopped, tmp_path):
+    from conftest import make_messages, write_uci
+    from core.evaluate import evaluate_run
+    result = evaluate_run(early_stopped, write_uci(tmp_path / "other.txt", make_messages(30, 15, seed=7)))
+    y = [p["label"] for p in result["predictions"]]
+    p = [p["spam_probability"] for p in result["predictions"]]
+    assert result["metrics"]["threshold"] == EARLY["threshold"]
+    assert result["metrics"]["confusion_matrix"] == _confusion(y, p, EARLY["threshold"]) != _confusion(y, p, 0.5)
+
+
+def test_predict_gives_verdicts_at_the_runs_threshold(early_stopped, capsys):
+    from core.cli import main
+    texts, _ = _recorded_test(early_stopped)
+    assert main(["predict", "--run", str(early_stopped), *texts]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    p = np.array([r["spam_probability"] for r in rows])
+    assert ((EARLY["threshold"] <= p) & (p < 0.5)).sum() >= 2  # verdicts that 0.5 would give otherwise
+    assert [r["verdict"] for r in rows] == ["spam" if q >= EARLY["threshold"] else "ham" for q in p]
