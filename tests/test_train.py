@@ -863,3 +863,22 @@ def test_predict_gives_verdicts_at_the_runs_threshold(early_stopped, capsys):
     p = np.array([r["spam_probability"] for r in rows])
     assert ((EARLY["threshold"] <= p) & (p < 0.5)).sum() >= 2  # verdicts that 0.5 would give otherwise
     assert [r["verdict"] for r in rows] == ["spam" if q >= EARLY["threshold"] else "ham" for q in p]
+
+
+def test_balanced_class_weights_are_n_over_twice_each_class_count_and_change_the_training_loss(sms_file, tiny_bert,
+                                                                                                tmp_path):
+    # the recall test above passes with the weights switched off too: this one fails if "balanced" weighs nothing
+    from core.data import load_messages, split_messages
+    from core.train import _class_weight
+    cfg = quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=2, precision="fp32")
+    splits = split_messages(load_messages(sms_file).frame, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    n_ham, n_spam = np.bincount(splits["train"]["label"], minlength=2)  # 63 and 28 of the 91 training messages
+    weight = _class_weight(cfg, splits, torch.device("cpu"))
+    assert weight is not None and weight.tolist() == pytest.approx([91 / (2 * n_ham), 91 / (2 * n_spam)])
+    assert _class_weight(dataclasses.replace(cfg, class_weight="none"), splits, torch.device("cpu")) is None
+
+    def losses(class_weight):  # the same head on the same cached features, batches and seed
+        run_dir = train(dataclasses.replace(cfg, class_weight=class_weight))
+        return [e["loss"] for e in read_history(run_dir) if e["event"] in ("train", "eval")]
+    balanced, unweighted = losses("balanced"), losses("none")
+    assert len(balanced) == len(unweighted) and all(a != pytest.approx(b) for a, b in zip(balanced, unweighted))
