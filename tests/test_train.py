@@ -882,3 +882,18 @@ def test_balanced_class_weights_are_n_over_twice_each_class_count_and_change_the
         return [e["loss"] for e in read_history(run_dir) if e["event"] in ("train", "eval")]
     balanced, unweighted = losses("balanced"), losses("none")
     assert len(balanced) == len(unweighted) and all(a != pytest.approx(b) for a, b in zip(balanced, unweighted))
+
+
+def test_cached_features_are_reused_only_for_the_same_max_length_and_the_same_data(sms_file, tiny_bert, tmp_path):
+    # the cache key once could lose a field: features of 128 tokens served to a run of 16, or of yesterday's file
+    # served for an edited one, would train a head on other inputs than the run names, with no error
+    def cached(**overrides) -> bool:
+        run_dir = train(quick_config("frozen", sms_file, tiny_bert, tmp_path, epochs=1, **overrides))
+        [ready] = [e for e in read_history(run_dir) if e["event"] == "features_ready"]
+        return ready["cached"]
+    assert cached() is False
+    assert cached(max_length=16) is False
+    assert cached() is True and cached(max_length=16) is True
+    rows = sms_file.read_text(encoding="utf-8").splitlines()
+    sms_file.write_text("\n".join([rows[0] + " edited"] + rows[1:]) + "\n", encoding="utf-8")  # as many messages
+    assert cached() is False
