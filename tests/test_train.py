@@ -897,3 +897,68 @@ def test_cached_features_are_reused_only_for_the_same_max_length_and_the_same_da
     rows = sms_file.read_text(encoding="utf-8").splitlines()
     sms_file.write_text("\n".join([rows[0] + " edited"] + rows[1:]) + "\n", encoding="utf-8")  # as many messages
     assert cached() is False
+
+
+# ---------------------------------------------------------------------------- what the optimiser is given
+SPIED = {"epochs": 1, "min_epoch_steps": 0, "warmup_ratio": 0.5, "max_grad_norm": 0.1, "weight_decay": 0.05,
+         "precision": "fp32"}  # 6 steps of 16 messages, the first 3 warming up
+
+
+@pytest.fixture(scope="module")
+def spied_finetune(tiny_bert, tmp_path_factory) -> dict:
+    """A tiny fp32 fine-tune whose AdamW parameter groups and gradient clipping are recorded as they happen. The spies
+    call through: the run trains exactly as it would without them."""
+    from accelerate import Accelerator
+    from conftest import make_messages, write_uci
+    tmp = tmp_path_factory.mktemp("spied")
+    seen = {"groups": [], "clips": []}
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, params, *args, **kwargs):
+            params = list(params)
+            seen["groups"].append([{**group, "params": list(group["params"])} for group in params])
+            super().__init__(params, *args, **kwargs)
+
+    clip = Accelerator.clip_grad_norm_
+
+    def recording_clip(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        before = clip(self, parameters, max_norm, norm_type)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None]))
+        seen["clips"].append((max_norm, float(before), float(after)))
+        return before
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim, "AdamW", RecordingAdamW)
+        patch.setattr(Accelerator, "clip_grad_norm_", recording_clip)
+        seen["run"] = train(quick_config("finetune", write_uci(tmp / "sms.txt", make_messages()), tiny_bert, tmp,
+                                         **SPIED))
+    return seen
+
+
+def test_the_learning_rate_warms_up_linearly_then_decays(spied_finetune):
+    # warmup_ratio 0.5 of 6 steps: the train events' lr (logged after each step) climbs a third of the peak a step
+    lr = QUICK["finetune"]["lr"]
+    logged = [(e["step"], e["lr"]) for e in read_history(spied_finetune["run"]) if e["event"] == "train"]
+    assert logged == [(k, pytest.approx(lr * f)) for k, f in enumerate([1 / 3, 2 / 3, 1, 2 / 3, 1 / 3, 0], 1)]
+
+
+def test_every_step_clips_the_gradient_norm_to_max_grad_norm(spied_finetune):
+    clips = spied_finetune["clips"]
+    assert len(clips) == load_run(spied_finetune["run"]).metrics["steps"] == 6
+    assert all(max_norm == SPIED["max_grad_norm"] for max_norm, _, _ in clips)
+    assert all(before > SPIED["max_grad_norm"] for _, before, _ in clips)  # so clipping had work at every step
+    assert [after for _, _, after in clips] == pytest.approx([SPIED["max_grad_norm"]] * 6, rel=1e-4)
+
+
+def test_biases_and_layernorm_weights_are_not_decayed(tiny_bert, spied_finetune):
+    from transformers import AutoModelForSequenceClassification
+    [groups] = spied_finetune["groups"]
+    decay, no_decay = groups
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (SPIED["weight_decay"], 0.0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    one_d = [name for name, p in model.named_parameters() if p.ndim < 2]
+    assert any("LayerNorm.weight" in name for name in one_d) and any(name.endswith(".bias") for name in one_d)
+    # every 1-D tensor (biases, LayerNorm weights) in the group without decay, every matrix in the other
+    assert sorted(p.shape for p in no_decay["params"]) == sorted(p.shape for p in model.parameters() if p.ndim < 2)
+    assert sorted(p.shape for p in decay["params"]) == sorted(p.shape for p in model.parameters() if p.ndim >= 2)
