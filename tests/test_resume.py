@@ -555,3 +555,26 @@ def test_a_resume_stopped_before_its_own_best_keeps_the_best_weights_saved_after
     metrics = load_run(run_dir).metrics
     assert load_run(run_dir).status == "completed" and metrics["best_step"] == 24
     assert checkpoint_info(run_dir / "model")["step"] == 24 and not checkpoints(run_dir)
+
+
+def test_a_resume_cancelled_through_the_cli_exits_1_and_can_be_resumed_again(tmp_path, data, tiny_bert, monkeypatch,
+                                                                              capsys):
+    # a script chaining `core resume && core export` must not go on with a run that did not complete
+    import core.train
+    from core.cli import main
+    cfg = TrainConfig(mode="frozen", data=str(data), model=tiny_bert, runs_dir=str(tmp_path / "runs"),
+                      cache_dir=str(tmp_path / "cache"), epochs=6, batch_size=8, save_state_every=0)
+    evaluate = ctrl_c_at_evaluations(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    [run] = list_runs(tmp_path / "runs")
+    assert run.status == "cancelled" and saved_state(run.path)
+
+    def cancelled_from_the_app(*args):  # the app's Cancel, pressed while the resumed run validates
+        request_cancel(run.path)
+        return evaluate(*args)
+    monkeypatch.setattr(core.train, "_evaluate", cancelled_from_the_app)
+    assert main(["resume", "--run", str(run.path)]) == 1
+    assert capsys.readouterr().out.strip() == str(run.path)
+    assert load_run(run.path).status == "cancelled"
+    resumable(run.path)  # a resume's Cancel keeps the state it went on from
