@@ -34,6 +34,21 @@ def test_threshold_moves_the_confusion_matrix():
     assert m["confusion_matrix"] == [[1, 0], [0, 2]] and m["threshold"] == 0.3
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_a_probability_exactly_on_the_threshold_counts_as_spam(threshold):
+    # ">=" is the contract the app, `core predict` and the bootstrap share: a message at the threshold is spam
+    m = classification_metrics([0, 1], [threshold, threshold], threshold=threshold)
+    assert m["confusion_matrix"] == [[0, 1], [0, 1]] and m["recall"] == 1.0
+    assert bootstrap_intervals([0, 1] * 5, [threshold] * 10, threshold, n_resamples=50)["recall"] == [1.0, 1.0]
+
+
+def test_an_inverted_model_has_an_mcc_of_minus_one():
+    # MCC is signed: a model that gets every message the wrong way round is -1, not as good as a perfect one
+    y, p = [0, 0, 1, 1], [0.9, 0.8, 0.1, 0.2]
+    assert classification_metrics(y, p)["mcc"] == pytest.approx(-1.0)
+    assert bootstrap_intervals(y * 5, p * 5, n_resamples=50)["mcc"] == pytest.approx([-1.0, -1.0])
+
+
 def test_one_class_leaves_the_ranking_metrics_undefined():
     m = classification_metrics([0, 0, 0], [0.1, 0.2, 0.9])
     assert m["auroc"] is None and m["auprc"] is None
