@@ -962,3 +962,17 @@ def test_biases_and_layernorm_weights_are_not_decayed(tiny_bert, spied_finetune)
     # every 1-D tensor (biases, LayerNorm weights) in the group without decay, every matrix in the other
     assert sorted(p.shape for p in no_decay["params"]) == sorted(p.shape for p in model.parameters() if p.ndim < 2)
     assert sorted(p.shape for p in decay["params"]) == sorted(p.shape for p in model.parameters() if p.ndim >= 2)
+
+
+def test_a_very_long_message_is_cut_to_max_message_chars_before_it_is_tokenised(early_stopped):
+    # a pasted megabyte is scored, but not tokenised whole; the cut shows where the first MAX_MESSAGE_CHARS
+    # characters are blank: what follows them must not count, in the score or in the token count
+    from core.predict import MAX_MESSAGE_CHARS
+    predictor = Predictor.load(early_stopped)
+    spam = "WINNER!! you have won a £5000 prize, call 09061234 now"
+    [cut], [blank], [alone] = (predictor.predict([text]) for text in (" " * MAX_MESSAGE_CHARS + spam,
+                                                                       " " * MAX_MESSAGE_CHARS, spam))
+    assert cut == blank and abs(alone - blank) > 0.1
+    assert predictor.token_counts([" " * MAX_MESSAGE_CHARS + spam]) == predictor.token_counts([""])
+    [huge] = predictor.predict(["WIN cash now " * 100_000])
+    assert 0 <= huge <= 1
