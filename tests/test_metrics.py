@@ -40,6 +40,10 @@ def test_a_probability_exactly_on_the_threshold_counts_as_spam(threshold):
     m = classification_metrics([0, 1], [threshold, threshold], threshold=threshold)
     assert m["confusion_matrix"] == [[0, 1], [0, 1]] and m["recall"] == 1.0
     assert bootstrap_intervals([0, 1] * 5, [threshold] * 10, threshold, n_resamples=50)["recall"] == [1.0, 1.0]
+    # and McNemar's counts: a spam message on the threshold is right for a, just below it wrong for b
+    below = threshold - 1e-9
+    assert mcnemar_test([1], [threshold], [below], threshold) == {"only_a_right": 1, "only_b_right": 0, "p_value": 1.0}
+    assert mcnemar_test([1], [below], [threshold], 0.9, threshold_b=threshold)["only_b_right"] == 1
 
 
 def test_an_inverted_model_has_an_mcc_of_minus_one():
