@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 
 FORMAT_VERSION = 1
+NEWER_FORMAT = "written by a newer version of this project"  # how such a run's error begins
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 LOCK_NAME = ".training.lock"
 CANCEL_FILE = "cancel"  # stop and discard the run
@@ -68,20 +69,25 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file of its own in the same folder, fsync, then rename: readers see the old or the new file,
+    and two writers of the same file never rename each other's half-written copy."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the run's other files follow the umask
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_clean(obj), f, indent=1, allow_nan=False)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_bytes_atomic(path, json.dumps(_clean(obj), indent=1, allow_nan=False).encode("utf-8"))
 
 
 def save_folder_atomic(target: Path, write) -> None:
@@ -595,15 +601,17 @@ def load_run(run_dir: Path) -> RunInfo:
     config_ok = (isinstance(config, dict) and isinstance(config.get("mode"), str)
                  and isinstance(config.get("model"), (dict, type(None))))
     version = config.get("format_version") if config_ok else None
-    newer = isinstance(version, int) and version > FORMAT_VERSION  # its files may not mean what this code reads
+    # its files may not mean what this code reads (a version that is no whole number: not one this code wrote)
+    newer = version is not None and (type(version) is not int or version > FORMAT_VERSION)
     config = config if config_ok else {}
     status = read_status(run_dir)
     state = status.get("status", "broken")
     error = status.get("error") if config_ok else "config.json is missing or unreadable"
     if newer:
-        config_ok, error = False, (f"written by a newer version of this project (run format {version}; this one "
-                                   f"reads {FORMAT_VERSION}): update the project to use it")
-    if state == "interrupted" and stopped_here(run_dir, status) and running_job(run_dir.parent) != run_dir.name:
+        config_ok, error = False, (f"{NEWER_FORMAT} (run format {version}; this one reads {FORMAT_VERSION}): update "
+                                   "the project to use it")
+    if state == "interrupted" and not newer and stopped_here(run_dir, status) and \
+            running_job(run_dir.parent) != run_dir.name:
         # killed mid-save (kill -9): its writer is gone, so the partial folder is garbage. Only where the pid was
         # checked among the writer's own processes: a folder shared with another host must not lose a live save.
         # And not while a job names the run: a resume puts its best weights back (a .tmp copy) before it marks the

@@ -2387,6 +2387,19 @@ def test_loss_chart_gives_runs_of_one_mode_contrasting_shades_of_its_colour():
     assert colour == {names[0]: MODE_COLORS["finetune"], names[1]: "#FFA15A", names[2]: MODE_COLORS["frozen"]}
 
 
+def test_runs_page_says_a_run_of_a_newer_version_is_not_damaged(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    # a run from a newer version of the project in a shared folder is fine: the page must not call it damaged
+    # and invite its deletion
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    target = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    config = json.loads((target.path / "config.json").read_text())
+    (target.path / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/runs.py")
+    assert "1 run(s) were written by a newer version of this project: they are listed but not loaded. Update the " \
+           "project to use them." in [c.value for c in at.caption]
+    assert not any("damaged or incomplete" in c.value for c in at.caption)
+
+
 def test_runs_page_offers_no_delete_for_a_run_a_job_is_loading_to_resume(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                          trained):
     from core.runs import set_lock_holder, set_status, training_lock

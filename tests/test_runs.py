@@ -293,6 +293,13 @@ def test_a_run_written_by_a_newer_version_is_listed_but_not_loaded(tmp_path):
     assert runs["this"].status == runs["unversioned"].status == "completed"
     with pytest.raises(RunError, match=r"newer: written by a newer version"):
         saved_run_config(tmp_path / "newer")
+    # not cleaned as this version cleans its own runs: a folder being saved (model.tmp) is left as it is
+    set_status(tmp_path / "newer", "running", pid=2 ** 22 + 1, pid_started=0.0)  # a writer long gone: interrupted
+    (tmp_path / "newer" / "model.tmp").mkdir()
+    assert {r.id: r.status for r in list_runs(tmp_path)}["newer"] == "broken"
+    assert (tmp_path / "newer" / "model.tmp").is_dir()
+    write_json_atomic(tmp_path / "newer" / "config.json", {**config, "format_version": "2"})  # not one of ours
+    assert {r.id: r.status for r in list_runs(tmp_path)}["newer"] == "broken"
 
 
 def test_a_baseline_without_its_coefficients_file_is_broken(tmp_path):

@@ -9,7 +9,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,7 @@ from core.hub import RECHECK_S
 from core.metrics import classification_metrics, mcnemar_test
 from core.runs import FINISHABLE, RUN_ID_RE, RunError, finishable_weights, list_runs, read_history, read_json, \
     cut_short, lock_position, read_status, resumable_state, run_path, stopped_note, trained_messages, \
-    training_subset
+    training_subset, write_bytes_atomic
 
 # ---------------------------------------------------------------------------- settings (env, for demos and tests)
 # read on every use, not at import: the module is imported once per server (and once per test process)
@@ -513,11 +512,8 @@ def save_upload(name: str, raw: bytes) -> Path:
     suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(name).suffix)[:8]
     uploads_dir().mkdir(parents=True, exist_ok=True)
     target = uploads_dir() / f"{stem}-{hashlib.sha256(raw).hexdigest()[:10]}{suffix}"
-    if not target.exists():  # a temp file of its own: two sessions may upload the same file at once
-        fd, tmp = tempfile.mkstemp(dir=uploads_dir(), prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, target)
+    if not target.exists():  # two sessions may upload the same file at once
+        write_bytes_atomic(target, raw)
     return target
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import jobs
 from core.data import describe
-from core.runs import (FINISHABLE, RunError, checkpoint_info, finishable_weights, read_history,
+from core.runs import (FINISHABLE, NEWER_FORMAT, RunError, checkpoint_info, finishable_weights, read_history,
                        resumable_state, resumed_note, running_job, stopped_note, time_spent, training_subset,
                        validate_run_id)
 
@@ -213,10 +213,13 @@ st.caption(" ".join(filter(None, [
                                           if len(thresholds) == 1 else "."),
     f"Every BERT run here used {common.plain(bert_models.pop())}." if len(bert_models) == 1 else None,
     f"Settings every run shares (where they apply): {' · '.join(shared.values())}." if shared else None])))
-broken = [r for r in all_runs if r.status == "broken"]
+broken = [r for r in all_runs if r.status == "broken" and not (r.error or "").startswith(NEWER_FORMAT)]
 if broken:
     st.caption(f"{len(broken)} run(s) are broken (damaged or incomplete files); they are listed but never "
                "loaded. Delete them below.")
+if newer := len(all_runs) - len(broken) - sum(r.status != "broken" for r in all_runs):  # not damaged: keep them
+    st.caption(f"{newer} run(s) were written by a newer version of this project: they are listed but not loaded. "
+               "Update the project to use them.")
 
 # ---------------------------------------------------------------------------- loss curves
 st.subheader("Loss curves")
