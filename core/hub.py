@@ -7,7 +7,9 @@ import time
 from urllib.parse import urlparse
 
 CONNECT_TIMEOUT_S = 3.0
-RECHECK_S = 60.0  # the app runs for hours: a network that comes or goes is seen within a minute
+# the app runs for hours: a network that comes or goes is seen within five minutes (a connect that times out
+# stalls the page that asks, so not every minute)
+RECHECK_S = 300.0
 _last_answer: tuple[float, bool] | None = None  # (when, reachable)
 
 
@@ -16,7 +18,7 @@ def offline_by_setting() -> bool:
 
 
 def hub_reachable() -> bool:
-    """One TCP connect to the hub's host, at most once a minute. huggingface_hub would retry for 25-50 s before
+    """One TCP connect to the hub's host, at most every RECHECK_S. huggingface_hub would retry for 25-50 s before
     failing offline."""
     global _last_answer
     if offline_by_setting():

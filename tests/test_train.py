@@ -424,6 +424,9 @@ def test_a_roberta_style_model_takes_two_tokens_fewer_than_its_positions(sms_fil
     texts = read_messages(sms_file)[0]["text"].tolist()
     assert max(len(ids) for ids in tokenizer(texts)["input_ids"]) > 20  # so the limit is reached
     assert load_run(train(quick_config("frozen", sms_file, str(model_dir), tmp_path, max_length=20))).usable
+    config = json.loads((model_dir / "config.json").read_text())  # a config that leaves the padding index null
+    (model_dir / "config.json").write_text(json.dumps({**config, "pad_token_id": None}))
+    assert resolve_model(str(model_dir)).max_positions == 20  # RoBERTa's own, 1: no TypeError
 
 
 # ---------------------------------------------------------------------------- faults, through the real CLI
