@@ -187,8 +187,10 @@ def _without_paths(config: dict) -> dict:
     return config
 
 
-# an absolute path inside a sentence (an error's text); not a URL's, whose slashes follow ":" or a name
-_PATH_IN_TEXT = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"]+/)+([^\s/'\"]*)")
+# absolute paths inside a sentence (an error's text): quoted, as Python's OSError gives them, spaces and all; or
+# bare, up to a space. Not a URL's path, whose slashes follow ":" or a name
+_QUOTED_PATH = re.compile(r"""(['"])(/[^'"\n]*)\1""")
+_BARE_PATH = re.compile(r"""(?<![\w:/.~-])/[^\s'"/]+/[^\s'"]*""")
 
 
 def _names_for_paths(record):
@@ -198,9 +200,13 @@ def _names_for_paths(record):
         return {k: _names_for_paths(v) for k, v in record.items()}
     if isinstance(record, list):
         return [_names_for_paths(v) for v in record]
-    if isinstance(record, str):
-        return Path(record).name if Path(record).is_absolute() else _PATH_IN_TEXT.sub(r"\1", record)
-    return record
+    if not isinstance(record, str):
+        return record
+    path = Path(record)
+    if path.is_absolute() and (not any(c.isspace() for c in record) or path.exists()):  # a path, not a sentence
+        return path.name
+    record = _QUOTED_PATH.sub(lambda m: m[1] + Path(m[2]).name + m[1], record)
+    return _BARE_PATH.sub(lambda m: Path(m[0]).name, record)
 
 
 def _status_shareable(status: dict) -> dict:

@@ -154,3 +154,6 @@ def test_zip_leaves_out_this_machines_process_and_paths_inside_error_texts(runs,
                                          "'model.tmp'", "reason": "failed: OSError: [Errno 28] No space left on "
                                          "device: 'model.tmp'"}}
     assert "https://huggingface.co/x/y" == _names_for_paths("https://huggingface.co/x/y")  # a URL is no path
+    # a quoted path with spaces (a user's home folder), and a sentence that begins with a path, are cut too
+    assert _names_for_paths("No such file: '/Users/John Smith/Documents/spam.csv'") == "No such file: 'spam.csv'"
+    assert _names_for_paths("/home/x/data.csv: not found, nor /other/dir/") == "data.csv: not found, nor dir"
