@@ -834,6 +834,7 @@ def test_a_rate_short_of_perfect_is_never_shown_as_perfect():
     assert _fmt(1.0, 3) == "1.000" and _fmt(0.0, 3) == "0.000"  # the real ones stay as they are
     assert _fmt(0.0004, 3) == "0.0004" and _fmt(0.5, 3) == "0.500" and _fmt(None) == "–"
     assert _fmt(0.9999999, 3) == "1.000000"  # six digits at most
+    assert _fmt(0.9999999999999999, 3) == "1.000" and _fmt(1e-17, 3) == "0.000"  # float error, not a miss
 
 def test_only_intervals_of_no_width_are_explained_as_such():
     from views.common import flat_intervals

@@ -741,6 +741,7 @@ def flat_intervals(metrics: dict) -> set:
 def _fmt(value, digits=4) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
+    value = round(value, 12)  # a sum's float error is no miss: 0.9999999999999999 (a perfect AUPRC) is 1
     shown = f"{value:.{digits}f}"
     # a rate short of 1 (or above 0) is not shown as a perfect 1.000 (or a flat 0.000): "[0.997, 1.000]" for an
     # interval that ends at 0.99976 read as "can be perfect". A digit more, up to six
