@@ -276,7 +276,16 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
         f"{abs(t - f)} {'fewer' if t < f else 'more'} error{'s' * (abs(t - f) != 1)} than"
     right = {m: called[m] == (y == 1) for m in ("frozen", "finetune")}
     params = runs["finetune"].metrics["trainable_parameters"] / runs["frozen"].metrics["trainable_parameters"]
-    return [f"At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model makes **{change} "
+    from scipy.stats import binomtest
+    only = [int((right[a] & ~right[b]).sum()) for a, b in (("finetune", "frozen"), ("frozen", "finetune"))]
+    p = binomtest(only[0], sum(only), 0.5).pvalue if sum(only) else 1.0
+    short = f"the fine-tuned and the frozen model make as many errors ({t})" if t == f else \
+        f"fine-tuning makes {'fewer' if t < f else 'more'} errors than the frozen encoder ({t} against {f}), more " \
+        "than chance explains" if p < 0.05 else \
+        f"the fine-tuned model makes {t} errors, the frozen one {f}: a difference within chance"
+    b = missed["baseline"] + alarms["baseline"]
+    return [f"**In short: {short}; the TF-IDF baseline (a {runs['baseline'].metrics['total_seconds']:.1f} s fit) "
+            f"makes {b}.** At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model makes **{change} "
             f"the frozen one**: {t} against {f}. It misses {missed['finetune']} spam (frozen: {missed['frozen']}) and "
             f"raises {alarms['finetune']} false alarm",
             f" (frozen: {alarms['frozen']}).",
@@ -314,8 +323,10 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     verdict = finetuning_verdict(own["frozen"], own["finetune"], own["baseline"])
     frozen_missed = _expected_verdict(runs, 0.3)[0].split("(frozen: ")[1].split(")")[0]
     # after the notes that the frozen run is a quick one and the tiny fine-tune's 9 steps few, which come first
-    assert verdict.rsplit("as what fine-tuning buys. ", 1)[1].startswith(
-        "Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same ")
+    assert verdict.rsplit("as what fine-tuning buys. ", 1)[1].startswith("**In short: ")
+    # the baseline, at another threshold than the fine-tuned model, is not counted in the short line
+    assert ".** Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same " in verdict
+    assert "baseline" not in verdict.split("**In short: ")[1].split(".**")[0]
     assert f"(frozen: {frozen_missed})" in verdict
     # the baseline's threshold is named when it differs, and then it is not counted against the fine-tuned model
     assert re.search(r", at threshold 0\.7\), and its run took [\d.]+ s\.$", verdict), verdict
