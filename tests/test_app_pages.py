@@ -285,7 +285,8 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
         f"the fine-tuned model makes {t} errors, the frozen one {f}: a difference within chance"
     b = missed["baseline"] + alarms["baseline"]
     return [f"**In short: {short}; the TF-IDF baseline (a {runs['baseline'].metrics['total_seconds']:.1f} s fit) "
-            f"makes {b}.** At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model makes **{change} "
+            f"makes {b}.** At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model "
+            f"makes **{change} "
             f"the frozen one**: {t} against {f}. It misses {missed['finetune']} spam (frozen: {missed['frozen']}) and "
             f"raises {alarms['finetune']} false alarm",
             f" (frozen: {alarms['frozen']}).",

@@ -917,7 +917,8 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         comparable = baseline is not None and baseline.metrics.get("predictions") and at(baseline) == at(finetune) \
             and same_test_messages(finetune, baseline)
         b_errors = sum(_errors_at(baseline, at(baseline))) if comparable else None
-        short = _in_short(t_errors, f_errors, test["p_value"], b_errors, comparable and baseline.metrics.get("total_seconds"))
+        short = _in_short(t_errors, f_errors, test["p_value"], b_errors,
+                          comparable and baseline.metrics.get("total_seconds"))
         lines.insert(0, f"**In short: {short}.**")
     else:
         lines.append(f"{where}, the fine-tuned model makes {_n(t_errors, 'error')} in its {n:,} test messages, the "
