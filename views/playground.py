@@ -241,8 +241,10 @@ with single:
             x=[float(probabilities[m][0]) for m in models], y=[common.MODE_LABELS[m] for m in models],
             orientation="h", marker_color=[common.MODE_COLORS[m] for m in models],
             text=[percent(float(probabilities[m][0])) for m in models], showlegend=False,
-            # outside a short bar: inside one near 0 the label had no room and was dropped
-            textposition=["inside" if probabilities[m][0] >= 0.2 else "outside" for m in models]))
+            # outside a short bar: inside one near 0 the label had no room and was dropped. Inside, at the bar's
+            # start: at its end, a score near the threshold had the threshold's line through it ("5|.0%")
+            textposition=["inside" if probabilities[m][0] >= 0.2 else "outside" for m in models],
+            insidetextanchor="start"))
         # each model's own threshold, where its verdict flips
         fig.add_scatter(x=[threshold(run) for run, _ in models.values()], y=[common.MODE_LABELS[m] for m in models],
                         mode="markers", marker=dict(symbol="line-ns-open", size=34, color="black", line_width=2),
