@@ -943,6 +943,10 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     monkeypatch.setattr(streamlit, "download_button", building)
     at.run()
     assert reports[-1].count("At the confusion matrices&#x27; threshold, 0.99: ") == len(collapsed)
+    # and says in words what each metric measures, as the page's "What these measure" does
+    from views.common import METRIC_MEANINGS
+    assert all(f"{meaning}" in _unescape(_texts(at)) for meaning in METRIC_MEANINGS.values())
+    assert "What the metrics measure: Accuracy: the share of all messages called right" in reports[-1]
     # the handout says the slider's threshold was chosen on the test messages, and which counts are the fair ones
     assert "set before testing, give the fair counts (the Overview&#x27;s): a threshold chosen on the test messages " \
            "themselves can flatter either model." in reports[-1]

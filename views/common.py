@@ -74,6 +74,17 @@ RUN_SHADES = {"frozen": ["#636EFA", "#19D3F3", "#1B2A9C", "#8E6BE8", "#0B7FAB"],
 HEADLINE = ["accuracy", "precision", "recall", "f1", "auroc", "auprc"]
 METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "auroc": "AUROC",
                 "auprc": "AUPRC", "mcc": "MCC"}
+# in words for whoever hears the numbers; spam is the positive class
+METRIC_MEANINGS = {
+    "accuracy": "the share of all messages called right (with 12 % spam, calling everything ham scores 0.88)",
+    "precision": "of the messages called spam, the share that is spam: few false alarms",
+    "recall": "of the spam, the share caught: little spam let through",
+    "f1": "precision and recall in one number (their harmonic mean)",
+    "auroc": "the chance that a random spam message scores above a random ham one, whatever the threshold",
+    "auprc": "precision averaged over every level of recall, whatever the threshold; unlike AUROC, it drops with "
+             "false alarms even when spam is rare",
+    "mcc": "the correlation between verdicts and truth, from -1 to 1 (0: no better than chance); fair when one class "
+           "is rare"}
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")  # links, images, emphasis, code, HTML, tables, LaTeX

@@ -119,6 +119,10 @@ each = ", ".join(f"{common.SHORT_LABELS[m]} {float(r.metrics.get('threshold', 0.
 st.caption(f"At each run's own threshold ({each}, the table's first row); the slider below does not change these.")
 table_note = "The metrics table gives each run at its own threshold (its first row); the confusion matrices{} use {:g}."
 st.dataframe(metrics_table, hide_index=True, placeholder="—")
+glossary = "; ".join(f"{common.METRIC_NAMES[k]}: {common.METRIC_MEANINGS[k]}" for k in common.HEADLINE + ["mcc"])
+with st.expander("What these measure"):
+    st.markdown("\n".join(f"- **{common.METRIC_NAMES[k]}**: {common.METRIC_MEANINGS[k]}."
+                          for k in common.HEADLINE + ["mcc"]))
 table_warnings = [w for mode, run in picked.items()  # a 0.000 precision that means "calls nothing spam" needs saying
                   if (w := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]))]
 for warning in table_warnings:
@@ -384,7 +388,8 @@ def report() -> str:
     headline = common.finetuning_verdict(a, b, picked.get("baseline"), threshold) if a is not None and b is not None \
         else None
     also = " and \"What fine-tuning bought\"" if headline else " and the McNemar test" if mcnemar else ""
-    notes = [table_note.format(also, threshold), *table_warnings, *matrix_warnings] + [
+    notes = [table_note.format(also, threshold), f"What the metrics measure: {glossary}.", *table_warnings,
+             *matrix_warnings] + [
         n for n in (mcnemar,) if n and not headline] + [n for n in (unequal,) if n] + [
         n for n in (off_threshold,) if n]
     extra = {f"Your own messages ({own[0]}), at each run's own threshold": (own_frame, own_warnings)} \
