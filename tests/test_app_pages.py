@@ -1203,8 +1203,9 @@ def test_runs_page_overlays_curves_downloads_and_deletes_with_confirmation(monke
     test = victim.metrics["test"]
     metrics = tables[("measure", "test [95 % interval]", "validation")].set_index("measure")
     low, high = test["ci95"]["f1"]
-    assert metrics.loc["F1", "test [95 % interval]"] == f"{test['f1']:.4f} [{low:.4f}, {high:.4f}]"
-    assert metrics.loc["AUROC", "validation"] == f"{victim.metrics['validation']['auroc']:.4f}"
+    assert metrics.loc["F1", "test [95 % interval]"] == f"{test['f1']:.3f} [{low:.3f}, {high:.3f}]"  # as other pages
+    from views.common import _fmt
+    assert metrics.loc["AUROC", "validation"] == _fmt(victim.metrics["validation"]["auroc"], 3)
     matrix = tables[("", "called ham", "called spam")].set_index("")
     assert [[matrix.loc[a, f"called {c}"] for c in ("ham", "spam")] for a in ("actual ham", "actual spam")] == \
         test["confusion_matrix"]

@@ -128,8 +128,8 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     test, validation = metrics["test"], metrics.get("validation") or {}
     keys = common.HEADLINE + ["mcc"]
     return pd.DataFrame({"measure": [common.METRIC_NAMES[k] for k in keys],
-                         "test [95 % interval]": [common.with_interval(test, k, 4) for k in keys],
-                         "validation": [common._fmt(validation.get(k), 4) if validation.get(k) is not None else None
+                         "test [95 % interval]": [common.with_interval(test, k) for k in keys],
+                         "validation": [common._fmt(validation.get(k), 3) if validation.get(k) is not None else None
                                         for k in keys]})
 
 
