@@ -284,8 +284,8 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
         "than chance explains" if p < 0.05 else \
         f"the fine-tuned model makes {t} errors, the frozen one {f}: a difference within chance"
     b = missed["baseline"] + alarms["baseline"]
-    return [f"**In short: {short}; the TF-IDF baseline (a {runs['baseline'].metrics['total_seconds']:.1f} s fit) "
-            f"makes {b}.** At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model "
+    return [f"**In short: {short}; the TF-IDF baseline, fitted in {runs['baseline'].metrics['total_seconds']:.1f} s, "
+            f"makes {b}.**\n\n At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model "
             f"makes **{change} "
             f"the frozen one**: {t} against {f}. It misses {missed['finetune']} spam (frozen: {missed['frozen']}) and "
             f"raises {alarms['finetune']} false alarm",
@@ -326,7 +326,7 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     # after the notes that the frozen run is a quick one and the tiny fine-tune's 9 steps few, which come first
     assert verdict.rsplit("as what fine-tuning buys. ", 1)[1].startswith("**In short: ")
     # the baseline, at another threshold than the fine-tuned model, is not counted in the short line
-    assert ".** Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same " in verdict
+    assert ".**\n\n Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same " in verdict
     assert "baseline" not in verdict.split("**In short: ")[1].split(".**")[0]
     assert f"(frozen: {frozen_missed})" in verdict
     # the baseline's threshold is named when it differs, and then it is not counted against the fine-tuned model

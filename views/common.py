@@ -890,7 +890,7 @@ def _in_short(t_errors: int, f_errors: int, p_value: float, b_errors: int | None
     else:
         said = f"the fine-tuned model makes {t_errors} errors, the frozen one {f_errors}: a difference within chance"
     if b_errors is not None:
-        said += f"; the TF-IDF baseline{f' (a {b_seconds:.1f} s fit)' if b_seconds else ''} makes {b_errors}"
+        said += f"; the TF-IDF baseline{f', fitted in {b_seconds:.1f} s,' if b_seconds else ''} makes {b_errors}"
     return said
 
 
@@ -930,7 +930,7 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         b_errors = sum(_errors_at(baseline, at(baseline))) if comparable else None
         short = _in_short(t_errors, f_errors, test["p_value"], b_errors,
                           comparable and baseline.metrics.get("total_seconds"))
-        lines.insert(0, f"**In short: {short}.**")
+        lines.insert(0, f"**In short: {short}.**\n\n")  # a paragraph of its own
     else:
         lines.append(f"{where}, the fine-tuned model makes {_n(t_errors, 'error')} in its {n:,} test messages, the "
                      f"frozen one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on "
