@@ -155,6 +155,21 @@ def test_a_stop_signal_saves_the_state_at_its_very_step_and_a_resume_ends_the_sa
     _assert_same_run(run_dir, uninterrupted)
 
 
+def test_a_cancel_left_for_a_killed_run_is_not_read_by_its_resume(tmp_path, data, tiny_bert):
+    """The app's Cancel pressed just as the machine went down leaves a `cancel` file the dead process never read. A
+    later resume is a new decision: it must drop that request and train to its end, not stop at its first step."""
+    runs_dir = tmp_path / "runs"
+    proc = _train_cli(runs_dir, data, tiny_bert)
+    run_dir = _stop_when(runs_dir, proc, signal.SIGKILL,
+                         lambda events: any(e["event"] == "state_saved" for e in events))
+    assert load_run(run_dir).status == "interrupted" and saved_state(run_dir)
+    request_cancel(run_dir)  # never read: the process was killed
+    resume_stopped(run_dir)
+    run = load_run(run_dir)
+    assert run.status == "completed" and run.usable and not (run_dir / "cancel").exists()
+    assert run.metrics["steps"] == 20 * 12  # every epoch it was set for
+
+
 def test_a_frozen_run_resumes_after_ctrl_c_to_the_same_result(tmp_path, data, tiny_bert, monkeypatch):
     import core.train
 
