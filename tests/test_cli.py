@@ -312,6 +312,29 @@ def test_a_plan_prints_each_run_folder_as_that_run_ends(capsys, tmp_path, sms_fi
     assert load_run(Path(first)).status == "completed" and load_run(Path(first)).mode == "baseline"
 
 
+def test_a_plan_whose_first_run_did_not_complete_exits_1_though_a_later_one_did(capsys, tmp_path, sms_file,
+                                                                                monkeypatch):
+    """A script chaining `core train --config plan.json && core export` must not go on when any run of the plan
+    failed: the exit status is 1 if one did not complete, not only when the last one did not."""
+    import shutil
+
+    import core.train
+    from core.runs import set_status
+    completed = train(TrainConfig(mode="baseline", data=str(sms_file), runs_dir=str(tmp_path / "runs")))
+    failed = Path(shutil.copytree(completed, tmp_path / "runs" / "failed-run"))
+    set_status(failed, "failed", error="boom")
+
+    def two_runs_ended(configs):  # stands in for the training: the plan's runs end as prepared, in order
+        assert len(configs) == 2
+        yield from (failed, completed)
+    monkeypatch.setattr(core.train, "train_sequence", two_runs_ended)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"mode": "baseline"}, {"mode": "baseline", "seed": 1}]))
+    code, out, _ = run_cli(capsys, "train", "--config", str(plan), "--data", str(sms_file), "--runs-dir",
+                           str(tmp_path / "runs"))
+    assert (code, out.split()) == (1, [str(failed), str(completed)])
+
+
 def test_train_prints_the_run_folder_last(capsys, caplog, tmp_path, sms_file):
     caplog.set_level("INFO", logger="core")
     code, out, _ = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir",
