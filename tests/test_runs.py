@@ -92,6 +92,30 @@ def test_one_complete_checkpoint_is_kept_and_a_partial_one_is_never_taken_for_it
     assert saved_weights(run, "finetune") == run / "model"
 
 
+def test_checkpoints_go_by_step_number_and_the_newest_is_the_weights_left(tmp_path):
+    """A resume leaves an older checkpoint beside its own until it saves one (checkpoint-8 and checkpoint-12):
+    ordered as text, checkpoint-12 came before checkpoint-8, and finish would test the older weights."""
+    run = tmp_path / "r1"
+    for step in (8, 12):
+        save_folder_atomic(run / f"checkpoint-{step}",
+                           lambda folder, step=step: (folder / "model.safetensors").write_text(f"step {step}"))
+    assert [p.name for p in checkpoints(run)] == ["checkpoint-8", "checkpoint-12"]
+    assert saved_weights(run, "finetune") == run / "checkpoint-12"
+
+
+def test_the_newest_complete_training_state_is_the_one_resumed(tmp_path):
+    """Two complete states on disk (killed before the older was removed): a resume goes on from the newer one,
+    not back to the older and its lost steps."""
+    from core.runs import STATE_INFO, saved_state
+    run = tmp_path / "r1"
+    for step in (20, 40):
+        save_folder_atomic(run / f"resume-{step}", lambda folder, step=step: write_json_atomic(
+            folder / STATE_INFO, {"step": step}))
+    assert saved_state(run) == {"step": 40, "folder": run / "resume-40"}
+    (run / "resume-40" / STATE_INFO).unlink()  # a state half removed is not whole: the older one is what is left
+    assert saved_state(run)["step"] == 20
+
+
 def test_a_run_interrupted_on_another_machine_is_not_finished_here(tmp_path):
     from core.runs import finishable
     run = tmp_path / "20260101-000000-finetune-aaaa"
