@@ -63,6 +63,16 @@ def test_bad_rows_are_dropped_and_counted(tmp_path):
     assert counts["dropped_unknown_label"] == 2  # "maybe" and a duplicated header line
 
 
+def test_a_row_with_an_unknown_label_and_no_text_is_counted_once(tmp_path):
+    """The summary's dropped counts add up to the rows dropped: a row that is bad two ways is counted as an unknown
+    label only, not also as an empty message."""
+    path = tmp_path / "d.txt"
+    path.write_text("maybe\t  \nham\thi\nspam\twin\n", encoding="utf-8")
+    frame, counts = read_messages(path)
+    assert frame.text.tolist() == ["hi", "win"] and counts["rows_read"] == 3
+    assert (counts["dropped_empty_text"], counts["dropped_unknown_label"]) == (0, 1)
+
+
 def test_uci_lines_under_a_header_keep_their_quotes_and_rows(tmp_path):
     # a quote opening a raw message must not swallow the lines after it, as a CSV reader would
     body = 'label\ttext\nham\t"Gimme a few" was  &lt;#&gt;  minutes ago\nspam\tWIN "big" now\nham\tok\n'
