@@ -101,6 +101,20 @@ def test_csv_quoted_tsv_is_unquoted(tmp_path):
     assert parsed.text.tolist() == frame.text.tolist()
 
 
+def test_a_pandas_tsv_with_some_messages_over_two_lines_is_read_as_a_table(tmp_path):
+    """A fifth of the messages quoted across two lines leaves fewer than 9 in 10 lines looking like label<TAB>text:
+    such a file is a CSV writer's, and read as a table, each message whole, not split into a cut message and a row
+    with a bad label."""
+    rows = make_messages(12, 8)
+    texts = [f"{text}\nsecond line" if i % 5 == 0 else text for i, (_, text) in enumerate(rows)]
+    frame = pd.DataFrame({"label": [label for label, _ in rows], "text": texts})
+    path = tmp_path / "pandas.tsv"
+    frame.to_csv(path, sep="\t", index=False)
+    parsed, counts = read_messages(path)
+    assert counts["format"] == "table" and counts["rows_read"] == 20 and counts["dropped_unknown_label"] == 0
+    assert parsed.text.tolist() == texts and sum("\n" in t for t in texts) == 4
+
+
 def test_lines_a_csv_reader_cannot_split_are_counted(tmp_path):
     path = tmp_path / "d.csv"
     # with a third column, one field too many (an unquoted comma in a message) cannot be told apart from the
