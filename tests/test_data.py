@@ -195,6 +195,13 @@ def test_deduplicate_normalises_whitespace_and_counts_conflicts():
     assert info == {"duplicates_removed": 2, "label_conflicts": 1}
 
 
+def test_deduplicate_keeps_the_first_copy_and_its_label():
+    """Of a message repeated with two labels, the first copy is kept, with its label, as the summary says: the
+    split (and so every run's results) depends on which one stays."""
+    out, _ = deduplicate(pd.DataFrame({"text": ["hi", "hi", "x"], "label": [0, 1, 0]}))
+    assert out.to_dict("list") == {"text": ["hi", "x"], "label": [0, 0]}
+
+
 def test_split_has_no_overlap_is_stratified_and_deterministic(tmp_path):
     rows = make_messages(n_ham=400, n_spam=100)
     rows += rows[:60]  # exact repeats must not leak across splits
