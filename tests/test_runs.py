@@ -47,6 +47,15 @@ def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
     assert read_status(run)["status"] == "running"
 
 
+def test_a_live_pid_that_started_at_another_time_is_a_reused_pid_and_reads_as_interrupted(tmp_path):
+    """pids are reused: a "running" status whose pid is alive now but started at another time than the one
+    recorded is another process, so the run's own is gone."""
+    run = tmp_path / "r1"
+    run.mkdir()
+    set_status(run, "running", pid=os.getpid(), pid_started=1.0)  # a live pid, started in 1970
+    assert read_status(run)["status"] == "interrupted"
+
+
 def test_a_run_killed_mid_save_loses_its_partial_weights_folder(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
