@@ -149,6 +149,25 @@ def test_a_run_interrupted_on_another_machine_is_not_finished_here(tmp_path):
             finishable(run)
 
 
+def test_a_run_from_another_container_is_not_taken_as_stopped_while_a_job_is_starting(tmp_path):
+    """This machine's name in another pid namespace: the process may be training in another container. A job that
+    holds the lock but has not named its run yet ("starting") may be that very run's resume, so the run is not
+    taken as stopped here (finished, or its partial folders swept) until the job names another run."""
+    import socket
+
+    from core.runs import finishable, set_lock_holder
+    run = tmp_path / "20260101-000000-finetune-aaaa"
+    save_checkpoint(run, 8, lambda folder: (folder / "model.safetensors").write_bytes(b"w"))
+    write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0, "model": {"name": "m"}})
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host=f"{socket.gethostname()} pid:[1]")
+    with training_lock(tmp_path) as lock:
+        assert running_job(tmp_path) == "starting"
+        with pytest.raises(RunError, match="was training on another machine"):
+            finishable(run)
+        set_lock_holder(lock, "another-run")
+        assert finishable(run)[1] == run / "checkpoint-8"
+
+
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
     def fail_midway(folder):
         (folder / "model.safetensors").write_bytes(b"half")
