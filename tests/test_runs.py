@@ -168,6 +168,15 @@ def test_a_run_from_another_container_is_not_taken_as_stopped_while_a_job_is_sta
         assert finishable(run)[1] == run / "checkpoint-8"
 
 
+def test_an_atomically_written_file_follows_the_umask_like_the_runs_other_files(tmp_path):
+    """mkstemp makes its file 0600: a run's status or metrics then could not be read by the group that shares the
+    results folder (the app run as another user), though its other files could."""
+    (tmp_path / "plain").touch()  # made as open() makes a file: 0666 less the umask
+    write_json_atomic(tmp_path / "metrics.json", {"a": 1})
+    mode = (tmp_path / "metrics.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777  # 0644 under the usual umask 022, not 0600
+
+
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
     def fail_midway(folder):
         (folder / "model.safetensors").write_bytes(b"half")
