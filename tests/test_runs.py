@@ -177,6 +177,39 @@ def test_an_atomically_written_file_follows_the_umask_like_the_runs_other_files(
     assert mode == (tmp_path / "plain").stat().st_mode & 0o777  # 0644 under the usual umask 022, not 0600
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names a file descriptor's file through /proc")
+def test_a_folder_saved_atomically_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    """After a power cut a renamed folder can hold empty files, the rename reaching the disk before the data: each
+    file and the folder are fsynced before the rename, and the folder holding it after."""
+    calls = []
+    fsync, rename, replace = os.fsync, os.rename, os.replace
+
+    def recorded_fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def recorded(name, real):
+        def call(src, dst, *args, **kwargs):
+            calls.append((name, str(src)))
+            return real(src, dst, *args, **kwargs)
+        return call
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "rename", recorded("rename", rename))
+    monkeypatch.setattr(os, "replace", recorded("rename", replace))
+
+    def write(folder):
+        (folder / "sub").mkdir()
+        for name in ("model.safetensors", "sub/tokenizer.json"):
+            (folder / name).write_text(name)
+    save_folder_atomic(tmp_path / "model", write)
+    tmp = str(tmp_path / "model.tmp")
+    [moved] = [i for i, (what, path) in enumerate(calls) if what == "rename" and path == tmp]
+    synced = {path for what, path in calls[:moved] if what == "fsync"}
+    assert synced >= {tmp, f"{tmp}/sub", f"{tmp}/model.safetensors", f"{tmp}/sub/tokenizer.json"}
+    assert ("fsync", str(tmp_path)) in calls[moved:]  # the rename itself
+    assert (tmp_path / "model" / "sub" / "tokenizer.json").read_text() == "sub/tokenizer.json"
+
+
 def test_a_failed_save_leaves_neither_a_partial_nor_a_missing_checkpoint(tmp_path):
     def fail_midway(folder):
         (folder / "model.safetensors").write_bytes(b"half")
