@@ -138,6 +138,22 @@ def test_a_plan_counts_its_runs_itself_so_deleting_a_finished_one_does_not_renum
     _wait(lambda: running_job(runs) is None)
 
 
+def test_between_two_runs_of_a_plan_the_next_one_is_shown_loading(tmp_path):
+    """The lock names the plan's first run until the second starts: with the first completed, the job is loading
+    the second, run 2 of 2, not still on the first (nor past the end of the plan)."""
+    from core.runs import set_lock_holder, set_status, training_lock, write_json_atomic
+    first = tmp_path / "20260101-000000-baseline-aaaa"
+    first.mkdir()
+    write_json_atomic(first / "config.json", {"mode": "baseline", "created": 1.0})
+    set_status(first, "completed")
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, first.name, (1, 2))
+        progress = jobs.current_job(tmp_path)
+        assert (progress.phase, progress.index, progress.count) == ("preparing", 2, 2)
+        set_lock_holder(lock, first.name, (2, 2))  # the last run of the plan, ended: there is no run 3
+        assert (jobs.current_job(tmp_path).index, jobs.current_job(tmp_path).count) == (2, 2)
+
+
 def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it():
     from types import SimpleNamespace
 
