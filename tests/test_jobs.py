@@ -471,6 +471,25 @@ def test_a_resume_job_goes_on_from_the_saved_state_and_progress_counts_from_ther
     assert "of training left" in going.describe()  # the test and the save come after
 
 
+
+def test_a_frozen_run_asked_to_finish_while_it_encodes_says_so(tmp_path):
+    """Finish pressed while a frozen run encodes its messages: it is read only once the encoding ends, so the page
+    says it is finishing and how, not that it encodes on as if nothing was asked."""
+    from core.runs import EventLog, request_finish, set_lock_holder, set_status, training_lock, write_json_atomic
+    run = tmp_path / "20260101-000000-frozen-aaaa"
+    run.mkdir()
+    write_json_atomic(run / "config.json", {"mode": "frozen", "created": 1.0})
+    set_status(run, "running")
+    EventLog(run / "history.jsonl").emit("features", done=64, total=1000)
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, run.name)
+        assert jobs.current_job(tmp_path).phase == "features"
+        request_finish(run)
+        progress = jobs.current_job(tmp_path)
+    assert (progress.phase, progress.eta_seconds) == ("finishing", None)
+    assert progress.detail == "asked to finish: it ends its encoding, validates at its first step, then tests"
+
+
 def test_while_a_stopped_run_is_tested_the_bar_stays_where_its_training_stopped():
     events = [{"event": "start", "total_steps": 100, "time": 0.0}, {"event": "train", "step": 40, "time": 9.0},
               {"event": "checkpoint", "step": 30, "time": 7.0}, {"event": "finish_saved", "step": 30, "time": 50.0}]
