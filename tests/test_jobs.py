@@ -544,6 +544,17 @@ def test_the_time_left_waits_for_a_validation_or_a_tenth_of_the_run():
     assert going.describe().endswith("about 8 min 05 s of training left")
 
 
+def test_the_time_left_counts_down_between_two_logged_steps():
+    """Steps are logged every few seconds (minutes for a big model): between two, the time left goes down with
+    the clock, not stays put until the next step is logged."""
+    events = [{"event": "start", "total_steps": 100, "time": 0.0},
+              *({"event": "train", "step": k, "time": 10.0 + 2.0 * k} for k in range(1, 21))]
+    at_step = jobs.progress_from_history(events, now=events[-1]["time"]).eta_seconds
+    assert at_step == pytest.approx(2.0 * 80)
+    assert jobs.progress_from_history(events, now=events[-1]["time"] + 30).eta_seconds == pytest.approx(at_step - 30)
+    assert jobs.progress_from_history(events, now=events[-1]["time"] + 999).eta_seconds == 0.0  # late: not negative
+
+
 def test_a_job_started_elsewhere_is_not_given_the_apps_last_plan(tmp_path):
     # the app's last job (a plan of three) had ended; a CLI job then showed as "run 3 of 3" of that old plan
     import psutil
