@@ -236,6 +236,23 @@ def test_an_encoding_stopped_midway_resumes_where_it_stopped(tiny_bert, tmp_path
     assert not partial.exists()  # the complete features replace it
 
 
+def test_a_cache_hit_removes_a_partial_encoding_left_beside_it(tmp_path):
+    """Two jobs (two runs folders, one cache) encode the same messages: the one that stopped midway leaves its
+    partial features, and the other saved the whole. The next run's cache hit removes the partial file, which
+    would otherwise sit in the cache for good (nothing would encode that key again)."""
+    from core.features import cached_features, partial_file
+    features = torch.arange(6, dtype=torch.float32).reshape(3, 2)
+    cached_features(tmp_path, "key", lambda: (features, {"hidden": 2}))
+    partial = partial_file(tmp_path, "key")
+    partial.write_bytes(b"the other job's rows so far")
+
+    def never():
+        raise AssertionError("a cache hit encodes nothing")
+    got, cached, info = cached_features(tmp_path, "key", never)
+    assert cached and torch.equal(got, features) and info == {"hidden": "2"}
+    assert not partial.exists()
+
+
 def test_an_encoding_whose_partial_features_cannot_be_saved_goes_on(tiny_bert, tmp_path, caplog, monkeypatch):
     from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
