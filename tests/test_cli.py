@@ -418,6 +418,21 @@ def test_runs_says_when_a_run_trained_on_fewer_messages(capsys, tmp_path, sms_fi
     code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"), "--json")
     assert json.loads(out)["train_messages"] == 30
 
+def test_runs_says_nothing_of_fewer_messages_when_the_cap_was_the_whole_split(capsys, tmp_path, sms_file):
+    """--train-messages at or over the training split's size trains on all of it: such a run is comparable with
+    any other, and is not listed (nor set apart on the pages) as one trained on a sample."""
+    from core.runs import training_subset
+    for cap in ("91", "500"):  # the split's size, and more
+        code, _, _ = run_cli(capsys, "train", "--mode", "baseline", "--data", str(sms_file), "--runs-dir",
+                             str(tmp_path / "runs"), "--train-messages", cap)
+        assert code == 0
+    runs = list_runs(tmp_path / "runs")
+    assert [(r.config["train_messages"], training_subset(r.config)) for r in sorted(
+        runs, key=lambda r: r.config["train_messages"])] == [(91, None), (500, None)]
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0 and "trained on" not in out
+
+
 def test_runs_on_a_folder_that_does_not_exist_says_so(capsys, tmp_path):
     code, out, err = run_cli(capsys, "runs", "--runs-dir", str(tmp_path / "nope"))
     assert (code, out) == (2, "") and err == f"error: no such folder: {tmp_path / 'nope'} (--runs-dir or " \
