@@ -170,6 +170,31 @@ def test_a_cancel_left_for_a_killed_run_is_not_read_by_its_resume(tmp_path, data
     assert run.metrics["steps"] == 20 * 12  # every epoch it was set for
 
 
+def test_rolling_back_to_a_saved_state_keeps_its_own_state_saved_event(tmp_path):
+    """A resume cuts the history back to the state it goes on from: the events after it are trained again, but the
+    `state_saved` event of that very step stays: the live page names the step a dead process can be resumed from by
+    it, and without it told an older state's step (or none) until the resume saved a state of its own."""
+    from core.runs import EventLog, save_checkpoint
+    from core.train import _roll_back
+    run_dir = tmp_path / "20260101-000000-finetune-abcd"
+    run_dir.mkdir()
+    events = EventLog(run_dir / "history.jsonl")
+    for event, step in [("start", None), ("train", 10), ("state_saved", 10), ("train", 20), ("state_saved", 20),
+                        ("train", 24), ("eval", 24), ("checkpoint", 24)]:
+        events.emit(event, **({"step": step} if step is not None else {}))
+    events.close()
+    save_checkpoint(run_dir, 24, lambda folder: (folder / "model.safetensors").write_text("step 24"))
+    best = run_dir / "resume-20" / "best"
+    best.mkdir(parents=True)
+    (best / "model.safetensors").write_text("step 12")
+    _roll_back(run_dir, {"step": 20, "best": {"step": 12}, "folder": run_dir / "resume-20"})
+    assert [(e["event"], e.get("step")) for e in read_history(run_dir)] == [
+        ("start", None), ("train", 10), ("state_saved", 10), ("train", 20), ("state_saved", 20)]
+    # the state's best weights are put back, and the newer best stays until the resume saves its own
+    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-12", "checkpoint-24"]
+    assert (run_dir / "checkpoint-12" / "model.safetensors").read_text() == "step 12"
+
+
 def test_a_frozen_run_resumes_after_ctrl_c_to_the_same_result(tmp_path, data, tiny_bert, monkeypatch):
     import core.train
 
