@@ -526,6 +526,38 @@ def test_the_default_pick_ranks_training_to_the_end_then_all_the_messages_then_t
     assert passed_over([cut_sample, cut], cut, None).endswith(") trained on 50 of the 3,612 training messages. "
                                                               "Pick it here to see it.")
 
+def test_runs_are_paired_only_on_the_same_test_messages_in_the_same_order():
+    """McNemar and the table of errors pair the two runs' predictions row by row: the same messages shuffled (another
+    seed's split of the same data can hold them all) must not count as the same."""
+    from types import SimpleNamespace
+
+    from views.common import same_test_messages
+
+    def run(*texts):
+        return SimpleNamespace(metrics={"predictions": [{"text": t, "label": 0, "spam_probability": 0.1}
+                                                        for t in texts]})
+    assert same_test_messages(run("a", "b", "c"), run("a", "b", "c"))
+    assert not same_test_messages(run("a", "b", "c"), run("c", "a", "b"))
+    assert not same_test_messages(run("a", "b"), run("a", "b", "c"))
+    assert not same_test_messages(run(), run())  # no predictions: nothing to pair
+
+
+def test_unequal_training_is_said_of_two_runs_as_of_three():
+    """A learning curve's frozen run on a sample beside a fine-tune on all the messages, with the baseline left out,
+    still differs by its data: the warning must not wait for a third run."""
+    from types import SimpleNamespace
+
+    from views.common import unequal_training
+
+    def run(rows):
+        return SimpleNamespace(config={"data_info": {"splits": {"train": {"rows": rows}}}})
+    assert unequal_training({"frozen": run(50), "finetune": run(3612)}) == (
+        "The runs shown trained on different numbers of messages (frozen: 50; fine-tuned: 3,612), so the differences "
+        "between them are not the models' alone. Pick runs trained on as many messages to compare the models.")
+    assert unequal_training({"frozen": run(3612), "finetune": run(3612)}) is None
+    assert unequal_training({"finetune": run(50)}) is None
+
+
 def test_overview_names_its_runs_and_lets_you_pick_them(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
@@ -840,6 +872,24 @@ def test_the_html_report_shows_names_as_the_page_does_not_their_markdown_escapes
     assert f"The model makes <b>2 fewer errors</b> on {name}: see http://x.co." in html
 
 
+
+def test_the_html_report_shows_links_and_asterisks_in_names_as_text():
+    """plain() breaks a URL or e-mail address with an invisible U+2060 (against markdown autolinks) and escapes
+    asterisks; the HTML report must undo both, or a copied address has a hidden character in it, and a name with
+    asterisks must not close or open the verdict's bold."""
+    import pandas as pd
+
+    from views.common import comparison_report, plain
+    url, mail = "http://evil.example/win", "claims@evil.example"
+    html = comparison_report({}, pd.DataFrame({"model": ["Fine-tuned BERT"]}), [],
+                             notes=[f"Left out of {plain(url)}, sent by {plain(mail)}: 1 row."],
+                             verdict=f"Scored **{plain('spam*')}** and {plain('a**b.csv')}, **2 fewer errors**.")
+    assert "\u2060" not in html
+    assert f"<p>Left out of {url}, sent by {mail}: 1 row.</p>" in html
+    # the name's own asterisks stay text, the verdict's ** around it still bold it
+    assert "<p>Scored <b>spam*</b> and a**b.csv, <b>2 fewer errors</b>.</p>" in html
+
+
 def test_a_rate_short_of_perfect_is_never_shown_as_perfect():
     from views.common import _fmt, with_interval
     assert with_interval({"auroc": 0.9987, "ci95": {"auroc": [0.9971, 0.99976]}}, "auroc") == "0.999 [0.997, 0.9998]"
@@ -853,7 +903,37 @@ def test_only_intervals_of_no_width_are_explained_as_such():
     ci = {"accuracy": [0.9996, 1.0], "recall": [1.0, 1.0], "f1": [0.0, 0.0], "auroc": [0.5, 0.5], "mcc": [0.0, 0.0]}
     assert flat_intervals({"ci95": ci}) == {0, 1}  # recall and F1; AUROC's flat 0.5 is no such end, MCC no headline
     assert flat_intervals({"ci95": {"accuracy": [0.9996, 1.0], "precision": None}}) == set()
+    # MCC's flat 0 alone (a model that calls one class, every resample) is not a headline metric: no note on it
+    assert flat_intervals({"ci95": {"mcc": [0.0, 0.0]}}) == set()
     assert flat_intervals({}) == set()
+
+
+def test_a_model_that_calls_every_message_spam_is_said_to():
+    """The other one-class failure than "always ham": accuracy is then only the share of spam, which a table of
+    scores would not say."""
+    from views.common import one_class_warning
+    assert one_class_warning({"confusion_matrix": [[0, 90], [0, 40]], "auroc": 0.6}, "Fine-tuned BERT") == \
+        "Fine-tuned BERT calls every test message spam: its accuracy is just the share of spam."
+    assert one_class_warning({"confusion_matrix": [[0, 9], [0, 4]], "auroc": 0.95, "threshold": 0.01}, "X",
+                             messages="message of yours") == (
+        "X calls every message of yours spam: its accuracy is just the share of spam. Its probabilities still rank "
+        "spam above ham (AUROC 0.950), so the threshold (0.01) is what fails, not the model.")
+    assert one_class_warning({"confusion_matrix": [[80, 10], [5, 35]]}, "X") is None
+
+
+def test_the_short_verdict_says_whether_a_gap_is_more_than_chance():
+    """The take-away line a skimming reader keeps: "within chance" or "more than chance", from the McNemar p, and
+    the baseline's count only where it was counted on the same messages at the same threshold (0 included)."""
+    from views.common import _in_short
+    assert _in_short(5, 7, 0.6, None, None) == \
+        "the fine-tuned model makes 5 errors, the frozen one 7: a difference within chance"
+    assert _in_short(5, 17, 0.01, 3, 0.34) == ("fine-tuning makes fewer errors than the frozen encoder (5 against "
+                                               "17), more than chance explains; the TF-IDF baseline, fitted in 0.3 "
+                                               "s, makes 3")
+    assert _in_short(17, 5, 0.01, None, None) == \
+        "fine-tuning makes more errors than the frozen encoder (17 against 5), more than chance explains"
+    assert _in_short(4, 4, 1.0, 0, None) == \
+        "the fine-tuned and the frozen model make as many errors (4); the TF-IDF baseline makes 0"
 
 
 def saved_evaluation_time(run) -> float:
