@@ -107,6 +107,28 @@ def _errors_beside(at: AppTest, key: str) -> list[str]:
     return _errors(min(holding, key=lambda col: len(keys(col))))
 
 
+
+def _copied_run(run, runs_dir: Path, tag: str, config=None, metrics=None):
+    """A copy of a completed run under a new id, with its config.json and metrics.json edited in place by the given
+    functions: a case (a sample's run, another split, a stopped run) set up without training one."""
+    path = Path(shutil.copytree(run.path, runs_dir / run.path.name.replace(run.mode, f"{run.mode}-{tag}")))
+    for name, edit in (("config.json", config), ("metrics.json", metrics)):
+        if edit:
+            data = json.loads((path / name).read_text())
+            edit(data)
+            (path / name).write_text(json.dumps(data))
+    return load_run(path)
+
+
+def _on_messages(n: int, created: float | None = None):
+    """A config.json edit: the run trained on a sample of n messages (a learning curve's), created then."""
+    def edit(config):
+        config["train_messages"] = n
+        config["data_info"]["splits"]["train"]["rows"] = n
+        if created is not None:
+            config["created"] = created
+    return edit
+
 # ---------------------------------------------------------------------------- no runs yet
 
 def test_every_page_renders_with_no_runs_and_the_quick_preset_gets_a_first_result(
@@ -1156,6 +1178,29 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     # scores from other models are not shown under the ones now picked
     at.selectbox(key="play_baseline").set_value("none").run()
     assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)
+
+
+def test_playground_calls_spam_at_each_runs_own_threshold(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    """A run set to call spam only from a higher probability than 0.5 calls a message below that ham, alone and in a
+    batch: a verdict at 0.5 would disagree with the run's own test scores and with the threshold printed beside it."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    baseline = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    message = "WINNER!! you have won a £500 prize, call 0906500 now"
+    p = float(Predictor.load(baseline.path).predict([message])[0])
+    assert p >= 0.5, "the baseline was expected to call this message spam at 0.5"
+    threshold = p + (1 - p) / 2  # above its probability: ham at the run's own threshold
+
+    def set_threshold(metrics):
+        metrics["threshold"] = threshold
+    _copied_run(baseline, runs_dir, "t", metrics=set_threshold)
+    shutil.rmtree(baseline.path)
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/playground.py")
+    at.text_area(key="play_text").input(message).run()
+    shown = {m.label: (m.value, m.delta) for m in at.metric}
+    assert shown["TF-IDF baseline"] == (_percent(p), f"HAM (< threshold {threshold:g})")
+    at.text_area(key="play_lines").input(message).run()
+    at.button(key="play_score").click().run()
+    assert list(at.dataframe[0].value["baseline verdict"]) == ["ham"]
 
 
 def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
