@@ -1085,6 +1085,39 @@ def test_compare_without_a_frozen_run_tests_the_fine_tune_against_the_baseline(m
     assert "McNemar" not in _texts(at) and not any("fine-tuned wrong" in d.value.columns for d in at.dataframe)
 
 
+def test_compare_mcnemar_and_its_report_count_at_the_slider_threshold(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                      trained):
+    """The McNemar line sits under the confusion matrices, which move with the slider: its counts, p and verdict
+    words are at that threshold too, and so is the report's "What fine-tuning bought"."""
+    from scipy.stats import binomtest
+    runs = {r.mode: r for r in list_runs(trained)}
+    y = np.array([p["label"] for p in runs["frozen"].metrics["predictions"]]) == 1
+    probability = {m: np.array([p["spam_probability"] for p in r.metrics["predictions"]]) for m, r in runs.items()}
+    import streamlit
+    reports, download_button = [], streamlit.download_button
+
+    def building(label, data, *args, **kwargs):  # the report, built as the button builds it on a click
+        if kwargs.get("key") == "compare_report":
+            reports.append(data())
+        return download_button(label, data, *args, **kwargs)
+    monkeypatch.setattr(streamlit, "download_button", building)
+    at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
+    counted, verdicts = set(), set()
+    for threshold in (0.5, 0.2, 0.9):
+        at.slider(key="compare_threshold").set_value(threshold).run()
+        right = {m: (probability[m] >= threshold) == y for m in ("frozen", "finetune")}
+        frozen, finetune = (int((right[a] & ~right[b]).sum()) for a, b in (("frozen", "finetune"),
+                                                                            ("finetune", "frozen")))
+        p = binomtest(frozen, frozen + finetune, 0.5).pvalue if frozen + finetune else 1.0
+        verdict = "a real difference" if p < 0.05 else "not a significant difference"
+        assert f"McNemar test at threshold {threshold:g}: only the frozen model is right on " \
+               f"{plural(frozen, 'message')}, only the fine-tuned one on {finetune}; p = {p:.3g} ({verdict} at the " \
+               "5 % level)." in _texts(at)
+        assert f"At threshold {threshold:g}, on the same " in reports[-1]
+        counted.add((frozen, finetune))
+    assert len(counted) > 1, "the counts were expected to move with the threshold"
+
+
 def _percent(p: float) -> str:
     """A probability as the Playground shows it: never as certainty."""
     return ">99.9%" if p >= 0.999 else "<0.1%" if p < 0.0005 else f"{p:.1%}"
