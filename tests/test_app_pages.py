@@ -313,7 +313,8 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
             f"raises {alarms['finetune']} false alarm",
             f" (frozen: {alarms['frozen']}).",
             f"Only the fine-tuned model is right on {plural(int((right['finetune'] & ~right['frozen']).sum()), 'message')}, "
-            f"only the frozen one on {int((right['frozen'] & ~right['finetune']).sum())}: McNemar p = ",
+            f"only the frozen one on {int((right['frozen'] & ~right['finetune']).sum())}: McNemar p = {p:.3g}, "
+            f"**{'a real difference' if p < 0.05 else 'not a significant difference'}** at the 5 % level.",
             f"fine-tuning trains {params:.0f} times as many parameters",
             f"the TF-IDF baseline makes {plural(missed['baseline'] + alarms['baseline'], 'error')} "
             f"({missed['baseline']} spam missed"]
