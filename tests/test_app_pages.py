@@ -678,6 +678,61 @@ def test_a_baseline_tested_on_other_messages_is_not_the_default_and_is_flagged_w
                                   "from other data or another split: not comparable row by row).") for c in at.caption)
 
 
+
+def test_a_baseline_on_other_messages_is_left_out_of_the_short_verdict(trained):
+    """The "In short" line counts the baseline's errors against the fine-tuned model's: only fair on the same test
+    messages. One tested on as many other messages (another split) at the same threshold is not counted there."""
+    from views.common import finetuning_verdict
+    runs = {r.mode: r for r in list_runs(trained)}
+    predictions = runs["baseline"].metrics["predictions"]
+    other = dataclasses.replace(runs["baseline"], metrics={**runs["baseline"].metrics, "predictions": [
+        {**p, "text": f"{p['text']} (another split)"} for p in predictions]})
+
+    def in_short(baseline) -> str:
+        return finetuning_verdict(runs["frozen"], runs["finetune"], baseline).split("**In short: ")[1].split(".**")[0]
+    assert "; the TF-IDF baseline, fitted in " in in_short(runs["baseline"])
+    assert "baseline" not in in_short(other)
+    assert "false alarms, on other test messages)" in finetuning_verdict(runs["frozen"], runs["finetune"], other)
+
+
+def test_a_newer_frozen_run_on_other_test_messages_is_not_the_default_beside_the_fine_tune(
+        monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    """The frozen default follows the fine-tuned run's test messages, as the baseline's does: a newer frozen run on
+    another split beside it leaves no paired test, and the page would drop McNemar without a word why."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    frozen = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+
+    def other_split(metrics):
+        metrics["predictions"] = metrics["predictions"][::-1]
+
+    def newer(config):
+        config["created"] = frozen.created + 60
+    other = _copied_run(frozen, runs_dir, "seed7", config=newer, metrics=other_split)
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert at.selectbox(key="overview_frozen").value == frozen.id
+    assert f"Showing an older run: the newest ({_when(other)}) was tested on other messages than the Fine-tuned BERT " \
+           "run shown (other data, seed or split). Pick it here to see it." in [c.value for c in at.caption]
+    assert "McNemar p = " in _texts(at)
+
+
+def test_back_after_a_pick_does_not_bring_back_the_bad_links_note(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                  trained):
+    """A link naming no run is said once; a pick answers it. Back to before the pick is the default again, not the
+    bad link, so the note must not come back."""
+    _app(monkeypatch, tmp_path, trained, tiny_bert, sms_data)  # the settings; then a new session, from the link
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["baseline"] = "../../etc"
+    at.run()
+    note = "The link names no run here (../../etc): this is the default."
+    assert note in [c.value for c in at.caption]
+    at.selectbox(key="overview_baseline").set_value("none").run()
+    assert at.query_params["baseline"] == "none" and note not in [c.value for c in at.caption]
+    del at.query_params["baseline"]  # Back
+    at.run()
+    default = next(r for r in list_runs(trained) if r.mode == "baseline")
+    assert at.selectbox(key="overview_baseline").value == default.id
+    assert note not in [c.value for c in at.caption]
+
 def test_run_picks_survive_a_reload_through_the_url(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
     runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
     full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
