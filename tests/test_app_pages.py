@@ -1940,6 +1940,25 @@ def test_after_a_job_on_a_sample_compare_them_pairs_it_with_the_other_modes_run_
     assert parse_qs(link.proto.query_string) == {"finetune": [finetune.id], "frozen": [few.id]}
 
 
+
+def test_compare_them_pairs_a_sample_only_with_a_run_on_its_test_messages_and_not_after_all_of_them(
+        monkeypatch, tmp_path, trained):
+    """After a 50-message fine-tune, the link pairs it with a frozen run on 50 messages of the same split, not a newer
+    one on another split (no paired test there). After a job on all the messages the frozen pick stays the user's."""
+    from views.common import compare_link_picks
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    monkeypatch.setenv("SPAM_RUNS_DIR", str(runs_dir))
+    full = {r.mode: r for r in list_runs(runs_dir)}
+    created = full["finetune"].created
+    job = _copied_run(full["finetune"], runs_dir, "s50", config=_on_messages(50, created + 3))
+    same = _copied_run(full["frozen"], runs_dir, "s50", config=_on_messages(50, created + 1))
+
+    def other_split(metrics):
+        metrics["predictions"] = metrics["predictions"][::-1]
+    _copied_run(full["frozen"], runs_dir, "seed7", config=_on_messages(50, created + 2), metrics=other_split)
+    assert compare_link_picks([job]) == {"finetune": job.id, "frozen": same.id}
+    assert compare_link_picks([full["finetune"]]) == {"finetune": full["finetune"].id}
+
 def test_a_baseline_only_job_links_to_no_empty_compare_page(monkeypatch, tmp_path, tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
