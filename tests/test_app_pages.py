@@ -528,6 +528,39 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     assert all(table.loc[r.id, "settings"].startswith("40 train msgs · ") for r in few.values())
     assert not str(table.loc[full["finetune"].id, "settings"]).startswith("40")
 
+
+def test_a_stopped_run_on_a_sample_is_no_point_of_the_learning_curve(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                      trained):
+    """A run stopped a step in is an untrained model: as a point at its size it would draw the curve's dip, however
+    new it is. The point is the newest run at that size that trained to its end."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    done = _copied_run(full, runs_dir, "s40", config=_on_messages(40, full.created + 1))
+
+    def stop(metrics):
+        metrics["stopped"] = {"status": "asked", "after_step": 1, "total_steps": 20, "weights_from_step": 1}
+    stopped = _copied_run(full, runs_dir, "cut40", config=_on_messages(40, full.created + 2), metrics=stop)
+    assert list_runs(runs_dir)[0].id == stopped.id and not stopped.metrics["stopped"].get("trained_to_end")
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    [curve] = [c for c in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
+               if "training messages" in json.dumps(c["layout"].get("xaxis", {}))]
+    [frozen] = [t for t in curve["data"] if t["name"] == "Frozen BERT + MLP head"]
+    assert frozen["x"][0] == 40 and [c[0] for c in frozen["customdata"]] == [done.id, full.id]
+
+
+def test_a_sample_size_only_some_runs_have_is_not_listed_as_shared(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                   trained):
+    """Runs on all the training messages have no "train msgs" setting: the 40-message runs' one is not what every
+    run shares, so it stays in their rows and out of the caption, which would say every run trained on 40."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    few = [_copied_run(r, runs_dir, "s40", config=_on_messages(40))
+           for r in list_runs(runs_dir) if r.mode != "baseline"]
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/runs.py")
+    table = next(d.value for d in at.dataframe if "settings" in d.value.columns).set_index("run")
+    assert all(table.loc[r.id, "settings"].startswith("40 train msgs · ") for r in few)
+    [caption] = [c.value for c in at.caption if c.value.startswith("Metrics on each run's test split")]
+    assert "Settings every run shares" in caption and "train msgs" not in caption
+
 def test_the_default_pick_ranks_training_to_the_end_then_all_the_messages_then_the_epochs():
     from types import SimpleNamespace
     from views.common import latest, passed_over
