@@ -2028,6 +2028,9 @@ def test_each_mode_keeps_its_own_class_weights_unless_the_user_sets_them(monkeyp
     at.selectbox(key="train_class_weight").set_value("balanced").run()
     at.button(key="train_launch").click().run()
     assert {c.class_weight for c in launched[-1]} == {"balanced"}
+    at.selectbox(key="train_class_weight").set_value("none").run()  # plain cross-entropy for all, frozen head too
+    at.button(key="train_launch").click().run()
+    assert {c.class_weight for c in launched[-1]} == {"none"}
 
 
 def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_messages(monkeypatch, tmp_path, tiny_bert,
