@@ -2090,6 +2090,12 @@ def test_the_train_form_trains_every_run_of_a_plan_on_the_same_sample_of_message
     assert [(c.mode, c.train_messages) for c in launched[-1]] == [
         (mode, size) for size in (50, None) for mode in ("baseline", "frozen", "finetune")]
     assert [dataclasses.replace(c, train_messages=None) for c in launched[-1][:3]] == launched[-1][3:]
+    # a size equal to the runs' own is no smaller point either: with 50 training messages, the curve's 50 is left out
+    at.number_input(key="train_shared_train_messages").set_value(50).run()
+    assert "Learning curve: 50, 100 left out, not fewer than the 50 training messages above." in [
+        c.value for c in at.caption]
+    at.button(key="train_launch").click().run()
+    assert [c.train_messages for c in launched[-1]] == [50] * 3
 
 def test_the_train_form_sets_clipping_validations_arithmetic_and_threshold_as_the_cli_does(monkeypatch, tmp_path,
                                                                                            tiny_bert, sms_data):
