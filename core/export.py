@@ -189,8 +189,8 @@ def _without_paths(config: dict) -> dict:
 
 # absolute paths inside a sentence (an error's text): quoted, as Python's OSError gives them, spaces and all; or
 # bare, up to a space. Not a URL's path, whose slashes follow ":" or a name
-_QUOTED_PATH = re.compile(r"""(['"])(/[^'"\n]*)\1""")
-_BARE_PATH = re.compile(r"""(?<![\w:/.~-])/[^\s'"/]+/[^\s'"]*""")
+_QUOTED_PATH = re.compile(r"""(['"])(/(?:(?!\1)[^\n])*)\1""")  # "/home/o'brien/x": the other quote is a letter
+_BARE_PATH = re.compile(r"""(?<![\w:/.~-])/(?:[^\s'"/:,]+(?: [^\s'"/:,]+)*/)+[^\s'"/]*""")  # "a b/" a folder
 
 
 def _names_for_paths(record):
@@ -203,7 +203,8 @@ def _names_for_paths(record):
     if not isinstance(record, str):
         return record
     path = Path(record)
-    if path.is_absolute() and (not any(c.isspace() for c in record) or path.exists()):  # a path, not a sentence
+    # a path, not a sentence: a moved data file's path is one too, spaces and all; ": " or " /" is a sentence's
+    if path.is_absolute() and (path.exists() or not re.search(r":\s|\s/|\n", record)):
         return path.name
     record = _QUOTED_PATH.sub(lambda m: m[1] + Path(m[2]).name + m[1], record)
     return _BARE_PATH.sub(lambda m: Path(m[0]).name, record)

@@ -85,13 +85,15 @@ def weights_digest(path: str | Path) -> str:
     """sha256 of a model directory's config.json and model.safetensors (about 0.1 s per 100 MB), computed again only
     when either file's size or modification time changed: the app resolves its model every few minutes."""
     files = [Path(path) / name for name in ("config.json", "model.safetensors")]
-    return _digest(tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    # ctime and inode too: a copy that keeps the old mtime (cp -p, rsync -a) and size still changes them
+    return _digest(tuple((str(f), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
+                         for f in files for st in [f.stat()]))
 
 
 @functools.lru_cache(maxsize=16)
 def _digest(files: tuple) -> str:
     digest = hashlib.sha256()
-    for name, _, _ in files:
+    for name, *_ in files:
         with open(name, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()[:16]

@@ -302,11 +302,13 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
     only = [int((right[a] & ~right[b]).sum()) for a, b in (("finetune", "frozen"), ("frozen", "finetune"))]
     p = binomtest(only[0], sum(only), 0.5).pvalue if sum(only) else 1.0
     short = f"the fine-tuned and the frozen model make as many errors ({t})" if t == f else \
-        f"fine-tuning makes {'fewer' if t < f else 'more'} errors than the frozen encoder ({t} against {f}), more " \
-        "than chance explains" if p < 0.05 else \
-        f"the fine-tuned model makes {t} errors, the frozen one {f}: a difference within chance"
+        f"the fine-tuned model makes {'fewer' if t < f else 'more'} errors than the frozen one ({t} against {f}), " \
+        "more than chance explains" if p < 0.05 else \
+        f"the fine-tuned model makes {plural(t, 'error')}, the frozen one {f}: a difference within chance"
     b = missed["baseline"] + alarms["baseline"]
-    return [f"**In short: {short}; the TF-IDF baseline, fitted in {runs['baseline'].metrics['total_seconds']:.1f} s, "
+    took = runs["baseline"].metrics["total_seconds"]
+    took = f"{round(took, 1 if took < 10 else None):g} s" if took >= 0.05 else "under 0.1 s"
+    return [f"**In short: {short}; the TF-IDF baseline, whose run took {took}, "
             f"makes {b}.**\n\n At threshold {threshold:g}, on the same {len(y):,} test messages, the fine-tuned model "
             f"makes **{change} "
             f"the frozen one**: {t} against {f}. It misses {missed['finetune']} spam (frozen: {missed['frozen']}) and "
@@ -347,7 +349,7 @@ def test_overview_says_what_fine_tuning_bought_in_messages(monkeypatch, tmp_path
     verdict = finetuning_verdict(own["frozen"], own["finetune"], own["baseline"])
     frozen_missed = _expected_verdict(runs, 0.3)[0].split("(frozen: ")[1].split(")")[0]
     # after the notes that the frozen run is a quick one and the tiny fine-tune's 9 steps few, which come first
-    assert verdict.rsplit("as what fine-tuning buys. ", 1)[1].startswith("**In short: ")
+    assert verdict.rsplit("as what fine-tuning buys. ", 1)[1].startswith("\n\n**In short: ")  # its own paragraph
     # the baseline, at another threshold than the fine-tuned model, is not counted in the short line
     assert ".**\n\n Each at its own threshold (0.3 frozen, 0.5 fine-tuned), on the same " in verdict
     assert "baseline" not in verdict.split("**In short: ")[1].split(".**")[0]
@@ -723,7 +725,7 @@ def test_a_baseline_on_other_messages_is_left_out_of_the_short_verdict(trained):
 
     def in_short(baseline) -> str:
         return finetuning_verdict(runs["frozen"], runs["finetune"], baseline).split("**In short: ")[1].split(".**")[0]
-    assert "; the TF-IDF baseline, fitted in " in in_short(runs["baseline"])
+    assert "; the TF-IDF baseline, whose run took " in in_short(runs["baseline"])
     assert "baseline" not in in_short(other)
     assert "false alarms, on other test messages)" in finetuning_verdict(runs["frozen"], runs["finetune"], other)
 
@@ -1038,11 +1040,13 @@ def test_the_short_verdict_says_whether_a_gap_is_more_than_chance():
     from views.common import _in_short
     assert _in_short(5, 7, 0.6, None, None) == \
         "the fine-tuned model makes 5 errors, the frozen one 7: a difference within chance"
-    assert _in_short(5, 17, 0.01, 3, 0.34) == ("fine-tuning makes fewer errors than the frozen encoder (5 against "
-                                               "17), more than chance explains; the TF-IDF baseline, fitted in 0.3 "
-                                               "s, makes 3")
+    assert _in_short(5, 17, 0.01, 3, 0.34) == ("the fine-tuned model makes fewer errors than the frozen one (5 "
+                                               "against 17), more than chance explains; the TF-IDF baseline, whose "
+                                               "run took 0.3 s, makes 3")
     assert _in_short(17, 5, 0.01, None, None) == \
-        "fine-tuning makes more errors than the frozen encoder (17 against 5), more than chance explains"
+        "the fine-tuned model makes more errors than the frozen one (17 against 5), more than chance explains"
+    assert _in_short(1, 2, 1.0, 3, 0.04) == ("the fine-tuned model makes 1 error, the frozen one 2: a difference "
+                                             "within chance; the TF-IDF baseline, whose run took under 0.1 s, makes 3")
     assert _in_short(4, 4, 1.0, 0, None) == \
         "the fine-tuned and the frozen model make as many errors (4); the TF-IDF baseline makes 0"
 
@@ -1098,8 +1102,8 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     assert "at the slider's threshold" not in _texts(at)  # at the runs' own 0.5, the report and the Overview agree
     at.slider(key="compare_threshold").set_value(0.3).run()  # a rerun does not score the upload again
     assert {run.id: saved_evaluation_time(run) for run in list_runs(trained)} == scored_at
-    off = ("The runs' own threshold, 0.5, set before testing, give the fair counts (the Overview's): a threshold "
-           "chosen on the test messages themselves can flatter either model.")
+    off = ("The runs' own threshold, 0.5, set before testing, gives the fair counts (as the Overview page counts "
+           "them): a threshold chosen on the test messages themselves can flatter either model.")
     assert f"counts errors at the slider's threshold, 0.3. {off}" in _texts(at)
     at.file_uploader(key="compare_own").set_value(("bad.csv", b"\x00\x01binary", "text/csv")).run()
     assert any("binary" in e for e in _errors(at))
@@ -1139,8 +1143,8 @@ def test_compare_threshold_moves_both_matrices_and_reports_mcnemar(monkeypatch, 
     assert all(f"{meaning}" in _unescape(_texts(at)) for meaning in METRIC_MEANINGS.values())
     assert "What the metrics measure: Accuracy: the share of all messages called right" in reports[-1]
     # the handout says the slider's threshold was chosen on the test messages, and which counts are the fair ones
-    assert "set before testing, give the fair counts (the Overview&#x27;s): a threshold chosen on the test messages " \
-           "themselves can flatter either model." in reports[-1]
+    assert "set before testing, gives the fair counts (as the Overview page counts them): a threshold chosen on the " \
+           "test messages themselves can flatter either model." in reports[-1]
     # the messages any of the three models gets wrong at the slider's threshold, the baseline's included
     wrong_by = {r.mode: {x["text"] for x in r.metrics["predictions"] if (x["spam_probability"] >= 0.99) != x["label"]}
                 for r in list_runs(trained)}
@@ -1191,7 +1195,7 @@ def test_compare_mcnemar_and_its_report_count_at_the_slider_threshold(monkeypatc
         return download_button(label, data, *args, **kwargs)
     monkeypatch.setattr(streamlit, "download_button", building)
     at = _page(_app(monkeypatch, tmp_path, trained, tiny_bert, sms_data), "views/compare.py")
-    counted, verdicts = set(), set()
+    counted = set()
     for threshold in (0.5, 0.2, 0.9):
         at.slider(key="compare_threshold").set_value(threshold).run()
         right = {m: (probability[m] >= threshold) == y for m in ("frozen", "finetune")}

@@ -157,3 +157,7 @@ def test_zip_leaves_out_this_machines_process_and_paths_inside_error_texts(runs,
     # a quoted path with spaces (a user's home folder), and a sentence that begins with a path, are cut too
     assert _names_for_paths("No such file: '/Users/John Smith/Documents/spam.csv'") == "No such file: 'spam.csv'"
     assert _names_for_paths("/home/x/data.csv: not found, nor /other/dir/") == "data.csv: not found, nor dir"
+    # Python quotes a path holding ' with "; a moved data file's path, spaces and all, is still a path
+    assert _names_for_paths('No such file: "/home/o\'brien/sms.tsv"') == 'No such file: "sms.tsv"'
+    assert _names_for_paths("/home/Alice Smith/gone/SMSSpamCollection") == "SMSSpamCollection"
+    assert _names_for_paths("found in /home/Alice Smith/models/bert, 24/7 w/o fees") == "found in bert, 24/7 w/o fees"

@@ -77,12 +77,12 @@ METRIC_NAMES = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Rec
 # in words for whoever hears the numbers; spam is the positive class
 METRIC_MEANINGS = {
     "accuracy": "the share of all messages called right (with 12 % spam, calling everything ham scores 0.88)",
-    "precision": "of the messages called spam, the share that is spam: few false alarms",
-    "recall": "of the spam, the share caught: little spam let through",
+    "precision": "of the messages called spam, the share that is spam (high: few false alarms)",
+    "recall": "of the spam, the share caught (high: little spam let through)",
     "f1": "precision and recall in one number (their harmonic mean)",
     "auroc": "the chance that a random spam message scores above a random ham one, whatever the threshold",
-    "auprc": "precision averaged over every level of recall, whatever the threshold; unlike AUROC, it drops with "
-             "false alarms even when spam is rare",
+    "auprc": "precision averaged over every level of recall, whatever the threshold; with spam rare, it falls with "
+             "false alarms that AUROC barely registers",
     "mcc": "the correlation between verdicts and truth, from -1 to 1 (0: no better than chance); fair when one class "
            "is rare"}
 
@@ -881,16 +881,19 @@ def model_used(run) -> str:
 
 def _in_short(t_errors: int, f_errors: int, p_value: float, b_errors: int | None, b_seconds: float | None) -> str:
     """finetuning_verdict's first line: the two error counts, whether their difference is more than chance, and the
-    baseline's count (None: not tested on the same messages at the same threshold) with its fitting time."""
+    baseline's count (None: not tested on the same messages at the same threshold) with its run's time."""
     if t_errors == f_errors:
         said = f"the fine-tuned and the frozen model make as many errors ({t_errors})"
     elif p_value < 0.05:
-        said = (f"fine-tuning makes {'fewer' if t_errors < f_errors else 'more'} errors than the frozen encoder "
+        said = (f"the fine-tuned model makes {'fewer' if t_errors < f_errors else 'more'} errors than the frozen one "
                 f"({t_errors} against {f_errors}), more than chance explains")
     else:
-        said = f"the fine-tuned model makes {t_errors} errors, the frozen one {f_errors}: a difference within chance"
+        said = (f"the fine-tuned model makes {_n(t_errors, 'error')}, the frozen one {f_errors}: a difference within "
+                "chance")
     if b_errors is not None:
-        said += f"; the TF-IDF baseline{f', fitted in {b_seconds:.1f} s,' if b_seconds else ''} makes {b_errors}"
+        took = "" if not b_seconds else ", whose run took " + (
+            f"{seconds_shown(b_seconds):g} s," if b_seconds >= 0.05 else "under 0.1 s,")
+        said += f"; the TF-IDF baseline{took} makes {b_errors}"
     return said
 
 
@@ -930,7 +933,7 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
         b_errors = sum(_errors_at(baseline, at(baseline))) if comparable else None
         short = _in_short(t_errors, f_errors, test["p_value"], b_errors,
                           comparable and baseline.metrics.get("total_seconds"))
-        lines.insert(0, f"**In short: {short}.**\n\n")  # a paragraph of its own
+        lines.insert(0, f"\n\n**In short: {short}.**\n\n")  # a paragraph of its own, also after a warning
     else:
         lines.append(f"{where}, the fine-tuned model makes {_n(t_errors, 'error')} in its {n:,} test messages, the "
                      f"frozen one {f_errors} in its {len(frozen.metrics['predictions']):,}. They were tested on "
@@ -1049,10 +1052,13 @@ def comparison_report(runs: dict[str, tuple[str, str]], table: pd.DataFrame, fig
     def text(markdown: str) -> str:  # what the page shows, as HTML: plain()'s markdown escapes would show as "\_"
         return html.escape(as_text(markdown))
 
-    # the verdict's only markdown is **bold**, around counts and fixed words (a file name's escaped \*\* is not)
-    bold = "".join(f"<b>{text(part)}</b>" if i % 2 else text(part)
-                   for i, part in enumerate(re.split(r"(?<!\\)\*\*", verdict or "")))
-    headline = f"<h2>What fine-tuning bought</h2><p>{bold}</p>" if verdict else ""
+    # the verdict's only markdown is **bold**, around counts and fixed words (a file name's escaped \*\* is not),
+    # and its paragraphs
+    def bold(paragraph: str) -> str:
+        return "".join(f"<b>{text(part)}</b>" if i % 2 else text(part)
+                       for i, part in enumerate(re.split(r"(?<!\\)\*\*", paragraph)))
+    paragraphs = "".join(f"<p>{bold(p.strip())}</p>" for p in (verdict or "").split("\n\n") if p.strip())
+    headline = f"<h2>What fine-tuning bought</h2>{paragraphs}" if verdict else ""
     listed = "".join(f"<li>{html.escape(label)}: <code>{html.escape(run_id)}</code>, {html.escape(model)}</li>"
                      for label, (run_id, model) in runs.items())
     noted = "".join(f"<p>{text(n)}</p>" for n in notes)

@@ -376,9 +376,11 @@ if own is not None:
 # ---------------------------------------------------------------------------- the take-away for stakeholders
 run_thresholds = sorted({float(r.metrics.get("threshold", 0.5)) for r in (a, b) if r is not None})
 # a threshold picked here is picked on the test messages: it can flatter either model, so the handout says so
-off_threshold = (f"The runs' own threshold{'s' * (len(run_thresholds) > 1)}, "
-                 f"{' and '.join(f'{t:g}' for t in run_thresholds)}, set before testing, give the fair counts (the "
-                 f"Overview's): a threshold chosen on the test messages themselves can flatter either model."
+off_threshold = (("The runs' own threshold, " if len(run_thresholds) == 1 else "The runs' own thresholds, ")
+                 + " and ".join(f"{t:g}" for t in run_thresholds)
+                 + (", set before testing, gives" if len(run_thresholds) == 1 else ", set before testing, give")
+                 + " the fair counts (as the Overview page counts them): a threshold chosen on the test messages "
+                   "themselves can flatter either model."
                  ) if a is not None and b is not None and run_thresholds != [threshold] else None
 
 

@@ -217,7 +217,7 @@ broken = [r for r in all_runs if r.status == "broken" and not (r.error or "").st
 if broken:
     st.caption(f"{len(broken)} run(s) are broken (damaged or incomplete files); they are listed but never "
                "loaded. Delete them below.")
-if newer := len(all_runs) - len(broken) - sum(r.status != "broken" for r in all_runs):  # not damaged: keep them
+if newer := sum(r.status == "broken" and (r.error or "").startswith(NEWER_FORMAT) for r in all_runs):  # keep them
     st.caption(f"{newer} run(s) were written by a newer version of this project: they are listed but not loaded. "
                "Update the project to use them.")
 
