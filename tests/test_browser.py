@@ -214,8 +214,10 @@ def test_train_watch_compare_and_play_in_a_real_browser(server):
         runs = {r.mode: r for r in list_runs(runs_dir)}
         errors = {m: runs[m].metrics["test"]["confusion_matrix"][0][1] + runs[m].metrics["test"]["confusion_matrix"][1][0]
                   for m in ("frozen", "finetune")}
-        headline = page.get_by_text(re.compile(r"the fine-tuned model makes .* the frozen one")).first.inner_text()
-        assert f": {errors['finetune']} against {errors['frozen']}." in headline, headline
+        headline = page.get_by_text(re.compile(r"test messages, the fine-tuned model makes .* the frozen one")).first
+        assert f": {errors['finetune']} against {errors['frozen']}." in headline.inner_text(), headline.inner_text()
+        # above it, its take-away in one line
+        assert page.get_by_text(re.compile(r"^In short: ")).first.is_visible()
         _settle(page)
         shot(page, "4-overview")
         _goto(page, "Compare")
