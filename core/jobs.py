@@ -13,6 +13,7 @@ pressing Train at the same moment start exactly one job. Nothing here imports st
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import signal
 import statistics
@@ -478,6 +479,7 @@ ESTIMATE_RUNS = 3  # the median of this many recent runs: one run slowed by a bu
 ESTIMATE_MIN_STEPS = 20  # steps a run stopped early must have trained for its rate to set an estimate
 
 
+@functools.cache  # asked once per past run of an estimate; the machine's devices do not change under it
 def _device_type() -> str:
     """What a job started here trains on: Accelerate's pick (CUDA, then MPS, then the CPU)."""
     import torch

@@ -83,7 +83,7 @@ def _check_model_dir(path: Path, label: str) -> int:
 
 def weights_digest(path: str | Path) -> str:
     """sha256 of a model directory's config.json and model.safetensors (about 0.1 s per 100 MB), computed again only
-    when either file's size or modification time changed: the app resolves its model every few minutes."""
+    when either file changed (size, times or inode): the app resolves its model every few minutes."""
     files = [Path(path) / name for name in ("config.json", "model.safetensors")]
     # ctime and inode too: a copy that keeps the old mtime (cp -p, rsync -a) and size still changes them
     return _digest(tuple((str(f), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
