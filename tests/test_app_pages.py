@@ -1167,9 +1167,10 @@ def test_compare_without_a_frozen_run_tests_the_fine_tune_against_the_baseline(m
     y = np.array([p["label"] for p in runs["baseline"].metrics["predictions"]])
     right = {m: (np.array([p["spam_probability"] for p in r.metrics["predictions"]]) >= 0.5) == y
              for m, r in runs.items()}
-    assert f"McNemar test at threshold 0.5: only the baseline model is right on " \
-           f"{int((right['baseline'] & ~right['finetune']).sum())} message" in _texts(at)
-    assert f"only the fine-tuned one on {int((right['finetune'] & ~right['baseline']).sum())}; p = " in _texts(at)
+    # the BERT first, as the Overview names the fine-tuned model before the frozen one
+    assert f"McNemar test at threshold 0.5: only the fine-tuned model is right on " \
+           f"{int((right['finetune'] & ~right['baseline']).sum())} message" in _texts(at)
+    assert f"only the baseline one on {int((right['baseline'] & ~right['finetune']).sum())}; p = " in _texts(at)
     table = next(d.value for d in at.dataframe if "fine-tuned wrong" in d.value.columns)
     assert "baseline wrong" in table.columns and not any("frozen" in c for c in table.columns)
     texts = [p["text"] for p in runs["baseline"].metrics["predictions"]]
@@ -1203,8 +1204,8 @@ def test_compare_mcnemar_and_its_report_count_at_the_slider_threshold(monkeypatc
                                                                             ("finetune", "frozen")))
         p = binomtest(frozen, frozen + finetune, 0.5).pvalue if frozen + finetune else 1.0
         verdict = "a real difference" if p < 0.05 else "not a significant difference"
-        assert f"McNemar test at threshold {threshold:g}: only the frozen model is right on " \
-               f"{plural(frozen, 'message')}, only the fine-tuned one on {finetune}; p = {p:.3g} ({verdict} at the " \
+        assert f"McNemar test at threshold {threshold:g}: only the fine-tuned model is right on " \
+               f"{plural(finetune, 'message')}, only the frozen one on {frozen}; p = {p:.3g} ({verdict} at the " \
                "5 % level)." in _texts(at)
         assert f"At threshold {threshold:g}, on the same " in reports[-1]
         counted.add((frozen, finetune))

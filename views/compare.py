@@ -170,9 +170,10 @@ if paired:
     pa, pb = (np.array([p["spam_probability"] for p in run.metrics["predictions"]]) for run in (run_a, run_b))
     test = mcnemar_test(y, pa, pb, threshold)
     verdict = "a real difference" if test["p_value"] < 0.05 else "not a significant difference"
-    mcnemar = (f"McNemar test at threshold {threshold:g}: only the {common.SHORT_LABELS[first]} model is right on "
-               f"{common._n(test['only_a_right'], 'message')}, only the {common.SHORT_LABELS[second]} one on "
-               f"{test['only_b_right']}; p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
+    # the later model first, as the Overview says it (fine-tuned before frozen, a BERT before the baseline)
+    mcnemar = (f"McNemar test at threshold {threshold:g}: only the {common.SHORT_LABELS[second]} model is right on "
+               f"{common._n(test['only_b_right'], 'message')}, only the {common.SHORT_LABELS[first]} one on "
+               f"{test['only_a_right']}; p = {test['p_value']:.3g} ({verdict} at the 5 % level).")
     st.markdown(f"**{mcnemar}**")
 elif a is not None and b is not None:  # the baseline's own mismatch is said above, under the pickers
     st.warning("These two runs were tested on different messages (other data, seed or split), so they "
