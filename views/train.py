@@ -423,7 +423,8 @@ if data_summary and not errors and not blocked:
             for cfg in configs:
                 if cfg.mode in untimed:
                     measured[timing_key(cfg)] = jobs.measure_epoch_seconds(
-                        model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages)
+                        model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages,
+                        cfg.precision)
         st.rerun()
 
 # ---------------------------------------------------------------------------- launch
