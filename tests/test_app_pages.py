@@ -488,6 +488,13 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     assert lines == {"Frozen BERT + MLP head": ([40, n_train], [errors(few["frozen"]), errors(full["frozen"])]),
                      "Fine-tuned BERT": ([40, n_train], [errors(few["finetune"]), errors(full["finetune"])]),
                      "TF-IDF baseline": ([n_train], [errors(full["baseline"])])}
+    # the patience-1 run on 30 messages is no point, and the page says why: a point missing without a word read as
+    # no run at all; the BERTs' symbols differ from the baseline's, drawn first, so an equal count hides no point
+    [left_out] = [c.value for c in at.caption if c.value.startswith("Left out of the learning curve")]
+    assert left_out.endswith(f"\n- Frozen BERT + MLP head on 30 training messages (run {other.name}): patience 1, "
+                             "not 0.")
+    assert [t["name"] for t in curve["data"]] == ["TF-IDF baseline", "Frozen BERT + MLP head", "Fine-tuned BERT"]
+    assert len({t["marker"]["symbol"] for t in curve["data"]}) == 3
     # the hover gives each BERT point's epochs and steps (a sample's min steps per epoch may have given it more)
     hovers = {t["name"]: [c[2] for c in t["customdata"]] for t in curve["data"]}
     assert hovers["Fine-tuned BERT"] == [f", 3 epochs ({r.metrics['steps']} steps)" for r in (few["finetune"],
@@ -529,6 +536,29 @@ def test_runs_on_fewer_training_messages_are_offered_named_and_never_the_default
     table = next(d.value for d in at.dataframe if "settings" in d.value.columns).set_index("run")
     assert all(table.loc[r.id, "settings"].startswith("40 train msgs · ") for r in few.values())
     assert not str(table.loc[full["finetune"].id, "settings"]).startswith("40")
+
+
+def test_runs_on_a_sample_with_another_setting_are_named_where_the_curve_would_be(monkeypatch, tmp_path, tiny_bert,
+                                                                                 sms_data, trained):
+    """The runs shown trained in fp32 and the samples in bf16 (the form's default where the CPU has it): no line has
+    two sizes, so no chart, and the page names the runs and the setting that keeps them off it."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = {r.mode: r for r in list_runs(runs_dir)}
+
+    def in_bf16(config):
+        _on_messages(40)(config)
+        config["precision"] = "bf16"
+    bf16 = {mode: _copied_run(full[mode], runs_dir, "s40", config=in_bf16) for mode in ("frozen", "finetune")}
+    for mode in ("frozen", "finetune"):  # the runs shown, in fp32
+        config = json.loads((full[mode].path / "config.json").read_text())
+        (full[mode].path / "config.json").write_text(json.dumps(config | {"precision": "fp32"}))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert "What fine-tuning buys as labels get scarce" in [h.value for h in at.subheader]
+    assert not [c for c in at.get("plotly_chart") if "training messages" in c.proto.spec]
+    [note] = [c.value for c in at.caption if "training messages (run " in c.value]
+    assert note.startswith("No learning curve for the runs shown: ") and note.endswith(
+        f"\n- Frozen BERT + MLP head on 40 training messages (run {bf16['frozen'].id}): precision bf16, not fp32."
+        f"\n- Fine-tuned BERT on 40 training messages (run {bf16['finetune'].id}): precision bf16, not fp32.")
 
 
 def test_a_stopped_run_on_a_sample_is_no_point_of_the_learning_curve(monkeypatch, tmp_path, tiny_bert, sms_data,

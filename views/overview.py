@@ -27,29 +27,61 @@ busy = jobs.current_job(common.runs_dir())
 RECIPE = ("val_fraction", "test_fraction", "seed", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
           "max_grad_norm", "patience", "evals_per_epoch", "class_weight", "threshold", "pooling", "head_hidden",
           "dropout", "precision")
+BASELINE_RECIPE = ("val_fraction", "test_fraction", "seed", "class_weight", "threshold")
 
 
-def learning_curve(shown: dict) -> tuple[go.Figure, list[str]] | None:
-    """Test errors against training messages, a line per run shown above (mode -> run): at each size, the newest
-    run of that mode that trained to its end with the same data, split, model and settings as that one, but for
-    its training messages, epochs and min steps per epoch; with a note on each point that calls no message spam.
-    None unless some line has two sizes (runs on a sample of the training messages: the Train page's "Training
-    messages", or benchmarks/bench_data_size.py)."""
-    def recipe(run) -> tuple:
-        cfg = run.config or {}
-        return (run.model, (cfg.get("data_info") or {}).get("fingerprint"), *(cfg.get(k) for k in RECIPE))
+def _recipe(run) -> dict:
+    cfg = run.config or {}
+    # the baseline records the encoder's settings too (a plan's shared form), but they change nothing it fits
+    keys = [k for k in RECIPE if run.mode != "baseline" or k in BASELINE_RECIPE]
+    return {"model": run.model, "data": (cfg.get("data_info") or {}).get("fingerprint")} | {k: cfg.get(k) for k in keys}
 
-    points = {}
+
+CURVE_SYMBOLS = {"baseline": "square", "frozen": "circle", "finetune": "diamond"}
+
+
+def _setting(value) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else common.plain(str(value))
+
+
+def curve_points(shown: dict) -> tuple[dict, list[str]]:
+    """The learning curve's points, mode -> {training messages: run}, for the runs shown above (mode -> run): at each
+    size, the newest run of that mode that trained to its end, tested on the same messages, with the same data, model
+    and settings as that one but for its training messages, epochs and min steps per epoch. And a line for each size
+    left out because its newest such run has another setting, naming it: a point missing without a word looked like
+    no run at all (bf16 runs beside an fp32 one, say)."""
+    points, other = {}, {}
     for mode, shown_run in shown.items():
         for run in usable[mode]:  # newest first: the first at a size is its point
-            if common.trained_to_end(run) and trained_messages(run.config) and recipe(run) == recipe(shown_run) \
+            if common.trained_to_end(run) and (size := trained_messages(run.config)) \
                     and common.same_test_messages(shown_run, run):
-                points.setdefault(mode, {}).setdefault(trained_messages(run.config), run)
+                (points if _recipe(run) == _recipe(shown_run) else other).setdefault(mode, {}).setdefault(size, run)
+    left_out = []
+    for mode, sizes in other.items():
+        ours = _recipe(shown[mode])
+        for size, run in sorted(sizes.items()):
+            if size in points.get(mode, {}):
+                continue
+            theirs = _recipe(run)
+            # named as the Runs page's settings table names them, where both runs' settings can be read
+            differ = "; ".join(f"{k.replace('_', ' ')} {_setting(theirs[k])}, not {_setting(v)}"
+                               for k, v in ours.items() if theirs[k] != v and k != "data")
+            left_out.append(f"{common.MODE_LABELS[mode]} on {size:,} training messages (run {run.id}): "
+                            f"{differ or 'another dataset file'}.")
+    return points, left_out
+
+
+def learning_curve(points: dict) -> tuple[go.Figure, list[str]] | None:
+    """Test errors against training messages, a line per mode of `points` (curve_points); with a note on each point
+    that calls no message spam. None unless some line has two sizes (runs on a sample of the training messages: the
+    Train page's "Training messages", or benchmarks/bench_data_size.py)."""
     if not any(len(sizes) > 1 for sizes in points.values()):
         return None
-    anchor = next(iter(shown.values()))
+    anchor = next(run for sizes in points.values() for run in sizes.values())
     fig, notes = go.Figure(), []
-    for mode, sizes in points.items():
+    for mode in ("baseline", "frozen", "finetune"):  # the BERTs drawn last, over the baseline's larger squares
+        if not (sizes := points.get(mode)):
+            continue
         runs = [sizes[n] for n in sorted(sizes)]
         # a BERT on a small sample can train few steps: on SMS spam, fine-tunes of one pass an epoch collapsed there
         more = "More epochs or a higher Min steps per epoch give" if mode == "finetune" else "More epochs give"
@@ -60,7 +92,9 @@ def learning_curve(shown: dict) -> tuple[go.Figure, list[str]] | None:
                   and sum(run.metrics["test"]["confusion_matrix"][i][1] for i in (0, 1)) == 0]
         errors = [sum(run.metrics["test"]["confusion_matrix"][i][1 - i] for i in (0, 1)) for run in runs]
         fig.add_scatter(x=sorted(sizes), y=errors, mode="lines+markers", name=common.MODE_LABELS[mode],
-                        line=dict(color=common.MODE_COLORS[mode]), marker=dict(size=9),
+                        line=dict(color=common.MODE_COLORS[mode]),
+                        # one symbol each: equal errors at a size had hidden one model's point under another's
+                        marker=dict(size=12 if mode == "baseline" else 9, symbol=CURVE_SYMBOLS[mode]),
                         # the epochs too: a small sample may have been given more of them than the default
                         customdata=[[run.id, common._fmt(run.metrics["test"]["f1"], 3), "" if mode == "baseline"
                                      else ", " + common._n(run.config["epochs"], "epoch") + (
@@ -222,8 +256,11 @@ if shown:
                       height=420,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
     st.plotly_chart(fig, key="overview-bars")
-    if curve := learning_curve(shown):
+    points, left_out = curve_points(shown)
+    curve = learning_curve(points)
+    if curve or left_out:
         st.subheader("What fine-tuning buys as labels get scarce")
+    if curve:
         st.plotly_chart(curve[0], key="overview-learning-curve")
         for note in curve[1]:
             st.warning(note)
@@ -232,6 +269,11 @@ if shown:
                    "above but for the epochs and a fine-tune's min steps per epoch (hover: its epochs and steps); at "
                    "each size, the newest that trained to its end, with errors at its own threshold. More points: "
                    "\"Learning curve\" under \"More settings\" on the Train page.")
+    if left_out:  # a missing point, or a missing chart, says why
+        st.caption(("Left out of the learning curve" if curve else "No learning curve for the runs shown") +
+                   ": runs on other numbers of training messages whose settings differ from those of the run of their "
+                   "kind above (a line varies the number of messages alone). Picked above, one of them draws the "
+                   "line of its own settings.\n\n" + "\n".join(f"- {line}" for line in left_out))
     planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
         st.info(f"{' and '.join(training)}: the running job (above) is training "
