@@ -495,10 +495,13 @@ def _same_device(run) -> bool:
 
 def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: int,
                        max_length: int | None = None, batch_size: int | None = None,
-                       validating: tuple[float, int] | None = None) -> tuple[float, list[str]] | None:
+                       validating: tuple[float, int] | None = None,
+                       precision: str | None = None) -> tuple[float, list[str]] | None:
     """Seconds per epoch from the latest completed runs of this mode and model on this kind of device (past is newest
-    first), preferring those with the same max length (it sets the cost of every step), and among them those with
-    the same batch size (smaller batches keep the CPU less busy). None for either: any.
+    first), preferring those with the same max length (it sets the cost of every step), among them those with the
+    same batch size (smaller batches keep the CPU less busy), and among those the ones in the same arithmetic
+    (`precision` as trained: a bf16 fine-tune took 92 s here where fp32 took 132 s, benchmarks/README.md section 21).
+    None for any of them: any.
 
     Throughput (messages per second) is what carries over between runs; the number of training messages can differ.
     n_train: the messages an epoch trains on (a sample's several passes over it, min_epoch_steps, count each time).
@@ -508,7 +511,9 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     about 100 on all of them, in benchmarks/README.md section 17). Runs trained on half to twice as many messages
     come first, and among them those that timed validations apart. A run without them gives one rate for both, and
     a sample run without them none. The median of up to ESTIMATE_RUNS runs: a single run trained while the CPU was
-    shared made the next estimate 3.5 times too long. Returns (seconds, the runs it is based on) or None.
+    shared made the next estimate 3.5 times too long. Of two, the faster: a busy CPU only ever slows a run, and the
+    mean of a 2-minute run and a 10-minute one trained beside another job was no time either took.
+    Returns (seconds, the runs it is based on) or None.
     """
     def per_epoch(metrics: dict) -> float:
         train_seconds, val_seconds = metrics.get("train_seconds"), metrics.get("validation_seconds")
@@ -530,9 +535,10 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
 
     same_length = [run for run in usable if same(run, "max_length", max_length)]
     same_batch = [run for run in same_length if same(run, "batch_size", batch_size)]
+    same_precision = [run for run in same_batch if same(run, "precision", precision)]
     if not usable:
         return None
-    chosen = same_batch or same_length or usable
+    chosen = same_precision or same_batch or same_length or usable
     # then runs of about this many messages (a small sample's steps and saves cost more per message), those that
     # timed their validations first
     near = [run for run in chosen if n_train / 2 <= (trained_messages(run.config) or 0) *
@@ -540,7 +546,7 @@ def estimate_from_runs(past: list, mode: str, model_name: str | None, n_train: i
     timed = [[run for run in runs if run.metrics.get("validation_seconds")] if validating else []
              for runs in (near, chosen)]
     recent = (timed[0] or near or timed[1] or chosen)[:ESTIMATE_RUNS]
-    return statistics.median(per_epoch(run.metrics) for run in recent), [run.id for run in recent]
+    return statistics.median_low(per_epoch(run.metrics) for run in recent), [run.id for run in recent]
 
 
 def encoding_rate(past: list, model_name: str, max_length: int) -> tuple[float, str, int] | None:
@@ -574,15 +580,19 @@ def _about(seconds: float) -> str:
 
 def _estimate_inputs(cfg: TrainConfig, n_train: int, n_validation: int | None) -> tuple:
     """estimate_from_runs' messages trained per epoch (a small sample's passes, min_epoch_steps, count), max_length,
-    batch_size and validating for cfg. Only fine-tuning's steps scale with max length: the frozen head trains on one
-    vector per message, in steps that cost about the same whatever their size, so its time follows the batch size
-    (the baseline's is one solver fit)."""
+    batch_size, validating and precision for cfg. Only fine-tuning's steps scale with max length and arithmetic: the
+    frozen head trains on one vector per message in fp32, in steps that cost about the same whatever their size, so
+    its time follows the batch size (the baseline's is one solver fit)."""
+    from .features import effective_precision
+
     validating = None
     if n_validation and cfg.mode != "baseline":
         per_epoch = validations_planned(steps_per_epoch(cfg, n_train), cfg.epochs, cfg.evals_per_epoch) / cfg.epochs
         validating = (per_epoch, n_validation)
-    return (n_train * passes_per_epoch(cfg, n_train), cfg.max_length if cfg.mode == "finetune" else None,
-            cfg.batch_size if cfg.mode != "baseline" else None, validating)
+    finetune = cfg.mode == "finetune"
+    return (n_train * passes_per_epoch(cfg, n_train), cfg.max_length if finetune else None,
+            cfg.batch_size if cfg.mode != "baseline" else None, validating,
+            effective_precision(cfg.precision) if finetune else None)
 
 
 def _measured_epoch(cfg: TrainConfig, measured: dict, n_train: int, validating: tuple | None) -> float:
@@ -598,8 +608,8 @@ def estimate_seconds(cfg: TrainConfig, past: list, model_name: str | None, n_tra
                      n_validation: int | None, measured: dict | None = None) -> float | None:
     """describe_estimate's training time in seconds (no encoding), from past runs, else for a fine-tune from
     `measured`; None where neither answers."""
-    trained, length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
-    if found := estimate_from_runs(past, cfg.mode, model_name, trained, length, batch, validating):
+    trained, length, batch, validating, precision = _estimate_inputs(cfg, n_train, n_validation)
+    if found := estimate_from_runs(past, cfg.mode, model_name, trained, length, batch, validating, precision):
         return found[0] * (1 if cfg.mode == "baseline" else cfg.epochs)
     if measured and cfg.mode == "finetune":
         return _measured_epoch(cfg, measured, n_train, validating) * cfg.epochs
@@ -613,17 +623,19 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
     answer (so timing a few steps would help). Past runs of the same mode and model come first, then `measured`
     (measure_epoch_seconds, just now). n_validation: the validation split's messages, validated at every
     validation (left out of the estimate where None)."""
-    trained, length, batch, validating = _estimate_inputs(cfg, n_train, n_validation)
-    found, untimed = estimate_from_runs(past, cfg.mode, model_name, trained, length, batch, validating), False
+    trained, length, batch, validating, precision = _estimate_inputs(cfg, n_train, n_validation)
+    found, untimed = estimate_from_runs(past, cfg.mode, model_name, trained, length, batch, validating,
+                                        precision), False
     if found:
         per_epoch, sources = found
         epochs = "" if cfg.mode == "baseline" else f" for {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"  # one solver fit
         line = f"{label}: {_about(per_epoch * cfg.epochs)}{epochs}"
-        basis = f"run {sources[0]}" if len(sources) == 1 else f"the median of the last {len(sources)} runs"
-        other = []  # no run with this setting: say theirs
-        for key, wanted in (("max_length", length), ("batch_size", batch)):
-            used = {(r.config or {}).get(key) for r in past if r.id in sources}
-            if wanted and used != {wanted}:
+        basis = f"run {sources[0]}" if len(sources) == 1 else "the faster of the last 2 runs" if len(sources) == 2 \
+            else f"the median of the last {len(sources)} runs"
+        other = []  # no run with this setting: say theirs (older runs did not record their precision)
+        for key, wanted in (("max_length", length), ("batch_size", batch), ("precision", precision)):
+            used = {(r.config or {}).get(key) for r in past if r.id in sources} - {None}
+            if wanted and used and used != {wanted}:
                 other.append(f"{key.replace('_', ' ')} {', '.join(str(u) for u in sorted(used, key=str))}")
         line += f" (from {basis}, which used {' and '.join(other)})" if other else f" (from {basis} on this machine)"
     elif measured and cfg.mode == "finetune":

@@ -154,8 +154,10 @@ def test_between_two_runs_of_a_plan_the_next_one_is_shown_loading(tmp_path):
         assert (jobs.current_job(tmp_path).index, jobs.current_job(tmp_path).count) == (2, 2)
 
 
-def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it():
+def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_it(monkeypatch):
     from types import SimpleNamespace
+
+    from core import features
 
     def run(i, rate, max_length=128, batch_size=32, steps=339, stopped=None):  # newest first, as list_runs gives them
         return SimpleNamespace(id=f"r{i}", usable=True, mode="finetune", model="m",
@@ -224,6 +226,21 @@ def test_the_estimate_is_the_median_of_recent_runs_so_one_slow_run_does_not_set_
                                      n_train=4000, n_messages=5000)
     assert line == ("Fine-tuned BERT: about 13 min 20 s for 2 epochs (from the median of the last 3 runs, which used "
                     "batch size 16, 32)")
+    # the arithmetic sets a fine-tune's step time too (bf16 92 s where fp32 took 132 s on an AMX CPU): a run in the
+    # precision that will train comes first, and runs in another are named
+    fp32, bf16 = run(8, 40.0), run(9, 20.0)
+    fp32.config["precision"], bf16.config["precision"] = "fp32", "bf16"
+    assert jobs.estimate_from_runs([bf16, fp32], "finetune", "m", 4000, precision="fp32")[1] == ["r8"]
+    assert jobs.estimate_from_runs([bf16, fp32], "finetune", "m", 4000, precision="bf16")[1] == ["r9"]
+    monkeypatch.setattr(features, "_bf16_native", lambda: False)  # bf16 asked for, fp32 trained
+    line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", [bf16], "m", n_train=4000, n_messages=5000)
+    assert line == "Fine-tuned BERT: about 6 min 40 s for 2 epochs (from run r9, which used precision bf16)"
+    # of two runs, the faster: the mean of a run and one 5 times slower beside another job was no time either took
+    for pair in ([run(1, 40.0), run(2, 8.0)], [run(1, 8.0), run(2, 40.0)]):
+        seconds, sources = jobs.estimate_from_runs(pair, "finetune", "m", n_train=4000)
+        assert seconds == pytest.approx(4000 / 40.0) and sources == ["r1", "r2"]
+    line, _ = jobs.describe_estimate(cfg, "Fine-tuned BERT", pair, "m", n_train=4000, n_messages=5000)
+    assert line == "Fine-tuned BERT: about 3 min 20 s for 2 epochs (from the faster of the last 2 runs on this machine)"
     # the frozen head's steps cost about the same at any batch size: a run at another one is named, one at this one
     # comes first
     def head(i, rate, batch_size):
