@@ -215,6 +215,22 @@ def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch,
         elsewhere.run()
         assert any("no SMS Spam Collection found" in e for e in _errors(elsewhere.sidebar)), linked
         assert "data" not in elsewhere.query_params
+        # a data change said, not silent (a deleted upload, or a link from another machine)
+        assert [_unescape(w.value) for w in elsewhere.sidebar.warning if "The link named" in w.value] == [
+            f"The link named an uploaded dataset, {linked}, that is not in the uploads folder here (deleted, "
+            "or a link from another machine): this is the default data. Upload the file again to use it."], linked
+        elsewhere.sidebar.file_uploader[0].set_value(("mine.csv", good.encode(), "text/csv")).run()
+        assert not [w for w in elsewhere.sidebar.warning if "The link named" in w.value]  # a dataset chosen since
+    # an uploads folder that cannot be written (full, read-only; here under a file, which holds for root too): the
+    # upload is refused in words, and the rest of the sidebar is drawn
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SPAM_UPLOADS_DIR", str(tmp_path / "a-file" / "uploads"))
+    unwritable = AppTest.from_file(APP, default_timeout=90).run()
+    unwritable.sidebar.file_uploader[0].set_value(("mine.csv", good.encode(), "text/csv")).run()
+    assert not unwritable.exception
+    assert [e for e in _errors(unwritable.sidebar)
+            if _unescape(e).startswith(f"cannot keep the upload in {tmp_path / 'a-file' / 'uploads'} (")]
+    assert {"Training job", "Model"} <= {h.value for h in unwritable.sidebar.subheader}
 
 
 def test_runs_trained_on_other_data_than_the_sidebar_chose_are_said_to_be(monkeypatch, tmp_path, tiny_bert, sms_data,

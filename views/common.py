@@ -495,6 +495,9 @@ def _data_summary(path: str, mtime: float) -> dict:
     return {"source": messages.source, **messages.summary}
 
 
+LINKED_DATA_MISSING = "linked_data_missing"  # the upload a link named, not in the uploads folder
+
+
 def data_source() -> tuple[str | None, dict | None, str | None]:
     """(path, summary, error): the session's chosen file, else $SPAM_DATA / data/ / the hub. An uploaded file is
     named in the URL too (?data=<its name in the uploads folder>): a reload starts a new session, which would
@@ -503,6 +506,8 @@ def data_source() -> tuple[str | None, dict | None, str | None]:
     if chosen is None and linked:  # a new session: only a file in the uploads folder, never a path from a link
         if Path(linked).name == linked and (uploads_dir() / linked).is_file():
             chosen = st.session_state["data_path"] = str(uploads_dir() / linked)
+        else:  # deleted, or a link from another machine: the sidebar says so, or the data would change silently
+            st.session_state[LINKED_DATA_MISSING] = linked
     if chosen and Path(chosen).resolve().parent == uploads_dir().resolve():
         if st.query_params.get("data") != Path(chosen).name:  # chosen just now (url_state() keeps it on every page)
             st.query_params["data"] = Path(chosen).name

@@ -71,6 +71,10 @@ def _data() -> None:
         st.caption(common.plain(path))
     else:
         st.error(common.plain(error))
+    if (missing := st.session_state.get(common.LINKED_DATA_MISSING)) and not st.session_state.get("data_path"):
+        st.warning(f"The link named an uploaded dataset, {common.plain(missing)}, that is not in the uploads folder "
+                   "here (deleted, or a link from another machine): this is the default data. Upload the file again "
+                   "to use it.")
     with st.expander("Use another dataset", expanded=path is None):
         upload = st.file_uploader(f"Upload a CSV/TSV (label and text columns) or the UCI file (label<TAB>text), "
                                   f"{common.upload_limit()}", key="data_upload", help="Labels ham/spam or 0/1. The "
@@ -84,6 +88,10 @@ def _data() -> None:
                     st.rerun()
                 except DataError as exc:
                     checked[upload.file_id] = {"error": str(exc)}
+                except OSError as exc:  # the uploads folder full or read-only: said here, and the sidebar goes on
+                    checked[upload.file_id] = {"error": f"cannot keep the upload in {common.uploads_dir()} "
+                                                        f"({exc.strerror or exc}); free some space there or set "
+                                                        "SPAM_UPLOADS_DIR to a writable folder"}
             if "error" in checked[upload.file_id]:
                 st.error(common.plain(checked[upload.file_id]["error"]))
         if common.served_to_network():
