@@ -358,6 +358,8 @@ def _evaluate(args) -> int:
     _quiet_libraries(args)
     from .evaluate import evaluate_run
     result = evaluate_run(run_dir, args.data)
+    if "not_saved" in result:  # printed below all the same
+        print(f"warning: {result['not_saved']}", file=sys.stderr)
     # what reading the file dropped and de-duplicated, as `train` tells it: "rows" alone hides it
     read = {k: result[k] for k in ("rows_read", "dropped_empty_text", "dropped_unknown_label", "dropped_unparseable",
                                    "duplicates_removed", "label_conflicts") if k in result}

@@ -41,8 +41,11 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
     if len(np.unique(y)) == 2:
         result["metrics"]["ci95"] = bootstrap_intervals(y, p, threshold)
     out_dir = run_dir / EVALUATIONS
-    out_dir.mkdir(exist_ok=True)
-    write_json_atomic(out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:80]}-{digest[:10]}.json", result)
+    try:
+        out_dir.mkdir(exist_ok=True)
+        write_json_atomic(out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:80]}-{digest[:10]}.json", result)
+    except OSError as exc:  # a full disk or read-only runs folder: the scores are computed, so they are given anyway
+        result["not_saved"] = f"the scores could not be kept in {out_dir} ({exc.strerror or exc})"
     return result
 
 

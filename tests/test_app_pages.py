@@ -1225,6 +1225,25 @@ def test_compare_without_a_frozen_run_tests_the_fine_tune_against_the_baseline(m
     assert "McNemar" not in _texts(at) and not any("fine-tuned wrong" in d.value.columns for d in at.dataframe)
 
 
+def test_compare_shows_a_files_scores_that_cannot_be_kept_and_says_so(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                         trained):
+    """A full disk or a read-only runs folder (a file where a run's evaluations folder goes): the scores computed are
+    shown, with a word that a reload will not bring them back. Only an errno had been shown."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    frozen = next(r for r in list_runs(runs_dir) if r.mode == "frozen")
+    shutil.rmtree(frozen.path / "evaluations", ignore_errors=True)
+    (frozen.path / "evaluations").write_text("")
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/compare.py")
+    own = pd.DataFrame(make_messages(30, 12, seed=9), columns=["label", "text"]).to_csv(index=False)
+    at.file_uploader(key="compare_own").set_value(("mine.csv", own.encode(), "text/csv")).run()
+    assert not at.exception and not _errors(at)
+    yours = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure")
+    assert list(yours.loc["messages"]) == ["42"] * 3
+    assert [_unescape(w.value) for w in at.warning if "could not be kept" in w.value] == [
+        f"Frozen BERT + MLP head: the scores could not be kept in {frozen.path / 'evaluations'} (File exists), so a "
+        "reload or a link will not bring them back."]
+
+
 def test_compare_mcnemar_and_its_report_count_at_the_slider_threshold(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                       trained):
     """The McNemar line sits under the confusion matrices, which move with the slider: its counts, p and verdict

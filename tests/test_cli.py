@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -551,6 +552,18 @@ def test_evaluate_on_another_file(capsys, tmp_path, frozen_run):
     result = json.loads(out)
     assert code == 0 and result["n_spam"] == 0 and result["recall"] is None and result["f1"] is None
     assert (result["precision"] is None) == (result["confusion_matrix"][0][1] == 0)  # 0 once it raised an alarm
+
+
+def test_evaluate_gives_the_scores_when_they_cannot_be_kept(capsys, tmp_path, frozen_run):
+    """A full disk or a read-only runs folder (here: a file where the evaluations folder goes, which holds for root
+    too): the file is scored all the same, and stderr says the scores were not kept. They had been thrown away."""
+    run = Path(shutil.copytree(frozen_run, tmp_path / "runs" / frozen_run.name))
+    shutil.rmtree(run / "evaluations", ignore_errors=True)
+    (run / "evaluations").write_text("")
+    other = write_uci(tmp_path / "mine.txt", make_messages(n_ham=30, n_spam=12, seed=5))
+    code, out, err = run_cli(capsys, "evaluate", "--run", str(run), "--data", str(other))
+    assert code == 0 and json.loads(out)["n"] == 42
+    assert f"the scores could not be kept in {run / 'evaluations'} (" in err
 
 
 def test_evaluation_names_the_bytes_it_scored(tmp_path, frozen_run):

@@ -310,6 +310,9 @@ if own is not None:
             st.error(common.plain(exc))  # DataError names the file already
             break
         st.session_state["compare_own_digest"] = st.query_params["own"] = result["sha256"][:10]
+        if result.get("not_saved"):  # a full disk or read-only runs folder: shown now, gone after a reload
+            own_warnings.append(f"{common.MODE_LABELS[mode]}: {common.plain(result['not_saved'])}, so a reload or a "
+                                "link will not bring them back.")
         m, test = result["metrics"], run.metrics["test"]
         if m["n_spam"] in (0, m["n"]):  # the same file for every run: what one class in it leaves undefined
             text = ("Your file has no spam: recall, F1, AUROC and AUPRC are undefined here (– in the table), as is "
