@@ -180,6 +180,19 @@ def test_a_reader_that_leaves_early_is_no_error(frozen_run):
     assert proc.wait(timeout=120) == 1 and proc.stderr.read() == ""
 
 
+def test_a_run_records_the_data_file_it_read_however_it_was_found(capsys, tmp_path, sms_file, monkeypatch):
+    """$SPAM_DATA (here relative) or --data: config.json names the file read, as a path from anywhere, as the app's
+    runs do. A CLI run had recorded "data": null, which `finish` would read as whatever SPAM_DATA is then."""
+    monkeypatch.chdir(sms_file.parent)
+    monkeypatch.setenv("SPAM_DATA", sms_file.name)
+    recorded = []
+    for given in ([], ["--data", sms_file.name]):
+        code, out, _ = run_cli(capsys, "train", "--mode", "baseline", *given, "--runs-dir", str(tmp_path / "runs"))
+        assert code == 0
+        recorded.append(json.loads((Path(out.strip().splitlines()[-1]) / "config.json").read_text())["data"])
+    assert recorded == [str(sms_file.resolve())] * 2
+
+
 def test_runs_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path, sms_file):
     blocker = tmp_path / "runs"
     blocker.write_text("not a folder")
