@@ -1431,9 +1431,26 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     # lines typed and not scored yet come back after a reload too (a pasted list was lost), and the kept file of
     # them is not taken for a batch
     reloaded.text_area(key="play_lines").input("lunch at 1?\nFREE entry, text WIN to 80086\n").run()
-    again = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/playground.py")
+    draft = reloaded.query_params["draft"]  # this tab's lines, named in its URL
+    again = AppTest.from_file(APP, default_timeout=90)
+    again.query_params["draft"] = draft
+    _page(again.run(), "views/playground.py")
     assert again.text_area(key="play_lines").value == "lunch at 1?\nFREE entry, text WIN to 80086\n"
     assert not again.dataframe and len(list(kept.glob("*.json"))) == 20
+    # another tab (no draft in its URL) starts empty, and what it types does not replace the first tab's lines: one
+    # file for all had shown a tab's pasted messages in every new tab, and a reload brought back the other tab's
+    other = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/playground.py")
+    assert not other.text_area(key="play_lines").value
+    other.text_area(key="play_lines").input("Bob's list: free ringtone txt 8007\n").run()
+    assert other.query_params["draft"] != draft
+    again = AppTest.from_file(APP, default_timeout=90)
+    again.query_params["draft"] = draft
+    _page(again.run(), "views/playground.py")
+    assert again.text_area(key="play_lines").value == "lunch at 1?\nFREE entry, text WIN to 80086\n"
+    for linked in ("../../x", "*"):  # not an id: no file is read
+        odd = AppTest.from_file(APP, default_timeout=90)
+        odd.query_params["draft"] = linked
+        assert not _page(odd.run(), "views/playground.py").text_area(key="play_lines").value
     # a link to a batch no longer kept, or not a digest at all, shows none and is dropped from the URL
     for linked in (f"{1:010x}", "../../x", "*"):
         stale = AppTest.from_file(APP, default_timeout=90)

@@ -366,8 +366,9 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     return by_id.get(picked)
 
 
-# what a page scored, by its digest, kept in the URL on every page: URL parameter -> session-state key
-SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest"}
+# what a page scored, by its digest (and the Playground's typed lines, by their file's id), kept in the URL on every
+# page: URL parameter -> session-state key
+SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest", "draft": "play_draft_id"}
 
 
 URL_WRITTEN = "url_written"  # what url_state() put in the URL last: another value there came from Back or Forward

@@ -3,7 +3,9 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,15 +58,26 @@ def keep_batch(batch: dict) -> str | None:
     return digest
 
 
-# the lines typed, scored or not, kept beside the batches: a reload before Score lost a pasted list. Not named .json,
-# which the batches' clean-up and reopening take for a batch
-DRAFT = BATCHES / "typed-lines.draft"
+# the lines typed, scored or not, kept beside the batches: a reload before Score lost a pasted list. One file per
+# tab, named in its URL (?draft=, on every page: common.state_in_url): one file for all had handed a tab's lines to
+# every new tab, and a reload brought back whatever another tab typed last. Not named .json, which the batches'
+# clean-up and reopening take for a batch
+DRAFT_KEY = common.SCORED_IN_URL["draft"]
+
+
+def draft_file(draft_id: str | None) -> Path | None:
+    """Where a tab's typed lines are kept; None for an id that is not one (it comes from a URL)."""
+    return BATCHES / f"{draft_id}.draft" if re.fullmatch(r"[0-9a-f]{10}", draft_id or "") else None
 
 
 def keep_draft() -> None:
+    if draft_file(st.session_state.get(DRAFT_KEY)) is None:  # this tab's first lines: the URL names them from now on
+        st.session_state[DRAFT_KEY] = secrets.token_hex(5)
     try:
         BATCHES.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(DRAFT, {"lines": st.session_state.get("play_lines") or ""})
+        write_json_atomic(draft_file(st.session_state[DRAFT_KEY]), {"lines": st.session_state.get("play_lines") or ""})
+        for old in sorted(BATCHES.glob("*.draft"), key=lambda f: f.stat().st_mtime_ns)[:-KEEP_BATCHES]:
+            old.unlink(missing_ok=True)
     except OSError:  # a read-only runs folder: the session keeps them, a reload does not
         pass
 
@@ -289,10 +302,10 @@ with single:
 with batch:
     st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
                f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
-    if "play_lines" not in st.session_state:  # a new session (a reload, a new tab): the lines typed before it
-        try:
-            st.session_state["play_lines"] = str(read_json(DRAFT)["lines"])
-        except (OSError, ValueError, TypeError, KeyError):  # none yet, or damaged
+    if "play_lines" not in st.session_state and (draft := draft_file(st.session_state.get(DRAFT_KEY))):
+        try:  # a new session (a reload) of a tab that typed lines: they come back
+            st.session_state["play_lines"] = str(read_json(draft)["lines"])
+        except (OSError, ValueError, TypeError, KeyError):  # deleted (the oldest go), or damaged
             pass
     lines = st.text_area("Messages, one per line", key="play_lines", height=150, persist_state=common.KEEP,
                          on_change=keep_draft)
