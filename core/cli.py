@@ -78,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "checkpoint tested, and completes. Prints the run folder last")
     finish.add_argument("--run", required=True, help="run folder or run id")
     finish.add_argument("--runs-dir", **runs_dir)
+    finish.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
 
     resume = sub.add_parser("resume", help="go on training a run that stopped before its end (killed, crashed, "
                             "Ctrl-C, SIGTERM) from its last saved training state, to the end it was set for. Prints "
                             "the run folder last")
     resume.add_argument("--run", required=True, help="run folder or run id")
     resume.add_argument("--runs-dir", **runs_dir)
+    resume.add_argument("--take-over", action="store_true", help=TAKE_OVER_HELP)
 
     predict = sub.add_parser("predict", help="spam probability of messages (arguments or stdin, one per line)")
     predict.add_argument("--run", required=True, help="run folder or run id")
@@ -235,10 +237,24 @@ def _print_lasting(line) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+TAKE_OVER_HELP = ("an interrupted run whose status names another machine: it trains there no more (a container "
+                  "recreated under a new host name, say), so go on here; two machines training one run would "
+                  "overwrite each other's checkpoints")
+
+
+def _taken_over(args, run_dir) -> None:
+    """--take-over: make an interrupted run that names another machine this one's (said on stderr)."""
+    from .runs import take_over, trained_elsewhere
+
+    if args.take_over and trained_elsewhere(run_dir):
+        print(f"took {run_dir.name} over from {take_over(run_dir)}", file=sys.stderr)
+
+
 def _finish(args) -> int:
     from .runs import RunError, finishable, read_status, request_finish, resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)
+    _taken_over(args, run_dir)
     status = read_status(run_dir)
     if status.get("status") == "running" and status.get("stopped"):  # a `core finish` is testing it right now
         raise RunError(f"{run_dir.name} is being finished from its saved weights already")
@@ -262,6 +278,7 @@ def _resume(args) -> int:
     from .runs import resolve_run, resumable
 
     run_dir = resolve_run(args.run, args.runs_dir)
+    _taken_over(args, run_dir)
     _, state, _ = resumable(run_dir)  # a run that cannot be resumed is refused before torch loads
     log.info("%s: going on from step %s", run_dir.name, state["step"])
     from .runs import load_run

@@ -488,14 +488,36 @@ def _stopped_run(run_dir: Path, doing: str) -> tuple:
     if run.mode == "baseline":
         raise RunError(f"{run.id} is a baseline run, which keeps no checkpoint: train it again (it takes seconds)")
     status = read_status(run.path)
-    if run.status == "interrupted" and not stopped_here(run.path, status):
+    if host := trained_elsewhere(run.path, status):
         # its process was looked for among this machine's: on a runs folder shared with another machine it may
         # still be training there
-        raise RunError(f"{run.id} was training on another machine ({status.get('host') or 'unknown'}): "
-                       "finish or resume it there")
+        raise RunError(f"{run.id} was training on another machine ({host}): finish or resume it there, or, if it "
+                       "trains there no more (a container recreated under a new name, say), take it over here "
+                       "(--take-over, or \"Take this run over\" on the Runs page)")
     if not isinstance(run.config.get("model"), dict):
         raise RunError(f"{run.id}: config.json does not name the model it trained")
     return run, status
+
+
+def trained_elsewhere(run_dir: Path, status: dict | None = None) -> str | None:
+    """The machine an interrupted run's status names where that is not this one, whose processes cannot be checked
+    from here: it may still train there (a runs folder shared between machines), or be gone (a container recreated
+    under a new host name). None for any other run."""
+    status = read_status(run_dir) if status is None else status
+    if status.get("status") == "interrupted" and not stopped_here(run_dir, status):
+        return str(status.get("host") or "unknown")
+    return None
+
+
+def take_over(run_dir: Path) -> str:
+    """Make an interrupted run that names another machine (trained_elsewhere) this one's to finish or resume, once
+    the user says it trains there no more; returns that machine. Nothing checks that: two machines training one
+    run would overwrite each other's checkpoints."""
+    if (host := trained_elsewhere(run_dir)) is None:
+        raise RunError(f"{Path(run_dir).name} names no other machine: there is nothing to take over")
+    set_status(run_dir, "interrupted", host=_process_space(), taken_over_from=host,
+               error=f"the training process stopped without finishing (on {host}; taken over here)")
+    return host
 
 
 def finishable(run_dir: Path) -> tuple[dict, Path, dict]:

@@ -1615,6 +1615,34 @@ def troubled(tmp_path, tiny_bert, sms_data, trained, monkeypatch):
         _wait(lambda: running_job(runs_dir) is None)
 
 
+def test_runs_page_takes_over_a_run_whose_machine_is_gone(monkeypatch, tmp_path, tiny_bert, sms_data, trained):
+    """An interrupted run whose status names another machine (a container recreated under a new host name) had read
+    like a run that kept nothing, with no way on. The page says what it kept and where it trained, and once the user
+    says it trains there no more, takes it over: then it can be finished here."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    run = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    (run.path / "metrics.json").unlink()  # killed after moving its best weights to model/, before its metrics
+    (run.path / "status.json").write_text(json.dumps({"status": "running", "pid": 2**22 + 7, "pid_started": 0.0,
+                                                      "host": "trainbox-1f2e pid:[1]"}))
+    at = _app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data)
+    at.query_params["runs_pick"] = run.id
+    _page(at, "views/runs.py")
+    table = at.dataframe[0].value
+    assert table.loc[table["run"] == run.id, "status"].iloc[0] == (
+        "interrupted: the training process stopped without finishing; its status names another machine, "
+        "trainbox-1f2e pid:[1] (see One run)")
+    [said] = [w.value for w in at.warning if "another machine" in w.value]
+    assert _unescape(said).startswith("Its status names another machine, trainbox-1f2e pid:[1], as the one training")
+    assert said.endswith("It kept its best weights. Finish or resume it there, or, if it trains there no more, take it "
+                         "over here.")
+    assert "runs_finish" not in [b.key for b in at.button] and at.button(key="runs_take_over").disabled
+    at.checkbox(key="runs_take_over_sure").check().run()
+    at.button(key="runs_take_over").click().run()
+    assert not at.exception and not [w for w in at.warning if "another machine" in w.value]
+    assert at.button(key="runs_finish")  # this machine's now: finished here like any stopped run
+    assert json.loads((run.path / "status.json").read_text())["taken_over_from"] == "trainbox-1f2e pid:[1]"
+
+
 def test_runs_page_finishes_a_stopped_run_from_its_saved_weights(monkeypatch, tmp_path, tiny_bert, sms_data,
                                                                   trained):
     import core.train

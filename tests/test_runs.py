@@ -149,6 +149,37 @@ def test_a_run_interrupted_on_another_machine_is_not_finished_here(tmp_path):
             finishable(run)
 
 
+def test_a_run_that_names_a_machine_gone_for_good_can_be_taken_over(tmp_path, capsys):
+    """A container recreated under a new host name, with the runs folder on a volume: the run's status names a
+    machine that no longer exists. Once the user says it trains there no more, it is this machine's to finish; it
+    had been refused for good, beside an enabled Delete."""
+    from core.cli import main
+    from core.runs import finishable, take_over, trained_elsewhere
+    run = tmp_path / "20260101-000000-finetune-aaaa"
+    save_checkpoint(run, 8, lambda folder: (folder / "model.safetensors").write_bytes(b"w"))
+    write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0, "model": {"name": "m"}})
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host="trainbox-1f2e pid:[1]")
+    assert trained_elsewhere(run) == "trainbox-1f2e pid:[1]"
+    with pytest.raises(RunError, match=r"take it over here \(--take-over, or \"Take this run over\" on the Runs page"):
+        finishable(run)
+    assert take_over(run) == "trainbox-1f2e pid:[1]"
+    assert trained_elsewhere(run) is None and finishable(run)[1] == run / "checkpoint-8"
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["taken_over_from"] == "trainbox-1f2e pid:[1]"
+    assert status["error"] == "the training process stopped without finishing (on trainbox-1f2e pid:[1]; taken over here)"
+    with pytest.raises(RunError, match="names no other machine"):  # nothing to take over any more
+        take_over(run)
+    # the CLI: refused without the flag, in one line naming it; with it, taken over before the usual checks
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host="trainbox-1f2e pid:[1]")
+    (run / "checkpoint-8").rename(run / "kept")  # no weights: the finish itself is then refused after the take-over
+    assert main(["resume", "--run", str(run)]) == 2
+    assert "(--take-over, or" in capsys.readouterr().err
+    assert main(["finish", "--run", str(run), "--take-over"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"took {run.name} over from trainbox-1f2e pid:[1]\n") and "saved no weights" in err
+    assert trained_elsewhere(run) is None
+
+
 def test_a_run_from_another_container_is_not_taken_as_stopped_while_a_job_is_starting(tmp_path):
     """This machine's name in another pid namespace: the process may be training in another container. A job that
     holds the lock but has not named its run yet ("starting") may be that very run's resume, so the run is not

@@ -9,8 +9,8 @@ import streamlit as st
 from core import jobs
 from core.data import describe
 from core.runs import (FINISHABLE, NEWER_FORMAT, RunError, checkpoint_info, finishable_weights, read_history,
-                       resumable_state, resumed_note, running_job, stopped_note, time_spent, training_subset,
-                       validate_run_id)
+                       resumable_state, resumed_note, running_job, saved_state, saved_weights, stopped_note,
+                       take_over, time_spent, trained_elsewhere, training_subset, validate_run_id)
 
 from views import common
 
@@ -150,6 +150,8 @@ def kept_note(run) -> str | None:
     """What a run that stopped before its end kept, so the table tells one that can go on from one that cannot."""
     if run.status not in FINISHABLE:
         return None
+    if elsewhere := trained_elsewhere(run.path):  # it may have kept much: finish and resume refuse it as it is
+        return f"its status names another machine, {elsewhere} (see One run)"
     if resumable_state(run.path):
         return "its training state is kept (resume or finish it under One run)"
     if finishable_weights(run.path):
@@ -296,6 +298,20 @@ with left:
                 + f"{common.plain(stopped_note(run.metrics['stopped']))}.")
     weights = finishable_weights(run.path) if run.status in FINISHABLE else None
     state = resumable_state(run.path) if run.status in FINISHABLE else None
+    if run.status in FINISHABLE and (elsewhere := trained_elsewhere(run.path)):
+        kept = "its training state" if saved_state(run.path) else \
+            "its best weights" if saved_weights(run.path, run.mode) else None
+        st.warning(f"Its status names another machine, {common.plain(elsewhere)}, as the one training it, whose "
+                   "processes cannot be seen from here: it may still be training there (a runs folder shared between "
+                   "machines), or that machine may be gone (a container recreated under a new name). "
+                   + (f"It kept {kept}. Finish or resume it there, or, if it trains there no more, take it over here."
+                      if kept else "It kept no weights to go on from."))
+        if kept:
+            sure = st.checkbox(f"It is not training on {common.plain(elsewhere)} any more", key="runs_take_over_sure",
+                               help="Two machines training one run would overwrite each other's checkpoints.")
+            if st.button("Take this run over", key="runs_take_over", disabled=not sure):
+                take_over(run.path)
+                st.rerun()
     if state:
         total = next((e.get("total_steps") for e in read_history(run.path) if e.get("event") == "start"), None)
         st.info(f"It saved its whole training state at step {state['step']}{f' of {total}' if total else ''}. "
