@@ -40,7 +40,7 @@ def main() -> None:
         n_validation = split_sizes(n_messages, cfg.val_fraction, cfg.test_fraction)["validation"]
         past = list_runs(runs_dir)
         measured = None if past else jobs.measure_epoch_seconds(args.model, "finetune", cfg.max_length,
-                                                                cfg.batch_size, size, n_messages, cfg.precision)
+                                                                cfg.batch_size, size, n_messages)
         line, _ = jobs.describe_estimate(cfg, "", past, model, size, n_messages, measured=measured,
                                          n_validation=n_validation)
         train(cfg)

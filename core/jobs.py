@@ -664,18 +664,19 @@ def describe_estimate(cfg: TrainConfig, label: str, past: list, model_name: str 
 
 
 def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_size: int, n_train: int,
-                          n_messages: int, precision: str = "fp32", steps: int = 3) -> dict:
-    """Time a few real steps of this model on this machine and scale them to an epoch.
+                          n_messages: int, steps: int = 3) -> dict:
+    """Time a few real steps of this model on this machine, on the device a job would train on, and scale them to
+    an epoch.
 
-    finetune: a training step on a batch of typical SMS (about 25 tokens), and a forward pass alone (a
-    validation's, per message). frozen: the one-time forward pass over every message (the head's own epochs take
-    well under a second). Both on the device a job would train on, in the precision it would train in
-    (`precision` as asked; bf16 only where the device has it, as in training).
+    finetune: forward + backward of a batch of typical SMS (about 25 tokens, the data's mean), and a forward pass
+    alone (a validation's, per message). frozen: the one-time forward pass over every message (the head's own epochs
+    take well under a second). In fp32, also where training runs bf16: on an AMX CPU, bf16 steps with the optimizer's
+    update came out 35 % under a 50-message fine-tune's time, and these 11 % (benchmarks/README.md, section 18): a
+    real step costs more than the same step repeated at one length.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .features import effective_precision
     from .modeling import resolve_model
 
     device = torch.device(_device_type())
@@ -686,30 +687,21 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
     size = batch_size if mode == "finetune" else 64
     batch = tokenizer([text] * size, truncation=True, max_length=max_length, return_tensors="pt").to(device)
     labels = torch.zeros(size, dtype=torch.long, device=device)
-    # bf16 autocast as training runs it (Accelerate's mixed precision, the frozen encoder's autocast): timed in fp32,
-    # an AMX CPU's first estimate came out slower than its training
-    bf16 = effective_precision(precision) == "bf16"
 
     def timed(step) -> float:
         timings = []
         for _ in range(steps + 1):  # the first step warms up allocators and kernels; not counted
             t0 = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                step()
+            step()
             if device.type != "cpu":  # GPU kernels run asynchronously: wait for them before reading the clock
                 torch.accelerator.synchronize()
             timings.append(time.perf_counter() - t0)
         return float(np.median(timings[1:]))
 
-    # the whole step, as training makes it: clipping and the optimizer's update too (fused AdamW on CPU and CUDA)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type in ("cpu", "cuda") or None)
-
     def training_step():
         model.train()
         model(**batch, labels=labels).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
 
     @torch.inference_mode()
     def forward():  # a validation's batch, or the frozen encoder's

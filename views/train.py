@@ -423,8 +423,7 @@ if data_summary and not errors and not blocked:
             for cfg in configs:
                 if cfg.mode in untimed:
                     measured[timing_key(cfg)] = jobs.measure_epoch_seconds(
-                        model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages,
-                        cfg.precision)
+                        model_name.strip(), cfg.mode, cfg.max_length, cfg.batch_size, n_train, n_messages)
         st.rerun()
 
 # ---------------------------------------------------------------------------- launch
