@@ -99,6 +99,10 @@ def _errors(where) -> list[str]:
     return [_unescape(e.value) for e in where.error]
 
 
+def _keys(elements) -> list[str]:
+    return [e.key for e in elements]
+
+
 def _errors_beside(at: AppTest, key: str) -> list[str]:
     """The errors in the innermost column that holds the widget `key`: the ones shown right under it."""
     def keys(block):
@@ -334,6 +338,7 @@ def _expected_verdict(runs: dict, threshold: float) -> list[str]:
             f"only the frozen one on {int((right['frozen'] & ~right['finetune']).sum())}: McNemar p = {p:.3g}, "
             f"**{'a real difference' if p < 0.05 else 'not a significant difference'}** at the 5 % level.",
             f"fine-tuning trains {params:.0f} times as many parameters",
+            " s on the CPU",  # as the runs recorded it: a copied runs folder is not "this machine"
             f"the TF-IDF baseline makes {plural(missed['baseline'] + alarms['baseline'], 'error')} "
             f"({missed['baseline']} spam missed"]
 
@@ -1370,6 +1375,73 @@ def test_playground_returns_both_probabilities_and_keeps_text_as_text(monkeypatc
     # scores from other models are not shown under the ones now picked
     at.selectbox(key="play_baseline").set_value("none").run()
     assert not at.dataframe and any("changed since this batch was scored" in i.value for i in at.info)
+
+
+def test_the_cost_sentence_says_where_the_runs_ran_and_when_their_times_do_not_compare(trained):
+    """A runs folder copied from a GPU machine: the times are not "this machine's", and a GPU run's time beside a CPU
+    run's is no cost of fine-tuning."""
+    import copy
+
+    from views.common import finetuning_verdict
+    runs = {r.mode: r for r in list_runs(trained)}
+    on_cpu = finetuning_verdict(runs["frozen"], runs["finetune"], None)
+    assert " s on the CPU" in on_cpu and "this machine" not in on_cpu
+    on_gpu = copy.deepcopy(runs["finetune"])
+    on_gpu.config["device"] = "cuda:0"
+    said = finetuning_verdict(runs["frozen"], on_gpu, None)
+    assert " s (on different devices (cuda and cpu), so the times do not compare" in said and "on the CPU" not in said
+
+
+def test_a_perfect_batch_of_a_few_messages_is_not_shown_as_a_perfect_model(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                           trained):
+    """Every resample of a small batch right: 1.000 [1.000, 1.000] read as "this model is perfect". Said as on
+    Compare, for the same kind of interval."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs", ignore=shutil.ignore_patterns(".playground")))
+    baseline = next(r for r in list_runs(runs_dir) if r.mode == "baseline")
+    # test messages the baseline calls right, far from its threshold: a batch it gets all right
+    right = [p for p in baseline.metrics["predictions"] if abs(p["spam_probability"] - 0.5) > 0.2
+             and (p["spam_probability"] >= 0.5) == bool(p["label"])][:6]
+    assert len(right) == 6 and len({p["label"] for p in right}) == 2
+    batch = pd.DataFrame({"label": [("ham", "spam")[p["label"]] for p in right], "text": [p["text"] for p in right]})
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/playground.py")
+    at.file_uploader(key="play_upload").set_value(("few.csv", batch.to_csv(index=False).encode(), "text/csv")).run()
+    at.button(key="play_score").click().run()
+    assert not at.exception
+    assert "TF-IDF baseline accuracy 1.000 [1.000, 1.000]" in _texts(at)
+    assert any(w.value.startswith("An interval of 1.000 [1.000, 1.000] means that no resample of these messages "
+                                  "held a single error of that kind.") for w in at.warning)
+
+
+def test_overview_offers_the_default_runs_back_after_a_pick_and_explains_its_terms(monkeypatch, tmp_path, tiny_bert,
+                                                                                  sms_data, trained):
+    """A quick run picked during a demo (or by "Compare them") stays the Overview's subject for the session: one
+    button brings the default runs back, on every page and in the URL. And "McNemar p" is explained on the page."""
+    runs_dir = Path(shutil.copytree(trained, tmp_path / "runs"))
+    full = next(r for r in list_runs(runs_dir) if r.mode == "finetune")
+    few = _copied_run(full, runs_dir, "s40", config=_on_messages(40, full.created + 1))
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    assert at.selectbox(key="overview_finetune").value == full.id and "overview_defaults" not in _keys(at.button)
+    [meanings] = [e for e in at.expander if e.label == "What these measure"]
+    assert "**McNemar p**: the chance of a split" in meanings.markdown[0].value
+    at.selectbox(key="overview_finetune").set_value(few.id).run()
+    assert at.query_params["finetune"] == few.id
+    at.button(key="overview_defaults").click().run()
+    assert at.selectbox(key="overview_finetune").value == full.id and "finetune" not in at.query_params
+    assert "overview_defaults" not in _keys(at.button)
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare_finetune").value == full.id
+
+
+def test_runs_page_does_not_say_a_baselines_validation_chose_its_weights(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                        trained):
+    runs = {r.mode: r for r in list_runs(trained)}
+    at = _app(monkeypatch, tmp_path, trained, tiny_bert, sms_data)
+    for mode, said in (("baseline", "Validation: scored for reference (the baseline is fitted once, with fixed "
+                                    "settings)."), ("finetune", "Validation: the messages that chose the kept weights.")):
+        at.query_params["runs_pick"] = runs[mode].id
+        _page(at, "views/runs.py")
+        at.selectbox(key="runs_one").set_value(runs[mode].id).run()
+        assert any(said in c.value for c in at.caption), mode
 
 
 def test_playground_calls_spam_at_each_runs_own_threshold(monkeypatch, tmp_path, tiny_bert, sms_data, trained):

@@ -87,6 +87,23 @@ METRIC_MEANINGS = {
            "is rare"}
 
 
+# the other words the pages use: a stakeholder reading "McNemar p = 0.754" or "Brier 0.0089" had nothing to go by
+TERM_MEANINGS = {
+    "McNemar p": "the chance of a split of the messages only one model gets right at least this uneven, if the two "
+                 "models were equally good: below 0.05, a real difference",
+    "95 % interval": "the range the score falls in for 95 % of resamples of the messages it was measured on: how "
+                     "much that many messages pin it down",
+    "TN, FP, FN, TP": "ham kept, false alarms (ham called spam), spam missed, spam caught",
+    "Brier": "the mean squared gap between the spam probability and the truth (0 or 1): lower is better calibrated"}
+
+
+def glossary() -> None:
+    """An expander with what the metrics and the pages' other terms mean, in plain words."""
+    with st.expander("What these measure"):
+        st.markdown("\n".join([f"- **{METRIC_NAMES[k]}**: {METRIC_MEANINGS[k]}." for k in HEADLINE + ["mcc"]]
+                              + [f"- **{term}**: {meaning}." for term, meaning in TERM_MEANINGS.items()]))
+
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")  # links, images, emphasis, code, HTML, tables, LaTeX
 
 
@@ -326,6 +343,18 @@ def _shared_pick(mode: str) -> str:
     """The session-state key of a mode's run pick, shared by every page's picker and the URL (plain session state,
     which Streamlit never drops)."""
     return f"picked_run_{mode}"
+
+
+def picked_by_user(mode: str) -> bool:
+    """Whether this mode's run was picked (on any page's picker, or by a link), not left to its default."""
+    return _shared_pick(mode) in st.session_state
+
+
+def forget_picks(modes: list[str]) -> None:
+    """Back to the default runs for these modes, on every page and in the URL."""
+    for mode in modes:
+        st.session_state.pop(_shared_pick(mode), None)
+        set_in_url(mode, None)
 
 
 def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = None):
@@ -748,6 +777,16 @@ def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
     return f"{value} [{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]" if ci else value
 
 
+# what an interval of no width at 1 or 0 does not mean, for a file or batch of the user's ({what})
+FLAT_INTERVAL_NOTES = {
+    1: "An interval of 1.000 [1.000, 1.000] means that no resample of {what} held a single error of that kind. It "
+       "does not show that the model makes none: with no errors in n cases, the true rate can still be up to about "
+       "3/n (95 %).",
+    0: "An interval of 0.000 [0.000, 0.000] means that every resample of {what} that holds cases of that kind (spam, "
+       "for recall) got all of them wrong: usually a file with only a few. It does not show that the model always "
+       "fails there: with none right in n cases, the true rate can still be up to about 3/n (95 %)."}
+
+
 def flat_intervals(metrics: dict) -> set:
     """The ends, 0 or 1, at which a headline metric's interval has no width: every resample perfect, or every one
     wrong, which reads as certainty. Unrounded: [0.9996, 1.0] has resamples with an error in them."""
@@ -999,9 +1038,16 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
             notes.append("the frozen run read its features from the cache, so its time leaves encoding out")
         notes += [f"the {which} run was stopped and resumed, and its time adds up the stretches it ran"
                   for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")) if run.metrics.get("resumed")]
+        # where they ran, as the runs recorded it: a runs folder copied from a GPU machine is not "this machine"
+        devices = [str((run.config or {}).get("device") or "").split(":")[0] for run in (finetune, frozen)]
+        where = {"cpu": " on the CPU", "cuda": " on a GPU", "mps": " on Apple's GPU"}.get(devices[0], "") \
+            if devices[0] == devices[1] else ""
+        if devices[0] != devices[1]:
+            notes.insert(0, f"on different devices ({devices[0] or 'not recorded'} and {devices[1] or 'not recorded'}"
+                            "), so the times do not compare")
         lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters "
                      f"({_count(params[0])} against {_count(params[1])}), and its run took {seconds[0]:.0f} s against "
-                     f"{seconds[1]:.0f} s on this machine" + (f" ({'; '.join(notes)})." if notes else "."))
+                     f"{seconds[1]:.0f} s{where}" + (f" ({'; '.join(notes)})." if notes else "."))
     if baseline is not None and baseline.metrics.get("predictions"):
         b_missed, b_alarms = _errors_at(baseline, at(baseline))
         notes = [f"at threshold {at(baseline):g}"] if at(baseline) != at(finetune) else []

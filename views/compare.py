@@ -119,10 +119,9 @@ each = ", ".join(f"{common.SHORT_LABELS[m]} {float(r.metrics.get('threshold', 0.
 st.caption(f"At each run's own threshold ({each}, the table's first row); the slider below does not change these.")
 table_note = "The metrics table gives each run at its own threshold (its first row); the confusion matrices{} use {:g}."
 st.dataframe(metrics_table, hide_index=True, placeholder="—")
-glossary = "; ".join(f"{common.METRIC_NAMES[k]}: {common.METRIC_MEANINGS[k]}" for k in common.HEADLINE + ["mcc"])
-with st.expander("What these measure"):
-    st.markdown("\n".join(f"- **{common.METRIC_NAMES[k]}**: {common.METRIC_MEANINGS[k]}."
-                          for k in common.HEADLINE + ["mcc"]))
+glossary = "; ".join([f"{common.METRIC_NAMES[k]}: {common.METRIC_MEANINGS[k]}" for k in common.HEADLINE + ["mcc"]]
+                     + [f"{term}: {meaning}" for term, meaning in common.TERM_MEANINGS.items()])  # for the report
+common.glossary()
 table_warnings = [w for mode, run in picked.items()  # a 0.000 precision that means "calls nothing spam" needs saying
                   if (w := common.one_class_warning(run.metrics["test"], common.MODE_LABELS[mode]))]
 for warning in table_warnings:
@@ -337,15 +336,7 @@ if own is not None:
                                "rows read. The scores are on the rest." + common.QUOTE_ADVICE * bool(
                                    result.get("dropped_unparseable")))
     # every resample perfect, or every one wrong: a percentile interval of no width, which reads as certainty
-    if 1 in zero_width:
-        own_warnings.append("An interval of 1.000 [1.000, 1.000] means that no resample of your "
-                            "file held a single error of that kind. It does not show that the model makes none: with "
-                            "no errors in n cases, the true rate can still be up to about 3/n (95 %).")
-    if 0 in zero_width:
-        own_warnings.append("An interval of 0.000 [0.000, 0.000] means that every resample of your file that holds "
-                            "cases of that kind (spam, for recall) got all of them wrong: usually a file with only a "
-                            "few. It does not show that the model always fails there: with none right in n cases, "
-                            "the true rate can still be up to about 3/n (95 %).")
+    own_warnings += [common.FLAT_INTERVAL_NOTES[end].format(what="your file") for end in (1, 0) if end in zero_width]
     if own_rows and result.get("duplicates_removed"):
         own_warnings.append(f"{result['duplicates_removed']:,} repeated message(s) in {common.plain(own[0])} were "
                             "scored once.")

@@ -164,6 +164,11 @@ if any(latest.values()):
                "for at least the default epochs (else the closest to that, in that order); the frozen and baseline "
                "ones, among the runs tested on the same messages as the fine-tuned one. A pick here is kept on "
                "Compare and Playground too.")
+    # a quick run picked during a demo ("Compare them" after a job on 200 messages) stays the page's subject for the
+    # session: one click back to the full runs, not three pickers
+    if chosen := [mode for mode in usable if common.picked_by_user(mode)]:
+        st.button("Show the default runs", key="overview_defaults", on_click=common.forget_picks, args=(chosen,),
+                  help="Drops the runs picked here, on Compare or Playground, or by a link, on every page.")
     common.note_other_data(shown)
     encoders = {mode: (run.config or {}).get("model") or {} for mode, run in shown.items() if mode != "baseline"}
     bundled = {mode: m for mode, m in encoders.items() if m.get("source") == "bundled"}
@@ -202,8 +207,9 @@ if shown:
     st.dataframe(pd.DataFrame(costs), hide_index=True, placeholder="—", width="content", column_config={
         "trainable params": st.column_config.TextColumn(help="Parameters that training updates", alignment="right"),
         "time (s)": st.column_config.NumberColumn(
-            format="%g", help="Whole run on this machine: data, encoding (frozen, unless it read its features from "
-                              "the cache), training and testing")})
+            format="%g", help="Whole run, on the machine that trained it: data, encoding (frozen, unless it read its "
+                              "features from the cache), training and testing")})
+    common.glossary()
     # in words, not as a column: the table's columns just fit at 1024 px with the sidebar open
     at = f" A message is called spam at probability ≥ {thresholds.pop():g}." if len(thresholds) == 1 else \
         " Each run calls a message spam at its own threshold: " + ", ".join(

@@ -392,6 +392,11 @@ with batch:
                                   + (f" [{common._fmt(ci[m][0], 3)}, {common._fmt(ci[m][1], 3)}]" if ci.get(m) else "")
                                   for m in models if f"{m} verdict" in out)
                        + (f" ({'; '.join(notes)})" if notes else ""))
+            # a perfect batch of a few messages reads as a perfect model: said as on Compare
+            flat = {low for low, high in filter(None, ci.values()) if low == high and low in (0, 1)}
+            for end in (1, 0):
+                if end in flat:
+                    st.warning(common.FLAT_INTERVAL_NOTES[end].format(what="these messages"))
             if seen := {m: n for m, n in scored.get("seen", {}).items() if n}:
                 st.warning("Some of these messages were in a model's training or validation data ("
                            + ", ".join(f"{common.MODE_LABELS[m]}: {n:,}" for m, n in seen.items())

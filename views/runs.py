@@ -351,9 +351,11 @@ with left:
             (tn, fp), (fn, tp) = test["confusion_matrix"]
             st.dataframe(pd.DataFrame({"": ["actual ham", "actual spam"], "called ham": [tn, fn],
                                        "called spam": [fp, tp]}), hide_index=True, height="content")
+            # a baseline is fitted once, with fixed settings: its validation scores chose nothing
+            chose = "scored for reference (the baseline is fitted once, with fixed settings)" \
+                if run.mode == "baseline" else "the messages that chose the kept weights"
             st.caption(f"{test['n']:,} test messages, {test['n_spam']:,} of them spam, at this run's threshold of "
-                       f"{run.metrics.get('threshold', 0.5):g}. Validation: the messages that chose the kept weights. "
-                       "ROC and PR curves are on Compare.")
+                       f"{run.metrics.get('threshold', 0.5):g}. Validation: {chose}. ROC and PR curves are on Compare.")
 with right:
     st.download_button("Download run as zip", data=lambda: common.zip_run(run.id), file_name=f"{run.id}.zip",
                        help="Loads without this app: plain transformers (fine-tuned, frozen encoder + head) or "
