@@ -1437,7 +1437,8 @@ def test_runs_page_does_not_say_a_baselines_validation_chose_its_weights(monkeyp
     runs = {r.mode: r for r in list_runs(trained)}
     at = _app(monkeypatch, tmp_path, trained, tiny_bert, sms_data)
     for mode, said in (("baseline", "Validation: scored for reference (the baseline is fitted once, with fixed "
-                                    "settings)."), ("finetune", "Validation: the messages that chose the kept weights.")):
+                                    "settings)."),
+                       ("finetune", "Validation: the messages that chose the kept weights.")):
         at.query_params["runs_pick"] = runs[mode].id
         _page(at, "views/runs.py")
         at.selectbox(key="runs_one").set_value(runs[mode].id).run()
