@@ -2121,6 +2121,40 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
                for c in at.caption), [c.value for c in at.caption]
 
 
+def test_a_start_refused_for_another_tabs_job_stays_said(monkeypatch, tmp_path, tiny_bert, sms_data):
+    """Two tabs press Start a moment apart: the second is refused. The page redraws as the other job appears, and
+    the refusal had vanished within a second, leaving the other job's outcome above this tab's form as if its own
+    plan had run. It stays until that job ends, and is said once more then."""
+    from core import jobs
+    runs_dir = tmp_path / "runs"
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
+    at.radio(key="train_plan").set_value("baseline").run()
+    launch = jobs.launch
+
+    def another_tab_first(configs, *args, **kwargs):  # the other tab's job starts between this tab's draw and click
+        launch([_config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8)])
+        return launch(configs, *args, **kwargs)  # refused: JobBusy
+    monkeypatch.setattr(jobs, "launch", another_tab_first)
+    at.button(key="train_launch").click().run()
+    other = _wait(lambda: running_job(runs_dir) not in (None, "starting") and running_job(runs_dir))
+    for _ in range(2):  # the redraws while the other job runs (the sidebar's, the panel's)
+        at.run()
+        assert [e.value for e in at.error] == [f"Your plan did not start, and nothing of it was trained: training job "
+                                               f"{other} is running; only one job runs at a time: wait for it or "
+                                               "cancel it first."]
+    jobs.cancel(runs_dir)
+    _wait(lambda: running_job(runs_dir) is None)
+    at.run()  # after it ended: still said, until this tab starts a job
+    assert [e.value for e in at.error] == ["Your last Start was refused while another job ran, so nothing of that plan "
+                                           "was trained: start it again below."]
+    assert not [r for r in list_runs(runs_dir) if r.mode == "baseline"]
+    monkeypatch.setattr(jobs, "launch", launch)
+    at.button(key="train_launch").click().run()
+    _wait(lambda: running_job(runs_dir) is None and [r for r in list_runs(runs_dir) if r.mode == "baseline"])
+    at.run()
+    assert not at.error
+
+
 def test_a_learning_curve_job_trains_the_sample_first_and_links_to_the_run_on_all_messages(monkeypatch, tmp_path,
                                                                                           tiny_bert, sms_data):
     runs_dir = tmp_path / "runs"
