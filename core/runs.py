@@ -95,7 +95,9 @@ def save_folder_atomic(target: Path, write) -> None:
     any moment (or a power cut) never leaves half a checkpoint where a loader would look."""
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # not parents=True: a run folder moved or deleted while its job trains is not made again, holding only the
+    # checkpoints saved after (its config stayed in the moved folder, so nothing could load them)
+    tmp.mkdir()
     try:
         write(tmp)
         _flush_to_disk(tmp)

@@ -177,6 +177,11 @@ def _record(cfg: TrainConfig, run_dir: Path, events: EventLog, stop: dict, work,
         if isinstance(exc, KeyboardInterrupt):
             raise
     except Exception as exc:
+        if not run_dir.is_dir():  # its status cannot be written there; the history still can (its file is open)
+            reason = (f"the run folder {run_dir} was moved or deleted while it trained, so the training stopped; "
+                      "where it was moved, `python -m core finish --run <its new place>` tests its last checkpoint")
+            events.emit("end", status="failed", error=reason)
+            raise RunError(reason) from exc
         reason = str(exc) or type(exc).__name__
         # a diverged run is not resumable: a resume repeats the same steps on the same batches, and diverges again
         set_status(run_dir, "failed", ended_at=time.time(), error=reason,

@@ -618,3 +618,25 @@ def test_a_resume_cancelled_through_the_cli_exits_1_and_can_be_resumed_again(tmp
     assert capsys.readouterr().out.strip() == str(run.path)
     assert load_run(run.path).status == "cancelled"
     resumable(run.path)  # a resume's Cancel keeps the state it went on from
+
+
+def test_a_run_folder_moved_while_it_trains_is_not_made_again(tmp_path, data, tiny_bert):
+    """`mv` on a run folder mid-training: the job had made the old folder again for its next checkpoint, and ended
+    with its model and metrics there, under no config.json (a "broken" run), and the moved folder read as a run
+    that kept nothing. It stops at its next save instead, says why, and the moved folder is finished from there."""
+    from core.runs import finishable
+    runs_dir = tmp_path / "runs"
+    proc = _train_cli(runs_dir, data, tiny_bert)
+    deadline = time.time() + 120
+    while not ((runs := list_runs(runs_dir)) and any(e["event"] == "checkpoint" for e in read_history(runs[0].path))):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.02)
+    run = list_runs(runs_dir)[0].path
+    moved = run.rename(tmp_path / run.name)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not run.exists()
+    assert err.strip().splitlines()[-1] == (
+        f"error: the run folder {run} was moved or deleted while it trained, so the training stopped; where it was "
+        "moved, `python -m core finish --run <its new place>` tests its last checkpoint")
+    assert read_history(moved)[-1]["event"] == "end" and load_run(moved).status == "interrupted"
+    assert finishable(moved)[1].name.startswith("checkpoint-")

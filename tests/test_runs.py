@@ -105,6 +105,7 @@ def test_checkpoints_go_by_step_number_and_the_newest_is_the_weights_left(tmp_pa
     """A resume leaves an older checkpoint beside its own until it saves one (checkpoint-8 and checkpoint-12):
     ordered as text, checkpoint-12 came before checkpoint-8, and finish would test the older weights."""
     run = tmp_path / "r1"
+    run.mkdir()  # a run's folder exists before its checkpoints
     for step in (8, 12):
         save_folder_atomic(run / f"checkpoint-{step}",
                            lambda folder, step=step: (folder / "model.safetensors").write_text(f"step {step}"))
@@ -117,6 +118,7 @@ def test_the_newest_complete_training_state_is_the_one_resumed(tmp_path):
     not back to the older and its lost steps."""
     from core.runs import STATE_INFO, saved_state
     run = tmp_path / "r1"
+    run.mkdir()  # a run's folder exists before its checkpoints
     for step in (20, 40):
         save_folder_atomic(run / f"resume-{step}", lambda folder, step=step: write_json_atomic(
             folder / STATE_INFO, {"step": step}))
@@ -128,6 +130,7 @@ def test_the_newest_complete_training_state_is_the_one_resumed(tmp_path):
 def test_a_run_interrupted_on_another_machine_is_not_finished_here(tmp_path):
     from core.runs import finishable
     run = tmp_path / "20260101-000000-finetune-aaaa"
+    run.mkdir()  # a run's folder exists before its checkpoints
     save_checkpoint(run, 8, lambda folder: (folder / "model.safetensors").write_bytes(b"w"))
     write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0, "model": {"name": "m"}})
     # a runs folder shared with another machine: its pid means nothing here, so it reads as interrupted
@@ -156,6 +159,7 @@ def test_a_run_that_names_a_machine_gone_for_good_can_be_taken_over(tmp_path, ca
     from core.cli import main
     from core.runs import finishable, take_over, trained_elsewhere
     run = tmp_path / "20260101-000000-finetune-aaaa"
+    run.mkdir()  # a run's folder exists before its checkpoints
     save_checkpoint(run, 8, lambda folder: (folder / "model.safetensors").write_bytes(b"w"))
     write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0, "model": {"name": "m"}})
     set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host="trainbox-1f2e pid:[1]")
@@ -188,6 +192,7 @@ def test_a_run_from_another_container_is_not_taken_as_stopped_while_a_job_is_sta
 
     from core.runs import finishable, set_lock_holder
     run = tmp_path / "20260101-000000-finetune-aaaa"
+    run.mkdir()  # a run's folder exists before its checkpoints
     save_checkpoint(run, 8, lambda folder: (folder / "model.safetensors").write_bytes(b"w"))
     write_json_atomic(run / "config.json", {"mode": "finetune", "created": 1.0, "model": {"name": "m"}})
     set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host=f"{socket.gethostname()} pid:[1]")
