@@ -18,9 +18,8 @@ from .runs import EVALUATIONS, read_json, write_json_atomic
 
 
 def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = None,
-                 predictor: Predictor | None = None) -> dict:
-    """Score a labelled file with a run's model; saved as <run>/evaluations/<name>-<content digest>.json (two files
-    of one name, from two folders say, do not overwrite each other's scores) and returned."""
+                 predictor: Predictor | None = None, save: bool = True) -> dict:
+    """Score a labelled file with a run's model; saved (save_evaluation, unless save is False) and returned."""
     run_dir = Path(run_dir)
     name = name or (Path(source).name if not isinstance(source, (bytes, bytearray)) else "upload")
     # read once, so the digest names the very bytes scored even if the file changes meanwhile
@@ -40,13 +39,23 @@ def evaluate_run(run_dir: Path, source: str | Path | bytes, name: str | None = N
                               for t, l, q in zip(frame["text"].tolist(), y, p)]}
     if len(np.unique(y)) == 2:
         result["metrics"]["ci95"] = bootstrap_intervals(y, p, threshold)
-    out_dir = run_dir / EVALUATIONS
+    if save and (problem := save_evaluation(run_dir, result)):
+        result["not_saved"] = problem
+    return result
+
+
+def save_evaluation(run_dir: Path, result: dict) -> str | None:
+    """Keep evaluate_run's result as <run>/evaluations/<name>-<content digest>.json (two files of one name, from two
+    folders say, do not overwrite each other's scores). None, or why it could not be kept: a full disk or a read-only
+    runs folder loses no scores computed, which are given anyway."""
+    out_dir = Path(run_dir) / EVALUATIONS
     try:
         out_dir.mkdir(exist_ok=True)
-        write_json_atomic(out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:80]}-{digest[:10]}.json", result)
-    except OSError as exc:  # a full disk or read-only runs folder: the scores are computed, so they are given anyway
-        result["not_saved"] = f"the scores could not be kept in {out_dir} ({exc.strerror or exc})"
-    return result
+        write_json_atomic(out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', result['name'])[:80]}-{result['sha256'][:10]}"
+                                    ".json", result)
+    except OSError as exc:
+        return f"the scores could not be kept in {out_dir} ({exc.strerror or exc})"
+    return None
 
 
 def saved_evaluation(run_dir: Path, digest: str) -> dict | None:

@@ -672,7 +672,8 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
     alone (a validation's, per message). frozen: the one-time forward pass over every message (the head's own epochs
     take well under a second). In fp32, also where training runs bf16: on an AMX CPU, bf16 steps with the optimizer's
     update came out 35 % under a 50-message fine-tune's time, and these 11 % (benchmarks/README.md, section 18): a
-    real step costs more than the same step repeated at one length.
+    real step costs more than the same step repeated at one length. On a GPU, where bf16 runs on tensor cores, this
+    is not measured and likely high.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -708,7 +709,12 @@ def measure_epoch_seconds(model_name: str, mode: str, max_length: int, batch_siz
         model.eval()
         model(**batch)
 
-    if mode == "finetune":
-        return {"epoch_seconds": timed(training_step) * -(-n_train // batch_size), "n_train": n_train,
-                "validation_seconds_per_message": timed(forward) / size, "model": info.name}
-    return {"features_seconds": timed(forward) * -(-n_messages // size), "model": info.name}
+    try:
+        if mode == "finetune":
+            return {"epoch_seconds": timed(training_step) * -(-n_train // batch_size), "n_train": n_train,
+                    "validation_seconds_per_message": timed(forward) / size, "model": info.name}
+        return {"features_seconds": timed(forward) * -(-n_messages // size), "model": info.name}
+    finally:  # this runs in the app's process: its GPU memory goes back for the job's own
+        if device.type == "cuda":
+            model.to("cpu")
+            torch.cuda.empty_cache()

@@ -517,6 +517,9 @@ def take_over(run_dir: Path) -> str:
     run would overwrite each other's checkpoints."""
     if (host := trained_elsewhere(run_dir)) is None:
         raise RunError(f"{Path(run_dir).name} names no other machine: there is nothing to take over")
+    if running_job(Path(run_dir).parent) in (Path(run_dir).name, "starting"):  # a job holds this folder's lock for it
+        raise RunError(f"{Path(run_dir).name} is being trained by a job on this runs folder (in another container, "
+                       "say): it cannot be taken over while that job runs")
     set_status(run_dir, "interrupted", host=_process_space(), taken_over_from=host,
                error=f"the training process stopped without finishing (on {host}; taken over here)")
     return host

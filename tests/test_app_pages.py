@@ -225,6 +225,8 @@ def test_sidebar_says_what_to_do_without_data_and_accepts_an_upload(monkeypatch,
             "or a link from another machine): this is the default data. Upload the file again to use it."], linked
         elsewhere.sidebar.file_uploader[0].set_value(("mine.csv", good.encode(), "text/csv")).run()
         assert not [w for w in elsewhere.sidebar.warning if "The link named" in w.value]  # a dataset chosen since
+        elsewhere.sidebar.button(key="data_reset").click().run()  # and back to the default: still old news
+        assert not [w for w in elsewhere.sidebar.warning if "The link named" in w.value]
     # an uploads folder that cannot be written (full, read-only; here under a file, which holds for root too): the
     # upload is refused in words, and the rest of the sidebar is drawn
     (tmp_path / "a-file").write_text("")
@@ -1227,7 +1229,7 @@ def test_compare_without_a_frozen_run_tests_the_fine_tune_against_the_baseline(m
     texts = [p["text"] for p in runs["baseline"].metrics["predictions"]]
     assert set(table["message"]) == {t for t, a, b in zip(texts, right["baseline"], right["finetune"]) if not (a and b)}
     at.selectbox(key="compare_baseline").set_value("none").run()  # one model alone: nothing to pair it with
-    assert "McNemar" not in _texts(at) and not any("fine-tuned wrong" in d.value.columns for d in at.dataframe)
+    assert "McNemar test at" not in _texts(at) and not any("fine-tuned wrong" in d.value.columns for d in at.dataframe)
 
 
 def test_compare_shows_a_files_scores_that_cannot_be_kept_and_says_so(monkeypatch, tmp_path, tiny_bert, sms_data,
@@ -1247,6 +1249,9 @@ def test_compare_shows_a_files_scores_that_cannot_be_kept_and_says_so(monkeypatc
     assert [_unescape(w.value) for w in at.warning if "could not be kept" in w.value] == [
         f"Frozen BERT + MLP head: the scores could not be kept in {frozen.path / 'evaluations'} (File exists), so a "
         "reload or a link will not bring them back."]
+    (frozen.path / "evaluations").unlink()  # room again: the next rerun keeps them, without scoring the file again
+    at.run()
+    assert saved_evaluation(frozen.path, "mine.csv") and not [w for w in at.warning if "could not be kept" in w.value]
 
 
 def test_compare_mcnemar_and_its_report_count_at_the_slider_threshold(monkeypatch, tmp_path, tiny_bert, sms_data,
@@ -1390,6 +1395,11 @@ def test_the_cost_sentence_says_where_the_runs_ran_and_when_their_times_do_not_c
     on_gpu.config["device"] = "cuda:0"
     said = finetuning_verdict(runs["frozen"], on_gpu, None)
     assert " s (on different devices (cuda and cpu), so the times do not compare" in said and "on the CPU" not in said
+    assert "times as long" not in said  # no ratio of times just said not to compare
+    older = copy.deepcopy(runs["finetune"])  # made before runs recorded their device: nothing said of where
+    del older.config["device"]
+    said = finetuning_verdict(runs["frozen"], older, None)
+    assert "different devices" not in said and "on the CPU" not in said and "this machine" not in said
 
 
 def test_a_perfect_batch_of_a_few_messages_is_not_shown_as_a_perfect_model(monkeypatch, tmp_path, tiny_bert, sms_data,
@@ -1504,9 +1514,14 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     # lines typed and not scored yet come back after a reload too (a pasted list was lost), and the kept file of
     # them is not taken for a batch
     reloaded.text_area(key="play_lines").input("lunch at 1?\nFREE entry, text WIN to 80086\n").run()
-    draft = reloaded.query_params["draft"]  # this tab's lines, named in its URL
+    draft = reloaded.query_params["play_draft"]  # this tab's lines, named in its URL
+    reloaded.query_params.clear()  # as a page switch clears the URL's query in the browser: each page writes its own
+    _page(reloaded, "views/overview.py")  # and not the lines' id: a link shared from another page carries no lines
+    assert draft not in dict(reloaded.query_params).values() and reloaded.query_params["batch"]
+    assert not _page(AppTest.from_file(APP, default_timeout=90).run(), "views/playground.py").text_area(
+        key="play_lines").value
     again = AppTest.from_file(APP, default_timeout=90)
-    again.query_params["draft"] = draft
+    again.query_params["play_draft"] = draft
     _page(again.run(), "views/playground.py")
     assert again.text_area(key="play_lines").value == "lunch at 1?\nFREE entry, text WIN to 80086\n"
     assert not again.dataframe and len(list(kept.glob("*.json"))) == 20
@@ -1515,14 +1530,14 @@ def test_a_scored_batch_comes_back_after_a_reload(monkeypatch, tmp_path, tiny_be
     other = _page(AppTest.from_file(APP, default_timeout=90).run(), "views/playground.py")
     assert not other.text_area(key="play_lines").value
     other.text_area(key="play_lines").input("Bob's list: free ringtone txt 8007\n").run()
-    assert other.query_params["draft"] != draft
+    assert other.query_params["play_draft"] != draft
     again = AppTest.from_file(APP, default_timeout=90)
-    again.query_params["draft"] = draft
+    again.query_params["play_draft"] = draft
     _page(again.run(), "views/playground.py")
     assert again.text_area(key="play_lines").value == "lunch at 1?\nFREE entry, text WIN to 80086\n"
     for linked in ("../../x", "*"):  # not an id: no file is read
         odd = AppTest.from_file(APP, default_timeout=90)
-        odd.query_params["draft"] = linked
+        odd.query_params["play_draft"] = linked
         assert not _page(odd.run(), "views/playground.py").text_area(key="play_lines").value
     # a link to a batch no longer kept, or not a digest at all, shows none and is dropped from the URL
     for linked in (f"{1:010x}", "../../x", "*"):

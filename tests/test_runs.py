@@ -173,6 +173,15 @@ def test_a_run_that_names_a_machine_gone_for_good_can_be_taken_over(tmp_path, ca
     assert status["error"] == "the training process stopped without finishing (on trainbox-1f2e pid:[1]; taken over here)"
     with pytest.raises(RunError, match="names no other machine"):  # nothing to take over any more
         take_over(run)
+    # a job holds this runs folder's lock for it (another container on the same volume, its host name the same):
+    # not taken over under it
+    import socket
+    from core.runs import set_lock_holder, training_lock
+    set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host=f"{socket.gethostname()} pid:[1]")
+    with training_lock(tmp_path) as lock:
+        set_lock_holder(lock, run.name)
+        with pytest.raises(RunError, match="being trained by a job on this runs folder"):
+            take_over(run)
     # the CLI: refused without the flag, in one line naming it; with it, taken over before the usual checks
     set_status(run, "running", pid=2**22 + 7, pid_started=0.0, host="trainbox-1f2e pid:[1]")
     (run / "checkpoint-8").rename(run / "kept")  # no weights: the finish itself is then refused after the take-over

@@ -395,9 +395,8 @@ def run_picker(col, mode: str, runs: list, key: str, none_label: str | None = No
     return by_id.get(picked)
 
 
-# what a page scored, by its digest (and the Playground's typed lines, by their file's id), kept in the URL on every
-# page: URL parameter -> session-state key
-SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest", "draft": "play_draft_id"}
+# what a page scored, by its digest, kept in the URL on every page: URL parameter -> session-state key
+SCORED_IN_URL = {"own": "compare_own_digest", "batch": "play_batch_digest"}
 
 
 URL_WRITTEN = "url_written"  # what url_state() put in the URL last: another value there came from Back or Forward
@@ -406,7 +405,7 @@ URL_WRITTEN = "url_written"  # what url_state() put in the URL last: another val
 # with bind="query-params": leaving a page, Streamlit strips bound parameters in a browser-history entry of their
 # own, and Back onto it showed the widgets' defaults, so a message typed in the Playground was gone. Written, each
 # value is a history entry (Back steps through the messages, as through the picks), and links to the page carry it
-PAGE_PARAMS = {"playground": ("play_text", "play_explain")}
+PAGE_PARAMS = {"playground": ("play_text", "play_explain", "play_draft")}
 
 
 def url_state() -> dict[str, str]:
@@ -504,7 +503,19 @@ def predictor(run_dir: str, created: float):
 def evaluate_upload(run_dir: str, created: float, name: str, raw: bytes) -> dict:
     """core.evaluate on an uploaded file, once per (run, file): moving a slider must not score it again."""
     from core.evaluate import evaluate_run
-    return evaluate_run(run_dir, raw, name=name, predictor=predictor(run_dir, created))
+    return evaluate_run(run_dir, raw, name=name, predictor=predictor(run_dir, created), save=False)
+
+
+def evaluate_and_keep(run_dir: str, created: float, name: str, raw: bytes) -> dict:
+    """evaluate_upload's scores, kept beside the run (core.evaluate.save_evaluation) where they are not yet: a save
+    that failed (a full disk) is tried again at the next rerun, without scoring again, and said until it works."""
+    from core.evaluate import EVALUATIONS, save_evaluation
+
+    result = evaluate_upload(run_dir, created, name, raw)
+    kept = any((Path(run_dir) / EVALUATIONS).glob(f"*-{result['sha256'][:10]}.json"))  # a glob: no JSON read per rerun
+    if not kept and (problem := save_evaluation(run_dir, result)):
+        return {**result, "not_saved": problem}
+    return result
 
 
 def forget_run(run) -> None:
@@ -538,6 +549,8 @@ def data_source() -> tuple[str | None, dict | None, str | None]:
             chosen = st.session_state["data_path"] = str(uploads_dir() / linked)
         else:  # deleted, or a link from another machine: the sidebar says so, or the data would change silently
             st.session_state[LINKED_DATA_MISSING] = linked
+    if chosen:  # a dataset chosen since: the note is old news
+        st.session_state.pop(LINKED_DATA_MISSING, None)
     if chosen and Path(chosen).resolve().parent == uploads_dir().resolve():
         if st.query_params.get("data") != Path(chosen).name:  # chosen just now (url_state() keeps it on every page)
             st.query_params["data"] = Path(chosen).name
@@ -782,9 +795,9 @@ FLAT_INTERVAL_NOTES = {
     1: "An interval of 1.000 [1.000, 1.000] means that no resample of {what} held a single error of that kind. It "
        "does not show that the model makes none: with no errors in n cases, the true rate can still be up to about "
        "3/n (95 %).",
-    0: "An interval of 0.000 [0.000, 0.000] means that every resample of {what} that holds cases of that kind (spam, "
-       "for recall) got all of them wrong: usually a file with only a few. It does not show that the model always "
-       "fails there: with none right in n cases, the true rate can still be up to about 3/n (95 %)."}
+    0: "An interval of 0.000 [0.000, 0.000] means that every resample of {what} that holds {cases} got all of them "
+       "wrong: usually a file with only a few. It does not show that the model always fails there: with none right "
+       "in n cases, the true rate can still be up to about 3/n (95 %)."}
 
 
 def flat_intervals(metrics: dict) -> set:
@@ -1038,13 +1051,14 @@ def finetuning_verdict(frozen, finetune, baseline, threshold: float | None = Non
             notes.append("the frozen run read its features from the cache, so its time leaves encoding out")
         notes += [f"the {which} run was stopped and resumed, and its time adds up the stretches it ran"
                   for run, which in ((finetune, "fine-tuned"), (frozen, "frozen")) if run.metrics.get("resumed")]
-        # where they ran, as the runs recorded it: a runs folder copied from a GPU machine is not "this machine"
+        # where they ran, as the runs recorded it (older runs did not): a runs folder copied from a GPU machine is not
+        # "this machine", and a GPU run's time beside a CPU run's is no cost of fine-tuning
         devices = [str((run.config or {}).get("device") or "").split(":")[0] for run in (finetune, frozen)]
         where = {"cpu": " on the CPU", "cuda": " on a GPU", "mps": " on Apple's GPU"}.get(devices[0], "") \
             if devices[0] == devices[1] else ""
-        if devices[0] != devices[1]:
-            notes.insert(0, f"on different devices ({devices[0] or 'not recorded'} and {devices[1] or 'not recorded'}"
-                            "), so the times do not compare")
+        if all(devices) and devices[0] != devices[1]:
+            notes = [f"on different devices ({devices[0]} and {devices[1]}), so the times do not compare"] + [
+                note for note in notes if "times as long" not in note]
         lines.append(f"The cost: fine-tuning trains {params[0] / params[1]:.0f} times as many parameters "
                      f"({_count(params[0])} against {_count(params[1])}), and its run took {seconds[0]:.0f} s against "
                      f"{seconds[1]:.0f} s{where}" + (f" ({'; '.join(notes)})." if notes else "."))

@@ -304,7 +304,7 @@ if own is not None:
                     "again to score it with this run too.")
             continue
         try:
-            result = own_results[mode] = reopened.get(mode) or common.evaluate_upload(str(run.path), run.created, *own)
+            result = own_results[mode] = reopened.get(mode) or common.evaluate_and_keep(str(run.path), run.created, *own)
         except (ValueError, OSError) as exc:  # DataError / RunError carry a message meant for the user
             st.error(common.plain(exc))  # DataError names the file already
             break
@@ -336,7 +336,8 @@ if own is not None:
                                "rows read. The scores are on the rest." + common.QUOTE_ADVICE * bool(
                                    result.get("dropped_unparseable")))
     # every resample perfect, or every one wrong: a percentile interval of no width, which reads as certainty
-    own_warnings += [common.FLAT_INTERVAL_NOTES[end].format(what="your file") for end in (1, 0) if end in zero_width]
+    own_warnings += [common.FLAT_INTERVAL_NOTES[end].format(what="your file", cases="cases of that kind (spam, for "
+                                                            "recall)") for end in (1, 0) if end in zero_width]
     if own_rows and result.get("duplicates_removed"):
         own_warnings.append(f"{result['duplicates_removed']:,} repeated message(s) in {common.plain(own[0])} were "
                             "scored once.")

@@ -277,9 +277,9 @@ if shown:
                    "\"Learning curve\" under \"More settings\" on the Train page.")
     if left_out:  # a missing point, or a missing chart, says why
         st.caption(("Left out of the learning curve" if curve else "No learning curve for the runs shown") +
-                   ": runs on other numbers of training messages whose settings differ from those of the run of their "
-                   "kind above (a line varies the number of messages alone). Picked above, one of them draws the "
-                   "line of its own settings.\n\n" + "\n".join(f"- {line}" for line in left_out))
+                   ": runs whose settings differ from those of the run of their kind above (a line varies the number "
+                   "of training messages alone). Picked above, one of them draws the line of its own settings.\n\n"
+                   + "\n".join(f"- {line}" for line in left_out))
     planned = set(jobs.planned_modes(common.runs_dir())) if busy else set()
     if training := [common.MODE_LABELS[m] for m in ("frozen", "finetune") if m not in shown and m in planned]:
         st.info(f"{' and '.join(training)}: the running job (above) is training "

@@ -59,10 +59,11 @@ def keep_batch(batch: dict) -> str | None:
 
 
 # the lines typed, scored or not, kept beside the batches: a reload before Score lost a pasted list. One file per
-# tab, named in its URL (?draft=, on every page: common.state_in_url): one file for all had handed a tab's lines to
-# every new tab, and a reload brought back whatever another tab typed last. Not named .json, which the batches'
-# clean-up and reopening take for a batch
-DRAFT_KEY = common.SCORED_IN_URL["draft"]
+# tab, named in the Playground's URL (?play_draft=, a page parameter: not on other pages' URLs or links, so a link
+# shared from them carries no one's lines): one file for all had handed a tab's lines to every new tab, and a reload
+# brought back whatever another tab typed last. Not named .json, which the batches' clean-up and reopening take for a
+# batch
+DRAFT_KEY = "play_draft"
 
 
 def draft_file(draft_id: str | None) -> Path | None:
@@ -302,6 +303,10 @@ with single:
 with batch:
     st.caption(f"One message per line, or a CSV/TSV file (a 'text' or 'message' column; a label column is "
                f"used to show accuracy). Up to {common.MAX_BATCH_LINES:,} messages.")
+    if DRAFT_KEY not in st.session_state and draft_file(linked := st.query_params.get(DRAFT_KEY)):
+        st.session_state[DRAFT_KEY] = linked  # a reload: this tab's lines
+    if st.session_state.get(DRAFT_KEY):  # kept in this page's URL (written by keep_draft's rerun too)
+        common.set_in_url(DRAFT_KEY, st.session_state[DRAFT_KEY])
     if "play_lines" not in st.session_state and (draft := draft_file(st.session_state.get(DRAFT_KEY))):
         try:  # a new session (a reload) of a tab that typed lines: they come back
             st.session_state["play_lines"] = str(read_json(draft)["lines"])
@@ -396,7 +401,7 @@ with batch:
             flat = {low for low, high in filter(None, ci.values()) if low == high and low in (0, 1)}
             for end in (1, 0):
                 if end in flat:
-                    st.warning(common.FLAT_INTERVAL_NOTES[end].format(what="these messages"))
+                    st.warning(common.FLAT_INTERVAL_NOTES[end].format(what="these messages", cases="messages"))
             if seen := {m: n for m, n in scored.get("seen", {}).items() if n}:
                 st.warning("Some of these messages were in a model's training or validation data ("
                            + ", ".join(f"{common.MODE_LABELS[m]}: {n:,}" for m, n in seen.items())

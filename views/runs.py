@@ -310,8 +310,11 @@ with left:
             sure = st.checkbox(f"It is not training on {common.plain(elsewhere)} any more", key="runs_take_over_sure",
                                help="Two machines training one run would overwrite each other's checkpoints.")
             if st.button("Take this run over", key="runs_take_over", disabled=not sure):
-                take_over(run.path)
-                st.rerun()
+                try:
+                    take_over(run.path)
+                    st.rerun()
+                except (RunError, OSError) as exc:  # a job holds it after all, or a read-only runs folder
+                    st.error(common.plain(exc))
     if state:
         total = next((e.get("total_steps") for e in read_history(run.path) if e.get("event") == "start"), None)
         st.info(f"It saved its whole training state at step {state['step']}{f' of {total}' if total else ''}. "
