@@ -130,7 +130,7 @@ def train_sequence(configs: list[TrainConfig]) -> Iterator[Path]:
 
 def _train_one(cfg: TrainConfig, messages, lock, state, position: tuple[int, int]) -> Path:
     # the file read, whichever way it was found (--data, $SPAM_DATA, data/): a CLI run records it as the app's does,
-    # and `finish` or `resume` read the same file later, whatever SPAM_DATA is then
+    # so config.json alone says which file to train on again (null meant "whatever SPAM_DATA is then")
     cfg = dataclasses.replace(cfg, data=str(Path(messages.source).resolve()))
     model_info = resolve_model(cfg.model) if cfg.mode != "baseline" else None
     if model_info and cfg.max_length > model_info.max_positions:
