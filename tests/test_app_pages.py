@@ -2160,14 +2160,56 @@ def test_a_start_refused_for_another_tabs_job_stays_said(monkeypatch, tmp_path, 
     jobs.cancel(runs_dir)
     _wait(lambda: running_job(runs_dir) is None)
     at.run()  # after it ended: still said, until this tab starts a job
-    assert [e.value for e in at.error] == ["Your last Start was refused while another job ran, so nothing of that plan "
-                                           "was trained: start it again below."]
+    assert [e.value for e in at.error] == ["Your plan was refused while another job ran, so nothing of it was "
+                                           "trained: start it again."]
     assert not [r for r in list_runs(runs_dir) if r.mode == "baseline"]
     monkeypatch.setattr(jobs, "launch", launch)
     at.button(key="train_launch").click().run()
     _wait(lambda: running_job(runs_dir) is None and [r for r in list_runs(runs_dir) if r.mode == "baseline"])
     at.run()
     assert not at.error
+
+
+def test_the_quick_preset_and_a_finish_refused_for_another_job_stay_said(monkeypatch, tmp_path, tiny_bert, sms_data,
+                                                                         trained):
+    """As on the Train page: a Start another tab's job beat stays said across the redraw that job's start causes."""
+    from core import jobs
+    launch, launch_finish = jobs.launch, jobs.launch_finish
+
+    def another_job_first(runs_dir):
+        launch([dataclasses.replace(_config("finetune", tmp_path, tiny_bert, sms_data, epochs=300, batch_size=8),
+                                    runs_dir=str(runs_dir))])
+        return _wait(lambda: running_job(runs_dir) not in (None, "starting") and running_job(runs_dir))
+
+    def ended(runs_dir):
+        jobs.cancel(runs_dir)
+        _wait(lambda: running_job(runs_dir) is None)
+    runs_dir = tmp_path / "runs"  # no runs yet: the Overview offers the quick preset
+    at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/overview.py")
+    monkeypatch.setattr(jobs, "launch", lambda configs: (another_job_first(runs_dir), launch(configs)))
+    at.button(key="overview_preset").click().run()
+    at.run()  # the redraw while the other job runs
+    [said] = [e.value for e in at.error]
+    assert said.startswith("The quick preset did not start, and nothing of it was trained: training job ")
+    ended(runs_dir)
+    monkeypatch.setattr(jobs, "launch", launch)
+
+    other = Path(shutil.copytree(trained, tmp_path / "other"))  # a run stopped after its best weights became model/
+    run = next(r for r in list_runs(other) if r.mode == "finetune")
+    (run.path / "metrics.json").unlink()
+    status = json.loads((run.path / "status.json").read_text())
+    (run.path / "status.json").write_text(json.dumps(status | {"status": "running", "pid": 2**22 + 7}))
+    monkeypatch.setenv("SPAM_RUNS_DIR", str(other))
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["runs_pick"] = run.id
+    _page(at.run(), "views/runs.py")
+    monkeypatch.setattr(jobs, "launch_finish", lambda root, run_id, *a: (another_job_first(other),
+                                                                         launch_finish(root, run_id, *a)))
+    at.button(key="runs_finish").click().run()
+    at.run()
+    assert [e.value for e in at.error if "did not start" in e.value][0].startswith(
+        f"The finish of run {run.id} did not start, and nothing of it was trained: training job ")
+    ended(other)
 
 
 def test_a_learning_curve_job_trains_the_sample_first_and_links_to_the_run_on_all_messages(monkeypatch, tmp_path,

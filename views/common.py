@@ -590,6 +590,24 @@ def resolved_model(name: str) -> dict:
 
 # ---------------------------------------------------------------------------- the live job
 
+REFUSED_START = "refused_start"  # (what, why) of this session's last Start refused because another job ran
+
+
+def note_refused(what: str, exc: Exception) -> None:
+    """Keep a Start refused because another job started first (jobs.JobBusy) for refused_start to say."""
+    st.session_state[REFUSED_START] = (what, str(exc))
+
+
+def refused_start(busy) -> None:
+    """Say this session's Start that another job's start beat, until this session starts a job. Drawn once, beside
+    the button, it vanished within a second (a page redraws when a job appears), and the page then showed the other
+    job's outcome as if it were this one's."""
+    if refused := st.session_state.get(REFUSED_START):
+        what, why = refused
+        st.error(f"{what} did not start, and nothing of it was trained: {plain(why)}." if busy else
+                 f"{what} was refused while another job ran, so nothing of it was trained: start it again.")
+
+
 def job_panel(key: str) -> None:
     """Progress, ETA, live loss curves and Cancel for the running job; the last job's outcome otherwise.
 

@@ -124,6 +124,7 @@ if busy or not (latest["frozen"] or latest["finetune"]):
         "A **frozen** model keeps the pre-trained BERT encoder fixed and trains only a small classifier on its "
         "features; a **fine-tuned** model updates the whole encoder on the SMS messages. This dashboard trains "
         "both on the same split and shows what fine-tuning buys in spam caught and false alarms, and at what cost.")
+common.refused_start(busy)
 if busy:
     common.job_panel("overview")
 elif not (latest["frozen"] or latest["finetune"]):
@@ -137,6 +138,10 @@ elif not (latest["frozen"] or latest["finetune"]):
         try:
             with st.spinner("Starting the training process…"):
                 jobs.launch(quick_preset(data_path))
+            st.session_state.pop(common.REFUSED_START, None)
+            st.rerun()
+        except jobs.JobBusy as exc:  # another tab's job started first: said across the redraw it causes
+            common.note_refused("The quick preset", exc)
             st.rerun()
         except (jobs.JobError, ValueError) as exc:
             st.error(common.plain(exc))

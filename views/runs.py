@@ -326,6 +326,7 @@ with left:
                 "completes the run now, as **Finish this run now** would have then; the run records where it stopped.")
     if state or weights is not None:
         busy = jobs.current_job(common.runs_dir()) is not None
+        common.refused_start(busy)
         wait = "Wait for the running job to end first." if busy else None
         actions = [("Test the saved weights and complete the run", "runs_finish", jobs.launch_finish)] if weights else []
         if state:  # going on keeps the work: it comes first
@@ -336,6 +337,10 @@ with left:
                     launch(common.runs_dir(), run.id)
                     # the URL keeps the run (it may have been the default): a reload shows the job's progress again
                     st.session_state["runs_job"], st.session_state["runs_one_chosen"] = run.id, True
+                    st.session_state.pop(common.REFUSED_START, None)
+                    st.rerun()
+                except jobs.JobBusy as exc:  # another tab's job started first: said across the redraw it causes
+                    common.note_refused(f"The {key.removeprefix('runs_')} of run {run.id}", exc)
                     st.rerun()
                 except jobs.JobError as exc:
                     st.error(common.plain(exc))

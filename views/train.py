@@ -34,13 +34,7 @@ PLAN_LABELS = {"frozen": "Frozen encoder + MLP head", "finetune": "Fine-tune the
 st.title("Train")
 common.job_panel("train")
 busy = jobs.current_job(common.runs_dir())
-# a Start refused because another tab's job started first: said until this tab starts one. Drawn once, it vanished
-# within a second (the page redraws when a job appears), and the tab then showed the other job's outcome above its own
-# form as if its plan had run
-if refused := st.session_state.get("train_refused"):
-    st.error(f"Your plan did not start, and nothing of it was trained: {common.plain(refused)}." if busy else
-             "Your last Start was refused while another job ran, so nothing of that plan was trained: start it again "
-             "below.")
+common.refused_start(busy)  # a Start another tab's job beat: above the form, which a running job hides
 # while a job runs, its live panel is the page: Start was pressed at the bottom of a long form, and the curves would
 # be out of sight above it. The form, with what was typed, comes back when asked for or when the job ends.
 with st.container():  # drawn with or without the toggle: when the job ends and the toggle goes, the fields below
@@ -441,10 +435,10 @@ if st.button("Start training", type="primary", disabled=bool(errors) or blocked 
     try:
         with st.spinner("Starting the training process…"):
             jobs.launch(curve_configs + configs)
-        st.session_state.pop("train_refused", None)
+        st.session_state.pop(common.REFUSED_START, None)
         st.rerun()
     except jobs.JobBusy as exc:  # names the running job; the page redraws as it appears, so the message is kept
-        st.session_state["train_refused"] = str(exc)
+        common.note_refused("Your plan", exc)
         st.rerun()
     except jobs.JobError as exc:
         st.error(common.plain(exc))
