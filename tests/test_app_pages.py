@@ -2136,12 +2136,24 @@ def test_train_launches_a_job_and_the_page_follows_it(monkeypatch, tmp_path, tin
                for c in at.caption), [c.value for c in at.caption]
 
 
-def test_a_start_refused_for_another_tabs_job_stays_said(monkeypatch, tmp_path, tiny_bert, sms_data):
+def _no_job_left(request, runs_dir: Path) -> None:
+    """At the test's end, pass or fail: cancel a long job it started, which would slow every test after it."""
+    from core import jobs
+
+    def stop():
+        if running_job(runs_dir) is not None:
+            jobs.cancel(runs_dir)
+            _wait(lambda: running_job(runs_dir) is None)
+    request.addfinalizer(stop)
+
+
+def test_a_start_refused_for_another_tabs_job_stays_said(monkeypatch, tmp_path, tiny_bert, sms_data, request):
     """Two tabs press Start a moment apart: the second is refused. The page redraws as the other job appears, and
     the refusal had vanished within a second, leaving the other job's outcome above this tab's form as if its own
-    plan had run. It stays until that job ends, and is said once more then."""
+    plan had run. It stays, until this tab starts a job."""
     from core import jobs
     runs_dir = tmp_path / "runs"
+    _no_job_left(request, runs_dir)
     at = _page(_app(monkeypatch, tmp_path, runs_dir, tiny_bert, sms_data), "views/train.py")
     at.radio(key="train_plan").set_value("baseline").run()
     launch = jobs.launch
@@ -2171,9 +2183,11 @@ def test_a_start_refused_for_another_tabs_job_stays_said(monkeypatch, tmp_path, 
 
 
 def test_the_quick_preset_and_a_finish_refused_for_another_job_stay_said(monkeypatch, tmp_path, tiny_bert, sms_data,
-                                                                         trained):
+                                                                         trained, request):
     """As on the Train page: a Start another tab's job beat stays said across the redraw that job's start causes."""
     from core import jobs
+    for runs_dir in (tmp_path / "runs", tmp_path / "other"):
+        _no_job_left(request, runs_dir)
     launch, launch_finish = jobs.launch, jobs.launch_finish
 
     def another_job_first(runs_dir):
